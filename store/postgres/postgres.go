@@ -1,0 +1,262 @@
+// Package postgres is the production store.Store, on PostgreSQL through pgx.
+//
+// Several stateless servers can share one database; a syncer holds a
+// session-level advisory lock per log so that only one writes at a time.
+// Records are written with COPY, one transaction per batch.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumkeep/sumkeep/migrations"
+	"github.com/sumkeep/sumkeep/store"
+)
+
+// Store is a store.Store backed by PostgreSQL.
+type Store struct {
+	pool *pgxpool.Pool
+
+	mu   sync.Mutex
+	logs map[string]int16 // log name -> logs.id
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to the database at dsn (a postgres:// URL or key=value
+// string) and brings its schema up to date.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: parsing connection string: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: connecting: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: connecting to %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
+	}
+	s := &Store{pool: pool, logs: make(map[string]int16)}
+	if err := s.Migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Pool exposes the connection pool, for tools that measure the store.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Close closes all connections.
+func (s *Store) Close() { s.pool.Close() }
+
+// Migrate applies the embedded migrations that the database lacks, each in a
+// transaction, under an advisory lock so that concurrent starts do not race.
+func (s *Store) Migrate(ctx context.Context) error {
+	ms, err := migrations.For("postgres")
+	if err != nil {
+		return err
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey("sumkeep-migrate")); err != nil {
+		return fmt.Errorf("postgres: migrate: taking lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	var current int
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("postgres: migrate: reading schema version: %w", err)
+	}
+	if last := ms[len(ms)-1].Version; current > last {
+		return fmt.Errorf("postgres: database schema version %d is newer than this sumkeep knows (%d)", current, last)
+	}
+	for _, m := range ms {
+		if m.Version <= current {
+			continue
+		}
+		if _, err := tx.Exec(ctx, m.SQL); err != nil {
+			return fmt.Errorf("postgres: applying migration %s: %w", m.Name, err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name); err != nil {
+			return fmt.Errorf("postgres: recording migration %s: %w", m.Name, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: migrate: commit: %w", err)
+	}
+	return nil
+}
+
+// logID returns the id of a log, creating the log when create is set. A log
+// that does not exist and is not created gives store.ErrNotFound.
+func (s *Store) logID(ctx context.Context, q querier, log string, create bool) (int16, error) {
+	s.mu.Lock()
+	id, ok := s.logs[log]
+	s.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	err := q.QueryRow(ctx, `SELECT id FROM logs WHERE name = $1`, log).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if !create {
+			return 0, fmt.Errorf("log %q: %w", log, store.ErrNotFound)
+		}
+		err = q.QueryRow(ctx, `INSERT INTO logs (name) VALUES ($1)
+			ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id`, log).Scan(&id)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("postgres: finding log %q: %w", log, err)
+	}
+	s.mu.Lock()
+	s.logs[log] = id
+	s.mu.Unlock()
+	return id, nil
+}
+
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func lockKey(name string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte(name))
+	return int64(h.Sum64())
+}
+
+// AddHead implements store.Store.
+func (s *Store) AddHead(ctx context.Context, log string, h store.Head) error {
+	id, err := s.logID(ctx, s.pool, log, true)
+	if err != nil {
+		return err
+	}
+	var stored []byte
+	err = s.pool.QueryRow(ctx, `WITH ins AS (
+			INSERT INTO heads (log_id, size, hash, note) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (log_id, size) DO NOTHING RETURNING hash)
+		SELECT hash FROM ins UNION ALL SELECT hash FROM heads WHERE log_id = $1 AND size = $2`,
+		id, h.Size, h.Hash[:], h.Note).Scan(&stored)
+	if err != nil {
+		return fmt.Errorf("postgres: storing head %d of %s: %w", h.Size, log, err)
+	}
+	if !equalHash(stored, h.Hash) {
+		return fmt.Errorf("postgres: storing head %d of %s: a head of that size with another hash is stored", h.Size, log)
+	}
+	return nil
+}
+
+func equalHash(b []byte, h tlog.Hash) bool { return len(b) == tlog.HashSize && tlog.Hash(b) == h }
+
+const headCols = `size, hash, note, first_seen`
+
+func scanHead(row pgx.Row) (store.Head, error) {
+	var h store.Head
+	var hash []byte
+	if err := row.Scan(&h.Size, &hash, &h.Note, &h.FirstSeen); err != nil {
+		return h, err
+	}
+	if len(hash) != tlog.HashSize {
+		return h, fmt.Errorf("stored head %d has a %d-byte hash", h.Size, len(hash))
+	}
+	h.Hash = tlog.Hash(hash)
+	return h, nil
+}
+
+func (s *Store) head(ctx context.Context, log, what, query string) (store.Head, error) {
+	id, err := s.logID(ctx, s.pool, log, false)
+	if err != nil {
+		return store.Head{}, err
+	}
+	h, err := scanHead(s.pool.QueryRow(ctx, query, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return h, fmt.Errorf("%s head of %s: %w", what, log, store.ErrNotFound)
+	}
+	if err != nil {
+		return h, fmt.Errorf("postgres: reading %s head of %s: %w", what, log, err)
+	}
+	return h, nil
+}
+
+// LatestHead implements store.Store.
+func (s *Store) LatestHead(ctx context.Context, log string) (store.Head, error) {
+	return s.head(ctx, log, "latest",
+		`SELECT `+headCols+` FROM heads WHERE log_id = $1 ORDER BY size DESC LIMIT 1`)
+}
+
+// ServedHead implements store.Store.
+func (s *Store) ServedHead(ctx context.Context, log string) (store.Head, error) {
+	return s.head(ctx, log, "served",
+		`SELECT `+headCols+` FROM heads JOIN logs ON logs.id = heads.log_id AND logs.served = heads.size
+		 WHERE log_id = $1`)
+}
+
+// Heads implements store.Store.
+func (s *Store) Heads(ctx context.Context, log string) ([]store.Head, error) {
+	id, err := s.logID(ctx, s.pool, log, false)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+headCols+` FROM heads WHERE log_id = $1 ORDER BY size`, id)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: listing heads of %s: %w", log, err)
+	}
+	defer rows.Close()
+	var hs []store.Head
+	for rows.Next() {
+		h, err := scanHead(rows)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: listing heads of %s: %w", log, err)
+		}
+		hs = append(hs, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: listing heads of %s: %w", log, err)
+	}
+	return hs, nil
+}
+
+// Synced implements store.Store.
+func (s *Store) Synced(ctx context.Context, log string) (int64, error) {
+	id, err := s.logID(ctx, s.pool, log, false)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	if err := s.pool.QueryRow(ctx, `SELECT synced FROM logs WHERE id = $1`, id).Scan(&n); err != nil {
+		return 0, fmt.Errorf("postgres: reading sync cursor of %s: %w", log, err)
+	}
+	return n, nil
+}
+
+// Logs implements store.Store.
+func (s *Store) Logs(ctx context.Context) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT name FROM logs ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: listing logs: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("postgres: listing logs: %w", err)
+	}
+	return names, nil
+}

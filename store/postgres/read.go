@@ -1,0 +1,119 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumkeep/sumkeep/store"
+)
+
+// Lookup implements store.Store.
+func (s *Store) Lookup(ctx context.Context, log, path, version string, maxID int64) (store.Record, error) {
+	id, err := s.logID(ctx, s.pool, log, false)
+	if err != nil {
+		return store.Record{}, err
+	}
+	r := store.Record{Path: path, Version: version}
+	var hashes, raw []byte
+	err = s.pool.QueryRow(ctx, `SELECT id, hashes, raw FROM records
+		WHERE key = $1 AND log_id = $2 AND path = $3 AND version = $4 AND id < $5
+		ORDER BY id LIMIT 1`,
+		store.LookupKey(path, version), id, path, version, maxID).Scan(&r.ID, &hashes, &raw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return r, fmt.Errorf("%s@%s in %s: %w", path, version, log, store.ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("postgres: looking up %s@%s in %s: %w", path, version, log, err)
+	}
+	r.Data = store.DecodeRecord(path, version, hashes, raw)
+	return r, nil
+}
+
+// ReadRecords implements store.Store.
+func (s *Store) ReadRecords(ctx context.Context, log string, start, n int64) ([]store.Record, error) {
+	id, err := s.logID(ctx, s.pool, log, false)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id, path, version, hashes, raw FROM records
+		WHERE log_id = $1 AND id >= $2 AND id < $3 ORDER BY id`, id, start, start+n)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: reading records %d+%d of %s: %w", start, n, log, err)
+	}
+	defer rows.Close()
+	recs := make([]store.Record, 0, n)
+	for rows.Next() {
+		var r store.Record
+		var hashes, raw []byte
+		if err := rows.Scan(&r.ID, &r.Path, &r.Version, &hashes, &raw); err != nil {
+			return nil, fmt.Errorf("postgres: reading records %d+%d of %s: %w", start, n, log, err)
+		}
+		if r.ID != start+int64(len(recs)) {
+			break // a gap: reported below
+		}
+		r.Data = store.DecodeRecord(r.Path, r.Version, hashes, raw)
+		recs = append(recs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: reading records %d+%d of %s: %w", start, n, log, err)
+	}
+	if int64(len(recs)) != n {
+		return nil, fmt.Errorf("record %d of %s: %w", start+int64(len(recs)), log, store.ErrNotFound)
+	}
+	return recs, nil
+}
+
+// ReadTiles implements store.Store.
+func (s *Store) ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([][]byte, error) {
+	id, err := s.logID(ctx, s.pool, log, false)
+	if err != nil {
+		return nil, err
+	}
+	if len(tiles) == 0 {
+		return nil, nil
+	}
+	levels := make([]int16, len(tiles))
+	idxs := make([]int64, len(tiles))
+	for i, t := range tiles {
+		if t.H != store.TileHeight || t.L < 0 {
+			return nil, fmt.Errorf("tile %s: %w", t.Path(), store.ErrNotFound)
+		}
+		levels[i], idxs[i] = int16(t.L), t.N
+	}
+	type key struct {
+		l int16
+		n int64
+	}
+	rows, err := s.pool.Query(ctx, `SELECT level, idx, hashes FROM tiles
+		JOIN unnest($2::smallint[], $3::bigint[]) AS q(l, n) ON level = q.l AND idx = q.n
+		WHERE log_id = $1`, id, levels, idxs)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: reading tiles of %s: %w", log, err)
+	}
+	defer rows.Close()
+	found := make(map[key][]byte, len(tiles))
+	for rows.Next() {
+		var k key
+		var data []byte
+		if err := rows.Scan(&k.l, &k.n, &data); err != nil {
+			return nil, fmt.Errorf("postgres: reading tiles of %s: %w", log, err)
+		}
+		found[k] = data
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: reading tiles of %s: %w", log, err)
+	}
+	out := make([][]byte, len(tiles))
+	for i, t := range tiles {
+		data := found[key{int16(t.L), t.N}]
+		if len(data) < t.W*tlog.HashSize {
+			return nil, fmt.Errorf("tile %s of %s: %w", t.Path(), log, store.ErrNotFound)
+		}
+		out[i] = data[: t.W*tlog.HashSize : t.W*tlog.HashSize]
+	}
+	return out, nil
+}

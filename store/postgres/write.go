@@ -1,0 +1,259 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sumkeep/sumkeep/store"
+)
+
+var recordCols = []string{"id", "key", "log_id", "path", "version", "hashes", "raw"}
+
+// Commit implements store.Store: records go in with COPY, tiles are widened
+// in place, and the cursors move, all in one transaction.
+func (s *Store) Commit(ctx context.Context, log string, b store.Batch) error {
+	logID, err := s.logID(ctx, s.pool, log, true)
+	if err != nil {
+		return err
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: commit to %s: %w", log, err)
+	}
+	defer tx.Rollback(ctx)
+	if err := s.writeRecords(ctx, tx, logID, b.Records); err != nil {
+		return fmt.Errorf("postgres: commit to %s: %w", log, err)
+	}
+	if err := writeTiles(ctx, tx, logID, b.Tiles); err != nil {
+		return fmt.Errorf("postgres: commit to %s: %w", log, err)
+	}
+	if b.Synced >= 0 {
+		if _, err := tx.Exec(ctx, `UPDATE logs SET synced = $2 WHERE id = $1`, logID, b.Synced); err != nil {
+			return fmt.Errorf("postgres: commit to %s: moving sync cursor: %w", log, err)
+		}
+	}
+	if b.Serve > 0 {
+		tag, err := tx.Exec(ctx, `UPDATE logs SET served = $2 WHERE id = $1 AND served <= $2
+			AND EXISTS (SELECT 1 FROM heads WHERE log_id = $1 AND size = $2)`, logID, b.Serve)
+		if err != nil {
+			return fmt.Errorf("postgres: commit to %s: serving head %d: %w", log, b.Serve, err)
+		}
+		if tag.RowsAffected() != 1 {
+			return fmt.Errorf("postgres: commit to %s: cannot serve head %d: not stored, or older than the served head", log, b.Serve)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("postgres: commit to %s: %w", log, err)
+	}
+	return nil
+}
+
+type encodedRecord struct {
+	id            int64
+	key           int64
+	path, version string
+	hashes, raw   []byte
+}
+
+func (s *Store) writeRecords(ctx context.Context, tx pgx.Tx, logID int16, recs []store.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	lo, hi := recs[0].ID, recs[len(recs)-1].ID+1
+	if lo < 0 || hi-lo != int64(len(recs)) {
+		return fmt.Errorf("records %d..%d are not %d contiguous ids", lo, hi-1, len(recs))
+	}
+	enc := make([]encodedRecord, len(recs))
+	keys := make([]int64, len(recs))
+	seen := make(map[string]int64, len(recs))
+	for i, r := range recs {
+		if r.ID != lo+int64(i) {
+			return fmt.Errorf("record ids not contiguous at %d", r.ID)
+		}
+		e := &enc[i]
+		e.id = r.ID
+		e.path, e.version, e.hashes, e.raw = store.EncodeRecord(r.Data)
+		if e.path != r.Path || e.version != r.Version {
+			return fmt.Errorf("record %d names %s@%s, not %s@%s", r.ID, e.path, e.version, r.Path, r.Version)
+		}
+		e.key = store.LookupKey(e.path, e.version)
+		keys[i] = e.key
+		if e.path == "" {
+			continue
+		}
+		pv := e.path + "@" + e.version
+		if other, ok := seen[pv]; ok {
+			return &store.DuplicateError{Path: e.path, Version: e.version, ID: r.ID, OtherID: other}
+		}
+		seen[pv] = r.ID
+	}
+
+	// Records in the range that are stored already (fetched on demand
+	// earlier) must be the same bytes; they are not written again.
+	rows, err := tx.Query(ctx, `SELECT id, path, version, hashes, raw FROM records
+		WHERE log_id = $1 AND id >= $2 AND id < $3`, logID, lo, hi)
+	if err != nil {
+		return fmt.Errorf("reading stored records %d..%d: %w", lo, hi-1, err)
+	}
+	have := make(map[int64]bool)
+	for rows.Next() {
+		var id int64
+		var path, version string
+		var hashes, raw []byte
+		if err := rows.Scan(&id, &path, &version, &hashes, &raw); err != nil {
+			rows.Close()
+			return fmt.Errorf("reading stored records %d..%d: %w", lo, hi-1, err)
+		}
+		if !bytes.Equal(store.DecodeRecord(path, version, hashes, raw), recs[id-lo].Data) {
+			rows.Close()
+			return fmt.Errorf("record %d is stored with other bytes than the log now gives", id)
+		}
+		have[id] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading stored records %d..%d: %w", lo, hi-1, err)
+	}
+
+	// A module@version stored under another id is a duplicate in the log.
+	rows, err = tx.Query(ctx, `SELECT id, path, version FROM records
+		WHERE key = ANY($2) AND log_id = $1 AND (id < $3 OR id >= $4)`, logID, keys, lo, hi)
+	if err != nil {
+		return fmt.Errorf("checking records %d..%d for duplicates: %w", lo, hi-1, err)
+	}
+	for rows.Next() {
+		var id int64
+		var path, version string
+		if err := rows.Scan(&id, &path, &version); err != nil {
+			rows.Close()
+			return fmt.Errorf("checking records %d..%d for duplicates: %w", lo, hi-1, err)
+		}
+		if dup, ok := seen[path+"@"+version]; ok {
+			rows.Close()
+			return &store.DuplicateError{Path: path, Version: version, ID: dup, OtherID: id}
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("checking records %d..%d for duplicates: %w", lo, hi-1, err)
+	}
+
+	i := 0
+	src := pgx.CopyFromFunc(func() ([]any, error) {
+		for i < len(enc) && have[enc[i].id] {
+			i++
+		}
+		if i == len(enc) {
+			return nil, nil
+		}
+		e := &enc[i]
+		i++
+		return []any{e.id, e.key, logID, e.path, e.version, e.hashes, e.raw}, nil
+	})
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"records"}, recordCols, src); err != nil {
+		return fmt.Errorf("copying records %d..%d: %w", lo, hi-1, err)
+	}
+	return nil
+}
+
+func writeTiles(ctx context.Context, tx pgx.Tx, logID int16, tiles []store.Tile) error {
+	if len(tiles) == 0 {
+		return nil
+	}
+	levels := make([]int16, len(tiles))
+	idxs := make([]int64, len(tiles))
+	widths := make([]int16, len(tiles))
+	data := make([][]byte, len(tiles))
+	for i, t := range tiles {
+		if t.Tile.H != store.TileHeight || t.Tile.L < 0 || t.Tile.W < 1 || t.Tile.W > 1<<store.TileHeight {
+			return fmt.Errorf("cannot store tile %s", t.Tile.Path())
+		}
+		if len(t.Data) != t.Tile.W*32 {
+			return fmt.Errorf("tile %s has %d bytes, want %d", t.Tile.Path(), len(t.Data), t.Tile.W*32)
+		}
+		levels[i], idxs[i], widths[i], data[i] = int16(t.Tile.L), t.Tile.N, int16(t.Tile.W), t.Data
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO tiles (log_id, level, idx, width, hashes)
+		SELECT $1, * FROM unnest($2::smallint[], $3::bigint[], $4::smallint[], $5::bytea[])
+		ON CONFLICT (log_id, level, idx) DO UPDATE SET width = EXCLUDED.width, hashes = EXCLUDED.hashes
+		WHERE tiles.width < EXCLUDED.width`, logID, levels, idxs, widths, data)
+	if err != nil {
+		return fmt.Errorf("writing %d tiles: %w", len(tiles), err)
+	}
+	return nil
+}
+
+// AddEvidence implements store.Store.
+func (s *Store) AddEvidence(ctx context.Context, log string, e store.Evidence) error {
+	id, err := s.logID(ctx, s.pool, log, true)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO evidence (log_id, kind, message, note_a, note_b, data)
+		VALUES ($1, $2, $3, $4, $5, $6)`, id, e.Kind, e.Message, e.NoteA, e.NoteB, e.Data)
+	if err != nil {
+		return fmt.Errorf("postgres: keeping evidence for %s: %w", log, err)
+	}
+	return nil
+}
+
+// Evidence implements store.Store.
+func (s *Store) Evidence(ctx context.Context, log string) ([]store.Evidence, error) {
+	id, err := s.logID(ctx, s.pool, log, false)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT kind, message, note_a, note_b, data, created_at
+		FROM evidence WHERE log_id = $1 ORDER BY id`, id)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: reading evidence for %s: %w", log, err)
+	}
+	defer rows.Close()
+	var es []store.Evidence
+	for rows.Next() {
+		var e store.Evidence
+		if err := rows.Scan(&e.Kind, &e.Message, &e.NoteA, &e.NoteB, &e.Data, &e.CreatedAt); err != nil {
+			return nil, fmt.Errorf("postgres: reading evidence for %s: %w", log, err)
+		}
+		es = append(es, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: reading evidence for %s: %w", log, err)
+	}
+	return es, nil
+}
+
+// LockSync implements store.Store with a session-level advisory lock held on
+// a connection taken out of the pool until unlock. If the process dies, the
+// session ends and the lock with it.
+func (s *Store) LockSync(ctx context.Context, log string) (func(), error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: taking sync lock for %s: %w", log, err)
+	}
+	key := lockKey("sumkeep-sync:" + log)
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&ok); err != nil {
+		conn.Release()
+		return nil, fmt.Errorf("postgres: taking sync lock for %s: %w", log, err)
+	}
+	if !ok {
+		conn.Release()
+		return nil, fmt.Errorf("sync lock for %s: %w", log, store.ErrLocked)
+	}
+	return func() {
+		// A fresh context: unlock must happen even when ctx is cancelled.
+		if _, err := conn.Exec(context.Background(), `SELECT pg_advisory_unlock($1)`, key); err != nil {
+			// The lock dies with the session: drop the connection.
+			conn.Conn().Close(context.Background())
+		}
+		conn.Release()
+	}, nil
+}

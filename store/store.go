@@ -1,0 +1,163 @@
+// Package store defines what sumkeep keeps about a checksum database and the
+// interface its storage backends implement.
+//
+// A store holds, per log (keyed by the log's name, e.g. "sum.golang.org"):
+//
+//   - tree heads: every signed head that sync verified, with the signed note
+//     bytes exactly as received. Heads are never deleted.
+//   - hash tiles: (level, index) with the widest width seen. Tiles are
+//     prefix-stable, so a narrower request is served by slicing.
+//   - records: id, module path, version and the exact record bytes the log
+//     holds (the leaf hash is over these bytes).
+//   - evidence of upstream misbehaviour, kept forever.
+//
+// Two heads matter to readers: the newest verified head (Latest) and the
+// served head (Served), the newest head for which every tile and record below
+// it is stored. Servers answer with the served head only, so they never serve
+// what they could not prove.
+//
+// Everything written by sync goes through Commit, one transaction per batch,
+// so a crash loses at most the batch in flight and never leaves half of one.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// ErrNotFound reports that the requested head, tile or record is not stored.
+// It wraps fs.ErrNotExist.
+var ErrNotFound = fmt.Errorf("not found in store: %w", fs.ErrNotExist)
+
+// ErrLocked reports that another process holds the sync lock for a log.
+var ErrLocked = errors.New("another sync holds the lock for this log")
+
+// ErrDuplicate reports a record whose module path and version are already
+// stored under another id: the upstream log holds two records for one
+// module@version.
+var ErrDuplicate = errors.New("duplicate module@version in log")
+
+// TileHeight is the tile height of the Go checksum database protocol.
+const TileHeight = 8
+
+// Head is a signed tree head.
+type Head struct {
+	Size      int64
+	Hash      tlog.Hash
+	Note      []byte    // the signed note exactly as received
+	FirstSeen time.Time // set by the store
+}
+
+// Tree returns the tree the head signs.
+func (h Head) Tree() tlog.Tree { return tlog.Tree{N: h.Size, Hash: h.Hash} }
+
+// Record is one entry of the log.
+type Record struct {
+	ID      int64
+	Path    string
+	Version string
+	Data    []byte // exact record bytes as the log holds them
+}
+
+// Tile is a hash tile with its contents: Tile.W hashes of tlog.HashSize bytes.
+// Data tiles (L = -1) are never stored: they are rebuilt from records.
+type Tile struct {
+	Tile tlog.Tile
+	Data []byte
+}
+
+// Evidence is proof of upstream misbehaviour.
+type Evidence struct {
+	Kind      string // EvidenceFork, EvidenceBadRecord, EvidenceDuplicate, ...
+	Message   string // what was wrong, for people
+	NoteA     []byte // first signed note involved, if any
+	NoteB     []byte // second signed note involved (the fork's other side)
+	Data      []byte // offending bytes (a record, a tile), if any
+	CreatedAt time.Time
+}
+
+// Kinds of evidence.
+const (
+	EvidenceFork      = "fork"             // two signed heads that are not consistent
+	EvidenceBadRecord = "record-mismatch"  // a record that does not match its leaf hash
+	EvidenceBadTile   = "tile-mismatch"    // hash tiles that do not match the signed root
+	EvidenceDuplicate = "duplicate-record" // two records for one module@version
+)
+
+// Batch is one unit of sync work, committed atomically.
+type Batch struct {
+	// Records to add, with contiguous ascending ids.
+	Records []Record
+	// Tiles to add or widen. A stored tile is replaced only by a wider one.
+	Tiles []Tile
+	// Synced, when >= 0, sets the full-sync cursor: records [0, Synced) are
+	// stored. Use -1 to leave it alone.
+	Synced int64
+	// Serve, when > 0, makes the stored head of that size the served head.
+	// It must not be smaller than the current served head.
+	Serve int64
+}
+
+// Store is the storage a sumkeep process reads and writes. Implementations
+// must be safe for concurrent use.
+type Store interface {
+	// AddHead stores a verified signed head. Adding a head whose size is
+	// stored already with the same hash is a no-op; with another hash it is
+	// an error (the caller must have recorded a fork instead).
+	AddHead(ctx context.Context, log string, h Head) error
+	// LatestHead returns the largest stored head, or ErrNotFound.
+	LatestHead(ctx context.Context, log string) (Head, error)
+	// ServedHead returns the served head, or ErrNotFound.
+	ServedHead(ctx context.Context, log string) (Head, error)
+	// Heads returns every stored head in ascending size.
+	Heads(ctx context.Context, log string) ([]Head, error)
+
+	// Synced returns the full-sync cursor: records [0, n) are stored.
+	Synced(ctx context.Context, log string) (int64, error)
+	// Commit applies a batch in one transaction. A record whose path and
+	// version are stored under another id fails the batch with ErrDuplicate
+	// (wrapped in *DuplicateError), and nothing of it is stored.
+	Commit(ctx context.Context, log string, b Batch) error
+
+	// Lookup returns the record for path@version with id below maxID, or
+	// ErrNotFound.
+	Lookup(ctx context.Context, log, path, version string, maxID int64) (Record, error)
+	// ReadRecords returns records [start, start+n), or ErrNotFound if any is
+	// missing.
+	ReadRecords(ctx context.Context, log string, start, n int64) ([]Record, error)
+	// ReadTiles returns the contents of the given hash tiles, each exactly
+	// t.W hashes (sliced from a wider stored tile where needed), or
+	// ErrNotFound if any is not stored at least that wide.
+	ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([][]byte, error)
+
+	// AddEvidence keeps evidence of misbehaviour forever.
+	AddEvidence(ctx context.Context, log string, e Evidence) error
+	// Evidence lists the evidence kept for a log, oldest first.
+	Evidence(ctx context.Context, log string) ([]Evidence, error)
+
+	// Logs lists the names of the logs the store holds.
+	Logs(ctx context.Context) ([]string, error)
+
+	// LockSync takes the per-log sync lock, or fails with ErrLocked if
+	// another process holds it. The returned function releases it.
+	LockSync(ctx context.Context, log string) (unlock func(), err error)
+
+	Close()
+}
+
+// DuplicateError describes a record that duplicates a stored module@version.
+type DuplicateError struct {
+	Path, Version string
+	ID, OtherID   int64
+}
+
+func (e *DuplicateError) Error() string {
+	return fmt.Sprintf("%s@%s is record %d and record %d", e.Path, e.Version, e.OtherID, e.ID)
+}
+
+func (e *DuplicateError) Unwrap() error { return ErrDuplicate }

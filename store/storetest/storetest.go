@@ -1,0 +1,414 @@
+// Package storetest is the conformance suite every store.Store
+// implementation runs, so that the backends behave alike.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"testing"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumkeep/sumkeep/store"
+)
+
+// Run runs the suite. open must return a new, empty store each call.
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
+	for _, tc := range []struct {
+		name string
+		f    func(*testing.T, store.Store)
+	}{
+		{"Heads", testHeads},
+		{"CommitAndRead", testCommitAndRead},
+		{"RawRecords", testRawRecords},
+		{"Tiles", testTiles},
+		{"DuplicateRejectsBatch", testDuplicate},
+		{"OverlapWithStoredRecords", testOverlap},
+		{"ServeNeverGoesBack", testServe},
+		{"Evidence", testEvidence},
+		{"Lock", testLock},
+		{"LogsAreSeparate", testLogsSeparate},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t)
+			t.Cleanup(s.Close)
+			tc.f(t, s)
+		})
+	}
+}
+
+const logName = "sumdb.test"
+
+func hashOf(s string) tlog.Hash { return tlog.Hash(sha256.Sum256([]byte(s))) }
+
+func head(n int64) store.Head {
+	h := hashOf(fmt.Sprint("root", n))
+	return store.Head{Size: n, Hash: h, Note: []byte(fmt.Sprintf("go.sum database tree\n%d\n%s\n\n— test sig\n", n, h))}
+}
+
+// record returns a canonical record for module i at version v.
+func record(i int, v string) store.Record {
+	p := fmt.Sprintf("example.com/m%d", i)
+	h1 := sha256.Sum256([]byte(p + v))
+	h2 := sha256.Sum256([]byte(p + v + "/go.mod"))
+	data := fmt.Sprintf("%s %s h1:%s\n%s %s/go.mod h1:%s\n", p, v, base64.StdEncoding.EncodeToString(h1[:]),
+		p, v, base64.StdEncoding.EncodeToString(h2[:]))
+	return store.Record{Path: p, Version: v, Data: []byte(data)}
+}
+
+func records(start, n int) []store.Record {
+	var rs []store.Record
+	for i := start; i < start+n; i++ {
+		r := record(i, "v1.0.0")
+		r.ID = int64(i)
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+func tileData(w int, seed string) []byte {
+	var b []byte
+	for i := 0; i < w; i++ {
+		h := hashOf(fmt.Sprint(seed, i))
+		b = append(b, h[:]...)
+	}
+	return b
+}
+
+func mustNotFound(t *testing.T, err error, what string) {
+	t.Helper()
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("%s: err = %v, want ErrNotFound", what, err)
+	}
+}
+
+func testHeads(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	_, err := s.LatestHead(ctx, logName)
+	mustNotFound(t, err, "LatestHead of empty store")
+	_, err = s.ServedHead(ctx, logName)
+	mustNotFound(t, err, "ServedHead of empty store")
+	for _, n := range []int64{10, 5, 20} {
+		if err := s.AddHead(ctx, logName, head(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AddHead(ctx, logName, head(10)); err != nil {
+		t.Fatalf("re-adding the same head: %v", err)
+	}
+	bad := head(10)
+	bad.Hash = hashOf("other")
+	if err := s.AddHead(ctx, logName, bad); err == nil {
+		t.Fatal("adding a head of a stored size with another hash succeeded")
+	}
+	latest, err := s.LatestHead(ctx, logName)
+	if err != nil || latest.Size != 20 || latest.Hash != head(20).Hash || !bytes.Equal(latest.Note, head(20).Note) {
+		t.Fatalf("LatestHead = %+v, %v", latest, err)
+	}
+	if latest.FirstSeen.IsZero() {
+		t.Error("FirstSeen not set")
+	}
+	hs, err := s.Heads(ctx, logName)
+	if err != nil || len(hs) != 3 || hs[0].Size != 5 || hs[1].Size != 10 || hs[2].Size != 20 {
+		t.Fatalf("Heads = %v, %v", hs, err)
+	}
+	_, err = s.ServedHead(ctx, logName)
+	mustNotFound(t, err, "ServedHead before any is served")
+}
+
+func testCommitAndRead(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if n, err := s.Synced(ctx, logName); err != nil || n != 0 {
+		t.Fatalf("Synced of empty store = %d, %v", n, err)
+	}
+	if err := s.AddHead(ctx, logName, head(300)); err != nil {
+		t.Fatal(err)
+	}
+	tile := store.Tile{Tile: tlog.Tile{H: 8, L: 0, N: 0, W: 256}, Data: tileData(256, "t0")}
+	if err := s.Commit(ctx, logName, store.Batch{Records: records(0, 256), Tiles: []store.Tile{tile}, Synced: 256}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, logName, store.Batch{Records: records(256, 44), Synced: 300, Serve: 300}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Synced(ctx, logName); err != nil || n != 300 {
+		t.Fatalf("Synced = %d, %v", n, err)
+	}
+	served, err := s.ServedHead(ctx, logName)
+	if err != nil || served.Size != 300 || !bytes.Equal(served.Note, head(300).Note) {
+		t.Fatalf("ServedHead = %+v, %v", served, err)
+	}
+	want := record(123, "v1.0.0")
+	r, err := s.Lookup(ctx, logName, want.Path, want.Version, 300)
+	if err != nil || r.ID != 123 || !bytes.Equal(r.Data, want.Data) || r.Path != want.Path || r.Version != want.Version {
+		t.Fatalf("Lookup = %+v, %v", r, err)
+	}
+	_, err = s.Lookup(ctx, logName, want.Path, want.Version, 123)
+	mustNotFound(t, err, "Lookup of a record at maxID")
+	_, err = s.Lookup(ctx, logName, want.Path, "v1.0.1", 300)
+	mustNotFound(t, err, "Lookup of an unknown version")
+	_, err = s.Lookup(ctx, "no.such.log", want.Path, want.Version, 300)
+	mustNotFound(t, err, "Lookup in an unknown log")
+
+	rs, err := s.ReadRecords(ctx, logName, 250, 50)
+	if err != nil || len(rs) != 50 {
+		t.Fatalf("ReadRecords = %d records, %v", len(rs), err)
+	}
+	for i, r := range rs {
+		w := records(250+i, 1)[0]
+		if r.ID != w.ID || !bytes.Equal(r.Data, w.Data) || r.Path != w.Path || r.Version != w.Version {
+			t.Fatalf("ReadRecords[%d] = %+v, want %+v", i, r, w)
+		}
+	}
+	_, err = s.ReadRecords(ctx, logName, 290, 11)
+	mustNotFound(t, err, "ReadRecords past the end")
+
+	// Records must be contiguous.
+	bad := records(400, 3)
+	bad[2].ID = 403
+	if err := s.Commit(ctx, logName, store.Batch{Records: bad, Synced: -1}); err == nil {
+		t.Fatal("Commit of non-contiguous records succeeded")
+	}
+	// A record must name the path and version its bytes name.
+	bad = records(400, 1)
+	bad[0].Path = "example.com/other"
+	if err := s.Commit(ctx, logName, store.Batch{Records: bad, Synced: -1}); err == nil {
+		t.Fatal("Commit of a record with the wrong path succeeded")
+	}
+}
+
+func testRawRecords(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	canon := record(1, "v1.2.3").Data
+	raws := [][]byte{
+		append(bytes.TrimSuffix(canon, []byte("\n")), " \n"...), // trailing white space
+		[]byte("example.com/m2 v1.0.0 h1:AAAA\nexample.com/m2 v1.0.0/go.mod h1:BBBB\n"),
+		[]byte("not a go.sum line\n"),
+		canon,
+	}
+	var rs []store.Record
+	for i, d := range raws {
+		p, v, _, _ := store.EncodeRecord(d)
+		rs = append(rs, store.Record{ID: int64(i), Path: p, Version: v, Data: d})
+	}
+	rs[3] = record(3, "v0.0.0-20240101000000-abcdef123456")
+	rs[3].ID = 3
+	if err := s.Commit(ctx, logName, store.Batch{Records: rs, Synced: 4}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ReadRecords(ctx, logName, 0, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range rs {
+		if !bytes.Equal(got[i].Data, rs[i].Data) {
+			t.Errorf("record %d: got %q, want %q", i, got[i].Data, rs[i].Data)
+		}
+	}
+	r, err := s.Lookup(ctx, logName, "example.com/m2", "v1.0.0", 10)
+	if err != nil || !bytes.Equal(r.Data, raws[1]) {
+		t.Fatalf("Lookup of raw record = %q, %v", r.Data, err)
+	}
+}
+
+func testTiles(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	narrow := store.Tile{Tile: tlog.Tile{H: 8, L: 1, N: 3, W: 10}, Data: tileData(10, "x")}
+	if err := s.Commit(ctx, logName, store.Batch{Tiles: []store.Tile{narrow}, Synced: -1}); err != nil {
+		t.Fatal(err)
+	}
+	read := func(w int) ([]byte, error) {
+		d, err := s.ReadTiles(ctx, logName, []tlog.Tile{{H: 8, L: 1, N: 3, W: w}})
+		if err != nil {
+			return nil, err
+		}
+		return d[0], nil
+	}
+	if d, err := read(10); err != nil || !bytes.Equal(d, narrow.Data) {
+		t.Fatalf("ReadTiles(W=10) = %d bytes, %v", len(d), err)
+	}
+	if d, err := read(4); err != nil || !bytes.Equal(d, narrow.Data[:4*32]) {
+		t.Fatalf("ReadTiles(W=4) = %d bytes, %v", len(d), err)
+	}
+	_, err := read(11)
+	mustNotFound(t, err, "ReadTiles wider than stored")
+
+	wide := store.Tile{Tile: tlog.Tile{H: 8, L: 1, N: 3, W: 256}, Data: tileData(256, "x")}
+	other := store.Tile{Tile: tlog.Tile{H: 8, L: 0, N: 3, W: 256}, Data: tileData(256, "level0")}
+	if err := s.Commit(ctx, logName, store.Batch{Tiles: []store.Tile{wide, other}, Synced: -1}); err != nil {
+		t.Fatal(err)
+	}
+	// A narrower tile never replaces a wider one.
+	if err := s.Commit(ctx, logName, store.Batch{Tiles: []store.Tile{narrow}, Synced: -1}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := s.ReadTiles(ctx, logName, []tlog.Tile{{H: 8, L: 0, N: 3, W: 256}, {H: 8, L: 1, N: 3, W: 256}, {H: 8, L: 1, N: 3, W: 7}})
+	if err != nil || !bytes.Equal(d[0], other.Data) || !bytes.Equal(d[1], wide.Data) || !bytes.Equal(d[2], wide.Data[:7*32]) {
+		t.Fatalf("ReadTiles after widening: %v", err)
+	}
+	_, err = s.ReadTiles(ctx, logName, []tlog.Tile{{H: 8, L: 1, N: 3, W: 1}, {H: 8, L: 2, N: 0, W: 1}})
+	mustNotFound(t, err, "ReadTiles with one missing tile")
+
+	bad := store.Tile{Tile: tlog.Tile{H: 8, L: 0, N: 9, W: 2}, Data: tileData(3, "y")}
+	if err := s.Commit(ctx, logName, store.Batch{Tiles: []store.Tile{bad}, Synced: -1}); err == nil {
+		t.Fatal("Commit of a tile with the wrong data length succeeded")
+	}
+}
+
+func testDuplicate(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if err := s.Commit(ctx, logName, store.Batch{Records: records(0, 10), Synced: 10}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(name string, b store.Batch, wantID, wantOther int64) {
+		t.Helper()
+		err := s.Commit(ctx, logName, b)
+		var de *store.DuplicateError
+		if !errors.As(err, &de) || !errors.Is(err, store.ErrDuplicate) {
+			t.Fatalf("%s: err = %v, want a DuplicateError", name, err)
+		}
+		if de.ID != wantID || de.OtherID != wantOther || de.Path != "example.com/m4" {
+			t.Errorf("%s: %+v", name, de)
+		}
+		if n, _ := s.Synced(ctx, logName); n != 10 {
+			t.Errorf("%s: cursor moved to %d", name, n)
+		}
+		_, err = s.ReadRecords(ctx, logName, 10, 1)
+		mustNotFound(t, err, name+": a record of the rejected batch")
+		_, err = s.ReadTiles(ctx, logName, []tlog.Tile{{H: 8, L: 0, N: 0, W: 1}})
+		mustNotFound(t, err, name+": a tile of the rejected batch")
+	}
+	tile := []store.Tile{{Tile: tlog.Tile{H: 8, L: 0, N: 0, W: 12}, Data: tileData(12, "d")}}
+	// Against a stored record, with another hash.
+	b := records(10, 2)
+	dup := record(4, "v1.0.0")
+	dup.Data = bytes.Replace(dup.Data, []byte(" h1:"), []byte(" h1:A"), 1)
+	dup.Data = bytes.Replace(dup.Data, []byte("=\n"), []byte("\n"), 1) // same length, other hash
+	dup.ID = 11
+	b[1] = dup
+	check("against stored", store.Batch{Records: b, Tiles: tile, Synced: 12}, 11, 4)
+	// Within one batch.
+	b = records(10, 2)
+	b[0] = record(4, "v1.0.0")
+	b[0].ID = 10
+	b[1] = record(4, "v1.0.0")
+	b[1].ID = 11
+	check("within batch", store.Batch{Records: b, Tiles: tile, Synced: 12}, 11, 10)
+}
+
+func testOverlap(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	// A record fetched on its own (as lazy mode does) ...
+	if err := s.Commit(ctx, logName, store.Batch{Records: records(5, 1), Synced: -1}); err != nil {
+		t.Fatal(err)
+	}
+	// ... is accepted again, unchanged, by a full sync of its range.
+	if err := s.Commit(ctx, logName, store.Batch{Records: records(0, 10), Synced: 10}); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := s.ReadRecords(ctx, logName, 0, 10)
+	if err != nil || len(rs) != 10 {
+		t.Fatalf("ReadRecords = %d, %v", len(rs), err)
+	}
+	// Other bytes for a stored id are refused.
+	b := records(10, 1)
+	b[0] = record(99, "v1.0.0")
+	b[0].ID = 3
+	if err := s.Commit(ctx, logName, store.Batch{Records: b, Synced: -1}); err == nil {
+		t.Fatal("Commit of other bytes for a stored id succeeded")
+	}
+}
+
+func testServe(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if err := s.Commit(ctx, logName, store.Batch{Synced: -1, Serve: 7}); err == nil {
+		t.Fatal("serving a head that is not stored succeeded")
+	}
+	for _, n := range []int64{7, 9} {
+		if err := s.AddHead(ctx, logName, head(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Commit(ctx, logName, store.Batch{Synced: -1, Serve: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, logName, store.Batch{Records: records(0, 1), Synced: 1, Serve: 7}); err == nil {
+		t.Fatal("serving an older head succeeded")
+	}
+	if n, _ := s.Synced(ctx, logName); n != 0 {
+		t.Fatalf("failed batch moved the cursor to %d", n)
+	}
+	if h, err := s.ServedHead(ctx, logName); err != nil || h.Size != 9 {
+		t.Fatalf("ServedHead = %d, %v", h.Size, err)
+	}
+}
+
+func testEvidence(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if es, err := s.Evidence(ctx, logName); err != nil || len(es) != 0 {
+		t.Fatalf("Evidence of empty store = %v, %v", es, err)
+	}
+	e1 := store.Evidence{Kind: store.EvidenceFork, Message: "heads 5 and 9 disagree", NoteA: head(5).Note, NoteB: head(9).Note}
+	e2 := store.Evidence{Kind: store.EvidenceBadRecord, Message: "record 3", Data: []byte("x\n")}
+	for _, e := range []store.Evidence{e1, e2} {
+		if err := s.AddEvidence(ctx, logName, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	es, err := s.Evidence(ctx, logName)
+	if err != nil || len(es) != 2 {
+		t.Fatalf("Evidence = %v, %v", es, err)
+	}
+	if es[0].Kind != e1.Kind || es[0].Message != e1.Message || !bytes.Equal(es[0].NoteA, e1.NoteA) || !bytes.Equal(es[0].NoteB, e1.NoteB) || es[0].CreatedAt.IsZero() {
+		t.Errorf("evidence 0 = %+v", es[0])
+	}
+	if es[1].Kind != e2.Kind || !bytes.Equal(es[1].Data, e2.Data) {
+		t.Errorf("evidence 1 = %+v", es[1])
+	}
+}
+
+func testLock(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	unlock, err := s.LockSync(ctx, logName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.LockSync(ctx, logName); !errors.Is(err, store.ErrLocked) {
+		t.Fatalf("second LockSync: err = %v, want ErrLocked", err)
+	}
+	other, err := s.LockSync(ctx, "other.log")
+	if err != nil {
+		t.Fatalf("lock of another log: %v", err)
+	}
+	other()
+	unlock()
+	unlock2, err := s.LockSync(ctx, logName)
+	if err != nil {
+		t.Fatalf("LockSync after unlock: %v", err)
+	}
+	unlock2()
+}
+
+func testLogsSeparate(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if err := s.Commit(ctx, "a.log", store.Batch{Records: records(0, 3), Synced: 3}); err != nil {
+		t.Fatal(err)
+	}
+	// The same module@version in another log is no duplicate.
+	if err := s.Commit(ctx, "b.log", store.Batch{Records: records(0, 2), Synced: 2}); err != nil {
+		t.Fatal(err)
+	}
+	logs, err := s.Logs(ctx)
+	if err != nil || len(logs) != 2 || logs[0] != "a.log" || logs[1] != "b.log" {
+		t.Fatalf("Logs = %v, %v", logs, err)
+	}
+	if n, _ := s.Synced(ctx, "b.log"); n != 2 {
+		t.Fatalf("Synced(b.log) = %d", n)
+	}
+	_, err = s.ReadRecords(ctx, "b.log", 2, 1)
+	mustNotFound(t, err, "record 2 of b.log")
+}
