@@ -1,0 +1,155 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// Limits on what an upstream may send. Every byte from it is hostile until
+// verified, so nothing is read unbounded.
+const (
+	maxNoteSize     = 16 << 10
+	maxHashTileSize = 256 * tlog.HashSize
+	maxDataTileSize = 8 << 20
+	maxLookupSize   = 64 << 10
+)
+
+// ErrNotServed reports that the upstream answered 404 or 410.
+var ErrNotServed = errors.New("not served by upstream")
+
+// Client fetches from a checksum database over HTTP: /latest, /lookup and
+// tiles. It retries transient failures (network errors, 5xx, 429) a few
+// times and names the URL in every error.
+type Client struct {
+	base  string
+	http  *http.Client
+	tries int
+}
+
+// NewClient returns a client for the database at base, e.g.
+// "https://sum.golang.org" or "<proxy>/sumdb/sum.golang.org".
+func NewClient(base string, hc *http.Client) *Client {
+	if hc == nil {
+		hc = &http.Client{Timeout: time.Minute}
+	}
+	return &Client{base: strings.TrimSuffix(base, "/"), http: hc, tries: 3}
+}
+
+// URL returns the upstream's base URL.
+func (c *Client) URL() string { return c.base }
+
+// Latest returns the signed tree head note.
+func (c *Client) Latest(ctx context.Context) ([]byte, error) {
+	return c.get(ctx, "latest", maxNoteSize)
+}
+
+// Lookup returns the /lookup answer for path@version: the record with its id
+// line, then a signed tree head.
+func (c *Client) Lookup(ctx context.Context, path, version string) ([]byte, error) {
+	ep, err := module.EscapePath(path)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := module.EscapeVersion(version)
+	if err != nil {
+		return nil, err
+	}
+	return c.get(ctx, "lookup/"+ep+"@"+ev, maxLookupSize)
+}
+
+// Tile returns a hash tile (t.L >= 0) or data tile (t.L == -1). A partial
+// tile the upstream no longer serves is read from the full tile, which
+// starts with the same bytes; for data tiles the caller keeps the first W
+// records. So the result may be longer than asked for.
+func (c *Client) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
+	limit := int64(maxHashTileSize)
+	if t.L < 0 {
+		limit = maxDataTileSize
+	}
+	data, err := c.get(ctx, t.Path(), limit)
+	if errors.Is(err, ErrNotServed) && t.W < 1<<t.H {
+		full := t
+		full.W = 1 << t.H
+		data, err = c.get(ctx, full.Path(), limit)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if t.L >= 0 {
+		if len(data) < t.W*tlog.HashSize || len(data)%tlog.HashSize != 0 {
+			return nil, fmt.Errorf("%s/%s: %d bytes is not a tile of %d hashes", c.base, t.Path(), len(data), t.W)
+		}
+		data = data[:t.W*tlog.HashSize]
+	}
+	return data, nil
+}
+
+// Supported reports whether a proxy serves this database (GET .../supported
+// answering 200), as the go command checks before using a proxy's /sumdb/.
+func (c *Client) Supported(ctx context.Context) (bool, error) {
+	_, err := c.get(ctx, "supported", 1<<10)
+	if errors.Is(err, ErrNotServed) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (c *Client) get(ctx context.Context, path string, limit int64) ([]byte, error) {
+	url := c.base + "/" + path
+	var err error
+	for try := 0; try < c.tries; try++ {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Duration(try*try) * 200 * time.Millisecond):
+			}
+		}
+		var data []byte
+		var retry bool
+		data, retry, err = c.getOnce(ctx, url, limit)
+		if err == nil || !retry || ctx.Err() != nil {
+			return data, err
+		}
+	}
+	return nil, err
+}
+
+func (c *Client) getOnce(ctx context.Context, url string, limit int64) (data []byte, retry bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	req.Header.Set("User-Agent", "sumkeep")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, true, fmt.Errorf("fetching %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusOK:
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		return nil, false, fmt.Errorf("fetching %s: %s: %w", url, resp.Status, ErrNotServed)
+	default:
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		retry := resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests
+		return nil, retry, fmt.Errorf("fetching %s: %s: %s", url, resp.Status, strings.TrimSpace(string(msg)))
+	}
+	data, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, true, fmt.Errorf("fetching %s: %w", url, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, false, fmt.Errorf("fetching %s: response larger than %d bytes", url, limit)
+	}
+	return data, false, nil
+}

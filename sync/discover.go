@@ -1,0 +1,33 @@
+package sync
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// Discover finds the upstream for the checksum database named name the way
+// the go command does: each proxy in goproxy (a GOPROXY value) is asked for
+// <proxy>/sumdb/<name>/supported; 200 means use it, 404 or 410 mean try the
+// next, anything else is an error. With no proxy left, the database is
+// reached directly at https://<name>.
+func Discover(ctx context.Context, name, goproxy string, hc *http.Client) (string, error) {
+	for _, p := range strings.FieldsFunc(goproxy, func(r rune) bool { return r == ',' || r == '|' }) {
+		if p == "direct" || p == "off" {
+			break
+		}
+		if !strings.HasPrefix(p, "http://") && !strings.HasPrefix(p, "https://") {
+			continue // file:// proxies do not serve /sumdb/
+		}
+		base := strings.TrimSuffix(p, "/") + "/sumdb/" + name
+		ok, err := NewClient(base, hc).Supported(ctx)
+		if err != nil {
+			return "", fmt.Errorf("asking proxy %s whether it serves %s: %w", p, name, err)
+		}
+		if ok {
+			return base, nil
+		}
+	}
+	return "https://" + name, nil
+}

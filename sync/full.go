@@ -1,0 +1,315 @@
+package sync
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	gosync "sync"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumkeep/sumkeep/store"
+)
+
+// A job is one batch of data tiles [first, end) with their level-0 hash
+// tiles, fetched concurrently.
+type job struct {
+	first, end int64 // tile indexes
+	data       [][]byte
+	hashes     [][]byte
+	errs       []error
+	wg         gosync.WaitGroup
+}
+
+// full copies records [cursor, target.Size) and the tiles of the target tree,
+// and finally serves target. It returns how many records it stored.
+func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int64, error) {
+	n := target.Size
+	cursor, err := s.cfg.Store.Synced(ctx, s.log)
+	if err != nil {
+		return 0, err
+	}
+	if cursor > n {
+		return 0, fmt.Errorf("sync %s: store holds %d records, more than the newest head (%d)", s.log, cursor, n)
+	}
+	if cursor == n && served == n {
+		s.logger.Info("up to date", "size", n)
+		return 0, nil
+	}
+	s.logger.Info("syncing", "from", cursor, "to", n, "upstream", s.cfg.Client.URL())
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	tree := target.Tree()
+	reader := s.newTileReader(ctx, false)
+
+	firstTile, endTile := cursor/tileWidth, (n+tileWidth-1)/tileWidth
+	jobs := make(chan *job, 3)
+	go s.fetchJobs(ctx, jobs, firstTile, endTile, n)
+
+	type verified struct {
+		j     *job
+		recs  []store.Record
+		tiles []store.Tile
+		err   error
+	}
+	out := make(chan verified, 1)
+	go func() {
+		defer close(out)
+		for j := range jobs {
+			recs, tiles, err := s.verifyJob(ctx, reader, tree, j, target)
+			select {
+			case out <- verified{j, recs, tiles, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+
+	var stored int64
+	p := newProgress(s, cursor, n)
+	for v := range out {
+		if v.err != nil {
+			return stored, v.err
+		}
+		b := store.Batch{Records: v.recs, Tiles: v.tiles, Synced: min(v.j.end*tileWidth, n)}
+		if v.j.end == endTile {
+			upper, err := s.upperTiles(ctx, reader, tree, served)
+			if err != nil {
+				return stored, err
+			}
+			b.Tiles = append(b.Tiles, upper...)
+			b.Serve = n
+		}
+		if err := s.commit(ctx, b, target); err != nil {
+			return stored, err
+		}
+		stored += b.Synced - max(cursor, v.j.first*tileWidth)
+		p.report(b.Synced, false)
+	}
+	if err := ctx.Err(); err != nil {
+		return stored, err
+	}
+	if firstTile == endTile {
+		// No records to fetch (the tree did not grow past the cursor), but
+		// the head is not served yet.
+		upper, err := s.upperTiles(ctx, reader, tree, served)
+		if err != nil {
+			return 0, err
+		}
+		if err := s.commit(ctx, store.Batch{Tiles: upper, Synced: -1, Serve: n}, target); err != nil {
+			return 0, err
+		}
+	}
+	p.report(n, true)
+	return stored, nil
+}
+
+func (s *Syncer) commit(ctx context.Context, b store.Batch, target store.Head) error {
+	err := s.cfg.Store.Commit(ctx, s.log, b)
+	var de *store.DuplicateError
+	if errors.As(err, &de) {
+		var data []byte
+		if i := de.ID - b.Records[0].ID; i >= 0 && i < int64(len(b.Records)) {
+			data = b.Records[i].Data
+		}
+		return s.misbehaved(ctx, store.Evidence{
+			Kind:    store.EvidenceDuplicate,
+			Message: fmt.Sprintf("the log holds two records for %s@%s: %d and %d", de.Path, de.Version, de.OtherID, de.ID),
+			NoteA:   target.Note,
+			Data:    data,
+		})
+	}
+	return err
+}
+
+// fetchJobs starts the fetches of batch after batch, in order, keeping at
+// most cap(jobs) batches ahead of verification.
+func (s *Syncer) fetchJobs(ctx context.Context, jobs chan<- *job, first, end, n int64) {
+	defer close(jobs)
+	sem := make(chan struct{}, s.cfg.Concurrency)
+	for b := first; b < end; b += int64(s.cfg.BatchTiles) {
+		j := &job{first: b, end: min(b+int64(s.cfg.BatchTiles), end)}
+		k := int(j.end - j.first)
+		j.data, j.hashes, j.errs = make([][]byte, k), make([][]byte, k), make([]error, 2*k)
+		for i := 0; i < k; i++ {
+			w := tileW(j.first+int64(i), n)
+			for which, t := range []tlog.Tile{
+				{H: store.TileHeight, L: -1, N: j.first + int64(i), W: w},
+				{H: store.TileHeight, L: 0, N: j.first + int64(i), W: w},
+			} {
+				select {
+				case sem <- struct{}{}:
+				case <-ctx.Done():
+					j.errs[2*i+which] = ctx.Err()
+					continue
+				}
+				j.wg.Add(1)
+				go func() {
+					defer j.wg.Done()
+					defer func() { <-sem }()
+					d, err := s.cfg.Client.Tile(ctx, t)
+					if which == 0 {
+						j.data[i] = d
+					} else {
+						j.hashes[i] = d
+					}
+					j.errs[2*i+which] = err
+				}()
+			}
+		}
+		select {
+		case jobs <- j:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// tileW is the width of tile k at level 0 in a tree of size n.
+func tileW(k, n int64) int {
+	return int(min(tileWidth, n-k*tileWidth))
+}
+
+// verifyJob authenticates a batch's level-0 hash tiles against the signed
+// root and checks every record against its leaf hash.
+func (s *Syncer) verifyJob(ctx context.Context, reader *tileReader, tree tlog.Tree, j *job, target store.Head) ([]store.Record, []store.Tile, error) {
+	j.wg.Wait()
+	if err := errors.Join(j.errs...); err != nil {
+		return nil, nil, fmt.Errorf("sync %s: %w", s.log, err)
+	}
+	local := make(map[tlog.Tile][]byte, len(j.hashes))
+	tiles := make([]store.Tile, 0, len(j.hashes))
+	indexes := make([]int64, 0, len(j.hashes))
+	for i, h := range j.hashes {
+		k := j.first + int64(i)
+		t := tlog.Tile{H: store.TileHeight, L: 0, N: k, W: tileW(k, tree.N)}
+		local[t] = h
+		tiles = append(tiles, store.Tile{Tile: t, Data: h})
+		indexes = append(indexes, tlog.StoredHashIndex(0, k*tileWidth+int64(t.W)-1))
+	}
+	if _, err := tlog.TileHashReader(tree, reader.withLocal(local)).ReadHashes(indexes); err != nil {
+		return nil, nil, s.tileTrouble(ctx, fmt.Errorf("level-0 tiles %d..%d: %w", j.first, j.end-1, err), target)
+	}
+	recs := make([]store.Record, 0, len(j.data)*tileWidth)
+	for i, d := range j.data {
+		k := j.first + int64(i)
+		w := tileW(k, tree.N)
+		texts, err := splitDataTile(d, w)
+		if err != nil {
+			return nil, nil, s.misbehaved(ctx, store.Evidence{
+				Kind:    store.EvidenceBadRecord,
+				Message: fmt.Sprintf("data tile %s from %s: %v", tlog.Tile{H: store.TileHeight, L: -1, N: k, W: w}.Path(), s.cfg.Client.URL(), err),
+				NoteA:   target.Note,
+				Data:    d,
+			})
+		}
+		for x, text := range texts {
+			id := k*tileWidth + int64(x)
+			if tlog.RecordHash(text) != tlog.Hash(j.hashes[i][x*tlog.HashSize:]) {
+				return nil, nil, s.misbehaved(ctx, store.Evidence{
+					Kind:    store.EvidenceBadRecord,
+					Message: fmt.Sprintf("record %d from %s does not match its leaf hash in tree %d", id, s.cfg.Client.URL(), tree.N),
+					NoteA:   target.Note,
+					Data:    text,
+				})
+			}
+			path, version, _, _ := store.EncodeRecord(text)
+			recs = append(recs, store.Record{ID: id, Path: path, Version: version, Data: text})
+		}
+	}
+	return recs, tiles, nil
+}
+
+// upperTiles returns the tiles above level 0 that the target tree adds to
+// those of the served tree, authenticated against the target's root.
+func (s *Syncer) upperTiles(ctx context.Context, reader *tileReader, tree tlog.Tree, served int64) ([]store.Tile, error) {
+	var ts []tlog.Tile
+	var indexes []int64
+	for _, t := range tlog.NewTiles(store.TileHeight, served, tree.N) {
+		if t.L == 0 {
+			continue
+		}
+		ts = append(ts, t)
+		indexes = append(indexes, tlog.StoredHashIndex(t.L*t.H, t.N<<t.H+int64(t.W)-1))
+	}
+	if len(ts) == 0 {
+		return nil, nil
+	}
+	if _, err := tlog.TileHashReader(tree, reader).ReadHashes(indexes); err != nil {
+		return nil, s.tileTrouble(ctx, fmt.Errorf("upper tiles: %w", err), store.Head{Size: tree.N})
+	}
+	data, err := reader.ReadTiles(ts) // from the cache: the bytes just authenticated
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.Tile, len(ts))
+	for i, t := range ts {
+		out[i] = store.Tile{Tile: t, Data: data[i]}
+	}
+	return out, nil
+}
+
+// splitDataTile returns the first w records of a data tile.
+//
+// A data tile is its records, each followed by a blank line: the record text
+// ends in "\n" and tlog.FormatRecord's terminating "\n" follows (the id line
+// is dropped). Record text never holds a blank line, so "\n\n" ends each
+// record. The last record's blank line may be missing, and a full tile served
+// for a partial request holds more records than asked for. Every record is
+// checked against its leaf hash after this, so a wrong split can only fail,
+// never pass.
+func splitDataTile(data []byte, w int) ([][]byte, error) {
+	recs := make([][]byte, 0, w)
+	for len(recs) < w {
+		if len(data) == 0 {
+			return nil, fmt.Errorf("tile holds %d records, want %d", len(recs), w)
+		}
+		var rec []byte
+		if i := bytes.Index(data, []byte("\n\n")); i >= 0 {
+			rec, data = data[:i+1], data[i+2:]
+		} else if data[len(data)-1] == '\n' {
+			rec, data = data, nil
+		} else {
+			return nil, fmt.Errorf("record %d of the tile does not end in a newline", len(recs))
+		}
+		recs = append(recs, rec)
+	}
+	return recs, nil
+}
+
+// progress logs how a long sync is going.
+type progress struct {
+	s          *Syncer
+	start, end int64
+	began, at  time.Time
+}
+
+func newProgress(s *Syncer, start, end int64) *progress {
+	now := time.Now()
+	return &progress{s: s, start: start, end: end, began: now, at: now}
+}
+
+func (p *progress) report(done int64, final bool) {
+	now := time.Now()
+	if !final && now.Sub(p.at) < p.s.cfg.ProgressEvery {
+		return
+	}
+	p.at = now
+	el := now.Sub(p.began).Seconds()
+	rate := float64(done-p.start) / max(el, 1e-9)
+	args := []any{"records", done, "of", p.end, "per_second", int64(rate)}
+	if !final && rate > 0 {
+		args = append(args, "eta", (time.Duration(float64(p.end-done)/rate) * time.Second).Round(time.Second))
+	}
+	if final {
+		p.s.logger.Info("synced", append(args, "elapsed", time.Since(p.began).Round(time.Millisecond))...)
+	} else {
+		p.s.logger.Info("progress", args...)
+	}
+}

@@ -1,0 +1,355 @@
+// Package sync copies a checksum database into a store, verifying every byte
+// before it is stored.
+//
+// One run (Syncer.Once) does this:
+//
+//  1. Fetch the upstream's signed tree head (/latest) and verify its
+//     signature with the configured key.
+//  2. Link it to the newest stored head with a consistency proof computed
+//     from hash tiles (authenticated against the larger tree's signed root,
+//     as golang.org/x/mod/sumdb.Client does). Every stored head was linked the
+//     same way when it was stored, so the new head is consistent with all of
+//     them. Two heads that do not link are a fork: both signed notes are kept
+//     as evidence and sync refuses to advance from then on.
+//  3. In full mode, fetch the data tiles and level-0 hash tiles from the
+//     stored cursor to the head's size, many requests in flight. Each batch
+//     of hash tiles is authenticated against the signed root (through its
+//     parent tiles), and every record is checked against its leaf hash. Only
+//     then is the batch committed: records, tiles and cursor in one
+//     transaction. A crash loses at most the batch in flight; the next run
+//     resumes after the last committed one.
+//  4. The last batch also stores the higher-level tiles of the new tree and
+//     makes the head the served head, so the server moves to it atomically.
+//
+// Nothing the upstream sends is trusted before it is verified: a head with a
+// bad signature, a tile that does not hash to the signed root and a record
+// that does not match its leaf hash each stop the run with an error naming
+// what was wrong, and nothing of the lie is stored.
+package sync
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	gosync "sync"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumkeep/sumkeep/store"
+)
+
+const tileWidth = 1 << store.TileHeight
+
+// Config configures a Syncer.
+type Config struct {
+	Store  store.Store
+	Client *Client
+	// Key is the upstream's verifier key, e.g.
+	// "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8".
+	// The log's name is the key's name.
+	Key string
+	// Concurrency is how many tile requests are in flight (default 32).
+	Concurrency int
+	// BatchTiles is how many data tiles (of 256 records) go in one
+	// transaction (default 64).
+	BatchTiles int
+	// Logger receives progress; nil discards it.
+	Logger *slog.Logger
+	// ProgressEvery is how often progress is logged (default 5s).
+	ProgressEvery time.Duration
+}
+
+// Syncer copies one log into a store.
+type Syncer struct {
+	cfg      Config
+	verifier note.Verifier
+	log      string
+	logger   *slog.Logger
+}
+
+// New checks the configuration and returns a Syncer.
+func New(cfg Config) (*Syncer, error) {
+	if cfg.Store == nil || cfg.Client == nil {
+		return nil, errors.New("sync: store and client are required")
+	}
+	v, err := note.NewVerifier(cfg.Key)
+	if err != nil {
+		return nil, fmt.Errorf("sync: invalid upstream key %q: %w", cfg.Key, err)
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 32
+	}
+	if cfg.BatchTiles <= 0 {
+		cfg.BatchTiles = 64
+	}
+	if cfg.ProgressEvery <= 0 {
+		cfg.ProgressEvery = 5 * time.Second
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Syncer{cfg: cfg, verifier: v, log: v.Name(), logger: logger.With("log", v.Name())}, nil
+}
+
+// Log returns the name of the log being synced.
+func (s *Syncer) Log() string { return s.log }
+
+// Result describes a finished run.
+type Result struct {
+	Log      string
+	Served   store.Head // the head served after the run
+	Previous int64      // size of the head served before the run (0: none)
+	Records  int64      // records stored by this run
+	Elapsed  time.Duration
+}
+
+// MisbehaviourError reports upstream misbehaviour. The evidence has been
+// kept in the store.
+type MisbehaviourError struct {
+	Evidence store.Evidence
+}
+
+func (e *MisbehaviourError) Error() string {
+	return fmt.Sprintf("upstream misbehaviour (%s): %s", e.Evidence.Kind, e.Evidence.Message)
+}
+
+// blocking reports whether evidence of this kind stops all further syncs:
+// it is signed proof that the log itself misbehaved. Bad tiles and records
+// are unsigned bytes from one server; they stop the run that saw them.
+func blocking(kind string) bool {
+	return kind == store.EvidenceFork || kind == store.EvidenceDuplicate
+}
+
+// Once runs one sync of the log to the upstream's newest head.
+func (s *Syncer) Once(ctx context.Context) (Result, error) {
+	start := time.Now()
+	res := Result{Log: s.log}
+	unlock, err := s.cfg.Store.LockSync(ctx, s.log)
+	if err != nil {
+		return res, fmt.Errorf("sync %s: %w", s.log, err)
+	}
+	defer unlock()
+
+	es, err := s.cfg.Store.Evidence(ctx, s.log)
+	if err != nil {
+		return res, err
+	}
+	for _, e := range es {
+		if blocking(e.Kind) {
+			return res, fmt.Errorf("sync %s: refusing to advance: the store holds evidence of upstream misbehaviour (%s, %s): %s",
+				s.log, e.Kind, e.CreatedAt.Format(time.RFC3339), e.Message)
+		}
+	}
+
+	if h, err := s.cfg.Store.ServedHead(ctx, s.log); err == nil {
+		res.Previous = h.Size
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return res, err
+	}
+
+	head, err := s.fetchHead(ctx)
+	if err != nil {
+		return res, err
+	}
+	target, err := s.link(ctx, head)
+	if err != nil {
+		return res, err
+	}
+	n, err := s.full(ctx, target, res.Previous)
+	res.Records = n
+	res.Elapsed = time.Since(start)
+	if err != nil {
+		return res, err
+	}
+	res.Served = target
+	return res, nil
+}
+
+// fetchHead fetches /latest and verifies its signature.
+func (s *Syncer) fetchHead(ctx context.Context) (store.Head, error) {
+	msg, err := s.cfg.Client.Latest(ctx)
+	if err != nil {
+		return store.Head{}, err
+	}
+	return s.openHead(msg, s.cfg.Client.URL()+"/latest")
+}
+
+func (s *Syncer) openHead(msg []byte, where string) (store.Head, error) {
+	n, err := note.Open(msg, note.VerifierList(s.verifier))
+	if err != nil {
+		return store.Head{}, fmt.Errorf("%s: signed tree head does not verify with key %s: %w", where, s.cfg.Key, err)
+	}
+	tree, err := tlog.ParseTree([]byte(n.Text))
+	if err != nil {
+		return store.Head{}, fmt.Errorf("%s: malformed tree head: %w", where, err)
+	}
+	return store.Head{Size: tree.N, Hash: tree.Hash, Note: msg}, nil
+}
+
+// link proves h consistent with the newest stored head, stores it, and
+// returns the head to sync to: the larger of the two.
+func (s *Syncer) link(ctx context.Context, h store.Head) (store.Head, error) {
+	latest, err := s.cfg.Store.LatestHead(ctx, s.log)
+	if errors.Is(err, store.ErrNotFound) {
+		s.logger.Info("first head", "size", h.Size)
+		return h, s.cfg.Store.AddHead(ctx, s.log, h)
+	}
+	if err != nil {
+		return h, err
+	}
+	small, big := latest, h
+	if h.Size < latest.Size {
+		small, big = h, latest
+	}
+	var th tlog.Hash
+	if small.Size == big.Size {
+		th = big.Hash
+	} else {
+		r := s.newTileReader(ctx, true)
+		th, err = tlog.TreeHash(small.Size, tlog.TileHashReader(big.Tree(), r))
+		if err != nil {
+			return h, s.tileTrouble(ctx, fmt.Errorf("proving head %d consistent with head %d: %w", small.Size, big.Size, err), big)
+		}
+	}
+	if th != small.Hash {
+		return h, s.misbehaved(ctx, store.Evidence{
+			Kind: store.EvidenceFork,
+			Message: fmt.Sprintf("signed heads of size %d (stored %s) and %d (from %s) are not consistent: the log has forked",
+				latest.Size, latest.FirstSeen.Format(time.RFC3339), h.Size, s.cfg.Client.URL()),
+			NoteA: latest.Note,
+			NoteB: h.Note,
+		})
+	}
+	if h.Size < latest.Size {
+		s.logger.Info("upstream head is older than the stored one; keeping the stored one", "upstream", h.Size, "stored", latest.Size)
+	}
+	if err := s.cfg.Store.AddHead(ctx, s.log, h); err != nil {
+		return h, err
+	}
+	return big, nil
+}
+
+// misbehaved keeps evidence and returns the error that stops the sync.
+func (s *Syncer) misbehaved(ctx context.Context, e store.Evidence) error {
+	s.logger.Error("upstream misbehaviour", "kind", e.Kind, "message", e.Message)
+	if err := s.cfg.Store.AddEvidence(ctx, s.log, e); err != nil {
+		return fmt.Errorf("%s (and keeping the evidence failed: %v)", (&MisbehaviourError{e}).Error(), err)
+	}
+	return &MisbehaviourError{Evidence: e}
+}
+
+// tileTrouble turns a failed tile authentication into evidence. Other errors
+// (network, store) pass through.
+func (s *Syncer) tileTrouble(ctx context.Context, err error, against store.Head) error {
+	var te *tileError
+	if !errors.As(err, &te) && !isInconsistentTile(err) {
+		return err
+	}
+	return s.misbehaved(ctx, store.Evidence{
+		Kind:    store.EvidenceBadTile,
+		Message: fmt.Sprintf("hash tiles from %s do not match the signed root of tree %d: %v", s.cfg.Client.URL(), against.Size, err),
+		NoteA:   against.Note,
+	})
+}
+
+// isInconsistentTile recognises tlog's report that tiles do not hash to the
+// tree root or to their parents.
+func isInconsistentTile(err error) bool {
+	return err != nil && bytes.Contains([]byte(err.Error()), []byte("downloaded inconsistent tile"))
+}
+
+// tileError reports a tile the upstream sent in a form no tile can have.
+type tileError struct{ err error }
+
+func (e *tileError) Error() string { return e.err.Error() }
+func (e *tileError) Unwrap() error { return e.err }
+
+// tileReader is a tlog.TileReader over the batch's downloaded tiles, the
+// store (optionally) and the upstream. What it returns is not trusted:
+// tlog.TileHashReader authenticates every tile against the tree root.
+type tileReader struct {
+	ctx      context.Context
+	s        *Syncer
+	useStore bool
+	local    map[tlog.Tile][]byte // this batch's level-0 tiles
+	cache    *tileCache           // upstream tiles above level 0, shared by batches
+}
+
+type tileCache struct {
+	mu gosync.Mutex
+	m  map[tlog.Tile][]byte
+}
+
+func (s *Syncer) newTileReader(ctx context.Context, useStore bool) *tileReader {
+	return &tileReader{ctx: ctx, s: s, useStore: useStore, cache: &tileCache{m: make(map[tlog.Tile][]byte)}}
+}
+
+// withLocal returns a reader that answers from local first and shares r's cache.
+func (r *tileReader) withLocal(local map[tlog.Tile][]byte) *tileReader {
+	c := *r
+	c.local = local
+	return &c
+}
+
+func (r *tileReader) Height() int { return store.TileHeight }
+
+func (r *tileReader) SaveTiles([]tlog.Tile, [][]byte) {}
+
+func (r *tileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	var missing []int
+	r.cache.mu.Lock()
+	for i, t := range tiles {
+		if d, ok := r.local[t]; ok {
+			out[i] = d
+		} else if d, ok := r.cache.m[t]; ok {
+			out[i] = d
+		} else {
+			missing = append(missing, i)
+		}
+	}
+	r.cache.mu.Unlock()
+	if len(missing) > 0 && r.useStore {
+		want := make([]tlog.Tile, len(missing))
+		for j, i := range missing {
+			want[j] = tiles[i]
+		}
+		if data, err := r.s.cfg.Store.ReadTiles(r.ctx, r.s.log, want); err == nil {
+			for j, i := range missing {
+				out[i] = data[j]
+			}
+			missing = nil
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+	}
+	errs := make([]error, len(missing))
+	var wg gosync.WaitGroup
+	sem := make(chan struct{}, r.s.cfg.Concurrency)
+	for j, i := range missing {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out[i], errs[j] = r.s.cfg.Client.Tile(r.ctx, tiles[i])
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	r.cache.mu.Lock()
+	for _, i := range missing {
+		if tiles[i].L > 0 {
+			r.cache.m[tiles[i]] = out[i]
+		}
+	}
+	r.cache.mu.Unlock()
+	return out, nil
+}
