@@ -26,47 +26,75 @@ const HashesSize = 2 * sha256.Size
 // does not start with a path and a version gets empty ones: it is kept but
 // cannot be looked up.
 func EncodeRecord(data []byte) (path, version string, hashes, raw []byte) {
-	line, _, _ := bytes.Cut(data, []byte("\n"))
-	f := bytes.Fields(line)
-	if len(f) >= 2 {
-		path, version = string(f[0]), string(f[1])
-	}
+	path, version = RecordModule(data)
 	if h, ok := canonicalHashes(data, path, version); ok {
 		return path, version, h, nil
 	}
 	return path, version, nil, bytes.Clone(data)
 }
 
+// RecordModule returns the first two space-separated fields of a record's
+// first line: the module path and version it is for, or empty strings.
+func RecordModule(data []byte) (path, version string) {
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	p, rest, ok := bytes.Cut(line, []byte(" "))
+	if !ok || len(p) == 0 {
+		return "", ""
+	}
+	v, _, _ := bytes.Cut(rest, []byte(" "))
+	if len(v) == 0 {
+		return "", ""
+	}
+	return string(p), string(v)
+}
+
+const b64Len = 44 // base64 of a SHA-256 hash
+
+// canonicalHashes checks, position by position, that data is exactly the
+// canonical record for path@version, and returns its decoded hashes.
 func canonicalHashes(data []byte, path, version string) ([]byte, bool) {
 	if path == "" || len(data) != canonicalLen(path, version) {
 		return nil, false
 	}
-	f := bytes.Fields(data)
-	if len(f) != 6 || !bytes.HasPrefix(f[2], []byte("h1:")) || !bytes.HasPrefix(f[5], []byte("h1:")) {
-		return nil, false
-	}
-	const b64 = 44 // base64 of 32 bytes
-	if len(f[2]) != 3+b64 || len(f[5]) != 3+b64 {
-		return nil, false
-	}
 	h := make([]byte, HashesSize)
-	for i, field := range [][]byte{f[2][3:], f[5][3:]} {
-		var buf [b64 * 3 / 4]byte // DecodedLen(44): 33, one more than a hash
-		n, err := base64.StdEncoding.Decode(buf[:], field)
-		if err != nil || n != sha256.Size {
+	rest := data
+	for i, suffix := range []string{" h1:", "/go.mod h1:"} {
+		// <path> <version><suffix><44 base64 bytes>\n
+		n := len(path) + 1 + len(version)
+		if string(rest[:len(path)]) != path || rest[len(path)] != ' ' ||
+			string(rest[len(path)+1:n]) != version || string(rest[n:n+len(suffix)]) != suffix {
 			return nil, false
 		}
-		copy(h[i*sha256.Size:], buf[:n])
-	}
-	if !bytes.Equal(DecodeRecord(path, version, h, nil), data) {
-		return nil, false
+		rest = rest[n+len(suffix):]
+		field := rest[:b64Len]
+		if rest[b64Len] != '\n' || !decodeHash(h[i*sha256.Size:(i+1)*sha256.Size], field) {
+			return nil, false
+		}
+		rest = rest[b64Len+1:]
 	}
 	return h, true
 }
 
+// decodeHash decodes a 44-byte base64 hash into dst, accepting only the
+// canonical spelling (the decoder alone would accept non-zero padding bits
+// and skip newlines).
+func decodeHash(dst, field []byte) bool {
+	var buf [b64Len * 3 / 4]byte // DecodedLen: 33, one more than a hash
+	n, err := base64.StdEncoding.Decode(buf[:], field)
+	if err != nil || n != sha256.Size {
+		return false
+	}
+	var enc [b64Len]byte
+	base64.StdEncoding.Encode(enc[:], buf[:n])
+	if !bytes.Equal(enc[:], field) {
+		return false
+	}
+	copy(dst, buf[:n])
+	return true
+}
+
 func canonicalLen(path, version string) int {
-	const b64 = 44 // base64 of 32 bytes
-	return 2*(len(path)+1+len(version)) + len(" h1:\n")*2 + len("/go.mod") + 2*b64
+	return 2*(len(path)+1+len(version)) + len(" h1:\n")*2 + len("/go.mod") + 2*b64Len
 }
 
 // DecodeRecord rebuilds record bytes from EncodeRecord's output.

@@ -219,7 +219,7 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *tileReader, tree tlog.Tr
 					Data:    text,
 				})
 			}
-			path, version, _, _ := store.EncodeRecord(text)
+			path, version := store.RecordModule(text)
 			recs = append(recs, store.Record{ID: id, Path: path, Version: version, Data: text})
 		}
 	}

@@ -11,7 +11,10 @@ CREATE TABLE logs (
     -- full-sync cursor: records [0, synced) are stored
     synced bigint NOT NULL DEFAULT 0,
     -- size of the served head (0: none yet); every tile and record below it is stored
-    served bigint NOT NULL DEFAULT 0
+    served bigint NOT NULL DEFAULT 0,
+    -- highest record id stored (-1: none); a batch above it needs no check
+    -- for ids stored already
+    max_id bigint NOT NULL DEFAULT -1
 );
 
 -- Every verified signed head, never deleted.
@@ -50,7 +53,7 @@ CREATE TABLE records (
     CHECK ((hashes IS NULL) <> (raw IS NULL))
 );
 CREATE INDEX records_key ON records USING hash (key);
-CREATE INDEX records_id ON records USING brin (log_id, id) WITH (pages_per_range = 16);
+CREATE INDEX records_id ON records USING brin (log_id, id) WITH (pages_per_range = 16, autosummarize = on);
 
 -- Evidence of upstream misbehaviour, kept forever.
 CREATE TABLE evidence (

@@ -45,18 +45,18 @@ func (s *Store) Commit(ctx context.Context, log string, b store.Batch) error {
 		if tag.RowsAffected() != 1 {
 			return fmt.Errorf("postgres: commit to %s: cannot serve head %d: not stored, or older than the served head", log, b.Serve)
 		}
+		// Summarize the BRIN ranges written since the last head, so that id
+		// range scans (data tiles) skip them instead of reading them all.
+		if len(b.Records) > 0 {
+			if _, err := tx.Exec(ctx, `SELECT brin_summarize_new_values('records_id')`); err != nil {
+				return fmt.Errorf("postgres: commit to %s: summarizing the id index: %w", log, err)
+			}
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("postgres: commit to %s: %w", log, err)
 	}
 	return nil
-}
-
-type encodedRecord struct {
-	id            int64
-	key           int64
-	path, version string
-	hashes, raw   []byte
 }
 
 func (s *Store) writeRecords(ctx context.Context, tx pgx.Tx, logID int16, recs []store.Record) error {
@@ -67,95 +67,131 @@ func (s *Store) writeRecords(ctx context.Context, tx pgx.Tx, logID int16, recs [
 	if lo < 0 || hi-lo != int64(len(recs)) {
 		return fmt.Errorf("records %d..%d are not %d contiguous ids", lo, hi-1, len(recs))
 	}
-	enc := make([]encodedRecord, len(recs))
 	keys := make([]int64, len(recs))
 	seen := make(map[string]int64, len(recs))
 	for i, r := range recs {
 		if r.ID != lo+int64(i) {
 			return fmt.Errorf("record ids not contiguous at %d", r.ID)
 		}
-		e := &enc[i]
-		e.id = r.ID
-		e.path, e.version, e.hashes, e.raw = store.EncodeRecord(r.Data)
-		if e.path != r.Path || e.version != r.Version {
-			return fmt.Errorf("record %d names %s@%s, not %s@%s", r.ID, e.path, e.version, r.Path, r.Version)
+		if p, v := store.RecordModule(r.Data); p != r.Path || v != r.Version {
+			return fmt.Errorf("record %d names %s@%s, not %s@%s", r.ID, p, v, r.Path, r.Version)
 		}
-		e.key = store.LookupKey(e.path, e.version)
-		keys[i] = e.key
-		if e.path == "" {
+		keys[i] = store.LookupKey(r.Path, r.Version)
+		if r.Path == "" {
 			continue
 		}
-		pv := e.path + "@" + e.version
+		pv := r.Path + "@" + r.Version
 		if other, ok := seen[pv]; ok {
-			return &store.DuplicateError{Path: e.path, Version: e.version, ID: r.ID, OtherID: other}
+			return &store.DuplicateError{Path: r.Path, Version: r.Version, ID: r.ID, OtherID: other}
 		}
 		seen[pv] = r.ID
 	}
 
-	// Records in the range that are stored already (fetched on demand
-	// earlier) must be the same bytes; they are not written again.
+	// Writers of one log take turns on its row; max_id tells whether any id
+	// of this batch may be stored already (fetched on demand earlier).
+	var maxID int64
+	if err := tx.QueryRow(ctx, `SELECT max_id FROM logs WHERE id = $1 FOR UPDATE`, logID).Scan(&maxID); err != nil {
+		return fmt.Errorf("locking log: %w", err)
+	}
+	have := make(map[int64]bool)
+	if lo <= maxID {
+		if err := checkStored(ctx, tx, logID, recs, have); err != nil {
+			return err
+		}
+	}
+	if hi-1 > maxID {
+		if _, err := tx.Exec(ctx, `UPDATE logs SET max_id = $2 WHERE id = $1`, logID, hi-1); err != nil {
+			return fmt.Errorf("moving max id: %w", err)
+		}
+	}
+
+	// Look for duplicates on another connection while COPY runs on this
+	// one. It sees every committed record, and no other writer can commit
+	// while this transaction holds the log's row.
+	probe := make(chan error, 1)
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { probe <- s.probeDuplicates(pctx, logID, keys, seen, have) }()
+
+	i := 0
+	src := pgx.CopyFromFunc(func() ([]any, error) {
+		for i < len(recs) && have[recs[i].ID] {
+			i++
+		}
+		if i == len(recs) {
+			return nil, nil
+		}
+		r := &recs[i]
+		_, _, hashes, raw := store.EncodeRecord(r.Data)
+		row := []any{r.ID, keys[i], logID, r.Path, r.Version, hashes, raw}
+		i++
+		return row, nil
+	})
+	_, copyErr := tx.CopyFrom(ctx, pgx.Identifier{"records"}, recordCols, src)
+	if copyErr != nil {
+		cancel()
+	}
+	if err := <-probe; err != nil {
+		return err
+	}
+	if copyErr != nil {
+		return fmt.Errorf("copying records %d..%d: %w", lo, hi-1, copyErr)
+	}
+	return nil
+}
+
+// probeDuplicates fails with a *store.DuplicateError if a module@version of
+// seen is stored under an id that is not the same record (have).
+func (s *Store) probeDuplicates(ctx context.Context, logID int16, keys []int64, seen map[string]int64, have map[int64]bool) error {
+	rows, err := s.pool.Query(ctx, `SELECT id, path, version FROM records
+		WHERE key = ANY($2) AND log_id = $1`, logID, keys)
+	if err != nil {
+		return fmt.Errorf("checking records for duplicates: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var path, version string
+		if err := rows.Scan(&id, &path, &version); err != nil {
+			return fmt.Errorf("checking records for duplicates: %w", err)
+		}
+		if have[id] {
+			continue // the same record, stored earlier
+		}
+		if dup, ok := seen[path+"@"+version]; ok {
+			return &store.DuplicateError{Path: path, Version: version, ID: dup, OtherID: id}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("checking records for duplicates: %w", err)
+	}
+	return nil
+}
+
+// checkStored marks in have the records of recs that are stored already,
+// and fails if one is stored with other bytes.
+func checkStored(ctx context.Context, tx pgx.Tx, logID int16, recs []store.Record, have map[int64]bool) error {
+	lo, hi := recs[0].ID, recs[len(recs)-1].ID+1
 	rows, err := tx.Query(ctx, `SELECT id, path, version, hashes, raw FROM records
 		WHERE log_id = $1 AND id >= $2 AND id < $3`, logID, lo, hi)
 	if err != nil {
 		return fmt.Errorf("reading stored records %d..%d: %w", lo, hi-1, err)
 	}
-	have := make(map[int64]bool)
+	defer rows.Close()
 	for rows.Next() {
 		var id int64
 		var path, version string
 		var hashes, raw []byte
 		if err := rows.Scan(&id, &path, &version, &hashes, &raw); err != nil {
-			rows.Close()
 			return fmt.Errorf("reading stored records %d..%d: %w", lo, hi-1, err)
 		}
 		if !bytes.Equal(store.DecodeRecord(path, version, hashes, raw), recs[id-lo].Data) {
-			rows.Close()
 			return fmt.Errorf("record %d is stored with other bytes than the log now gives", id)
 		}
 		have[id] = true
 	}
-	rows.Close()
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("reading stored records %d..%d: %w", lo, hi-1, err)
-	}
-
-	// A module@version stored under another id is a duplicate in the log.
-	rows, err = tx.Query(ctx, `SELECT id, path, version FROM records
-		WHERE key = ANY($2) AND log_id = $1 AND (id < $3 OR id >= $4)`, logID, keys, lo, hi)
-	if err != nil {
-		return fmt.Errorf("checking records %d..%d for duplicates: %w", lo, hi-1, err)
-	}
-	for rows.Next() {
-		var id int64
-		var path, version string
-		if err := rows.Scan(&id, &path, &version); err != nil {
-			rows.Close()
-			return fmt.Errorf("checking records %d..%d for duplicates: %w", lo, hi-1, err)
-		}
-		if dup, ok := seen[path+"@"+version]; ok {
-			rows.Close()
-			return &store.DuplicateError{Path: path, Version: version, ID: dup, OtherID: id}
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("checking records %d..%d for duplicates: %w", lo, hi-1, err)
-	}
-
-	i := 0
-	src := pgx.CopyFromFunc(func() ([]any, error) {
-		for i < len(enc) && have[enc[i].id] {
-			i++
-		}
-		if i == len(enc) {
-			return nil, nil
-		}
-		e := &enc[i]
-		i++
-		return []any{e.id, e.key, logID, e.path, e.version, e.hashes, e.raw}, nil
-	})
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"records"}, recordCols, src); err != nil {
-		return fmt.Errorf("copying records %d..%d: %w", lo, hi-1, err)
 	}
 	return nil
 }

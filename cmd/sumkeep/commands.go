@@ -1,0 +1,254 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/robfig/cron/v3"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/sumkeep/sumkeep/server"
+	"github.com/sumkeep/sumkeep/store"
+	"github.com/sumkeep/sumkeep/store/postgres"
+	skSync "github.com/sumkeep/sumkeep/sync"
+)
+
+// openStore opens the store --db names and brings its schema up to date.
+func (e *env) openStore(ctx context.Context) (store.Store, error) {
+	if strings.HasPrefix(e.db, "postgres://") || strings.HasPrefix(e.db, "postgresql://") {
+		s, err := postgres.Open(ctx, e.db)
+		if err != nil {
+			return nil, envError{err}
+		}
+		return s, nil
+	}
+	return nil, envError{fmt.Errorf("--db %s: the embedded SQLite store is not available in this build yet; use --db postgres://…", e.db)}
+}
+
+// logName is the name of the upstream log: the name in its key.
+func (e *env) logName() (string, error) {
+	v, err := note.NewVerifier(e.key)
+	if err != nil {
+		return "", envError{fmt.Errorf("--key %q: %v", e.key, err)}
+	}
+	return v.Name(), nil
+}
+
+func (e *env) newSyncer(ctx context.Context, st store.Store, concurrency, batch int) (*skSync.Syncer, error) {
+	name, err := e.logName()
+	if err != nil {
+		return nil, err
+	}
+	upstream := e.upstream
+	if upstream == "" {
+		goproxy, _ := e.getenv("GOPROXY")
+		if goproxy == "" {
+			goproxy = "https://proxy.golang.org,direct" // the go command's default
+		}
+		upstream, err = skSync.Discover(ctx, name, goproxy, nil)
+		if err != nil {
+			return nil, envError{err}
+		}
+	}
+	return skSync.New(skSync.Config{
+		Store:       st,
+		Client:      skSync.NewClient(upstream, nil),
+		Key:         e.key,
+		Concurrency: concurrency,
+		BatchTiles:  batch,
+		Logger:      e.logger,
+	})
+}
+
+func cmdMigrate(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("migrate")
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	st, err := e.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	st.Close()
+	fmt.Fprintln(e.stdout, "schema is up to date")
+	return nil
+}
+
+func cmdSync(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("sync")
+	once := fs.Bool("once", false, "sync once and exit")
+	schedule := fs.String("schedule", "", "keep running, syncing on this cron schedule (e.g. '@every 5m' or '*/10 * * * *')")
+	mode := fs.String("mode", "auto", "auto or full: full copies every record and tile (needs an upstream that serves data tiles)")
+	concurrency := fs.Int("concurrency", 32, "upstream requests in flight")
+	batch := fs.Int("batch", 64, "data tiles (of 256 records) per transaction")
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	if *once == (*schedule != "") {
+		return usageError{"give exactly one of --once and --schedule"}
+	}
+	switch *mode {
+	case "auto", "full":
+	default:
+		return usageError{fmt.Sprintf("--mode %q: this build supports auto and full", *mode)}
+	}
+	st, err := e.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	s, err := e.newSyncer(ctx, st, *concurrency, *batch)
+	if err != nil {
+		return err
+	}
+	if *once {
+		res, err := s.Once(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "%s: serving head %d (was %d), %d records stored in %s\n",
+			res.Log, res.Served.Size, res.Previous, res.Records, res.Elapsed.Round(time.Millisecond))
+		return nil
+	}
+	return runScheduled(ctx, e, *schedule, s)
+}
+
+// runScheduled syncs on a cron schedule until ctx ends. A run that is still
+// going when the next is due makes that one skip.
+func runScheduled(ctx context.Context, e *env, spec string, s *skSync.Syncer) error {
+	c := cron.New()
+	var running atomic.Bool
+	job := func() {
+		if !running.CompareAndSwap(false, true) {
+			e.logger.Info("previous sync still running; skipping this one")
+			return
+		}
+		defer running.Store(false)
+		res, err := s.Once(ctx)
+		if errors.Is(err, store.ErrLocked) {
+			e.logger.Info("another process is syncing this log; skipping", "log", s.Log())
+			return
+		}
+		if err != nil {
+			e.logger.Error("sync failed", "log", s.Log(), "err", err)
+			return
+		}
+		e.logger.Info("sync done", "log", res.Log, "served", res.Served.Size, "records", res.Records)
+	}
+	if _, err := c.AddFunc(spec, job); err != nil {
+		return usageError{fmt.Sprintf("schedule %q: %v", spec, err)}
+	}
+	c.Start()
+	go job() // do not wait for the first tick
+	<-ctx.Done()
+	<-c.Stop().Done()
+	return nil
+}
+
+func cmdServe(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("serve")
+	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
+	schedule := fs.String("sync-schedule", "", "also sync on this cron schedule (e.g. '@every 5m')")
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	name, err := e.logName()
+	if err != nil {
+		return err
+	}
+	st, err := e.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	gin.SetMode(gin.ReleaseMode) // gin's mode is process-wide; the command owns the process
+	srv := server.New(server.Config{Store: st, Log: name, Logger: e.logger})
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return envError{fmt.Errorf("--listen: %w", err)}
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go srv.Run(ctx)
+	if *schedule != "" {
+		s, err := e.newSyncer(ctx, st, 32, 64)
+		if err != nil {
+			return err
+		}
+		go runScheduled(ctx, e, *schedule, s)
+	}
+	url := "http://" + ln.Addr().String()
+	e.logger.Info("serving", "log", name, "url", url)
+	fmt.Fprintf(e.stdout, "sumkeep is serving %s at %s\nPoint the go command at it with:\n\n\tgo env -w GOSUMDB=\"%s %s\"\n\n", name, url, e.key, url)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, done := context.WithTimeout(context.Background(), 10*time.Second)
+	defer done()
+	return hs.Shutdown(shutdown)
+}
+
+func cmdStatus(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("status")
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	st, err := e.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	logs, err := st.Logs(ctx)
+	if err != nil {
+		return err
+	}
+	if len(logs) == 0 {
+		fmt.Fprintln(e.stdout, "the store holds no log yet: run 'sumkeep sync --once'")
+		return nil
+	}
+	bad := false
+	for _, log := range logs {
+		fmt.Fprintf(e.stdout, "%s\n", log)
+		if h, err := st.ServedHead(ctx, log); err == nil {
+			fmt.Fprintf(e.stdout, "  served head:  %d (first seen %s)\n", h.Size, h.FirstSeen.Format(time.RFC3339))
+		} else if errors.Is(err, store.ErrNotFound) {
+			fmt.Fprintf(e.stdout, "  served head:  none yet\n")
+		} else {
+			return err
+		}
+		if h, err := st.LatestHead(ctx, log); err == nil {
+			fmt.Fprintf(e.stdout, "  newest head:  %d\n", h.Size)
+		}
+		if n, err := st.Synced(ctx, log); err == nil {
+			fmt.Fprintf(e.stdout, "  records:      %d copied in full sync\n", n)
+		}
+		es, err := st.Evidence(ctx, log)
+		if err != nil {
+			return err
+		}
+		for _, ev := range es {
+			bad = true
+			fmt.Fprintf(e.stdout, "  EVIDENCE %s at %s: %s\n", ev.Kind, ev.CreatedAt.Format(time.RFC3339), ev.Message)
+		}
+	}
+	if bad {
+		return errors.New("the store holds evidence of upstream misbehaviour")
+	}
+	return nil
+}

@@ -1,0 +1,147 @@
+// Command sumkeep mirrors a Go checksum database and serves it to the go
+// command.
+//
+//	sumkeep serve   [--listen ADDR] [--sync-schedule SPEC]
+//	sumkeep sync    [--once | --schedule SPEC] [--mode auto|full]
+//	sumkeep migrate
+//	sumkeep status
+//
+// --db, --upstream and --key are accepted by every subcommand, and every flag
+// also reads SUMKEEP_<FLAG> from the environment (a flag on the command line
+// wins). Exit status: 0 success, 1 failure, 2 usage or environment error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+const (
+	defaultKey = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"
+	defaultDB  = "./sumkeep-data/sumkeep.db"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv)
+	stop()
+	os.Exit(code)
+}
+
+// usageError is a command-line mistake: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, e *env, args []string) error
+}
+
+var commands = []command{
+	{"serve", "answer the checksum database protocol from the store (optionally syncing on a schedule)", cmdServe},
+	{"sync", "copy the upstream checksum database into the store, once or on a schedule", cmdSync},
+	{"migrate", "create or upgrade the store's schema", cmdMigrate},
+	{"status", "show the heads, progress and any evidence of misbehaviour", cmdStatus},
+}
+
+// env is what a subcommand runs with.
+type env struct {
+	stdout, stderr io.Writer
+	getenv         func(string) (string, bool)
+	logger         *slog.Logger
+	// common flags
+	db, upstream, key string
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) (string, bool)) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	e := &env{stdout: stdout, stderr: stderr, getenv: getenv,
+		logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	for _, c := range commands {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, e, args[1:])
+		var ue usageError
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.As(err, &ue):
+			fmt.Fprintf(stderr, "sumkeep %s: %v\n", c.name, err)
+			return 2
+		case errors.As(err, new(envError)):
+			fmt.Fprintf(stderr, "sumkeep %s: %v\n", c.name, err)
+			return 2
+		default:
+			fmt.Fprintf(stderr, "sumkeep %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "sumkeep: unknown command %q\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "usage: sumkeep <command> [flags]\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nEvery command takes --db, --upstream and --key; every flag also reads SUMKEEP_<FLAG>.\nRun 'sumkeep <command> -h' for its flags.\n")
+}
+
+// envError is a problem with the environment (no database, bad key): exit 2.
+type envError struct{ err error }
+
+func (e envError) Error() string { return e.err.Error() }
+func (e envError) Unwrap() error { return e.err }
+
+// flags returns a flag set with the common flags bound to e.
+func (e *env) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("sumkeep "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.StringVar(&e.db, "db", defaultDB, "store: a postgres:// URL, or a SQLite file path")
+	fs.StringVar(&e.upstream, "upstream", "", "upstream checksum database URL (default: found through GOPROXY as the go command does, else https://<key name>)")
+	fs.StringVar(&e.key, "key", defaultKey, "upstream verifier key")
+	return fs
+}
+
+// parse applies SUMKEEP_<FLAG> environment variables, then the arguments.
+func (e *env) parse(fs *flag.FlagSet, args []string) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "SUMKEEP_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := e.getenv(name); ok && err == nil {
+			if serr := f.Value.Set(v); serr != nil {
+				err = usageError{fmt.Sprintf("%s=%q: %v", name, v, serr)}
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	return nil
+}

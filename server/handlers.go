@@ -1,0 +1,435 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/semver"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumkeep/sumkeep/store"
+)
+
+// Header values. The slices are never modified (net/http and gin replace
+// header values, they do not write into them).
+var (
+	hdrText      = []string{"text/plain; charset=UTF-8"}
+	hdrBinary    = []string{"application/octet-stream"}
+	hdrErrorText = []string{"text/plain; charset=utf-8"}
+	hdrNoSniff   = []string{"nosniff"}
+	hdrImmutable = []string{"public, max-age=31536000, immutable"}
+	hdrShort     = []string{"public, max-age=60"}
+	hdrLatest    = []string{"public, max-age=10"}
+	hdrNoStore   = []string{"no-store"}
+)
+
+const (
+	tileWidth     = 1 << store.TileHeight
+	maxPooledBuf  = 256 << 10
+	healthTimeout = 5 * time.Second
+)
+
+func (s *Server) newEngine() *gin.Engine {
+	e := gin.New()
+	// Answer exactly the paths of the protocol: no redirects to other paths.
+	e.RedirectTrailingSlash = false
+	e.RedirectFixedPath = false
+	e.HandleMethodNotAllowed = false
+	e.Use(s.recovery)
+	e.NoRoute(func(c *gin.Context) { s.fail(c, http.StatusNotFound, "not found") })
+	for _, m := range []string{http.MethodGet, http.MethodHead} {
+		e.Handle(m, "/latest", s.rootLatest)
+		e.Handle(m, "/lookup/*mv", s.rootLookup)
+		e.Handle(m, "/tile/*tile", s.rootTile)
+		e.Handle(m, "/healthz", s.healthz)
+		e.Handle(m, "/sumdb/:name/*rest", s.proxy)
+	}
+	return e
+}
+
+// recovery turns a panic into a logged 500, like gin.Recovery but through
+// the server's logger.
+func (s *Server) recovery(c *gin.Context) {
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		if r == http.ErrAbortHandler {
+			panic(r)
+		}
+		s.logger.ErrorContext(c.Request.Context(), "panic serving request",
+			"path", c.Request.URL.Path, "panic", r, "stack", string(debug.Stack()))
+		if !c.Writer.Written() {
+			s.fail(c, http.StatusInternalServerError, "internal error")
+		}
+		c.Abort()
+	}()
+	c.Next()
+}
+
+func (s *Server) rootLatest(c *gin.Context) { s.latest(c, s.log) }
+
+func (s *Server) rootLookup(c *gin.Context) {
+	s.lookup(c, s.log, strings.TrimPrefix(c.Param("mv"), "/"))
+}
+
+func (s *Server) rootTile(c *gin.Context) { s.tile(c, s.log, "tile"+c.Param("tile")) }
+
+// proxy serves /sumdb/<name>/..., the form a module proxy offers.
+func (s *Server) proxy(c *gin.Context) {
+	name, rest := c.Param("name"), c.Param("rest")
+	switch {
+	case rest == "/supported":
+		s.supported(c, name)
+	case rest == "/latest":
+		s.latest(c, name)
+	case strings.HasPrefix(rest, "/lookup/"):
+		s.lookup(c, name, rest[len("/lookup/"):])
+	case strings.HasPrefix(rest, "/tile/"):
+		s.tile(c, name, rest[1:])
+	default:
+		s.fail(c, http.StatusNotFound, "not found")
+	}
+}
+
+// served returns the log's served head, or writes the error response and
+// returns nil.
+func (s *Server) served(c *gin.Context, log string) *store.Head {
+	snap := s.current(c.Request.Context())
+	if snap == nil {
+		s.fail(c, http.StatusInternalServerError, "store unavailable")
+		return nil
+	}
+	if log == "" {
+		s.fail(c, http.StatusNotFound, "not found")
+		return nil
+	}
+	st := snap.logs[log]
+	if st == nil || st.head == nil {
+		s.fail(c, http.StatusNotFound, "not found")
+		return nil
+	}
+	return st.head
+}
+
+func (s *Server) supported(c *gin.Context, log string) {
+	snap := s.current(c.Request.Context())
+	if snap == nil {
+		s.fail(c, http.StatusInternalServerError, "store unavailable")
+		return
+	}
+	if st := snap.logs[log]; st == nil || !st.listed {
+		s.fail(c, http.StatusNotFound, "not found")
+		return
+	}
+	c.Writer.Header()["Content-Length"] = []string{"0"}
+	c.Writer.WriteHeader(http.StatusOK)
+	c.Writer.WriteHeaderNow()
+}
+
+func (s *Server) latest(c *gin.Context, log string) {
+	head := s.served(c, log)
+	if head == nil {
+		return
+	}
+	s.write(c, hdrText, hdrLatest, head.Note)
+}
+
+func (s *Server) lookup(c *gin.Context, log, mod string) {
+	if !validModVer(mod) {
+		s.fail(c, http.StatusBadRequest, "invalid module@version syntax")
+		return
+	}
+	escPath, escVers, _ := strings.Cut(mod, "@")
+	path, ok := unescapePath(escPath)
+	if !ok {
+		s.fail(c, http.StatusBadRequest, "invalid module path")
+		return
+	}
+	vers, ok := unescapeVersion(escVers)
+	if !ok {
+		s.fail(c, http.StatusBadRequest, "invalid version")
+		return
+	}
+	// module.Check without repeating the CheckPath UnescapePath did.
+	if !semver.IsValid(vers) {
+		s.fail(c, http.StatusBadRequest, "invalid version")
+		return
+	}
+	if _, pathMajor, _ := module.SplitPathVersion(path); module.CheckPathMajor(vers, pathMajor) != nil {
+		s.fail(c, http.StatusBadRequest, "invalid version for module path")
+		return
+	}
+
+	head := s.served(c, log)
+	if head == nil {
+		return
+	}
+	ctx := c.Request.Context()
+	rec, err := s.store.Lookup(ctx, log, path, vers, head.Size)
+	if err != nil {
+		s.storeError(ctx, c, err, "lookup", "log", log, "module", path, "version", vers)
+		return
+	}
+	if rec.ID < 0 || rec.ID >= head.Size {
+		// The store broke its contract; never serve what the head cannot prove.
+		s.storeError(ctx, c, errors.New("store returned a record outside the served tree"),
+			"lookup", "log", log, "module", path, "version", vers, "id", rec.ID, "size", head.Size)
+		return
+	}
+	if !validRecordText(rec.Data) {
+		s.storeError(ctx, c, errors.New("malformed record"), "lookup", "log", log, "id", rec.ID)
+		return
+	}
+	bp := s.bufs.Get().(*[]byte)
+	b := strconv.AppendInt((*bp)[:0], rec.ID, 10)
+	b = append(b, '\n')
+	b = append(b, rec.Data...)
+	b = append(b, '\n')
+	b = append(b, head.Note...)
+	s.write(c, hdrText, hdrShort, b)
+	s.putBuf(bp, b)
+}
+
+func (s *Server) tile(c *gin.Context, log, p string) {
+	t, err := tlog.ParseTilePath(p)
+	if err != nil {
+		s.fail(c, http.StatusBadRequest, "invalid tile syntax")
+		return
+	}
+	if t.H != store.TileHeight {
+		s.fail(c, http.StatusBadRequest, "unsupported tile height")
+		return
+	}
+	head := s.served(c, log)
+	if head == nil {
+		return
+	}
+	if !inTree(t, head.Size) {
+		s.fail(c, http.StatusNotFound, "not found")
+		return
+	}
+	cache := hdrShort
+	if t.W == tileWidth {
+		cache = hdrImmutable
+	}
+	ctx := c.Request.Context()
+
+	if t.L >= 0 {
+		data, err := s.store.ReadTiles(ctx, log, []tlog.Tile{t})
+		if err != nil {
+			s.storeError(ctx, c, err, "reading tile", "log", log, "tile", p)
+			return
+		}
+		if len(data) != 1 || len(data[0]) != t.W*tlog.HashSize {
+			s.storeError(ctx, c, errors.New("store returned a tile of the wrong size"),
+				"reading tile", "log", log, "tile", p)
+			return
+		}
+		s.write(c, hdrBinary, cache, data[0])
+		return
+	}
+
+	// A data tile: records without their id lines, each followed by a
+	// newline (the blank line that ends a formatted record).
+	start := t.N << store.TileHeight
+	recs, err := s.store.ReadRecords(ctx, log, start, int64(t.W))
+	if err != nil {
+		s.storeError(ctx, c, err, "reading records", "log", log, "tile", p)
+		return
+	}
+	if len(recs) != t.W {
+		s.storeError(ctx, c, errors.New("store returned the wrong number of records"),
+			"reading records", "log", log, "tile", p)
+		return
+	}
+	bp := s.bufs.Get().(*[]byte)
+	b := (*bp)[:0]
+	for i, r := range recs {
+		if r.ID != start+int64(i) || !validRecordText(r.Data) {
+			s.putBuf(bp, b)
+			s.storeError(ctx, c, errors.New("store returned a malformed or misplaced record"),
+				"reading records", "log", log, "tile", p, "id", start+int64(i))
+			return
+		}
+		b = append(b, r.Data...)
+		b = append(b, '\n')
+	}
+	s.write(c, hdrText, cache, b)
+	s.putBuf(bp, b)
+}
+
+// inTree reports whether tile t lies inside a tree of n records: a tile at
+// level L holds hashes at tree level 8·L, of which the tree has n>>(8·L), and
+// a data tile holds records.
+func inTree(t tlog.Tile, n int64) bool {
+	if t.H != store.TileHeight || t.W < 1 || t.W > tileWidth || t.N < 0 || n <= 0 {
+		return false
+	}
+	var shift uint
+	if t.L > 0 {
+		shift = uint(t.L) * store.TileHeight
+	}
+	var hashes int64 // hashes stored at the tile's level
+	if shift < 63 {
+		hashes = n >> shift
+	}
+	if t.N > hashes>>store.TileHeight {
+		return false
+	}
+	return t.N<<store.TileHeight+int64(t.W) <= hashes
+}
+
+func (s *Server) healthz(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), healthTimeout)
+	defer cancel()
+	if _, err := s.store.Logs(ctx); err != nil {
+		s.logger.ErrorContext(ctx, "health check: store does not answer", "err", err)
+		s.fail(c, http.StatusServiceUnavailable, "store unavailable")
+		return
+	}
+	s.write(c, hdrErrorText, hdrNoStore, []byte("ok"))
+}
+
+// write sends a 200 response with the given body.
+func (s *Server) write(c *gin.Context, contentType, cache []string, body []byte) {
+	h := c.Writer.Header()
+	h["Content-Type"] = contentType
+	h["Cache-Control"] = cache
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	c.Writer.WriteHeader(http.StatusOK)
+	c.Writer.Write(body)
+}
+
+// fail sends an error response the way http.Error does, and uncacheable.
+func (s *Server) fail(c *gin.Context, code int, msg string) {
+	h := c.Writer.Header()
+	h.Del("Content-Length")
+	h["Content-Type"] = hdrErrorText
+	h["X-Content-Type-Options"] = hdrNoSniff
+	h["Cache-Control"] = hdrNoStore
+	c.Writer.WriteHeader(code)
+	c.Writer.WriteString(msg + "\n")
+}
+
+// storeError answers a store failure: 404 for not-found, otherwise a logged
+// 500 that does not show the error.
+func (s *Server) storeError(ctx context.Context, c *gin.Context, err error, what string, args ...any) {
+	if errors.Is(err, store.ErrNotFound) {
+		s.fail(c, http.StatusNotFound, "not found")
+		return
+	}
+	if ctx.Err() != nil {
+		// The client went away; nobody reads the answer.
+		s.fail(c, http.StatusInternalServerError, "canceled")
+		return
+	}
+	s.logger.ErrorContext(ctx, "store: "+what, append(args, "err", err)...)
+	s.fail(c, http.StatusInternalServerError, "internal error")
+}
+
+func (s *Server) putBuf(bp *[]byte, b []byte) {
+	if cap(b) > maxPooledBuf {
+		return
+	}
+	*bp = b[:0]
+	s.bufs.Put(bp)
+}
+
+// unescapePath is module.UnescapePath, without copying a path that has no
+// escapes (the common case).
+func unescapePath(esc string) (string, bool) {
+	if !unescaped(esc) {
+		path, err := module.UnescapePath(esc)
+		return path, err == nil
+	}
+	return esc, module.CheckPath(esc) == nil
+}
+
+// unescapeVersion is module.UnescapeVersion, without copying a version that
+// has no escapes. For a single path element, module.CheckFilePath makes the
+// same check UnescapeVersion does.
+func unescapeVersion(esc string) (string, bool) {
+	if !unescaped(esc) || strings.IndexByte(esc, '/') >= 0 {
+		v, err := module.UnescapeVersion(esc)
+		return v, err == nil
+	}
+	return esc, module.CheckFilePath(esc) == nil
+}
+
+// unescaped reports whether the escaped form s (of a module path or
+// version) stands for itself: ASCII without "!" or upper case.
+func unescaped(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b >= utf8.RuneSelf || b == '!' || 'A' <= b && b <= 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// validModVer reports whether mod matches the syntax sumdb.Server accepts,
+// ^[^@]+@v[0-9]+\.[0-9]+\.[0-9]+(-[^@]*)?(\+incompatible)?$, without a
+// regular expression.
+func validModVer(mod string) bool {
+	at := strings.IndexByte(mod, '@')
+	if at <= 0 {
+		return false
+	}
+	v := mod[at+1:]
+	if len(v) == 0 || v[0] != 'v' {
+		return false
+	}
+	v = v[1:]
+	for i := range 3 {
+		n := 0
+		for n < len(v) && '0' <= v[n] && v[n] <= '9' {
+			n++
+		}
+		if n == 0 {
+			return false
+		}
+		v = v[n:]
+		if i < 2 {
+			if len(v) == 0 || v[0] != '.' {
+				return false
+			}
+			v = v[1:]
+		}
+	}
+	switch {
+	case v == "" || v == "+incompatible":
+		return true
+	case v[0] == '-':
+		return strings.IndexByte(v, '@') < 0
+	}
+	return false
+}
+
+// validRecordText reports whether text is a well-formed record, as
+// tlog.FormatRecord requires: no control characters but newlines, valid
+// UTF-8, no blank line, ending in a newline.
+func validRecordText(text []byte) bool {
+	var last rune
+	for i := 0; i < len(text); {
+		r, size := rune(text[i]), 1
+		if r >= utf8.RuneSelf {
+			r, size = utf8.DecodeRune(text[i:])
+		}
+		if r < 0x20 && r != '\n' || r == utf8.RuneError && size == 1 || last == '\n' && r == '\n' {
+			return false
+		}
+		i += size
+		last = r
+	}
+	return last == '\n'
+}

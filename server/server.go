@@ -1,0 +1,270 @@
+// Package server answers the Go checksum database protocol from a
+// store.Store: one default log at the root (as sum.golang.org does) and every
+// stored log in the module proxy form /sumdb/<name>/.
+//
+// # Protocol
+//
+// A checksum database serves (golang.org/x/mod/sumdb.Server is the reference
+// for the exact bytes, and this package matches it byte for byte):
+//
+//   - GET /latest: the signed tree head note.
+//   - GET /lookup/<path>@<version> (path and version escaped as in module
+//     proxy URLs, "!x" for upper-case X): the record's id on a line of its
+//     own, the record (two go.sum lines), a blank line, then the signed tree
+//     head note the record is provable under.
+//   - GET /tile/8/<L>/<N>[.p/<W>]: a hash tile: W (default 256) hashes of 32
+//     bytes at tree level 8·L, starting at hash 256·N.
+//   - GET /tile/8/data/<N>[.p/<W>]: a data tile: records 256·N through
+//     256·N+W-1, each as its record bytes followed by a newline (that is, a
+//     formatted record without its id line), concatenated.
+//   - GET /sumdb/<name>/supported (proxy form only): 200 means "use this
+//     proxy for the database and never fall back to it directly"; 404 and
+//     410 mean "try the next proxy"; anything else makes the go command give
+//     up on the database.
+//
+// The go command asks for /lookup and hash tiles only, never /latest or data
+// tiles. It asks for the partial tile its cached tree head needs (.p/W) and
+// falls back to the full tile. Mirrors and auditors (sumkeep sync among
+// them) ask for /latest and data tiles.
+//
+// # What is served
+//
+// Everything is answered under the store's served head (store.ServedHead):
+// the newest head for which every tile and record below it is stored. The
+// served head of each log is cached in memory and re-read every
+// Config.HeadRefresh; the cache never goes backwards. A lookup asks the store
+// for a record with an id below the served size, so a record that the served
+// head cannot prove is never returned, and a tile is served only when it lies
+// inside the served tree. The signed note is the upstream's, byte for byte:
+// the server never signs anything, and every client checks every answer
+// against the upstream's key.
+//
+// # Status codes
+//
+//   - 200: found.
+//   - 400: malformed lookup (no "@", bad escaping, invalid module path or
+//     version) or tile path (tlog.ParseTilePath refuses it, or a tile height
+//     other than 8).
+//   - 404: no such log, no served head yet, a record or tile not stored, or a
+//     tile or record outside the served tree.
+//   - 500: the store failed (the error is logged, not shown).
+//
+// # Caching
+//
+// Full tiles (W = 256, hash or data) never change:
+// "Cache-Control: public, max-age=31536000, immutable". Partial tiles and
+// lookups get "public, max-age=60" (a lookup's record never changes but the
+// head that comes with it grows; clients accept an older head), /latest gets
+// "public, max-age=10" because mirrors poll it to follow the log. Errors are
+// sent with "Cache-Control: no-store" so that a record not yet mirrored is
+// not remembered as missing.
+//
+// # Gin
+//
+// Handler returns a gin engine built with gin.New and a recovery middleware
+// that logs through Config.Logger; it logs no requests. Gin's mode is
+// process-wide (there is no per-engine mode): this package never calls
+// gin.SetMode, so a command should call gin.SetMode(gin.ReleaseMode) (or set
+// GIN_MODE=release) before New to silence gin's route listing on stdout.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/sumkeep/sumkeep/store"
+)
+
+// DefaultHeadRefresh is how often served heads are re-read when
+// Config.HeadRefresh is zero.
+const DefaultHeadRefresh = time.Second
+
+// Config configures a Server.
+type Config struct {
+	// Store is where everything served comes from.
+	Store store.Store
+	// Log is the name of the log served at the root, e.g. "sum.golang.org".
+	// Empty serves no log at the root; /sumdb/<name>/ works regardless.
+	Log string
+	// Logger receives store errors and recovered panics; nil discards them.
+	Logger *slog.Logger
+	// HeadRefresh is how often the served heads (and the list of logs) are
+	// re-read from the store; zero means DefaultHeadRefresh.
+	HeadRefresh time.Duration
+}
+
+// Server answers the checksum database protocol from a store. It is safe for
+// concurrent use.
+type Server struct {
+	store   store.Store
+	log     string
+	logger  *slog.Logger
+	refresh time.Duration
+	engine  *gin.Engine
+
+	snap        atomic.Pointer[snapshot]
+	refreshMu   sync.Mutex   // serializes refreshes
+	refreshing  atomic.Bool  // a lazy background refresh is under way
+	epoch       time.Time    // origin of lastAttempt (monotonic clock)
+	lastAttempt atomic.Int64 // time.Since(epoch) at the start of the last refresh
+	failing     atomic.Bool  // the last refresh failed (to log transitions only)
+	bufs        sync.Pool    // *[]byte response buffers
+}
+
+// snapshot is what the server knows about the logs at one time. It is
+// immutable once published.
+type snapshot struct {
+	logs map[string]*logState
+}
+
+type logState struct {
+	listed bool        // store.Logs names it: /sumdb/<name>/supported is 200
+	head   *store.Head // the served head; nil until there is one
+}
+
+// New returns a server for cfg. It reads nothing yet: served heads are loaded
+// by Refresh, by Run, or on the first request.
+func New(cfg Config) *Server {
+	s := &Server{
+		store:   cfg.Store,
+		log:     cfg.Log,
+		logger:  cfg.Logger,
+		refresh: cfg.HeadRefresh,
+		epoch:   time.Now(),
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	if s.refresh <= 0 {
+		s.refresh = DefaultHeadRefresh
+	}
+	s.bufs.New = func() any {
+		b := make([]byte, 0, 1024)
+		return &b
+	}
+	s.engine = s.newEngine()
+	return s
+}
+
+// Handler returns the HTTP handler serving the protocol: a *gin.Engine.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Run re-reads the served heads every Config.HeadRefresh until ctx is done.
+// Running it is optional (a server also refreshes lazily when a request finds
+// its heads older than that), but it keeps requests from ever waiting on a
+// refresh.
+func (s *Server) Run(ctx context.Context) {
+	t := time.NewTicker(s.refresh)
+	defer t.Stop()
+	for {
+		s.refreshAndLog(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Refresh re-reads the list of logs and every served head now. A head
+// smaller than the one already served is ignored: what is served never goes
+// backwards. When reading some log's head fails, the others are still
+// updated and the error is returned.
+func (s *Server) Refresh(ctx context.Context) error {
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
+	return s.refreshLocked(ctx)
+}
+
+func (s *Server) refreshLocked(ctx context.Context) error {
+	s.lastAttempt.Store(int64(time.Since(s.epoch)))
+	names, err := s.store.Logs(ctx)
+	if err != nil {
+		return err
+	}
+	old := s.snap.Load()
+	next := &snapshot{logs: make(map[string]*logState, len(names)+1)}
+	var errs []error
+	fetch := func(name string, listed bool) {
+		if _, ok := next.logs[name]; ok {
+			return
+		}
+		st := &logState{listed: listed}
+		if old != nil {
+			if o := old.logs[name]; o != nil {
+				st.head = o.head
+			}
+		}
+		h, err := s.store.ServedHead(ctx, name)
+		switch {
+		case err == nil:
+			if st.head == nil || h.Size > st.head.Size {
+				st.head = &h
+			}
+		case errors.Is(err, store.ErrNotFound):
+			// No served head yet: keep what was served before, if anything.
+		default:
+			errs = append(errs, err)
+		}
+		next.logs[name] = st
+	}
+	for _, name := range names {
+		fetch(name, true)
+	}
+	if s.log != "" {
+		fetch(s.log, false)
+	}
+	s.snap.Store(next)
+	return errors.Join(errs...)
+}
+
+// refreshAndLog refreshes and logs failures when they start and when they
+// end, not every time.
+func (s *Server) refreshAndLog(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, s.refreshTimeout())
+	defer cancel()
+	err := s.Refresh(ctx)
+	switch {
+	case err != nil && !s.failing.Swap(true):
+		s.logger.Error("reading served heads from the store", "err", err)
+	case err == nil && s.failing.Swap(false):
+		s.logger.Info("reading served heads from the store works again")
+	}
+}
+
+func (s *Server) refreshTimeout() time.Duration {
+	return max(10*time.Second, 5*s.refresh)
+}
+
+// current returns the snapshot to answer a request with. The first request
+// waits for the first load; later ones never wait: when the snapshot is older
+// than HeadRefresh, one background refresh is started and the current
+// snapshot is used meanwhile.
+func (s *Server) current(ctx context.Context) *snapshot {
+	snap := s.snap.Load()
+	if snap == nil {
+		s.refreshMu.Lock()
+		if s.snap.Load() == nil {
+			if err := s.refreshLocked(ctx); err != nil {
+				s.logger.ErrorContext(ctx, "reading served heads from the store", "err", err)
+			}
+		}
+		s.refreshMu.Unlock()
+		return s.snap.Load() // nil if the store is down
+	}
+	if time.Since(s.epoch)-time.Duration(s.lastAttempt.Load()) >= s.refresh &&
+		s.refreshing.CompareAndSwap(false, true) {
+		go func() {
+			defer s.refreshing.Store(false)
+			s.refreshAndLog(context.WithoutCancel(ctx))
+		}()
+	}
+	return snap
+}
