@@ -26,6 +26,9 @@ type Store struct {
 
 	mu   sync.Mutex
 	logs map[string]int16 // log name -> logs.id
+
+	lookups   lookupBatcher
+	closeOnce sync.Once
 }
 
 var _ store.Store = (*Store)(nil)
@@ -50,14 +53,21 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
+	s.startLookups()
 	return s, nil
 }
 
 // Pool exposes the connection pool, for tools that measure the store.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// Close closes all connections.
-func (s *Store) Close() { s.pool.Close() }
+// Close stops the lookup workers and closes all connections.
+// Closing twice is harmless.
+func (s *Store) Close() {
+	s.closeOnce.Do(func() {
+		s.stopLookups()
+		s.pool.Close()
+	})
+}
 
 // Migrate applies the embedded migrations that the database lacks, each in a
 // transaction, under an advisory lock so that concurrent starts do not race.

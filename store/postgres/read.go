@@ -2,36 +2,12 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
-	"github.com/jackc/pgx/v5"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumkeep/sumkeep/store"
 )
-
-// Lookup implements store.Store.
-func (s *Store) Lookup(ctx context.Context, log, path, version string, maxID int64) (store.Record, error) {
-	id, err := s.logID(ctx, s.pool, log, false)
-	if err != nil {
-		return store.Record{}, err
-	}
-	r := store.Record{Path: path, Version: version}
-	var hashes, raw []byte
-	err = s.pool.QueryRow(ctx, `SELECT id, hashes, raw FROM records
-		WHERE key = $1 AND log_id = $2 AND path = $3 AND version = $4 AND id < $5
-		ORDER BY id LIMIT 1`,
-		store.LookupKey(path, version), id, path, version, maxID).Scan(&r.ID, &hashes, &raw)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return r, fmt.Errorf("%s@%s in %s: %w", path, version, log, store.ErrNotFound)
-	}
-	if err != nil {
-		return r, fmt.Errorf("postgres: looking up %s@%s in %s: %w", path, version, log, err)
-	}
-	r.Data = store.DecodeRecord(path, version, hashes, raw)
-	return r, nil
-}
 
 // ReadRecords implements store.Store.
 func (s *Store) ReadRecords(ctx context.Context, log string, start, n int64) ([]store.Record, error) {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -32,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Evidence", testEvidence},
 		{"Lock", testLock},
 		{"LogsAreSeparate", testLogsSeparate},
+		{"ClosedStoreFails", testClosed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
@@ -411,4 +413,30 @@ func testLogsSeparate(t *testing.T, s store.Store) {
 	}
 	_, err = s.ReadRecords(ctx, "b.log", 2, 1)
 	mustNotFound(t, err, "record 2 of b.log")
+}
+
+func testClosed(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	r := record(1, "v1.0.0")
+	r.ID = 0
+	if err := s.Commit(ctx, logName, store.Batch{Records: []store.Record{r}, Synced: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Lookup(ctx, logName, r.Path, r.Version, 1); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Lookup(ctx, logName, r.Path, r.Version, 1)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Lookup on a closed store succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Lookup on a closed store hangs")
+	}
 }

@@ -1,0 +1,180 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sumkeep/sumkeep/store"
+)
+
+// Lookups are the server's hot path. Under load many arrive at once, and
+// one query for a batch of them costs Postgres little more than a query for
+// one, so concurrent lookups are batched: a few workers each take the
+// oldest waiting lookup and whatever else is queued behind it (up to
+// maxLookupBatch) and answer them all with one query. A lookup that arrives
+// alone is sent at once; batching only forms while the workers are busy.
+const (
+	lookupWorkers  = 4
+	maxLookupBatch = 64
+)
+
+type lookupReq struct {
+	ctx           context.Context
+	logID         int16
+	path, version string
+	maxID         int64
+	done          chan lookupRes
+}
+
+type lookupRes struct {
+	id          int64
+	hashes, raw []byte
+	found       bool
+	err         error
+}
+
+type lookupBatcher struct {
+	reqs chan *lookupReq
+	stop chan struct{} // closed by Close
+	wg   sync.WaitGroup
+}
+
+// errClosed answers lookups made during or after Close.
+var errClosed = errors.New("postgres: store is closed")
+
+func (s *Store) startLookups() {
+	b := &s.lookups
+	b.reqs = make(chan *lookupReq, 1024)
+	b.stop = make(chan struct{})
+	for range lookupWorkers {
+		b.wg.Add(1)
+		go s.lookupWorker()
+	}
+}
+
+func (s *Store) stopLookups() {
+	close(s.lookups.stop)
+	s.lookups.wg.Wait()
+}
+
+func (s *Store) lookupWorker() {
+	b := &s.lookups
+	defer b.wg.Done()
+	batch := make([]*lookupReq, 0, maxLookupBatch)
+	for {
+		select {
+		case r := <-b.reqs:
+			batch = append(batch[:0], r)
+		case <-b.stop:
+			return
+		}
+	more:
+		for len(batch) < maxLookupBatch {
+			select {
+			case r := <-b.reqs:
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		s.lookupBatch(batch)
+	}
+}
+
+func (s *Store) lookupBatch(batch []*lookupReq) {
+	live := batch[:0:0]
+	for _, r := range batch {
+		if r.ctx.Err() != nil {
+			r.done <- lookupRes{err: r.ctx.Err()}
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	n := len(live)
+	keys, maxIDs := make([]int64, n), make([]int64, n)
+	logs := make([]int16, n)
+	paths, versions := make([]string, n), make([]string, n)
+	for i, r := range live {
+		keys[i], maxIDs[i], logs[i] = store.LookupKey(r.path, r.version), r.maxID, r.logID
+		paths[i], versions[i] = r.path, r.version
+	}
+	// The batch is shared: no one caller's cancellation may fail the others.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, `SELECT q.i, r.id, r.hashes, r.raw
+		FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::text[], $5::bigint[])
+			WITH ORDINALITY AS q(key, log_id, path, version, max_id, i)
+		CROSS JOIN LATERAL (SELECT id, hashes, raw FROM records
+			WHERE records.key = q.key AND records.log_id = q.log_id
+			  AND records.path = q.path AND records.version = q.version AND records.id < q.max_id
+			ORDER BY id LIMIT 1) r`,
+		keys, logs, paths, versions, maxIDs)
+	res := make([]lookupRes, n)
+	if err == nil {
+		for rows.Next() {
+			var i int64
+			var r lookupRes
+			if err = rows.Scan(&i, &r.id, &r.hashes, &r.raw); err != nil {
+				break
+			}
+			if i < 1 || i > int64(n) {
+				err = fmt.Errorf("lookup batch returned row %d of %d", i, n)
+				break
+			}
+			r.found = true
+			res[i-1] = r
+		}
+		rows.Close()
+		if err == nil {
+			err = rows.Err()
+		}
+	}
+	for i, r := range live {
+		if err != nil {
+			res[i] = lookupRes{err: err}
+		}
+		r.done <- res[i]
+	}
+}
+
+// Lookup implements store.Store.
+func (s *Store) Lookup(ctx context.Context, log, path, version string, maxID int64) (store.Record, error) {
+	id, err := s.logID(ctx, s.pool, log, false)
+	if err != nil {
+		return store.Record{}, err
+	}
+	req := &lookupReq{ctx: ctx, logID: id, path: path, version: version, maxID: maxID, done: make(chan lookupRes, 1)}
+	select {
+	case s.lookups.reqs <- req:
+	case <-s.lookups.stop:
+		return store.Record{}, errClosed
+	case <-ctx.Done():
+		return store.Record{}, ctx.Err()
+	}
+	var res lookupRes
+	select {
+	case res = <-req.done:
+	case <-s.lookups.stop:
+		return store.Record{}, errClosed
+	case <-ctx.Done():
+		return store.Record{}, ctx.Err()
+	}
+	r := store.Record{Path: path, Version: version}
+	switch {
+	case res.err != nil && !errors.Is(res.err, pgx.ErrNoRows):
+		return r, fmt.Errorf("postgres: looking up %s@%s in %s: %w", path, version, log, res.err)
+	case !res.found:
+		return r, fmt.Errorf("%s@%s in %s: %w", path, version, log, store.ErrNotFound)
+	}
+	r.ID = res.id
+	r.Data = store.DecodeRecord(path, version, res.hashes, res.raw)
+	return r, nil
+}
