@@ -175,10 +175,17 @@ func (s *Server) lookup(c *gin.Context, log, mod string) {
 		return
 	}
 	ctx := c.Request.Context()
-	rec, err := s.store.Lookup(ctx, log, path, vers, head.Size)
-	if err != nil {
-		s.storeError(ctx, c, err, "lookup", "log", log, "module", path, "version", vers)
-		return
+	key := cacheKey(log, path, vers)
+	cached, hit := s.cache.get(key)
+	rec := store.Record{ID: cached.id, Data: cached.data}
+	if !hit || cached.id >= head.Size {
+		var err error
+		rec, err = s.store.Lookup(ctx, log, path, vers, head.Size)
+		if err != nil {
+			s.storeError(ctx, c, err, "lookup", "log", log, "module", path, "version", vers)
+			return
+		}
+		hit = false
 	}
 	if rec.ID < 0 || rec.ID >= head.Size {
 		// The store broke its contract; never serve what the head cannot prove.
@@ -189,6 +196,9 @@ func (s *Server) lookup(c *gin.Context, log, mod string) {
 	if !validRecordText(rec.Data) {
 		s.storeError(ctx, c, errors.New("malformed record"), "lookup", "log", log, "id", rec.ID)
 		return
+	}
+	if !hit {
+		s.cache.put(key, cachedRecord{id: rec.ID, data: rec.Data})
 	}
 	bp := s.bufs.Get().(*[]byte)
 	b := strconv.AppendInt((*bp)[:0], rec.ID, 10)

@@ -98,7 +98,14 @@ type Config struct {
 	// HeadRefresh is how often the served heads (and the list of logs) are
 	// re-read from the store; zero means DefaultHeadRefresh.
 	HeadRefresh time.Duration
+	// CacheRecords bounds how many found records are kept in memory for
+	// lookups (about 300 bytes each); zero means DefaultCacheRecords and a
+	// negative value disables the cache.
+	CacheRecords int
 }
+
+// DefaultCacheRecords is the default size of the lookup cache (~30 MB).
+const DefaultCacheRecords = 100_000
 
 // Server answers the checksum database protocol from a store. It is safe for
 // concurrent use.
@@ -116,6 +123,7 @@ type Server struct {
 	lastAttempt atomic.Int64 // time.Since(epoch) at the start of the last refresh
 	failing     atomic.Bool  // the last refresh failed (to log transitions only)
 	bufs        sync.Pool    // *[]byte response buffers
+	cache       *recordCache // nil: no caching
 }
 
 // snapshot is what the server knows about the logs at one time. It is
@@ -138,6 +146,10 @@ func New(cfg Config) *Server {
 		logger:  cfg.Logger,
 		refresh: cfg.HeadRefresh,
 		epoch:   time.Now(),
+		cache:   newRecordCache(cfg.CacheRecords),
+	}
+	if cfg.CacheRecords == 0 {
+		s.cache = newRecordCache(DefaultCacheRecords)
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
