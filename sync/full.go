@@ -79,7 +79,7 @@ func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int
 		}
 		b := store.Batch{Records: v.recs, Tiles: v.tiles, Synced: min(v.j.end*tileWidth, n)}
 		if v.j.end == endTile {
-			upper, err := s.upperTiles(ctx, reader, tree, served)
+			upper, err := s.upperTiles(ctx, reader, target, served)
 			if err != nil {
 				return stored, err
 			}
@@ -98,7 +98,7 @@ func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int
 	if firstTile == endTile {
 		// No records to fetch (the tree did not grow past the cursor), but
 		// the head is not served yet.
-		upper, err := s.upperTiles(ctx, reader, tree, served)
+		upper, err := s.upperTiles(ctx, reader, target, served)
 		if err != nil {
 			return 0, err
 		}
@@ -228,7 +228,8 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *tileReader, tree tlog.Tr
 
 // upperTiles returns the tiles above level 0 that the target tree adds to
 // those of the served tree, authenticated against the target's root.
-func (s *Syncer) upperTiles(ctx context.Context, reader *tileReader, tree tlog.Tree, served int64) ([]store.Tile, error) {
+func (s *Syncer) upperTiles(ctx context.Context, reader *tileReader, target store.Head, served int64) ([]store.Tile, error) {
+	tree := target.Tree()
 	var ts []tlog.Tile
 	var indexes []int64
 	for _, t := range tlog.NewTiles(store.TileHeight, served, tree.N) {
@@ -242,7 +243,7 @@ func (s *Syncer) upperTiles(ctx context.Context, reader *tileReader, tree tlog.T
 		return nil, nil
 	}
 	if _, err := tlog.TileHashReader(tree, reader).ReadHashes(indexes); err != nil {
-		return nil, s.tileTrouble(ctx, fmt.Errorf("upper tiles: %w", err), store.Head{Size: tree.N})
+		return nil, s.tileTrouble(ctx, fmt.Errorf("upper tiles: %w", err), target)
 	}
 	data, err := reader.ReadTiles(ts) // from the cache: the bytes just authenticated
 	if err != nil {

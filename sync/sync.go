@@ -135,6 +135,12 @@ func (s *Syncer) Once(ctx context.Context) (Result, error) {
 	}
 	defer unlock()
 
+	if h, err := s.cfg.Store.ServedHead(ctx, s.log); err == nil {
+		res.Previous = h.Size
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return res, err
+	}
+
 	es, err := s.cfg.Store.Evidence(ctx, s.log)
 	if err != nil {
 		return res, err
@@ -144,12 +150,6 @@ func (s *Syncer) Once(ctx context.Context) (Result, error) {
 			return res, fmt.Errorf("sync %s: refusing to advance: the store holds evidence of upstream misbehaviour (%s, %s): %s",
 				s.log, e.Kind, e.CreatedAt.Format(time.RFC3339), e.Message)
 		}
-	}
-
-	if h, err := s.cfg.Store.ServedHead(ctx, s.log); err == nil {
-		res.Previous = h.Size
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return res, err
 	}
 
 	head, err := s.fetchHead(ctx)
