@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sumkeep/sumkeep/internal/modproxy"
+	"github.com/sumkeep/sumkeep/internal/pgtest"
+)
+
+// TestGoCommandEndToEnd is the acceptance test: the real go command, with
+// GOSUMDB pointing at a sumkeep mirror filled by the real binary, downloads
+// real modules and writes exactly the expected go.sum; it keeps working when
+// the upstream is gone; and when a record in the mirror's database is forged,
+// the go command refuses it (the mirror cannot lie).
+func TestGoCommandEndToEnd(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go command not found")
+	}
+	tmp := t.TempDir()
+	proxyDir := filepath.Join(tmp, "proxy")
+	mods := []modproxy.Module{
+		{Path: "example.com/alpha", Version: "v1.0.0", Files: map[string]string{
+			"go.mod":   "module example.com/alpha\n\ngo 1.21\n",
+			"alpha.go": "package alpha\n\nconst Name = \"alpha\"\n",
+		}},
+		{Path: "example.com/Beta/gamma", Version: "v0.3.1", Files: map[string]string{
+			"go.mod":   "module example.com/Beta/gamma\n\ngo 1.21\n",
+			"gamma.go": "package gamma\n\nfunc Gamma() int { return 3 }\n",
+		}},
+		{Path: "example.org/delta/v2", Version: "v2.0.1", Files: map[string]string{
+			"go.mod":   "module example.org/delta/v2\n\ngo 1.21\n",
+			"delta.go": "package delta\n\nvar Delta = []string{\"d\"}\n",
+			"LICENSE":  "Public domain.\n",
+		}},
+	}
+	sums, err := modproxy.Build(proxyDir, mods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, s := range sums {
+		want = append(want, strings.Split(strings.TrimSuffix(s.Lines(), "\n"), "\n")...)
+	}
+	slices.Sort(want)
+
+	// The upstream: synthetic records, the real modules, more synthetic
+	// records after them.
+	u := newUpstream(t, 3000)
+	for _, s := range sums {
+		if err := u.AddModule(s.Path, s.Version, s.ZipHash, s.ModHash); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := u.AddSynthetic(1000); err != nil {
+		t.Fatal(err)
+	}
+	size := u.Size()
+	key, log := u.VerifierKey(), u.Name()
+
+	dsn := pgtest.NewDSN(t)
+	start := time.Now()
+	mustSync(t, dsn, u.URL(), key)
+	t.Logf("sync --once of %d records: %v", size, time.Since(start).Round(time.Millisecond))
+	st := openStore(t, dsn)
+	if got := servedSize(t, st, log); got != size {
+		t.Fatalf("after sync the store serves head %d, want %d", got, size)
+	}
+
+	srv, mirror := startServe(t, dsn, key)
+	u.ResetRequests()
+
+	// goModTidy runs "go mod tidy" in a fresh module that imports the three
+	// modules, with a fresh GOPATH (so an empty module cache and sumdb
+	// cache). It returns the go.sum lines (sorted), the go command's output,
+	// its exit code and the GOPATH.
+	n := 0
+	goModTidy := func(mirror string) (lines []string, out string, code int, gopath string) {
+		t.Helper()
+		n++
+		gopath = filepath.Join(tmp, fmt.Sprintf("gopath%d", n))
+		t.Cleanup(func() {
+			if err := modproxy.CleanModCache(gopath); err != nil {
+				t.Errorf("cleaning module cache: %v", err)
+			}
+		})
+		work := filepath.Join(tmp, fmt.Sprintf("work%d", n))
+		if err := os.MkdirAll(work, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		var req, imp strings.Builder
+		for _, m := range mods {
+			fmt.Fprintf(&req, "\t%s %s\n", m.Path, m.Version)
+			fmt.Fprintf(&imp, "\t_ %q\n", m.Path)
+		}
+		files := map[string]string{
+			"go.mod":  "module example.com/main\n\ngo 1.21\n\nrequire (\n" + req.String() + ")\n",
+			"main.go": "package main\n\nimport (\n" + imp.String() + ")\n\nfunc main() {}\n",
+		}
+		for name, content := range files {
+			if err := os.WriteFile(filepath.Join(work, name), []byte(content), 0o666); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, goBin, "mod", "tidy")
+		cmd.Dir = work
+		cmd.Env = modproxy.GoEnv(gopath, modproxy.GOPROXY(proxyDir), "GOSUMDB="+key+" "+mirror)
+		b, err := cmd.CombinedOutput()
+		code = cmd.ProcessState.ExitCode()
+		if err != nil && code == 0 {
+			t.Fatalf("go mod tidy: %v", err)
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("go mod tidy: timed out\n%s", b)
+		}
+		if sum, err := os.ReadFile(filepath.Join(work, "go.sum")); err == nil {
+			lines = strings.Split(strings.TrimSuffix(string(sum), "\n"), "\n")
+			slices.Sort(lines)
+		}
+		return lines, string(b), code, gopath
+	}
+	check := func(phase string) {
+		t.Helper()
+		start := time.Now()
+		lines, out, code, gopath := goModTidy(mirror)
+		t.Logf("%s: go mod tidy took %v\n%s", phase, time.Since(start).Round(time.Millisecond), out)
+		if code != 0 {
+			t.Fatalf("%s: go mod tidy: exit %d\n%s\nmirror stderr:\n%s", phase, code, out, srv.stderr)
+		}
+		if !slices.Equal(lines, want) {
+			t.Fatalf("%s: go.sum is\n%s\nwant\n%s\ngo output:\n%s", phase, strings.Join(lines, "\n"), strings.Join(want, "\n"), out)
+		}
+		// The go command checked the sums against the mirror: it cached the
+		// mirror's (that is, the upstream's) signed head.
+		latest, err := os.ReadFile(filepath.Join(gopath, "pkg", "sumdb", log, "latest"))
+		if err != nil {
+			t.Fatalf("%s: the go command did not consult the checksum database: %v\n%s", phase, err, out)
+		}
+		if f := strings.Split(string(latest), "\n"); len(f) < 2 || f[1] != strconv.FormatInt(size, 10) {
+			t.Errorf("%s: the go command's cached head is\n%s\nwant size %d", phase, latest, size)
+		}
+	}
+
+	check("mirror")
+	if got := u.Requests(""); got != 0 {
+		t.Errorf("the go command reached the upstream %d times; it must only use the mirror", got)
+	}
+
+	// The mirror serves on its own.
+	u.Close()
+	check("upstream closed")
+
+	// Forge the record of one module in the mirror's database. A fresh
+	// server process is started, since a running one may hold the record
+	// in its cache (records below the served head never change).
+	victim := sums[1]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tag, err := st.Pool().Exec(ctx, `UPDATE records SET hashes = set_byte(hashes, 0, get_byte(hashes, 0) # 1)
+		WHERE path = $1 AND version = $2`, victim.Path, victim.Version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tag.RowsAffected() != 1 {
+		t.Fatalf("forging %s@%s changed %d rows, want 1", victim.Path, victim.Version, tag.RowsAffected())
+	}
+	srv.stop(t, 15*time.Second)
+	_, mirror = startServe(t, dsn, key)
+
+	// The forged go.sum line the mirror now vouches for.
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(victim.ZipHash, "h1:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[0] ^= 1
+	forged := fmt.Sprintf("%s %s h1:%s", victim.Path, victim.Version, base64.StdEncoding.EncodeToString(raw))
+
+	lines, out, code, _ := goModTidy(mirror)
+	if code == 0 {
+		t.Fatalf("go mod tidy succeeded against a mirror with a forged record for %s@%s\ngo.sum:\n%s\noutput:\n%s",
+			victim.Path, victim.Version, strings.Join(lines, "\n"), out)
+	}
+	t.Logf("forged record: go mod tidy exit %d:\n%s", code, out)
+	if !strings.Contains(out, "verifying") && !strings.Contains(out, "SECURITY") && !strings.Contains(out, "checksum") {
+		t.Errorf("go mod tidy failed without mentioning verification:\n%s", out)
+	}
+	if !strings.Contains(out, victim.Path) {
+		t.Errorf("go mod tidy failed without naming %s:\n%s", victim.Path, out)
+	}
+	if slices.Contains(lines, forged) {
+		t.Errorf("go.sum holds the forged line %q", forged)
+	}
+}
