@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -132,23 +133,12 @@ func run(ctx context.Context, n, conns int, dur time.Duration) error {
 	}
 	add("store size (bytes/record, indexes included)", fmt.Sprintf("%.0f", float64(bytes)/float64(n)), "<= 250")
 
-	// Lookup load: sumkeep against sumdb.Server over in-memory data.
+	// Lookup load: sumkeep against sumdb.Server over in-memory data, with
+	// module popularity skewed as in real build traffic (Zipf, s=1.1), and
+	// once more with sumkeep's record cache off so every lookup reaches
+	// Postgres.
 	gin.SetMode(gin.ReleaseMode)
-	mirror := server.New(server.Config{Store: st, Log: u.Name()})
-	if err := mirror.Refresh(ctx); err != nil {
-		return err
-	}
-	mirrorURL, stopMirror, err := listen(mirror.Handler())
-	if err != nil {
-		return err
-	}
-	defer stopMirror()
-	refURL, stopRef, err := listen(sumdb.NewServer(&memOps{u: u, signed: u.SignedHead()}))
-	if err != nil {
-		return err
-	}
-	defer stopRef()
-	paths := lookupPaths(u, 100_000)
+	paths := lookupPaths(u, 200_000)
 	urlsFor := func(base string) []string {
 		us := make([]string, len(paths))
 		for i, p := range paths {
@@ -156,19 +146,59 @@ func run(ctx context.Context, n, conns int, dur time.Duration) error {
 		}
 		return us
 	}
-	if err := check(urlsFor(mirrorURL)[:100], urlsFor(refURL)[:100]); err != nil {
+	refURL, stopRef, err := listen(sumdb.NewServer(&memOps{u: u, signed: u.SignedHead()}))
+	if err != nil {
 		return err
 	}
-	fmt.Printf("lookup load: %d connections, %s each, 1s warm-up...\n", conns, dur)
-	ref := loadgen.Run(ctx, urlsFor(refURL), conns, time.Second, dur, 10_000_000)
-	mir := loadgen.Run(ctx, urlsFor(mirrorURL), conns, time.Second, dur, 10_000_000)
-	if ref.Errors > 0 || mir.Errors > 0 {
-		return fmt.Errorf("lookup errors: reference %v, mirror %v", ref.FirstErr, mir.FirstErr)
+	defer stopRef()
+	measure := func(cfg server.Config) (loadgen.Result, error) {
+		mirror := server.New(cfg)
+		if err := mirror.Refresh(ctx); err != nil {
+			return loadgen.Result{}, err
+		}
+		mirrorURL, stop, err := listen(mirror.Handler())
+		if err != nil {
+			return loadgen.Result{}, err
+		}
+		defer stop()
+		if err := check(urlsFor(mirrorURL)[:100], urlsFor(refURL)[:100]); err != nil {
+			return loadgen.Result{}, err
+		}
+		r := loadgen.Run(ctx, urlsFor(mirrorURL), conns, time.Second, dur, 10_000_000)
+		if r.Errors > 0 {
+			return r, fmt.Errorf("mirror lookup errors: %v", r.FirstErr)
+		}
+		return r, nil
 	}
-	add("lookups, sumkeep on Postgres", mir.String(), "")
+	fmt.Printf("lookup load: %d connections, %s each after a 1s warm-up...\n", conns, dur)
+	ref := loadgen.Run(ctx, urlsFor(refURL), conns, time.Second, dur, 10_000_000)
+	if ref.Errors > 0 {
+		return fmt.Errorf("reference lookup errors: %v", ref.FirstErr)
+	}
+	if profile != "" {
+		f, err := os.Create(profile + ".lookup")
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+	}
+	mir, err := measure(server.Config{Store: st, Log: u.Name()})
+	if profile != "" {
+		pprof.StopCPUProfile()
+	}
+	if err != nil {
+		return err
+	}
+	cold, err := measure(server.Config{Store: st, Log: u.Name(), CacheRecords: -1})
+	if err != nil {
+		return err
+	}
 	add("lookups, sumdb.Server in memory", ref.String(), "reference")
+	add("lookups, sumkeep", mir.String(), "")
 	add("lookup throughput / reference", fmt.Sprintf("%.2f", mir.RPS()/ref.RPS()), ">= 0.80")
 	add("lookup p99, sumkeep", mir.P99.Round(time.Microsecond).String(), "< 5ms")
+	add("lookups, sumkeep, cache off (all Postgres)", cold.String(), "")
+	add("cache-off throughput / reference", fmt.Sprintf("%.2f", cold.RPS()/ref.RPS()), "")
 
 	fmt.Printf("\n| figure | value | target |\n|---|---|---|\n")
 	for _, r := range rows {
@@ -224,17 +254,48 @@ func listen(h http.Handler) (string, func(), error) {
 	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
 }
 
-// lookupPaths returns /lookup paths of k records chosen at random.
+// lookupPaths returns k /lookup paths drawn with Zipf-distributed
+// popularity over the whole log (a few modules asked for very often, a long
+// tail asked for rarely), in a fixed pseudo-random order.
 func lookupPaths(u *sumdbtest.Upstream, k int) []string {
 	r := rand.New(rand.NewPCG(1, 2))
+	n := u.Size()
+	// Popularity rank -> record id: a fixed random permutation, so popular
+	// modules are spread over the log rather than all at its start.
+	perm := r.Perm(int(n))
+	z := zipf(r, 1.1, int(n))
 	ps := make([]string, k)
 	for i := range ps {
-		p, v, _, _ := store.EncodeRecord(u.Record(r.Int64N(u.Size())))
+		p, v, _, _ := store.EncodeRecord(u.Record(int64(perm[z()])))
 		ep, _ := module.EscapePath(p)
 		ev, _ := module.EscapeVersion(v)
 		ps[i] = "/lookup/" + ep + "@" + ev
 	}
 	return ps
+}
+
+// zipf returns a sampler of ranks in [0, n) with P(rank) proportional to
+// 1/(rank+1)^s, by inverting the cumulative distribution.
+func zipf(r *rand.Rand, s float64, n int) func() int {
+	cdf := make([]float64, n)
+	sum := 0.0
+	for i := range cdf {
+		sum += 1 / math.Pow(float64(i+1), s)
+		cdf[i] = sum
+	}
+	return func() int {
+		x := r.Float64() * sum
+		lo, hi := 0, n-1
+		for lo < hi {
+			mid := (lo + hi) / 2
+			if cdf[mid] < x {
+				lo = mid + 1
+			} else {
+				hi = mid
+			}
+		}
+		return lo
+	}
 }
 
 // check makes sure both servers give the same answers before timing them.
