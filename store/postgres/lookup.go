@@ -99,6 +99,9 @@ func (s *Store) lookupBatch(batch []*lookupReq) {
 		return
 	}
 	n := len(live)
+	// log_id + 0 and id + 0 keep the planner on the hash index of key: with
+	// stale statistics (right after a bulk sync) the BRIN index on
+	// (log_id, id) can look more selective, and would scan the table.
 	keys, maxIDs := make([]int64, n), make([]int64, n)
 	logs := make([]int16, n)
 	paths, versions := make([]string, n), make([]string, n)
@@ -113,8 +116,8 @@ func (s *Store) lookupBatch(batch []*lookupReq) {
 		FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::text[], $5::bigint[])
 			WITH ORDINALITY AS q(key, log_id, path, version, max_id, i)
 		CROSS JOIN LATERAL (SELECT id, hashes, raw FROM records
-			WHERE records.key = q.key AND records.log_id = q.log_id
-			  AND records.path = q.path AND records.version = q.version AND records.id < q.max_id
+			WHERE records.key = q.key AND records.log_id + 0 = q.log_id
+			  AND records.path = q.path AND records.version = q.version AND records.id + 0 < q.max_id
 			ORDER BY id LIMIT 1) r`,
 		keys, logs, paths, versions, maxIDs)
 	res := make([]lookupRes, n)

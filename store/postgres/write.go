@@ -56,6 +56,14 @@ func (s *Store) Commit(ctx context.Context, log string, b store.Batch) error {
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("postgres: commit to %s: %w", log, err)
 	}
+	if b.Serve > 0 && len(b.Records) > 0 {
+		// A sync just added records: refresh the planner's statistics now
+		// rather than when autovacuum gets to it (ANALYZE samples a fixed
+		// number of rows, so this stays cheap as the table grows).
+		if _, err := s.pool.Exec(ctx, `ANALYZE records`); err != nil {
+			return fmt.Errorf("postgres: analyzing records of %s: %w", log, err)
+		}
+	}
 	return nil
 }
 
@@ -143,8 +151,9 @@ func (s *Store) writeRecords(ctx context.Context, tx pgx.Tx, logID int16, recs [
 // probeDuplicates fails with a *store.DuplicateError if a module@version of
 // seen is stored under an id that is not the same record (have).
 func (s *Store) probeDuplicates(ctx context.Context, logID int16, keys []int64, seen map[string]int64, have map[int64]bool) error {
+	// log_id + 0: only the hash index of key may serve this (see lookupBatch).
 	rows, err := s.pool.Query(ctx, `SELECT id, path, version FROM records
-		WHERE key = ANY($2) AND log_id = $1`, logID, keys)
+		WHERE key = ANY($2) AND log_id + 0 = $1`, logID, keys)
 	if err != nil {
 		return fmt.Errorf("checking records for duplicates: %w", err)
 	}
