@@ -180,7 +180,12 @@ func tileW(k, n int64) int {
 // root and checks every record against its leaf hash.
 func (s *Syncer) verifyJob(ctx context.Context, reader *tileReader, tree tlog.Tree, j *job, target store.Head) ([]store.Record, []store.Tile, error) {
 	j.wg.Wait()
-	if err := errors.Join(j.errs...); err != nil {
+	if err := firstError(j.errs); err != nil {
+		for i, e := range j.errs {
+			if e != nil && i%2 == 0 { // a data tile
+				return nil, nil, fmt.Errorf("sync %s: %w (full mode needs an upstream that serves data tiles; a module proxy's /sumdb/ endpoint usually refuses them)", s.log, err)
+			}
+		}
 		return nil, nil, fmt.Errorf("sync %s: %w", s.log, err)
 	}
 	local := make(map[tlog.Tile][]byte, len(j.hashes))
@@ -313,4 +318,22 @@ func (p *progress) report(done int64, final bool) {
 	} else {
 		p.s.logger.Info("progress", args...)
 	}
+}
+
+// firstError returns the first non-nil error, saying how many more failed.
+func firstError(errs []error) error {
+	var first error
+	n := 0
+	for _, e := range errs {
+		if e != nil {
+			if first == nil {
+				first = e
+			}
+			n++
+		}
+	}
+	if n > 1 {
+		return fmt.Errorf("%w (and %d more requests failed)", first, n-1)
+	}
+	return first
 }
