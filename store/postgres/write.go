@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 
@@ -56,14 +58,6 @@ func (s *Store) Commit(ctx context.Context, log string, b store.Batch) error {
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("postgres: commit to %s: %w", log, err)
 	}
-	if b.Serve > 0 && len(b.Records) > 0 {
-		// A sync just added records: refresh the planner's statistics now
-		// rather than when autovacuum gets to it (ANALYZE samples a fixed
-		// number of rows, so this stays cheap as the table grows).
-		if _, err := s.pool.Exec(ctx, `ANALYZE records`); err != nil {
-			return fmt.Errorf("postgres: analyzing records of %s: %w", log, err)
-		}
-	}
 	return nil
 }
 
@@ -75,16 +69,31 @@ func (s *Store) writeRecords(ctx context.Context, tx pgx.Tx, logID int16, recs [
 	if lo < 0 || hi-lo != int64(len(recs)) {
 		return fmt.Errorf("records %d..%d are not %d contiguous ids", lo, hi-1, len(recs))
 	}
+	// Check and key every record, on all cores: Postgres waits meanwhile.
 	keys := make([]int64, len(recs))
+	errs := make([]error, len(recs))
+	var wg sync.WaitGroup
+	chunk := (len(recs) + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0)
+	for start := 0; start < len(recs); start += chunk {
+		wg.Add(1)
+		go func(part []store.Record, keys []int64, errs []error) {
+			defer wg.Done()
+			for i, r := range part {
+				if r.ID != lo+int64(start+i) {
+					errs[i] = fmt.Errorf("record ids not contiguous at %d", r.ID)
+				} else if p, v := store.RecordModule(r.Data); p != r.Path || v != r.Version {
+					errs[i] = fmt.Errorf("record %d names %s@%s, not %s@%s", r.ID, p, v, r.Path, r.Version)
+				}
+				keys[i] = store.LookupKey(r.Path, r.Version)
+			}
+		}(recs[start:min(start+chunk, len(recs))], keys[start:], errs[start:])
+	}
+	wg.Wait()
 	seen := make(map[string]int64, len(recs))
 	for i, r := range recs {
-		if r.ID != lo+int64(i) {
-			return fmt.Errorf("record ids not contiguous at %d", r.ID)
+		if errs[i] != nil {
+			return errs[i]
 		}
-		if p, v := store.RecordModule(r.Data); p != r.Path || v != r.Version {
-			return fmt.Errorf("record %d names %s@%s, not %s@%s", r.ID, p, v, r.Path, r.Version)
-		}
-		keys[i] = store.LookupKey(r.Path, r.Version)
 		if r.Path == "" {
 			continue
 		}
