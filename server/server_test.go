@@ -3,15 +3,12 @@ package server
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumkeep/sumkeep/internal/sumdbtest"
 	"github.com/sumkeep/sumkeep/store"
 	"github.com/sumkeep/sumkeep/store/postgres"
 )
@@ -392,75 +390,6 @@ func TestHTTP(t *testing.T) {
 	}
 }
 
-// clientOps connects a golang.org/x/mod/sumdb.Client to a server over HTTP,
-// the way the go command does.
-type clientOps struct {
-	t    *testing.T
-	base string
-	key  string
-
-	mu     sync.Mutex
-	config map[string][]byte
-	cache  map[string][]byte
-	paths  []string
-}
-
-func (o *clientOps) ReadRemote(path string) ([]byte, error) {
-	o.mu.Lock()
-	o.paths = append(o.paths, path)
-	o.mu.Unlock()
-	resp, err := http.Get(o.base + path)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != 200 {
-		return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
-	}
-	return b, nil
-}
-
-func (o *clientOps) ReadConfig(file string) ([]byte, error) {
-	if file == "key" {
-		return []byte(o.key), nil
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.config[file], nil
-}
-
-func (o *clientOps) WriteConfig(file string, old, new []byte) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if !bytes.Equal(o.config[file], old) {
-		return sumdb.ErrWriteConflict
-	}
-	o.config[file] = new
-	return nil
-}
-
-func (o *clientOps) ReadCache(file string) ([]byte, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if b, ok := o.cache[file]; ok {
-		return b, nil
-	}
-	return nil, os.ErrNotExist
-}
-
-func (o *clientOps) WriteCache(file string, data []byte) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.cache[file] = data
-}
-
-func (o *clientOps) Log(msg string)           { o.t.Log(msg) }
-func (o *clientOps) SecurityError(msg string) { o.t.Errorf("security error: %s", msg) }
-
 // TestSumdbClient has the go command's checksum database client verify
 // lookups (with their inclusion proofs from hash tiles) against the server,
 // at the root and in the proxy form, and keep verifying as the served tree
@@ -476,18 +405,25 @@ func TestSumdbClient(t *testing.T) {
 	srv := httptest.NewServer(s.Handler())
 	defer srv.Close()
 
-	clients := map[*clientOps]*sumdb.Client{}
+	clients := map[*sumdbtest.ClientOps]*sumdb.Client{}
 	for _, base := range []string{srv.URL, srv.URL + "/sumdb/" + l.name} {
-		ops := &clientOps{t: t, base: base, key: l.vkey, config: map[string][]byte{}, cache: map[string][]byte{}}
-		clients[ops] = sumdb.NewClient(ops)
+		c, ops := sumdbtest.NewClient(base, l.vkey)
+		clients[ops] = c
 	}
-	lookup := func(ops *clientOps, c *sumdb.Client, id int64) {
+	defer func() {
+		for ops := range clients {
+			if errs := ops.SecurityErrors(); len(errs) > 0 {
+				t.Errorf("%s: security errors: %q", ops.Base(), errs)
+			}
+		}
+	}()
+	lookup := func(ops *sumdbtest.ClientOps, c *sumdb.Client, id int64) {
 		t.Helper()
 		m := l.mods[id]
 		for _, vers := range []string{m.Version, m.Version + "/go.mod"} {
 			lines, err := c.Lookup(m.Path, vers)
 			if err != nil {
-				t.Fatalf("%s: lookup %s@%s: %v", ops.base, m.Path, vers, err)
+				t.Fatalf("%s: lookup %s@%s: %v", ops.Base(), m.Path, vers, err)
 			}
 			var want []string
 			for _, line := range strings.Split(string(l.recs[id]), "\n") {
@@ -499,7 +435,7 @@ func TestSumdbClient(t *testing.T) {
 				t.Fatalf("record %d has no line for %s@%s", id, m.Path, vers)
 			}
 			if strings.Join(lines, "|") != strings.Join(want, "|") {
-				t.Errorf("%s: lookup %s@%s: %q, want %q", ops.base, m.Path, vers, lines, want)
+				t.Errorf("%s: lookup %s@%s: %q, want %q", ops.Base(), m.Path, vers, lines, want)
 			}
 		}
 	}
@@ -509,7 +445,7 @@ func TestSumdbClient(t *testing.T) {
 		}
 		// (A fresh client: a client remembers failed lookups.)
 		if _, err := sumdb.NewClient(ops).Lookup(l.mods[n1].Path, l.mods[n1].Version); err == nil {
-			t.Errorf("%s: lookup of a record outside the served tree succeeded", ops.base)
+			t.Errorf("%s: lookup of a record outside the served tree succeeded", ops.Base())
 		}
 	}
 
@@ -526,12 +462,12 @@ func TestSumdbClient(t *testing.T) {
 				lookup(ops, c, id)
 			}
 		}
-		base := ops.base
-		if got := string(ops.config[l.name+"/latest"]); got != string(l.note(t, n2)) {
+		base := ops.Base()
+		if got := string(ops.Latest(l.name)); got != string(l.note(t, n2)) {
 			t.Errorf("%s: client's latest head is\n%s\nwant the head of size %d", base, got, n2)
 		}
 		var partial bool
-		for _, p := range ops.paths {
+		for _, p := range ops.Paths() {
 			partial = partial || strings.Contains(p, ".p/")
 		}
 		if !partial {

@@ -21,84 +21,8 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// memOps is an in-memory sumdb.ClientOps talking HTTP to a base URL.
-type memOps struct {
-	base string
-	key  string
-
-	mu       sync.Mutex
-	config   map[string][]byte
-	cache    map[string][]byte
-	security []string
-}
-
-func newClient(u *Upstream, base string) (*sumdb.Client, *memOps) {
-	ops := &memOps{base: base, key: u.VerifierKey(), config: map[string][]byte{}, cache: map[string][]byte{}}
-	return sumdb.NewClient(ops), ops
-}
-
-func (o *memOps) ReadRemote(path string) ([]byte, error) {
-	resp, err := http.Get(o.base + path)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s: %s", path, resp.Status, bytes.TrimSpace(data))
-	}
-	return data, nil
-}
-
-func (o *memOps) ReadConfig(file string) ([]byte, error) {
-	if file == "key" {
-		return []byte(o.key), nil
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.config[file], nil
-}
-
-func (o *memOps) WriteConfig(file string, old, new []byte) error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if !bytes.Equal(o.config[file], old) {
-		return sumdb.ErrWriteConflict
-	}
-	o.config[file] = new
-	return nil
-}
-
-func (o *memOps) ReadCache(file string) ([]byte, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if data, ok := o.cache[file]; ok {
-		return data, nil
-	}
-	return nil, errors.New("not cached")
-}
-
-func (o *memOps) WriteCache(file string, data []byte) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.cache[file] = data
-}
-
-func (o *memOps) Log(msg string) {}
-
-func (o *memOps) SecurityError(msg string) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.security = append(o.security, msg)
-}
-
-func (o *memOps) securityErrors() []string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return append([]string(nil), o.security...)
+func newClient(u *Upstream, base string) (*sumdb.Client, *ClientOps) {
+	return NewClient(base, u.VerifierKey())
 }
 
 const (
@@ -183,7 +107,7 @@ func TestLookup(t *testing.T) {
 	if _, err := c.Lookup("example.com/missing", "v1.0.0"); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Errorf("Lookup of missing module: err = %v, want 404", err)
 	}
-	if s := ops.securityErrors(); len(s) != 0 {
+	if s := ops.SecurityErrors(); len(s) != 0 {
 		t.Errorf("security errors: %q", s)
 	}
 
@@ -422,10 +346,10 @@ func TestFork(t *testing.T) {
 			if err == nil {
 				t.Fatal("lookup in the fork succeeded")
 			}
-			if !strings.Contains(err.Error(), sumdb.ErrSecurity.Error()) || len(ops.securityErrors()) == 0 {
-				t.Errorf("lookup in fork: err = %v, security errors %d", err, len(ops.securityErrors()))
+			if !strings.Contains(err.Error(), sumdb.ErrSecurity.Error()) || len(ops.SecurityErrors()) == 0 {
+				t.Errorf("lookup in fork: err = %v, security errors %d", err, len(ops.SecurityErrors()))
 			}
-			t.Log(firstLine(strings.Join(ops.securityErrors(), "")))
+			t.Log(firstLine(strings.Join(ops.SecurityErrors(), "")))
 
 			// A fresh client that never saw the honest log accepts the fork.
 			c2, _ := newClient(u, url)
