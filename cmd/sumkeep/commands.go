@@ -156,8 +156,15 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("serve")
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
 	schedule := fs.String("sync-schedule", "", "also sync on this cron schedule (e.g. '@every 5m')")
+	cacheRecords := fs.Int("cache-records", server.DefaultCacheRecords, "records kept in memory for lookups (~300 bytes each); 0 disables the cache")
 	if err := e.parse(fs, args); err != nil {
 		return err
+	}
+	if *cacheRecords < 0 {
+		return usageError{"--cache-records must not be negative"}
+	}
+	if *cacheRecords == 0 {
+		*cacheRecords = -1 // server.Config: negative disables
 	}
 	name, err := e.logName()
 	if err != nil {
@@ -169,7 +176,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	}
 	defer st.Close()
 	gin.SetMode(gin.ReleaseMode) // gin's mode is process-wide; the command owns the process
-	srv := server.New(server.Config{Store: st, Log: name, Logger: e.logger})
+	srv := server.New(server.Config{Store: st, Log: name, Logger: e.logger, CacheRecords: *cacheRecords})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return envError{fmt.Errorf("--listen: %w", err)}
