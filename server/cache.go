@@ -13,20 +13,30 @@ import (
 // toward popular modules, so a modest cache answers most of them without a
 // store round trip.
 //
-// It is sharded to keep lock contention low, and bounded: when a shard is
-// full, an arbitrary entry (Go's map iteration order) makes room, which for
-// skewed traffic behaves close to LRU at a fraction of the bookkeeping.
+// It is sharded to keep lock contention low, and bounded. Each shard is a
+// CLOCK: a ring of slots with a hand; a hit marks its slot, and to make room
+// the hand moves on, clearing marks, to the first unmarked slot. An entry
+// survives as long as it is used again within one turn of the hand, so
+// popular modules stay through any stream of one-off lookups, at a fraction
+// of LRU's bookkeeping.
 type recordCache struct {
 	seed   maphash.Seed
 	shards [cacheShards]cacheShard
-	per    int // entries per shard
 }
 
 const cacheShards = 32
 
 type cacheShard struct {
-	mu sync.Mutex
-	m  map[string]cachedRecord
+	mu    sync.Mutex
+	index map[string]int // key -> slot
+	ring  []cacheSlot
+	hand  int
+}
+
+type cacheSlot struct {
+	key  string
+	rec  cachedRecord
+	used bool
 }
 
 type cachedRecord struct {
@@ -39,9 +49,11 @@ func newRecordCache(n int) *recordCache {
 	if n <= 0 {
 		return nil
 	}
-	c := &recordCache{seed: maphash.MakeSeed(), per: max(1, n/cacheShards)}
+	per := max(1, n/cacheShards)
+	c := &recordCache{seed: maphash.MakeSeed()}
 	for i := range c.shards {
-		c.shards[i].m = make(map[string]cachedRecord)
+		c.shards[i].index = make(map[string]int, per)
+		c.shards[i].ring = make([]cacheSlot, 0, per)
 	}
 	return c
 }
@@ -56,9 +68,13 @@ func (c *recordCache) get(key string) (cachedRecord, bool) {
 	}
 	sh := c.shard(key)
 	sh.mu.Lock()
-	r, ok := sh.m[key]
-	sh.mu.Unlock()
-	return r, ok
+	defer sh.mu.Unlock()
+	i, ok := sh.index[key]
+	if !ok {
+		return cachedRecord{}, false
+	}
+	sh.ring[i].used = true
+	return sh.ring[i].rec, true
 }
 
 func (c *recordCache) put(key string, r cachedRecord) {
@@ -67,14 +83,25 @@ func (c *recordCache) put(key string, r cachedRecord) {
 	}
 	sh := c.shard(key)
 	sh.mu.Lock()
-	if _, ok := sh.m[key]; !ok && len(sh.m) >= c.per {
-		for k := range sh.m {
-			delete(sh.m, k)
-			break
-		}
+	defer sh.mu.Unlock()
+	if i, ok := sh.index[key]; ok {
+		sh.ring[i].rec = r
+		return
 	}
-	sh.m[key] = r
-	sh.mu.Unlock()
+	if len(sh.ring) < cap(sh.ring) {
+		sh.index[key] = len(sh.ring)
+		sh.ring = append(sh.ring, cacheSlot{key: key, rec: r})
+		return
+	}
+	for sh.ring[sh.hand].used {
+		sh.ring[sh.hand].used = false
+		sh.hand = (sh.hand + 1) % len(sh.ring)
+	}
+	victim := &sh.ring[sh.hand]
+	delete(sh.index, victim.key)
+	*victim = cacheSlot{key: key, rec: r}
+	sh.index[key] = sh.hand
+	sh.hand = (sh.hand + 1) % len(sh.ring)
 }
 
 // cacheKey names path@version in log.
