@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/jackc/pgx/v5"
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb"
 	"golang.org/x/mod/sumdb/tlog"
@@ -248,20 +247,22 @@ func plainCopy(ctx context.Context, u *sumdbtest.Upstream) (float64, error) {
 		return 0, err
 	}
 	n := u.Size()
+	recs := make([]store.Record, n)
+	for i := range recs {
+		d := u.Record(int64(i))
+		p, v := store.RecordModule(d)
+		recs[i] = store.Record{ID: int64(i), Path: p, Version: v, Data: d}
+	}
+	conn, err := st.Pool().Acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Release()
 	fmt.Println("plain COPY...")
 	start := time.Now()
-	var id int64
-	_, err = st.Pool().CopyFrom(ctx, pgx.Identifier{"records"},
-		[]string{"id", "key", "log_id", "path", "version", "hashes", "raw"},
-		pgx.CopyFromFunc(func() ([]any, error) {
-			if id == n {
-				return nil, nil
-			}
-			p, v, h, raw := store.EncodeRecord(u.Record(id))
-			id++
-			return []any{id - 1, store.LookupKey(p, v), logID, p, v, h, raw}, nil
-		}))
-	if err != nil {
+	// Encoded as the store encodes records (inside the stream), without
+	// any of its checks.
+	if _, err := conn.Conn().PgConn().CopyFrom(ctx, postgres.RecordCopy(logID, recs), postgres.CopyRecordsSQL); err != nil {
 		return 0, err
 	}
 	return float64(n) / time.Since(start).Seconds(), nil

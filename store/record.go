@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"unicode"
+	"unicode/utf8"
 )
 
 // A checksum database record is two go.sum lines:
@@ -42,10 +44,22 @@ func RecordModule(data []byte) (path, version string) {
 		return "", ""
 	}
 	v, _, _ := bytes.Cut(rest, []byte(" "))
-	if len(v) == 0 {
+	if len(v) == 0 || !plainText(p) || !plainText(v) {
 		return "", ""
 	}
 	return string(p), string(v)
+}
+
+// plainText reports whether b is valid UTF-8 without control characters:
+// what a module path or version may hold, and what a text column accepts
+// (a record that is not is still kept, raw, but not indexed).
+func plainText(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c == 0x7f || c >= utf8.RuneSelf {
+			return utf8.Valid(b) && !bytes.ContainsFunc(b, unicode.IsControl)
+		}
+	}
+	return true
 }
 
 const b64Len = 44 // base64 of a SHA-256 hash

@@ -2,7 +2,10 @@ package store
 
 import (
 	"bytes"
+	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 func TestRecordRoundTrip(t *testing.T) {
@@ -23,6 +26,9 @@ func TestRecordRoundTrip(t *testing.T) {
 		{"long hash", bytes.Replace(canonical, []byte("RWg="), []byte("RWgA="), 1), "golang.org/x/text", "v0.3.0", false},
 		{"long hash, short path", []byte("golang.org/x/tex v0.3.0 h1:g61tztE5qeGQ89tm6NTjjM9VPIm088od1l6aSorWRWgA=\ngolang.org/x/tex v0.3.0/go.mod h1:NqM8EUOU14njkJ3fqMW+pc6Ldnwhi/IjpwHt7yyuwOQ=\n"), "golang.org/x/tex", "v0.3.0", false},
 		{"unpadded hash", bytes.Replace(canonical, []byte("RWg="), []byte("RWgA"), 1), "golang.org/x/text", "v0.3.0", false},
+		{"NUL in path", []byte("a\x00b v1 h1:x\n"), "", "", false},
+		{"invalid UTF-8 in version", []byte("a v1\xff h1:x\n"), "", "", false},
+		{"unicode path", []byte("example.com/caf\u00e9 v1.0.0 h1:x\n"), "example.com/caf\u00e9", "v1.0.0", false},
 		{"garbage", []byte("x\n"), "", "", false},
 		{"other path on line 2", bytes.Replace(canonical, []byte("text v0.3.0/go.mod"), []byte("tent v0.3.0/go.mod"), 1), "golang.org/x/text", "v0.3.0", false},
 		// Base64 with non-zero padding bits decodes to the same bytes as the
@@ -66,6 +72,12 @@ func FuzzRecordRoundTrip(f *testing.F) {
 		p, v, h, raw := EncodeRecord(data)
 		if got := DecodeRecord(p, v, h, raw); !bytes.Equal(got, data) {
 			t.Fatalf("round trip of %q gave %q", data, got)
+		}
+		// What goes into text columns is text Postgres accepts.
+		for _, f := range []string{p, v} {
+			if !utf8.ValidString(f) || strings.ContainsFunc(f, unicode.IsControl) {
+				t.Fatalf("%q yields path, version %q, %q", data, p, v)
+			}
 		}
 	})
 }

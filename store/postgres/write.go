@@ -13,8 +13,6 @@ import (
 	"github.com/sumkeep/sumkeep/store"
 )
 
-var recordCols = []string{"id", "key", "log_id", "path", "version", "hashes", "raw"}
-
 // Commit implements store.Store: records go in with COPY, tiles are widened
 // in place, and the cursors move, all in one transaction.
 func (s *Store) Commit(ctx context.Context, log string, b store.Batch) error {
@@ -130,21 +128,8 @@ func (s *Store) writeRecords(ctx context.Context, tx pgx.Tx, logID int16, recs [
 	defer cancel()
 	go func() { probe <- s.probeDuplicates(pctx, logID, keys, seen, have) }()
 
-	i := 0
-	src := pgx.CopyFromFunc(func() ([]any, error) {
-		for i < len(recs) && have[recs[i].ID] {
-			i++
-		}
-		if i == len(recs) {
-			return nil, nil
-		}
-		r := &recs[i]
-		_, _, hashes, raw := store.EncodeRecord(r.Data)
-		row := []any{r.ID, keys[i], logID, r.Path, r.Version, hashes, raw}
-		i++
-		return row, nil
-	})
-	_, copyErr := tx.CopyFrom(ctx, pgx.Identifier{"records"}, recordCols, src)
+	src := &recordReader{recs: recs, keys: keys, skip: have, logID: logID}
+	_, copyErr := tx.Conn().PgConn().CopyFrom(ctx, src, CopyRecordsSQL)
 	if copyErr != nil {
 		cancel()
 	}
