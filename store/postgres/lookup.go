@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -18,10 +19,14 @@ import (
 // oldest waiting lookup and whatever else is queued behind it (up to
 // maxLookupBatch) and answer them all with one query. A lookup that arrives
 // alone is sent at once; batching only forms while the workers are busy.
-const (
-	lookupWorkers  = 4
-	maxLookupBatch = 64
-)
+//
+// Fewer workers make bigger batches. On a 2-core machine shared by server
+// and database, four workers averaged 2.6 lookups a query and reached 0.41
+// of an in-memory server's throughput; one worker reached 0.76. So there is
+// one query in flight per two cores.
+const maxLookupBatch = 128
+
+var lookupWorkers = max(1, runtime.GOMAXPROCS(0)/2)
 
 type lookupReq struct {
 	ctx           context.Context

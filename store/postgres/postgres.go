@@ -35,8 +35,8 @@ type Store struct {
 var _ store.Store = (*Store)(nil)
 
 // Open connects to the database at dsn (a postgres:// URL or key=value
-// string) and brings its schema up to date. The pool holds up to 9
-// connections unless dsn sets pool_max_conns.
+// string) and brings its schema up to date. The pool holds room for a
+// syncer and the lookup workers unless dsn sets pool_max_conns.
 func Open(ctx context.Context, dsn string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
@@ -44,10 +44,10 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	if !strings.Contains(dsn, "pool_max_conns") {
 		// A syncer holds three connections at once (its lock, the batch
-		// transaction, the duplicate probe) and the lookup workers up to
-		// four more; pgxpool's default of max(4, cores) would make them
-		// queue behind each other in `serve --sync-schedule`.
-		cfg.MaxConns = max(cfg.MaxConns, 3+lookupWorkers+2)
+		// transaction, the duplicate probe) and each lookup worker one
+		// more; pgxpool's default of max(4, cores) could make them queue
+		// behind each other in `serve --sync-schedule`.
+		cfg.MaxConns = max(cfg.MaxConns, int32(3+lookupWorkers+2))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
