@@ -163,6 +163,13 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if *cacheRecords < 0 {
 		return usageError{"--cache-records must not be negative"}
 	}
+	if *schedule != "" {
+		// Checked now: the scheduler runs in the background, where a bad
+		// spec would leave a server that silently never syncs.
+		if _, err := cron.ParseStandard(*schedule); err != nil {
+			return usageError{fmt.Sprintf("--sync-schedule %q: %v", *schedule, err)}
+		}
+	}
 	if *cacheRecords == 0 {
 		*cacheRecords = -1 // server.Config: negative disables
 	}
