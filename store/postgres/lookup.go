@@ -26,7 +26,7 @@ import (
 // one query in flight per two cores.
 const maxLookupBatch = 128
 
-var lookupWorkers = max(1, runtime.GOMAXPROCS(0)/2)
+func lookupWorkers() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 type lookupReq struct {
 	ctx           context.Context
@@ -52,11 +52,11 @@ type lookupBatcher struct {
 // errClosed answers lookups made during or after Close.
 var errClosed = errors.New("postgres: store is closed")
 
-func (s *Store) startLookups() {
+func (s *Store) startLookups(workers int) {
 	b := &s.lookups
 	b.reqs = make(chan *lookupReq, 1024)
 	b.stop = make(chan struct{})
-	for range lookupWorkers {
+	for range workers {
 		b.wg.Add(1)
 		go s.lookupWorker()
 	}

@@ -42,12 +42,13 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: parsing connection string: %w", err)
 	}
+	workers := lookupWorkers()
 	if !strings.Contains(dsn, "pool_max_conns") {
 		// A syncer holds three connections at once (its lock, the batch
 		// transaction, the duplicate probe) and each lookup worker one
 		// more; pgxpool's default of max(4, cores) could make them queue
 		// behind each other in `serve --sync-schedule`.
-		cfg.MaxConns = max(cfg.MaxConns, int32(3+lookupWorkers+2))
+		cfg.MaxConns = max(cfg.MaxConns, int32(3+workers+2))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -62,7 +63,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s.startLookups()
+	s.startLookups(workers)
 	return s, nil
 }
 
