@@ -101,6 +101,13 @@ type Batch struct {
 	// Serve, when > 0, makes the stored head of that size the served head.
 	// It must not be smaller than the current served head.
 	Serve int64
+	// Resumable says nothing is acknowledged on this batch: it only moves
+	// the full-sync cursor, and if a database crash lost it after Commit
+	// returned, the next sync would fetch it again. Such a batch may commit
+	// without waiting for its log to reach disk. A batch that serves a head
+	// or answers a client must not be Resumable; its durable commit makes
+	// every earlier batch durable too (the log is written in order).
+	Resumable bool
 }
 
 // Store is the storage a sumkeep process reads and writes. Implementations

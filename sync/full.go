@@ -77,8 +77,11 @@ func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int
 		if v.err != nil {
 			return stored, v.err
 		}
-		b := store.Batch{Records: v.recs, Tiles: v.tiles, Synced: min(v.j.end*tileWidth, n)}
+		// Batches before the last are Resumable: they only move the cursor.
+		// The last one serves the head and is durable before Commit returns.
+		b := store.Batch{Records: v.recs, Tiles: v.tiles, Synced: min(v.j.end*tileWidth, n), Resumable: true}
 		if v.j.end == endTile {
+			b.Resumable = false
 			upper, err := s.upperTiles(ctx, reader, target, served)
 			if err != nil {
 				return stored, err

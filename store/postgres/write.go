@@ -25,6 +25,12 @@ func (s *Store) Commit(ctx context.Context, log string, b store.Batch) error {
 		return fmt.Errorf("postgres: commit to %s: %w", log, err)
 	}
 	defer tx.Rollback(ctx)
+	if b.Resumable && b.Serve == 0 {
+		// See store.Batch: the commit need not wait for the WAL flush.
+		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
+			return fmt.Errorf("postgres: commit to %s: %w", log, err)
+		}
+	}
 	if err := s.writeRecords(ctx, tx, logID, b.Records); err != nil {
 		return fmt.Errorf("postgres: commit to %s: %w", log, err)
 	}

@@ -131,7 +131,7 @@ func testCommitAndRead(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	tile := store.Tile{Tile: tlog.Tile{H: 8, L: 0, N: 0, W: 256}, Data: tileData(256, "t0")}
-	if err := s.Commit(ctx, logName, store.Batch{Records: records(0, 256), Tiles: []store.Tile{tile}, Synced: 256}); err != nil {
+	if err := s.Commit(ctx, logName, store.Batch{Records: records(0, 256), Tiles: []store.Tile{tile}, Synced: 256, Resumable: true}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Commit(ctx, logName, store.Batch{Records: records(256, 44), Synced: 300, Serve: 300}); err != nil {
