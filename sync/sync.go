@@ -246,8 +246,7 @@ func (s *Syncer) misbehaved(ctx context.Context, e store.Evidence) error {
 // tileTrouble turns a failed tile authentication into evidence. Other errors
 // (network, store) pass through.
 func (s *Syncer) tileTrouble(ctx context.Context, err error, against store.Head) error {
-	var te *tileError
-	if !errors.As(err, &te) && !isInconsistentTile(err) {
+	if !isInconsistentTile(err) {
 		return err
 	}
 	return s.misbehaved(ctx, store.Evidence{
@@ -262,12 +261,6 @@ func (s *Syncer) tileTrouble(ctx context.Context, err error, against store.Head)
 func isInconsistentTile(err error) bool {
 	return err != nil && bytes.Contains([]byte(err.Error()), []byte("downloaded inconsistent tile"))
 }
-
-// tileError reports a tile the upstream sent in a form no tile can have.
-type tileError struct{ err error }
-
-func (e *tileError) Error() string { return e.err.Error() }
-func (e *tileError) Unwrap() error { return e.err }
 
 // tileReader is a tlog.TileReader over the batch's downloaded tiles, the
 // store (optionally) and the upstream. What it returns is not trusted:
