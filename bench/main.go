@@ -333,7 +333,7 @@ func lookupPaths(u *sumdbtest.Upstream, k int, seed uint64) []string {
 	z := zipf(r, 1.1, int(n))
 	ps := make([]string, k)
 	for i := range ps {
-		p, v, _, _ := store.EncodeRecord(u.Record(int64(perm[z()])))
+		p, v := store.RecordModule(u.Record(int64(perm[z()])))
 		ep, _ := module.EscapePath(p)
 		ev, _ := module.EscapeVersion(v)
 		ps[i] = "/lookup/" + ep + "@" + ev

@@ -29,10 +29,17 @@ const HashesSize = 2 * sha256.Size
 // cannot be looked up.
 func EncodeRecord(data []byte) (path, version string, hashes, raw []byte) {
 	path, version = RecordModule(data)
+	hashes, raw = CompactRecord(data, path, version)
+	return path, version, hashes, raw
+}
+
+// CompactRecord is EncodeRecord for a caller that has the record's path and
+// version already; they must be RecordModule(data).
+func CompactRecord(data []byte, path, version string) (hashes, raw []byte) {
 	if h, ok := canonicalHashes(data, path, version); ok {
-		return path, version, h, nil
+		return h, nil
 	}
-	return path, version, nil, bytes.Clone(data)
+	return nil, bytes.Clone(data)
 }
 
 // RecordModule returns the first two space-separated fields of a record's

@@ -74,7 +74,8 @@ func (r *recordReader) fill() {
 		if r.skip[rec.ID] {
 			continue
 		}
-		_, _, hashes, raw := store.EncodeRecord(rec.Data)
+		// Commit has checked that Path and Version are the record's own.
+		hashes, raw := store.CompactRecord(rec.Data, rec.Path, rec.Version)
 		b = binary.BigEndian.AppendUint16(b, 7)
 		b = binary.BigEndian.AppendUint32(b, 8)
 		b = binary.BigEndian.AppendUint64(b, uint64(rec.ID))

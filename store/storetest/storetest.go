@@ -194,7 +194,7 @@ func testRawRecords(t *testing.T, s store.Store) {
 	}
 	var rs []store.Record
 	for i, d := range raws {
-		p, v, _, _ := store.EncodeRecord(d)
+		p, v := store.RecordModule(d)
 		rs = append(rs, store.Record{ID: int64(i), Path: p, Version: v, Data: d})
 	}
 	rs[3] = record(3, "v0.0.0-20240101000000-abcdef123456")
