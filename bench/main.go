@@ -15,6 +15,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"math/rand/v2"
@@ -386,14 +387,9 @@ func fetch(url string) (string, error) {
 		return "", err
 	}
 	defer resp.Body.Close()
-	var b []byte
-	buf := make([]byte, 4096)
-	for {
-		k, err := resp.Body.Read(buf)
-		b = append(b, buf[:k]...)
-		if err != nil {
-			break
-		}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
 	}
 	if resp.StatusCode != 200 {
 		return "", fmt.Errorf("%s: %s", url, resp.Status)
