@@ -42,6 +42,11 @@ var ErrLocked = errors.New("another sync holds the lock for this log")
 // module@version.
 var ErrDuplicate = errors.New("duplicate module@version in log")
 
+// ErrConflict reports that a batch's Expect did not hold: another writer
+// changed the log since the batch was prepared. Nothing of the batch is
+// stored; prepare it again from the new state.
+var ErrConflict = errors.New("the log changed while the batch was prepared")
+
 // TileHeight is the tile height of the Go checksum database protocol.
 const TileHeight = 8
 
@@ -91,7 +96,10 @@ const (
 
 // Batch is one unit of sync work, committed atomically.
 type Batch struct {
-	// Records to add, with contiguous ascending ids.
+	// Records to add, in strictly ascending id order. Full sync writes
+	// contiguous ranges; on-demand fetches write scattered ids. A record
+	// stored already with the same bytes is left as it is; with other bytes
+	// the batch fails.
 	Records []Record
 	// Tiles to add or widen. A stored tile is replaced only by a wider one.
 	Tiles []Tile
@@ -108,6 +116,22 @@ type Batch struct {
 	// or answers a client must not be Resumable; its durable commit makes
 	// every earlier batch durable too (the log is written in order).
 	Resumable bool
+	// Expect, when not nil, makes Commit fail with ErrConflict, storing
+	// nothing, unless the log is still in this state: the same served head
+	// and, when Expect.Generation >= 0, the same generation. Writers that
+	// prove records under the served head use it so that a head served in
+	// the meantime (or a record stored in the meantime) cannot leave a
+	// record unprovable under the served head.
+	Expect *State
+}
+
+// State is what a writer checks before committing (see Batch.Expect).
+type State struct {
+	// Served is the size of the served head (0: none).
+	Served int64
+	// Generation counts the commits that stored records or moved the
+	// served head.
+	Generation int64
 }
 
 // Store is the storage a sumkeep process reads and writes. Implementations
@@ -130,6 +154,13 @@ type Store interface {
 	// version are stored under another id fails the batch with ErrDuplicate
 	// (wrapped in *DuplicateError), and nothing of it is stored.
 	Commit(ctx context.Context, log string, b Batch) error
+
+	// State returns the log's served head size and generation; the zero
+	// State for a log the store does not hold.
+	State(ctx context.Context, log string) (State, error)
+	// RecordIDs returns up to limit ids of stored records above after, in
+	// ascending order. It is how stores filled on demand are walked.
+	RecordIDs(ctx context.Context, log string, after int64, limit int) ([]int64, error)
 
 	// Lookup returns the record for path@version with id below maxID, or
 	// ErrNotFound.

@@ -268,6 +268,22 @@ func (s *Store) Synced(ctx context.Context, log string) (int64, error) {
 	return n, nil
 }
 
+// State implements store.Store.
+func (s *Store) State(ctx context.Context, log string) (store.State, error) {
+	id, err := s.logID(ctx, s.pool, log, false)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.State{}, nil
+	}
+	if err != nil {
+		return store.State{}, err
+	}
+	var st store.State
+	if err := s.pool.QueryRow(ctx, `SELECT served, generation FROM logs WHERE id = $1`, id).Scan(&st.Served, &st.Generation); err != nil {
+		return store.State{}, fmt.Errorf("postgres: reading state of %s: %w", log, err)
+	}
+	return st, nil
+}
+
 // Logs implements store.Store.
 func (s *Store) Logs(ctx context.Context) ([]string, error) {
 	rows, err := s.pool.Query(ctx, `SELECT name FROM logs ORDER BY name`)

@@ -2,7 +2,10 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
+	"github.com/jackc/pgx/v5"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -92,4 +95,25 @@ func (s *Store) ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([
 		out[i] = data[: t.W*tlog.HashSize : t.W*tlog.HashSize]
 	}
 	return out, nil
+}
+
+// RecordIDs implements store.Store. It is meant for stores filled on demand:
+// on a fully synced log it sorts every id above after.
+func (s *Store) RecordIDs(ctx context.Context, log string, after int64, limit int) ([]int64, error) {
+	id, err := s.logID(ctx, s.pool, log, false)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id FROM records WHERE log_id = $1 AND id > $2 ORDER BY id LIMIT $3`, id, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: listing records of %s after %d: %w", log, after, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("postgres: listing records of %s after %d: %w", log, after, err)
+	}
+	return ids, nil
 }

@@ -25,6 +25,16 @@ func (s *Store) Commit(ctx context.Context, log string, b store.Batch) error {
 		return fmt.Errorf("postgres: commit to %s: %w", log, err)
 	}
 	defer tx.Rollback(ctx)
+	if b.Expect != nil {
+		var st store.State
+		if err := tx.QueryRow(ctx, `SELECT served, generation FROM logs WHERE id = $1 FOR UPDATE`, logID).Scan(&st.Served, &st.Generation); err != nil {
+			return fmt.Errorf("postgres: commit to %s: locking log: %w", log, err)
+		}
+		if st.Served != b.Expect.Served || (b.Expect.Generation >= 0 && st.Generation != b.Expect.Generation) {
+			return fmt.Errorf("postgres: commit to %s: expected served head %d generation %d, found %d and %d: %w",
+				log, b.Expect.Served, b.Expect.Generation, st.Served, st.Generation, store.ErrConflict)
+		}
+	}
 	if b.Resumable && b.Serve == 0 {
 		// See store.Batch: the commit need not wait for the WAL flush.
 		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
@@ -40,6 +50,11 @@ func (s *Store) Commit(ctx context.Context, log string, b store.Batch) error {
 	if b.Synced >= 0 {
 		if _, err := tx.Exec(ctx, `UPDATE logs SET synced = $2 WHERE id = $1`, logID, b.Synced); err != nil {
 			return fmt.Errorf("postgres: commit to %s: moving sync cursor: %w", log, err)
+		}
+	}
+	if len(b.Records) > 0 || b.Serve > 0 {
+		if _, err := tx.Exec(ctx, `UPDATE logs SET generation = generation + 1 WHERE id = $1`, logID); err != nil {
+			return fmt.Errorf("postgres: commit to %s: %w", log, err)
 		}
 	}
 	if b.Serve > 0 {
@@ -70,8 +85,13 @@ func (s *Store) writeRecords(ctx context.Context, tx pgx.Tx, logID int16, recs [
 		return nil
 	}
 	lo, hi := recs[0].ID, recs[len(recs)-1].ID+1
-	if lo < 0 || hi-lo != int64(len(recs)) {
-		return fmt.Errorf("records %d..%d are not %d contiguous ids", lo, hi-1, len(recs))
+	if lo < 0 {
+		return fmt.Errorf("record id %d is negative", lo)
+	}
+	for i := 1; i < len(recs); i++ {
+		if recs[i].ID <= recs[i-1].ID {
+			return fmt.Errorf("record ids do not ascend at %d", recs[i].ID)
+		}
 	}
 	// Check and key every record, on all cores: Postgres waits meanwhile.
 	keys := make([]int64, len(recs))
@@ -83,9 +103,7 @@ func (s *Store) writeRecords(ctx context.Context, tx pgx.Tx, logID int16, recs [
 		go func(part []store.Record, keys []int64, errs []error) {
 			defer wg.Done()
 			for i, r := range part {
-				if r.ID != lo+int64(start+i) {
-					errs[i] = fmt.Errorf("record ids not contiguous at %d", r.ID)
-				} else if p, v := store.RecordModule(r.Data); p != r.Path || v != r.Version {
+				if p, v := store.RecordModule(r.Data); p != r.Path || v != r.Version {
 					errs[i] = fmt.Errorf("record %d names %s@%s, not %s@%s", r.ID, p, v, r.Path, r.Version)
 				}
 				keys[i] = store.LookupKey(r.Path, r.Version)
@@ -181,6 +199,10 @@ func (s *Store) probeDuplicates(ctx context.Context, logID int16, keys []int64, 
 // and fails if one is stored with other bytes.
 func checkStored(ctx context.Context, tx pgx.Tx, logID int16, recs []store.Record, have map[int64]bool) error {
 	lo, hi := recs[0].ID, recs[len(recs)-1].ID+1
+	byID := make(map[int64][]byte, len(recs))
+	for _, r := range recs {
+		byID[r.ID] = r.Data
+	}
 	rows, err := tx.Query(ctx, `SELECT id, path, version, hashes, raw FROM records
 		WHERE log_id = $1 AND id >= $2 AND id < $3`, logID, lo, hi)
 	if err != nil {
@@ -194,7 +216,11 @@ func checkStored(ctx context.Context, tx pgx.Tx, logID int16, recs []store.Recor
 		if err := rows.Scan(&id, &path, &version, &hashes, &raw); err != nil {
 			return fmt.Errorf("reading stored records %d..%d: %w", lo, hi-1, err)
 		}
-		if !bytes.Equal(store.DecodeRecord(path, version, hashes, raw), recs[id-lo].Data) {
+		want, ok := byID[id]
+		if !ok {
+			continue // between two ids of a scattered batch
+		}
+		if !bytes.Equal(store.DecodeRecord(path, version, hashes, raw), want) {
 			return fmt.Errorf("record %d is stored with other bytes than the log now gives", id)
 		}
 		have[id] = true

@@ -30,6 +30,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DuplicateRejectsBatch", testDuplicate},
 		{"OverlapWithStoredRecords", testOverlap},
 		{"ServeNeverGoesBack", testServe},
+		{"ScatteredRecords", testScattered},
+		{"ExpectedState", testExpect},
 		{"Evidence", testEvidence},
 		{"Lock", testLock},
 		{"LogsAreSeparate", testLogsSeparate},
@@ -169,11 +171,16 @@ func testCommitAndRead(t *testing.T, s store.Store) {
 	_, err = s.ReadRecords(ctx, logName, 290, 11)
 	mustNotFound(t, err, "ReadRecords past the end")
 
-	// Records must be contiguous.
+	// Record ids must ascend.
 	bad := records(400, 3)
-	bad[2].ID = 403
+	bad[2].ID = 401
 	if err := s.Commit(ctx, logName, store.Batch{Records: bad, Synced: -1}); err == nil {
-		t.Fatal("Commit of non-contiguous records succeeded")
+		t.Fatal("Commit of records whose ids do not ascend succeeded")
+	}
+	bad = records(400, 1)
+	bad[0].ID = -1
+	if err := s.Commit(ctx, logName, store.Batch{Records: bad, Synced: -1}); err == nil {
+		t.Fatal("Commit of a record with a negative id succeeded")
 	}
 	// A record must name the path and version its bytes name.
 	bad = records(400, 1)
@@ -439,4 +446,129 @@ func testClosed(t *testing.T, s store.Store) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Lookup on a closed store hangs")
 	}
+}
+
+// testScattered writes records with scattered ids, as on-demand fetches do.
+func testScattered(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	ids := []int64{3, 700, 701, 90000, 1 << 40}
+	var b []store.Record
+	for _, id := range ids {
+		r := record(int(id%100000), "v1.0.0")
+		r.ID = id
+		b = append(b, r)
+	}
+	if err := s.Commit(ctx, logName, store.Batch{Records: b[1:4], Synced: -1}); err != nil {
+		t.Fatal(err)
+	}
+	// Overlapping a stored record with the same bytes is fine, and the
+	// cursor stays where it was.
+	if err := s.Commit(ctx, logName, store.Batch{Records: []store.Record{b[0], b[2], b[4]}, Synced: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Synced(ctx, logName); err != nil || n != 0 {
+		t.Fatalf("Synced = %d, %v", n, err)
+	}
+	for _, r := range b {
+		got, err := s.Lookup(ctx, logName, r.Path, r.Version, 1<<41)
+		if err != nil || got.ID != r.ID || !bytes.Equal(got.Data, r.Data) {
+			t.Fatalf("Lookup %s = %+v, %v", r.Path, got, err)
+		}
+		rs, err := s.ReadRecords(ctx, logName, r.ID, 1)
+		if err != nil || len(rs) != 1 || !bytes.Equal(rs[0].Data, r.Data) {
+			t.Fatalf("ReadRecords(%d, 1) = %v, %v", r.ID, rs, err)
+		}
+	}
+	_, err := s.ReadRecords(ctx, logName, 700, 3)
+	mustNotFound(t, err, "ReadRecords over a gap")
+
+	var all []int64
+	for after := int64(-1); ; {
+		got, err := s.RecordIDs(ctx, logName, after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 0 {
+			break
+		}
+		if len(got) > 2 {
+			t.Fatalf("RecordIDs(limit 2) = %v", got)
+		}
+		all = append(all, got...)
+		after = got[len(got)-1]
+	}
+	if fmt.Sprint(all) != fmt.Sprint(ids) {
+		t.Fatalf("RecordIDs walked %v, want %v", all, ids)
+	}
+	if got, err := s.RecordIDs(ctx, "no.such.log", -1, 10); err != nil || len(got) != 0 {
+		t.Fatalf("RecordIDs of an unknown log = %v, %v", got, err)
+	}
+	// Other bytes under a stored id fail the whole batch.
+	other := record(5, "v9.0.0")
+	other.ID = 701
+	fresh := record(6, "v1.0.0")
+	fresh.ID = 702
+	if err := s.Commit(ctx, logName, store.Batch{Records: []store.Record{other, fresh}, Synced: -1}); err == nil {
+		t.Fatal("Commit of other bytes under a stored id succeeded")
+	}
+	_, err = s.Lookup(ctx, logName, fresh.Path, fresh.Version, 1<<41)
+	mustNotFound(t, err, "a record of the rejected batch")
+}
+
+// testExpect checks that Batch.Expect guards a commit.
+func testExpect(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	st, err := s.State(ctx, logName)
+	if err != nil || st != (store.State{}) {
+		t.Fatalf("State of an empty store = %+v, %v", st, err)
+	}
+	for _, n := range []int64{10, 20} {
+		if err := s.AddHead(ctx, logName, head(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Commit(ctx, logName, store.Batch{Synced: -1, Serve: 10, Expect: &store.State{Served: 0, Generation: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	st1, err := s.State(ctx, logName)
+	if err != nil || st1.Served != 10 || st1.Generation <= st.Generation {
+		t.Fatalf("State after serving = %+v, %v", st1, err)
+	}
+	// A tile-only commit changes nothing a writer checks.
+	tile := store.Tile{Tile: tlog.Tile{H: 8, L: 0, N: 0, W: 2}, Data: tileData(2, "e")}
+	if err := s.Commit(ctx, logName, store.Batch{Tiles: []store.Tile{tile}, Synced: -1, Expect: &st1}); err != nil {
+		t.Fatal(err)
+	}
+	if st2, _ := s.State(ctx, logName); st2 != st1 {
+		t.Fatalf("State after a tile-only commit = %+v, want %+v", st2, st1)
+	}
+	// A record commit moves the generation: a writer expecting the old
+	// one conflicts; one checking only the served head does not.
+	r := records(3, 1)
+	if err := s.Commit(ctx, logName, store.Batch{Records: r, Synced: -1, Expect: &store.State{Served: 10, Generation: -1}}); err != nil {
+		t.Fatal(err)
+	}
+	wide := store.Tile{Tile: tlog.Tile{H: 8, L: 0, N: 0, W: 4}, Data: tileData(4, "e")}
+	err = s.Commit(ctx, logName, store.Batch{Tiles: []store.Tile{wide}, Synced: -1, Serve: 20, Expect: &st1})
+	if !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("Commit expecting an old generation: err = %v, want ErrConflict", err)
+	}
+	if h, _ := s.ServedHead(ctx, logName); h.Size != 10 {
+		t.Fatalf("a conflicting batch served head %d", h.Size)
+	}
+	if d, err := s.ReadTiles(ctx, logName, []tlog.Tile{wide.Tile}); err == nil {
+		t.Fatalf("a conflicting batch stored its tile (%d bytes)", len(d[0]))
+	}
+	// Serving another head conflicts with a writer expecting the old one.
+	st3, _ := s.State(ctx, logName)
+	if err := s.Commit(ctx, logName, store.Batch{Synced: -1, Serve: 20, Expect: &st3}); err != nil {
+		t.Fatal(err)
+	}
+	r = records(4, 1)
+	err = s.Commit(ctx, logName, store.Batch{Records: r, Synced: -1, Expect: &store.State{Served: 10, Generation: -1}})
+	if !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("Commit expecting an old served head: err = %v, want ErrConflict", err)
+	}
+	_, err = s.Lookup(ctx, logName, r[0].Path, r[0].Version, 100)
+	mustNotFound(t, err, "the record of a conflicting batch")
 }
