@@ -170,22 +170,50 @@ func (s *Server) lookup(c *gin.Context, log, mod string) {
 		return
 	}
 
-	head := s.served(c, log)
-	if head == nil {
-		return
-	}
 	ctx := c.Request.Context()
-	key := cacheKey(log, path, vers)
-	cached, hit := s.cache.get(key)
-	rec := store.Record{ID: cached.id, Data: cached.data}
-	if !hit || cached.id >= head.Size {
-		var err error
-		rec, err = s.store.Lookup(ctx, log, path, vers, head.Size)
-		if err != nil {
-			s.storeError(ctx, c, err, "lookup", "log", log, "module", path, "version", vers)
+	fetcher := s.fetch[log]
+	var head *store.Head
+	if fetcher == nil {
+		if head = s.served(c, log); head == nil {
 			return
 		}
-		hit = false
+	} else if snap := s.current(ctx); snap != nil && snap.logs[log] != nil {
+		head = snap.logs[log].head // nil until the first fetch serves a head
+	}
+	key := cacheKey(log, path, vers)
+	var rec store.Record
+	err := store.ErrNotFound
+	if head != nil {
+		cached, hit := s.cache.get(key)
+		if hit && cached.id < head.Size {
+			rec, err = store.Record{ID: cached.id, Data: cached.data}, nil
+		} else if rec, err = s.store.Lookup(ctx, log, path, vers, head.Size); err == nil {
+			s.cache.put(key, cachedRecord{id: rec.ID, data: rec.Data})
+		}
+	}
+	if errors.Is(err, store.ErrNotFound) && fetcher != nil {
+		// Lazy mode: fetch it through, then answer from the store under the
+		// head served now (the fetch may have advanced it).
+		if ferr := fetcher.Fetch(ctx, path, vers); ferr != nil {
+			if !errors.Is(ferr, store.ErrNotFound) && ctx.Err() == nil {
+				s.logger.WarnContext(ctx, "fetching from the upstream", "log", log, "module", path, "version", vers, "err", ferr)
+			}
+			s.fail(c, http.StatusNotFound, "not found")
+			return
+		}
+		if rerr := s.Refresh(ctx); rerr != nil {
+			s.logger.ErrorContext(ctx, "reading served heads from the store", "err", rerr)
+		}
+		if head = s.served(c, log); head == nil {
+			return
+		}
+		if rec, err = s.store.Lookup(ctx, log, path, vers, head.Size); err == nil {
+			s.cache.put(key, cachedRecord{id: rec.ID, data: rec.Data})
+		}
+	}
+	if err != nil {
+		s.storeError(ctx, c, err, "lookup", "log", log, "module", path, "version", vers)
+		return
 	}
 	if rec.ID < 0 || rec.ID >= head.Size {
 		// The store broke its contract; never serve what the head cannot prove.
@@ -196,9 +224,6 @@ func (s *Server) lookup(c *gin.Context, log, mod string) {
 	if !validRecordText(rec.Data) {
 		s.storeError(ctx, c, errors.New("malformed record"), "lookup", "log", log, "id", rec.ID)
 		return
-	}
-	if !hit {
-		s.cache.put(key, cachedRecord{id: rec.ID, data: rec.Data})
 	}
 	bp := s.bufs.Get().(*[]byte)
 	b := strconv.AppendInt((*bp)[:0], rec.ID, 10)

@@ -102,6 +102,20 @@ type Config struct {
 	// lookups (about 300 bytes each); zero means DefaultCacheRecords and a
 	// negative value disables the cache.
 	CacheRecords int
+	// Fetch maps log names to fetchers for lazy mode: a lookup the store
+	// cannot answer is fetched through them and then answered from the
+	// store. Logs without one answer 404 for what the store lacks.
+	Fetch map[string]Fetcher
+}
+
+// A Fetcher fetches a record the store lacks from the upstream, verifies it
+// and stores it with the tiles that prove it under the served head, which it
+// may advance (sumkeep's sync.Syncer in lazy mode). It returns an error
+// wrapping store.ErrNotFound when the upstream's log has no such record, and
+// another error when the upstream could not be asked; both make the lookup
+// a 404.
+type Fetcher interface {
+	Fetch(ctx context.Context, path, version string) error
 }
 
 // DefaultCacheRecords is the default size of the lookup cache (~30 MB).
@@ -124,6 +138,7 @@ type Server struct {
 	failing     atomic.Bool  // the last refresh failed (to log transitions only)
 	bufs        sync.Pool    // *[]byte response buffers
 	cache       *recordCache // nil: no caching
+	fetch       map[string]Fetcher
 }
 
 // snapshot is what the server knows about the logs at one time. It is
@@ -147,6 +162,7 @@ func New(cfg Config) *Server {
 		refresh: cfg.HeadRefresh,
 		epoch:   time.Now(),
 		cache:   newRecordCache(cfg.CacheRecords),
+		fetch:   cfg.Fetch,
 	}
 	if cfg.CacheRecords == 0 {
 		s.cache = newRecordCache(DefaultCacheRecords)

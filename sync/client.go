@@ -25,6 +25,10 @@ const (
 // ErrNotServed reports that the upstream answered 404 or 410.
 var ErrNotServed = errors.New("not served by upstream")
 
+// ErrRefused reports that the upstream answered 403, as a module proxy's
+// /sumdb/ endpoint does for data tiles ("Go module path not permitted").
+var ErrRefused = errors.New("refused by upstream")
+
 // Client fetches from a checksum database over HTTP: /latest, /lookup and
 // tiles. It retries transient failures (network errors, 5xx, 429) a few
 // times and names the URL in every error.
@@ -139,6 +143,9 @@ func (c *Client) getOnce(ctx context.Context, url string, limit int64) (data []b
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
 		return nil, false, fmt.Errorf("fetching %s: %s: %w", url, resp.Status, ErrNotServed)
+	case resp.StatusCode == http.StatusForbidden:
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, false, fmt.Errorf("fetching %s: %s: %s: %w", url, resp.Status, strings.TrimSpace(string(msg)), ErrRefused)
 	default:
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		retry := resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests

@@ -61,7 +61,22 @@ type Config struct {
 	Logger *slog.Logger
 	// ProgressEvery is how often progress is logged (default 5s).
 	ProgressEvery time.Duration
+	// Mode is ModeAuto (the default), ModeFull or ModeLazy.
+	Mode string
 }
+
+// Sync modes.
+const (
+	// ModeFull copies every record and tile; the upstream must serve data
+	// tiles.
+	ModeFull = "full"
+	// ModeLazy keeps what is fetched on demand (Fetch, seed) and, on each
+	// run, moves the served head to the upstream's newest while keeping
+	// every stored record provable.
+	ModeLazy = "lazy"
+	// ModeAuto is full where the upstream serves data tiles, else lazy.
+	ModeAuto = "auto"
+)
 
 // Syncer copies one log into a store.
 type Syncer struct {
@@ -69,6 +84,13 @@ type Syncer struct {
 	verifier note.Verifier
 	log      string
 	logger   *slog.Logger
+
+	modeMu   gosync.Mutex
+	lastMode string // the mode auto chose, once per Syncer
+
+	advanceMu gosync.Mutex // one Advance at a time in this process
+	flightMu  gosync.Mutex
+	flights   map[string]*flight // Fetch calls under way, by module@version
 }
 
 // New checks the configuration and returns a Syncer.
@@ -86,6 +108,13 @@ func New(cfg Config) (*Syncer, error) {
 	if cfg.BatchTiles <= 0 {
 		cfg.BatchTiles = 64
 	}
+	switch cfg.Mode {
+	case "":
+		cfg.Mode = ModeAuto
+	case ModeAuto, ModeFull, ModeLazy:
+	default:
+		return nil, fmt.Errorf("sync: unknown mode %q (want auto, full or lazy)", cfg.Mode)
+	}
 	if cfg.ProgressEvery <= 0 {
 		cfg.ProgressEvery = 5 * time.Second
 	}
@@ -93,7 +122,8 @@ func New(cfg Config) (*Syncer, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Syncer{cfg: cfg, verifier: v, log: v.Name(), logger: logger.With("log", v.Name())}, nil
+	return &Syncer{cfg: cfg, verifier: v, log: v.Name(), logger: logger.With("log", v.Name()),
+		flights: make(map[string]*flight)}, nil
 }
 
 // Log returns the name of the log being synced.
@@ -105,6 +135,7 @@ type Result struct {
 	Served   store.Head // the head served after the run
 	Previous int64      // size of the head served before the run (0: none)
 	Records  int64      // records stored by this run
+	Mode     string     // the mode the run used: ModeFull or ModeLazy
 	Elapsed  time.Duration
 }
 
@@ -141,15 +172,8 @@ func (s *Syncer) Once(ctx context.Context) (Result, error) {
 		return res, err
 	}
 
-	es, err := s.cfg.Store.Evidence(ctx, s.log)
-	if err != nil {
+	if err := s.checkEvidence(ctx); err != nil {
 		return res, err
-	}
-	for _, e := range es {
-		if blocking(e.Kind) {
-			return res, fmt.Errorf("sync %s: refusing to advance: the store holds evidence of upstream misbehaviour (%s, %s): %s",
-				s.log, e.Kind, e.CreatedAt.Format(time.RFC3339), e.Message)
-		}
 	}
 
 	head, err := s.fetchHead(ctx)
@@ -160,6 +184,25 @@ func (s *Syncer) Once(ctx context.Context) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	if target.Size <= res.Previous {
+		res.Served = target
+		res.Elapsed = time.Since(start)
+		return res, nil // nothing new
+	}
+	mode, err := s.mode(ctx, target)
+	if err != nil {
+		return res, err
+	}
+	res.Mode = mode
+	if mode == ModeLazy {
+		err := s.Advance(ctx, target)
+		res.Elapsed = time.Since(start)
+		if err != nil {
+			return res, err
+		}
+		res.Served = target
+		return res, nil
+	}
 	n, err := s.full(ctx, target, res.Previous)
 	res.Records = n
 	res.Elapsed = time.Since(start)
@@ -168,6 +211,37 @@ func (s *Syncer) Once(ctx context.Context) (Result, error) {
 	}
 	res.Served = target
 	return res, nil
+}
+
+// mode returns the mode of this run. Auto asks the upstream, once per
+// Syncer, for the first data tile of the target tree: served means full,
+// refused (403, 404, 410) means lazy. The choice and its reason are logged.
+func (s *Syncer) mode(ctx context.Context, target store.Head) (string, error) {
+	if s.cfg.Mode != ModeAuto {
+		return s.cfg.Mode, nil
+	}
+	s.modeMu.Lock()
+	last := s.lastMode
+	s.modeMu.Unlock()
+	if last != "" {
+		return last, nil
+	}
+	mode, why := ModeFull, "the upstream serves data tiles"
+	if target.Size > 0 {
+		t := tlog.Tile{H: store.TileHeight, L: -1, N: 0, W: int(min(tileWidth, target.Size))}
+		_, err := s.cfg.Client.Tile(ctx, t)
+		switch {
+		case errors.Is(err, ErrNotServed) || errors.Is(err, ErrRefused):
+			mode, why = ModeLazy, fmt.Sprintf("the upstream refuses data tiles (%v)", err)
+		case err != nil:
+			return "", fmt.Errorf("sync %s: choosing a mode: %w", s.log, err)
+		}
+	}
+	s.modeMu.Lock()
+	s.lastMode = mode
+	s.modeMu.Unlock()
+	s.logger.Info("mode auto: using "+mode+" mode: "+why, "mode", mode)
+	return mode, nil
 }
 
 // fetchHead fetches /latest and verifies its signature.

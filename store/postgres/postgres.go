@@ -165,11 +165,18 @@ func (s *Store) AddHead(ctx context.Context, log string, h store.Head) error {
 		return err
 	}
 	var stored []byte
-	err = s.pool.QueryRow(ctx, `WITH ins AS (
-			INSERT INTO heads (log_id, size, hash, note) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (log_id, size) DO NOTHING RETURNING hash)
-		SELECT hash FROM ins UNION ALL SELECT hash FROM heads WHERE log_id = $1 AND size = $2`,
-		id, h.Size, h.Hash[:], h.Note).Scan(&stored)
+	for try := 0; ; try++ {
+		err = s.pool.QueryRow(ctx, `WITH ins AS (
+				INSERT INTO heads (log_id, size, hash, note) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (log_id, size) DO NOTHING RETURNING hash)
+			SELECT hash FROM ins UNION ALL SELECT hash FROM heads WHERE log_id = $1 AND size = $2`,
+			id, h.Size, h.Hash[:], h.Note).Scan(&stored)
+		// A concurrent writer inserted the same head after this statement's
+		// snapshot was taken: the next statement sees it.
+		if !errors.Is(err, pgx.ErrNoRows) || try == 2 {
+			break
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("postgres: storing head %d of %s: %w", h.Size, log, err)
 	}

@@ -1,0 +1,340 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	gosync "sync"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumkeep/sumkeep/store"
+)
+
+// Lazy mode keeps only what was asked for: records fetched on demand (by the
+// server when a lookup misses, or by seed) and the hash tiles that prove
+// them. Its invariant is the one the server relies on:
+//
+//	every stored record is provable under the served head from stored tiles,
+//	and so is the consistency of every stored head with the served head.
+//
+// Fetch stores a record together with the tiles of its inclusion proof under
+// the served head. Advance moves the served head to a newer one only after
+// storing the tiles that prove every stored record and every stored head
+// under it. Both commit with store.Batch.Expect, so a head served by another
+// process meanwhile, or a record stored meanwhile, makes the commit fail and
+// the work is redone from the new state: the invariant holds across
+// processes sharing a store, not just within one.
+//
+// A go client that cached an older head the mirror served asks for tiles of
+// the served tree around its old head's size (tlog.ProveTree); those are the
+// tiles Advance stores for every stored head.
+
+// ErrNoRecord reports that the upstream's log holds no record for a
+// module@version. It wraps store.ErrNotFound.
+var ErrNoRecord = fmt.Errorf("no such module@version in the upstream log: %w", store.ErrNotFound)
+
+// fetchTimeout bounds one on-demand fetch, which waiters share.
+const fetchTimeout = time.Minute
+
+// Fetch fetches path@version from the upstream, verifies it (the signed head
+// that comes with it, its consistency with the stored heads, its inclusion
+// proof) and stores it with the tiles that prove it under the served head,
+// advancing the served head first when the record is newer than it.
+// Concurrent calls for the same module@version share one upstream fetch. It
+// returns ErrNoRecord when the upstream's log has no such record.
+func (s *Syncer) Fetch(ctx context.Context, path, version string) error {
+	key := path + "@" + version
+	s.flightMu.Lock()
+	c, ok := s.flights[key]
+	if !ok {
+		c = &flight{done: make(chan struct{})}
+		s.flights[key] = c
+		go func() {
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
+			c.err = s.fetch(fctx, path, version)
+			cancel()
+			s.flightMu.Lock()
+			delete(s.flights, key)
+			s.flightMu.Unlock()
+			close(c.done)
+		}()
+	}
+	s.flightMu.Unlock()
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+type flight struct {
+	done chan struct{}
+	err  error
+}
+
+func (s *Syncer) fetch(ctx context.Context, path, version string) error {
+	if err := s.checkEvidence(ctx); err != nil {
+		return err
+	}
+	body, err := s.cfg.Client.Lookup(ctx, path, version)
+	if errors.Is(err, ErrNotServed) || errors.Is(err, ErrRefused) {
+		return fmt.Errorf("%s@%s: %w (%v)", path, version, ErrNoRecord, err)
+	}
+	if err != nil {
+		return err
+	}
+	where := s.cfg.Client.URL() + "/lookup/" + path + "@" + version
+	id, text, msg, err := tlog.ParseRecord(body)
+	if err != nil {
+		return fmt.Errorf("%s: malformed answer: %w", where, err)
+	}
+	if p, v := store.RecordModule(text); p != path || v != version {
+		return fmt.Errorf("%s: the upstream answered with a record for %s@%s", where, p, v)
+	}
+	h, err := s.openHead(msg, where)
+	if err != nil {
+		return err
+	}
+	if id >= h.Size {
+		return fmt.Errorf("%s: record %d is outside the tree of size %d signed with it", where, id, h.Size)
+	}
+	if _, err := s.link(ctx, h); err != nil {
+		return err
+	}
+	rec := store.Record{ID: id, Path: path, Version: version, Data: text}
+	for attempt := 0; ; attempt++ {
+		served, err := s.cfg.Store.ServedHead(ctx, s.log)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err != nil || served.Size <= id {
+			latest, err := s.cfg.Store.LatestHead(ctx, s.log)
+			if err != nil {
+				return err
+			}
+			if err := s.Advance(ctx, latest); err != nil {
+				return err
+			}
+			continue
+		}
+		r := s.newProofReader(ctx)
+		proof, err := tlog.ProveRecord(served.Size, id, tlog.TileHashReader(served.Tree(), r))
+		if err != nil {
+			return s.tileTrouble(ctx, fmt.Errorf("proving record %d (%s@%s) in tree %d: %w", id, path, version, served.Size, err), served)
+		}
+		if err := tlog.CheckRecord(proof, served.Size, served.Hash, id, tlog.RecordHash(text)); err != nil {
+			return s.misbehaved(ctx, store.Evidence{
+				Kind:    store.EvidenceBadRecord,
+				Message: fmt.Sprintf("record %d from %s does not match its leaf hash in tree %d: %v", id, where, served.Size, err),
+				NoteA:   h.Note,
+				Data:    text,
+			})
+		}
+		err = s.commit(ctx, store.Batch{Records: []store.Record{rec}, Tiles: r.verified(), Synced: -1,
+			Expect: &store.State{Served: served.Size, Generation: -1}}, h)
+		if errors.Is(err, store.ErrConflict) && attempt < 10 {
+			continue // another head is served now: prove under that one
+		}
+		if err == nil {
+			s.logger.Debug("fetched", "module", path, "version", version, "id", id)
+		}
+		return err
+	}
+}
+
+// checkEvidence refuses to go on when the store holds signed proof that the
+// log misbehaved.
+func (s *Syncer) checkEvidence(ctx context.Context) error {
+	es, err := s.cfg.Store.Evidence(ctx, s.log)
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		if blocking(e.Kind) {
+			return fmt.Errorf("sync %s: refusing to advance: the store holds evidence of upstream misbehaviour (%s, %s): %s",
+				s.log, e.Kind, e.CreatedAt.Format(time.RFC3339), e.Message)
+		}
+	}
+	return nil
+}
+
+// Advance makes target (a stored, linked head) the served head, after
+// storing the tiles that prove every stored record and every stored head
+// under it. It does nothing if the served head is target or newer.
+func (s *Syncer) Advance(ctx context.Context, target store.Head) error {
+	s.advanceMu.Lock()
+	defer s.advanceMu.Unlock()
+	r := s.newProofReader(ctx)
+	hr := tlog.TileHashReader(target.Tree(), r)
+	for attempt := 0; ; attempt++ {
+		st, err := s.cfg.Store.State(ctx, s.log)
+		if err != nil {
+			return err
+		}
+		if st.Served >= target.Size {
+			return nil
+		}
+		heads, err := s.cfg.Store.Heads(ctx, s.log)
+		if err != nil {
+			return err
+		}
+		for _, h := range heads {
+			if h.Size == 0 || h.Size >= target.Size {
+				continue
+			}
+			if _, err := tlog.ProveTree(target.Size, h.Size, hr); err != nil {
+				return s.tileTrouble(ctx, fmt.Errorf("proving head %d under head %d: %w", h.Size, target.Size, err), target)
+			}
+		}
+		// Records in one level-0 tile share every tile of their proofs.
+		n, lastTile := 0, int64(-1)
+		for after := int64(-1); ; {
+			ids, err := s.cfg.Store.RecordIDs(ctx, s.log, after, 4096)
+			if err != nil {
+				return err
+			}
+			if len(ids) == 0 {
+				break
+			}
+			for _, id := range ids {
+				if id>>store.TileHeight == lastTile {
+					continue
+				}
+				lastTile = id >> store.TileHeight
+				if id >= target.Size {
+					return fmt.Errorf("sync %s: stored record %d is outside head %d", s.log, id, target.Size)
+				}
+				if _, err := tlog.ProveRecord(target.Size, id, hr); err != nil {
+					return s.tileTrouble(ctx, fmt.Errorf("proving record %d under head %d: %w", id, target.Size, err), target)
+				}
+				n++
+			}
+			after = ids[len(ids)-1]
+		}
+		tiles := r.verified()
+		err = s.cfg.Store.Commit(ctx, s.log, store.Batch{Tiles: tiles, Synced: -1, Serve: target.Size, Expect: &st})
+		if errors.Is(err, store.ErrConflict) && attempt < 10 {
+			continue // records stored or a head served meanwhile: prove again
+		}
+		if err != nil {
+			return err
+		}
+		s.logger.Info("serving head", "size", target.Size, "was", st.Served, "proved tiles", n, "new tiles", len(tiles))
+		return nil
+	}
+}
+
+// proofReader is a tlog.TileReader for proofs: it reads tiles from the store
+// and, where the store lacks them, from the upstream. tlog.TileHashReader
+// authenticates what it returns against the tree root and then calls
+// SaveTiles; only upstream tiles saved that way are ever stored.
+type proofReader struct {
+	ctx  context.Context
+	s    *Syncer
+	mu   gosync.Mutex
+	seen map[tlog.Tile][]byte // every tile read so far
+	up   map[tlog.Tile]bool   // tiles that came from the upstream
+	good map[tlog.Tile]bool   // upstream tiles authenticated
+}
+
+func (s *Syncer) newProofReader(ctx context.Context) *proofReader {
+	return &proofReader{ctx: ctx, s: s, seen: make(map[tlog.Tile][]byte), up: make(map[tlog.Tile]bool), good: make(map[tlog.Tile]bool)}
+}
+
+func (r *proofReader) Height() int { return store.TileHeight }
+
+func (r *proofReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	var missing []int
+	r.mu.Lock()
+	for i, t := range tiles {
+		if d, ok := r.seen[t]; ok {
+			out[i] = d
+		} else {
+			missing = append(missing, i)
+		}
+	}
+	r.mu.Unlock()
+	if len(missing) == 0 {
+		return out, nil
+	}
+	// The store answers all or nothing: ask for all, then one by one.
+	want := make([]tlog.Tile, len(missing))
+	for j, i := range missing {
+		want[j] = tiles[i]
+	}
+	data, err := r.s.cfg.Store.ReadTiles(r.ctx, r.s.log, want)
+	switch {
+	case err == nil:
+		for j, i := range missing {
+			out[i] = data[j]
+		}
+		missing = nil
+	case errors.Is(err, store.ErrNotFound):
+		if len(missing) > 1 {
+			var still []int
+			for _, i := range missing {
+				d, err := r.s.cfg.Store.ReadTiles(r.ctx, r.s.log, tiles[i:i+1])
+				if errors.Is(err, store.ErrNotFound) {
+					still = append(still, i)
+				} else if err != nil {
+					return nil, err
+				} else {
+					out[i] = d[0]
+				}
+			}
+			missing = still
+		}
+	default:
+		return nil, err
+	}
+	errs := make([]error, len(missing))
+	var wg gosync.WaitGroup
+	sem := make(chan struct{}, r.s.cfg.Concurrency)
+	for j, i := range missing {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out[i], errs[j] = r.s.cfg.Client.Tile(r.ctx, tiles[i])
+		}()
+	}
+	wg.Wait()
+	if err := firstError(errs); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	for _, i := range missing {
+		r.up[tiles[i]] = true
+	}
+	for i, t := range tiles {
+		r.seen[t] = out[i]
+	}
+	r.mu.Unlock()
+	return out, nil
+}
+
+func (r *proofReader) SaveTiles(tiles []tlog.Tile, _ [][]byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, t := range tiles {
+		if r.up[t] {
+			r.good[t] = true
+		}
+	}
+}
+
+// verified returns the upstream tiles authenticated so far.
+func (r *proofReader) verified() []store.Tile {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]store.Tile, 0, len(r.good))
+	for t := range r.good {
+		out = append(out, store.Tile{Tile: t, Data: r.seen[t]})
+	}
+	return out
+}
