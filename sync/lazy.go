@@ -44,7 +44,16 @@ const fetchTimeout = time.Minute
 // advancing the served head first when the record is newer than it.
 // Concurrent calls for the same module@version share one upstream fetch. It
 // returns ErrNoRecord when the upstream's log has no such record.
+//
+// Fetch works in lazy mode only (in auto mode, once the upstream has been
+// found to refuse data tiles): a fully synced store holds every record of
+// its served head already, and its served head means "everything below is
+// stored", which a fetch-through head move would break. Otherwise it
+// returns an error wrapping store.ErrNotFound.
 func (s *Syncer) Fetch(ctx context.Context, path, version string) error {
+	if err := s.lazyOnly(ctx); err != nil {
+		return err
+	}
 	key := path + "@" + version
 	s.flightMu.Lock()
 	c, ok := s.flights[key]
@@ -68,6 +77,39 @@ func (s *Syncer) Fetch(ctx context.Context, path, version string) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// errFullMode is Fetch's answer in full mode.
+var errFullMode = fmt.Errorf("not fetched on demand: the mirror syncs in full mode: %w", store.ErrNotFound)
+
+// lazyOnly fails with errFullMode unless the syncer runs in lazy mode,
+// deciding auto mode first if no run has yet.
+func (s *Syncer) lazyOnly(ctx context.Context) error {
+	switch s.cfg.Mode {
+	case ModeLazy:
+		return nil
+	case ModeFull:
+		return errFullMode
+	}
+	s.modeMu.Lock()
+	mode := s.lastMode
+	s.modeMu.Unlock()
+	if mode == "" {
+		head, err := s.cfg.Store.LatestHead(ctx, s.log)
+		if errors.Is(err, store.ErrNotFound) {
+			head, err = s.fetchHead(ctx)
+		}
+		if err != nil {
+			return err
+		}
+		if mode, err = s.mode(ctx, head); err != nil {
+			return err
+		}
+	}
+	if mode != ModeLazy {
+		return errFullMode
+	}
+	return nil
 }
 
 type flight struct {

@@ -41,7 +41,18 @@ func (e *env) logName() (string, error) {
 	return v.Name(), nil
 }
 
-func (e *env) newSyncer(ctx context.Context, st store.Store, concurrency, batch int) (*skSync.Syncer, error) {
+// modeFlag checks a --mode value.
+func modeFlag(mode string) error {
+	switch mode {
+	case skSync.ModeAuto, skSync.ModeFull, skSync.ModeLazy:
+		return nil
+	}
+	return usageError{fmt.Sprintf("--mode %q: want auto, full or lazy", mode)}
+}
+
+const modeUsage = "auto, full or lazy: full copies every record and tile (the upstream must serve data tiles); lazy keeps what is asked for (fetched on demand or by seed) provable under the newest head; auto picks full where the upstream serves data tiles"
+
+func (e *env) newSyncer(ctx context.Context, st store.Store, concurrency, batch int, mode string) (*skSync.Syncer, error) {
 	name, err := e.logName()
 	if err != nil {
 		return nil, err
@@ -52,12 +63,15 @@ func (e *env) newSyncer(ctx context.Context, st store.Store, concurrency, batch 
 		if goproxy == "" {
 			goproxy = "https://proxy.golang.org,direct" // the go command's default
 		}
-		upstream, err = skSync.Discover(ctx, name, goproxy, nil)
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		upstream, err = skSync.Discover(dctx, name, goproxy, nil)
+		cancel()
 		if err != nil {
 			return nil, envError{err}
 		}
 	}
 	return skSync.New(skSync.Config{
+		Mode:        mode,
 		Store:       st,
 		Client:      skSync.NewClient(upstream, nil),
 		Key:         e.key,
@@ -85,7 +99,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("sync")
 	once := fs.Bool("once", false, "sync once and exit")
 	schedule := fs.String("schedule", "", "keep running, syncing on this cron schedule (e.g. '@every 5m' or '*/10 * * * *')")
-	mode := fs.String("mode", "auto", "auto or full: full copies every record and tile (needs an upstream that serves data tiles)")
+	mode := fs.String("mode", skSync.ModeAuto, modeUsage)
 	concurrency := fs.Int("concurrency", 32, "upstream requests in flight")
 	batch := fs.Int("batch", 64, "data tiles (of 256 records) per transaction")
 	if err := e.parse(fs, args); err != nil {
@@ -94,17 +108,15 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	if *once == (*schedule != "") {
 		return usageError{"give exactly one of --once and --schedule"}
 	}
-	switch *mode {
-	case "auto", "full":
-	default:
-		return usageError{fmt.Sprintf("--mode %q: this build supports auto and full", *mode)}
+	if err := modeFlag(*mode); err != nil {
+		return err
 	}
 	st, err := e.openStore(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	s, err := e.newSyncer(ctx, st, *concurrency, *batch)
+	s, err := e.newSyncer(ctx, st, *concurrency, *batch, *mode)
 	if err != nil {
 		return err
 	}
@@ -113,8 +125,12 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "%s: serving head %d (was %d), %d records stored in %s\n",
-			res.Log, res.Served.Size, res.Previous, res.Records, res.Elapsed.Round(time.Millisecond))
+		how := ""
+		if res.Mode != "" {
+			how = " (" + res.Mode + " mode)"
+		}
+		fmt.Fprintf(e.stdout, "%s: serving head %d (was %d), %d records stored in %s%s\n",
+			res.Log, res.Served.Size, res.Previous, res.Records, res.Elapsed.Round(time.Millisecond), how)
 		return nil
 	}
 	return runScheduled(ctx, e, *schedule, s)
@@ -157,7 +173,11 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
 	schedule := fs.String("sync-schedule", "", "also sync on this cron schedule (e.g. '@every 5m')")
 	cacheRecords := fs.Int("cache-records", server.DefaultCacheRecords, "records kept in memory for lookups (~300 bytes each); 0 disables the cache")
+	mode := fs.String("mode", skSync.ModeAuto, modeUsage+"; in lazy mode a lookup the store lacks is fetched from the upstream, verified and kept")
 	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	if err := modeFlag(*mode); err != nil {
 		return err
 	}
 	if *cacheRecords < 0 {
@@ -182,8 +202,24 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
+	// The upstream may be out of reach (an air-gapped site serving what it
+	// imported): then serve what the store holds, with no fetch-through.
+	var syncer *skSync.Syncer
+	var fetch map[string]server.Fetcher
+	if s, err := e.newSyncer(ctx, st, 32, 64, *mode); err != nil {
+		var ee envError
+		if !errors.As(err, &ee) || *schedule != "" {
+			return err
+		}
+		e.logger.Warn("no upstream: serving what the store holds, without fetching on demand", "err", err)
+	} else {
+		syncer = s
+		if *mode != skSync.ModeFull {
+			fetch = map[string]server.Fetcher{name: s}
+		}
+	}
 	gin.SetMode(gin.ReleaseMode) // gin's mode is process-wide; the command owns the process
-	srv := server.New(server.Config{Store: st, Log: name, Logger: e.logger, CacheRecords: *cacheRecords})
+	srv := server.New(server.Config{Store: st, Log: name, Logger: e.logger, CacheRecords: *cacheRecords, Fetch: fetch})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return envError{fmt.Errorf("--listen: %w", err)}
@@ -197,11 +233,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	defer cancel()
 	go srv.Run(ctx)
 	if *schedule != "" {
-		s, err := e.newSyncer(ctx, st, 32, 64)
-		if err != nil {
-			return err
-		}
-		go runScheduled(ctx, e, *schedule, s)
+		go runScheduled(ctx, e, *schedule, syncer)
 	}
 	url := "http://" + ln.Addr().String()
 	e.logger.Info("serving", "log", name, "url", url)

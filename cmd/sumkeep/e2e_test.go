@@ -77,7 +77,7 @@ func TestGoCommandEndToEnd(t *testing.T) {
 		t.Fatalf("after sync the store serves head %d, want %d", got, size)
 	}
 
-	srv, mirror := startServe(t, dsn, key)
+	srv, mirror := startServe(t, dsn, key, "--upstream", u.URL(), "--mode", "full")
 	u.ResetRequests()
 
 	// goModTidy runs "go mod tidy" in a fresh module that imports the three
@@ -177,7 +177,7 @@ func TestGoCommandEndToEnd(t *testing.T) {
 		t.Fatalf("forging %s@%s changed %d rows, want 1", victim.Path, victim.Version, tag.RowsAffected())
 	}
 	srv.stop(t, 15*time.Second)
-	_, mirror = startServe(t, dsn, key)
+	_, mirror = startServe(t, dsn, key, "--upstream", u.URL(), "--mode", "full")
 
 	// The forged go.sum line the mirror now vouches for.
 	raw, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(victim.ZipHash, "h1:"))

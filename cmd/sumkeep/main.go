@@ -2,7 +2,8 @@
 // command.
 //
 //	sumkeep serve   [--listen ADDR] [--sync-schedule SPEC]
-//	sumkeep sync    [--once | --schedule SPEC] [--mode auto|full]
+//	sumkeep sync    [--once | --schedule SPEC] [--mode auto|full|lazy]
+//	sumkeep seed    [--concurrency N] FILE...
 //	sumkeep migrate
 //	sumkeep status
 //
@@ -49,6 +50,7 @@ type command struct {
 var commands = []command{
 	{"serve", "answer the checksum database protocol from the store (optionally syncing on a schedule)", cmdServe},
 	{"sync", "copy the upstream checksum database into the store, once or on a schedule", cmdSync},
+	{"seed", "fetch, verify and keep the records that go.sum files need (lazy mode)", cmdSeed},
 	{"migrate", "create or upgrade the store's schema", cmdMigrate},
 	{"status", "show the heads, progress and any evidence of misbehaviour", cmdStatus},
 }

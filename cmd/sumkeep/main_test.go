@@ -69,15 +69,16 @@ func (b *syncBuffer) String() string {
 }
 
 // subprocessEnv is the environment for sumkeep subprocesses: the test's,
-// without any SUMKEEP_ settings of the host.
+// without any SUMKEEP_ settings of the host, and with GOPROXY=off so that
+// a command not told its upstream never looks for one on the network.
 func subprocessEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SUMKEEP_") {
+		if !strings.HasPrefix(kv, "SUMKEEP_") && !strings.HasPrefix(kv, "GOPROXY=") {
 			env = append(env, kv)
 		}
 	}
-	return env
+	return append(env, "GOPROXY=off")
 }
 
 // proc is a sumkeep subprocess.
@@ -92,9 +93,15 @@ type proc struct {
 // test ends if it is still running.
 func startSumkeep(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startSumkeepEnv(t, nil, args...)
+}
+
+// startSumkeepEnv is startSumkeep with extra environment variables.
+func startSumkeepEnv(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{stdout: new(syncBuffer), stderr: new(syncBuffer), done: make(chan struct{})}
 	p.cmd = exec.Command(sumkeepBin, args...)
-	p.cmd.Env = subprocessEnv()
+	p.cmd.Env = append(subprocessEnv(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting sumkeep %s: %v", strings.Join(args, " "), err)
@@ -165,9 +172,9 @@ var servingURL = regexp.MustCompile(`at (http://127\.0\.0\.1:[0-9]+)\n`)
 
 // startServe starts "sumkeep serve" on a free loopback port and waits until
 // /healthz answers 200. It returns the process and the server's URL.
-func startServe(t *testing.T, dsn, key string) (*proc, string) {
+func startServe(t *testing.T, dsn, key string, extra ...string) (*proc, string) {
 	t.Helper()
-	p := startSumkeep(t, "serve", "--db", dsn, "--key", key, "--listen", "127.0.0.1:0")
+	p := startSumkeep(t, append([]string{"serve", "--db", dsn, "--key", key, "--listen", "127.0.0.1:0"}, extra...)...)
 	deadline := time.Now().Add(20 * time.Second)
 	var url string
 	for url == "" {

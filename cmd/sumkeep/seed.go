@@ -1,0 +1,216 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/mod/module"
+
+	skSync "github.com/sumkeep/sumkeep/sync"
+)
+
+// cmdSeed fills the store with exactly the records that go.sum files need,
+// and the tiles that prove them (lazy mode).
+func cmdSeed(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("seed")
+	concurrency := fs.Int("concurrency", 32, "upstream fetches in flight")
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "usage: sumkeep seed [flags] FILE...\n\nFetch, verify and keep the checksum database records that go.sum / go.work.sum files need.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return usageError{"name at least one go.sum or go.work.sum file"}
+	}
+	if *concurrency < 1 {
+		return usageError{"--concurrency must be at least 1"}
+	}
+	noSumDB := noSumDBPatterns(e.getenv)
+	var mods []module.Version
+	seen := make(map[module.Version]bool)
+	skipped, malformed := 0, 0
+	for _, name := range fs.Args() {
+		ms, bad, err := readGoSumModules(name)
+		if err != nil {
+			return envError{err}
+		}
+		for _, b := range bad {
+			fmt.Fprintln(e.stderr, b)
+		}
+		malformed += len(bad)
+		for _, m := range ms {
+			if seen[m] {
+				continue
+			}
+			seen[m] = true
+			if m.Path != "golang.org/toolchain" && module.MatchPrefixPatterns(noSumDB, m.Path) {
+				skipped++
+				continue
+			}
+			mods = append(mods, m)
+		}
+	}
+
+	st, err := e.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	s, err := e.newSyncer(ctx, st, *concurrency, 64, skSync.ModeLazy)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	bar := newProgress(e.stderr, isTerminal(e.stderr))
+	counts, failures, err := s.Seed(ctx, mods, *concurrency, bar.update)
+	bar.finish(counts)
+	for _, f := range failures {
+		fmt.Fprintf(e.stderr, "%s@%s: %v\n", f.Module.Path, f.Module.Version, f.Err)
+	}
+	if err != nil {
+		return err
+	}
+	elapsed := time.Since(start)
+	fmt.Fprintf(e.stdout, "seeded %s: %d module@versions: %d fetched, %d already present, %d not in the log, %d skipped (GONOSUMDB/GOPRIVATE), %d failed; %d malformed lines; %s (%.0f records/s)\n",
+		s.Log(), len(mods)+skipped, counts.Fetched, counts.Present, counts.NotInLog, skipped, counts.Failed, malformed,
+		elapsed.Round(time.Millisecond), float64(counts.Fetched)/max(elapsed.Seconds(), 1e-9))
+	if counts.Failed > 0 || malformed > 0 {
+		return fmt.Errorf("%d module@versions failed and %d lines were malformed", counts.Failed, malformed)
+	}
+	return nil
+}
+
+// noSumDBPatterns returns the patterns of module paths the go command does
+// not look up in the checksum database: GONOSUMDB, which defaults to
+// GOPRIVATE.
+func noSumDBPatterns(getenv func(string) (string, bool)) string {
+	if v, ok := getenv("GONOSUMDB"); ok && v != "" {
+		return v
+	}
+	v, _ := getenv("GOPRIVATE")
+	return v
+}
+
+// maxGoSumLine bounds a go.sum line; real ones are well under 1 KB.
+const maxGoSumLine = 64 << 10
+
+// readGoSumModules returns the module@versions a go.sum (or go.work.sum)
+// file names, in order of first appearance, and a message for each line
+// that is not a go.sum line.
+func readGoSumModules(name string) ([]module.Version, []string, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	var mods []module.Version
+	var bad []string
+	seen := make(map[module.Version]bool)
+	r := bufio.NewReaderSize(f, 64<<10)
+	for n := 1; ; n++ {
+		line, err := r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			bad = append(bad, fmt.Sprintf("%s:%d: line longer than %d bytes", name, n, maxGoSumLine))
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = r.ReadSlice('\n')
+			}
+			if err == io.EOF {
+				break
+			}
+			continue
+		}
+		if err != nil && err != io.EOF {
+			return nil, nil, fmt.Errorf("reading %s: %w", name, err)
+		}
+		if text := strings.TrimSpace(string(line)); text != "" {
+			f := strings.Fields(text)
+			m := module.Version{}
+			if len(f) == 3 {
+				m = module.Version{Path: f[0], Version: strings.TrimSuffix(f[1], "/go.mod")}
+			}
+			if m.Path == "" || module.Check(m.Path, m.Version) != nil {
+				bad = append(bad, fmt.Sprintf("%s:%d: malformed go.sum line", name, n))
+			} else if !seen[m] {
+				seen[m] = true
+				mods = append(mods, m)
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+	}
+	return mods, bad, nil
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// progress shows a seed's progress: a bar redrawn in place on a terminal,
+// otherwise a plain line every few seconds.
+type progress struct {
+	w     io.Writer
+	tty   bool
+	mu    sync.Mutex
+	last  time.Time
+	start time.Time
+	drawn bool
+}
+
+func newProgress(w io.Writer, tty bool) *progress {
+	return &progress{w: w, tty: tty, start: time.Now()}
+}
+
+func (p *progress) update(c skSync.SeedCounts) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	every := 5 * time.Second
+	if p.tty {
+		every = 100 * time.Millisecond
+	}
+	if time.Since(p.last) < every && c.Done() < c.Total {
+		return
+	}
+	p.last = time.Now()
+	p.draw(c)
+}
+
+func (p *progress) draw(c skSync.SeedCounts) {
+	if !p.tty {
+		fmt.Fprintf(p.w, "seed: %d/%d done (%d fetched, %d present, %d not in the log, %d failed) after %s\n",
+			c.Done(), c.Total, c.Fetched, c.Present, c.NotInLog, c.Failed, time.Since(p.start).Round(time.Second))
+		return
+	}
+	const width = 30
+	filled := width
+	if c.Total > 0 {
+		filled = width * c.Done() / c.Total
+	}
+	fmt.Fprintf(p.w, "\r[%s%s] %d/%d  fetched %d  present %d  not in log %d  failed %d ",
+		strings.Repeat("=", filled), strings.Repeat(" ", width-filled), c.Done(), c.Total, c.Fetched, c.Present, c.NotInLog, c.Failed)
+	p.drawn = true
+}
+
+func (p *progress) finish(c skSync.SeedCounts) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tty {
+		p.draw(c)
+		fmt.Fprintln(p.w)
+	}
+}
