@@ -118,6 +118,9 @@ type flight struct {
 }
 
 func (s *Syncer) fetch(ctx context.Context, path, version string) error {
+	if s.cfg.Client == nil {
+		return fmt.Errorf("fetching %s@%s: %w", path, version, errNoUpstream)
+	}
 	if err := s.checkEvidence(ctx); err != nil {
 		return err
 	}
@@ -207,28 +210,42 @@ func (s *Syncer) checkEvidence(ctx context.Context) error {
 // storing the tiles that prove every stored record and every stored head
 // under it. It does nothing if the served head is target or newer.
 func (s *Syncer) Advance(ctx context.Context, target store.Head) error {
+	_, err := s.advance(ctx, target, nil)
+	return err
+}
+
+// advance is Advance that also stores extra records (verified already, by
+// the caller, as records of the log), proving them under the served head
+// as well. When the served head is newer than target, it is used instead.
+// It returns the served head.
+func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.Record) (store.Head, error) {
 	s.advanceMu.Lock()
 	defer s.advanceMu.Unlock()
 	r := s.newProofReader(ctx)
-	hr := tlog.TileHashReader(target.Tree(), r)
 	for attempt := 0; ; attempt++ {
 		st, err := s.cfg.Store.State(ctx, s.log)
 		if err != nil {
-			return err
+			return target, err
 		}
 		if st.Served >= target.Size {
-			return nil
+			if len(extra) == 0 {
+				return target, nil
+			}
+			if target, err = s.cfg.Store.ServedHead(ctx, s.log); err != nil {
+				return target, err
+			}
 		}
+		hr := tlog.TileHashReader(target.Tree(), r)
 		heads, err := s.cfg.Store.Heads(ctx, s.log)
 		if err != nil {
-			return err
+			return target, err
 		}
 		for _, h := range heads {
 			if h.Size == 0 || h.Size >= target.Size {
 				continue
 			}
 			if _, err := tlog.ProveTree(target.Size, h.Size, hr); err != nil {
-				return s.tileTrouble(ctx, fmt.Errorf("proving head %d under head %d: %w", h.Size, target.Size, err), target)
+				return target, s.tileTrouble(ctx, fmt.Errorf("proving head %d under head %d: %w", h.Size, target.Size, err), target)
 			}
 		}
 		// Records in one level-0 tile share every tile of their proofs.
@@ -236,7 +253,7 @@ func (s *Syncer) Advance(ctx context.Context, target store.Head) error {
 		for after := int64(-1); ; {
 			ids, err := s.cfg.Store.RecordIDs(ctx, s.log, after, 4096)
 			if err != nil {
-				return err
+				return target, err
 			}
 			if len(ids) == 0 {
 				break
@@ -247,25 +264,36 @@ func (s *Syncer) Advance(ctx context.Context, target store.Head) error {
 				}
 				lastTile = id >> store.TileHeight
 				if id >= target.Size {
-					return fmt.Errorf("sync %s: stored record %d is outside head %d", s.log, id, target.Size)
+					return target, fmt.Errorf("sync %s: stored record %d is outside head %d", s.log, id, target.Size)
 				}
 				if _, err := tlog.ProveRecord(target.Size, id, hr); err != nil {
-					return s.tileTrouble(ctx, fmt.Errorf("proving record %d under head %d: %w", id, target.Size, err), target)
+					return target, s.tileTrouble(ctx, fmt.Errorf("proving record %d under head %d: %w", id, target.Size, err), target)
 				}
 				n++
 			}
 			after = ids[len(ids)-1]
 		}
+		for _, rec := range extra {
+			if err := proveRecord(hr, target, rec); err != nil {
+				return target, err
+			}
+		}
+		serve := int64(0)
+		if target.Size > st.Served {
+			serve = target.Size
+		}
 		tiles := r.verified()
-		err = s.cfg.Store.Commit(ctx, s.log, store.Batch{Tiles: tiles, Synced: -1, Serve: target.Size, Expect: &st})
+		err = s.cfg.Store.Commit(ctx, s.log, store.Batch{Records: extra, Tiles: tiles, Synced: -1, Serve: serve, Expect: &st})
 		if errors.Is(err, store.ErrConflict) && attempt < 10 {
 			continue // records stored or a head served meanwhile: prove again
 		}
 		if err != nil {
-			return err
+			return target, err
 		}
-		s.logger.Info("serving head", "size", target.Size, "was", st.Served, "proved tiles", n, "new tiles", len(tiles))
-		return nil
+		if serve > 0 {
+			s.logger.Info("serving head", "size", target.Size, "was", st.Served, "proved tiles", n, "new tiles", len(tiles))
+		}
+		return target, nil
 	}
 }
 
@@ -275,7 +303,10 @@ func (s *Syncer) Advance(ctx context.Context, target store.Head) error {
 // SaveTiles; only upstream tiles saved that way are ever stored.
 type proofReader struct {
 	ctx  context.Context
-	s    *Syncer
+	st   store.Store
+	log  string
+	src  tileSource
+	all  bool // save every tile authenticated, not only upstream ones (export)
 	mu   gosync.Mutex
 	seen map[tlog.Tile][]byte // every tile read so far
 	up   map[tlog.Tile]bool   // tiles that came from the upstream
@@ -283,7 +314,7 @@ type proofReader struct {
 }
 
 func (s *Syncer) newProofReader(ctx context.Context) *proofReader {
-	return &proofReader{ctx: ctx, s: s, seen: make(map[tlog.Tile][]byte), up: make(map[tlog.Tile]bool), good: make(map[tlog.Tile]bool)}
+	return &proofReader{ctx: ctx, st: s.cfg.Store, log: s.log, src: s.src, seen: make(map[tlog.Tile][]byte), up: make(map[tlog.Tile]bool), good: make(map[tlog.Tile]bool)}
 }
 
 func (r *proofReader) Height() int { return store.TileHeight }
@@ -308,7 +339,7 @@ func (r *proofReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 	for j, i := range missing {
 		want[j] = tiles[i]
 	}
-	data, err := r.s.cfg.Store.ReadTiles(r.ctx, r.s.log, want)
+	data, err := r.st.ReadTiles(r.ctx, r.log, want)
 	switch {
 	case err == nil:
 		for j, i := range missing {
@@ -319,7 +350,7 @@ func (r *proofReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 		if len(missing) > 1 {
 			var still []int
 			for _, i := range missing {
-				d, err := r.s.cfg.Store.ReadTiles(r.ctx, r.s.log, tiles[i:i+1])
+				d, err := r.st.ReadTiles(r.ctx, r.log, tiles[i:i+1])
 				if errors.Is(err, store.ErrNotFound) {
 					still = append(still, i)
 				} else if err != nil {
@@ -335,14 +366,14 @@ func (r *proofReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 	}
 	errs := make([]error, len(missing))
 	var wg gosync.WaitGroup
-	sem := make(chan struct{}, r.s.cfg.Concurrency)
+	sem := make(chan struct{}, 16)
 	for j, i := range missing {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			out[i], errs[j] = r.s.cfg.Client.Tile(r.ctx, tiles[i])
+			out[i], errs[j] = r.src.Tile(r.ctx, tiles[i])
 		}()
 	}
 	wg.Wait()
@@ -364,7 +395,7 @@ func (r *proofReader) SaveTiles(tiles []tlog.Tile, _ [][]byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, t := range tiles {
-		if r.up[t] {
+		if r.up[t] || r.all {
 			r.good[t] = true
 		}
 	}

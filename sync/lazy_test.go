@@ -231,7 +231,9 @@ func TestLazyLies(t *testing.T) {
 	}{
 		{"WrongLookup", func(*sumdbtest.Upstream) sumdbtest.Fault { return sumdbtest.Fault{Kind: sumdbtest.FaultWrongLookup} },
 			500, "answered with a record for", ""},
-		{"AlterRecord", func(*sumdbtest.Upstream) sumdbtest.Fault { return sumdbtest.Fault{Kind: sumdbtest.FaultAlterRecord, ID: 500} },
+		{"AlterRecord", func(*sumdbtest.Upstream) sumdbtest.Fault {
+			return sumdbtest.Fault{Kind: sumdbtest.FaultAlterRecord, ID: 500}
+		},
 			500, "does not match its leaf hash", store.EvidenceBadRecord},
 		{"FlipLevel0", func(*sumdbtest.Upstream) sumdbtest.Fault {
 			return sumdbtest.Fault{Kind: sumdbtest.FaultFlipTileByte, L: 0, N: -1, Offset: 7}

@@ -88,6 +88,8 @@ type Syncer struct {
 	modeMu   gosync.Mutex
 	lastMode string // the mode auto chose, once per Syncer
 
+	src tileSource // where tiles the store lacks come from: the upstream, or a bundle
+
 	advanceMu gosync.Mutex // one Advance at a time in this process
 	flightMu  gosync.Mutex
 	flights   map[string]*flight // Fetch calls under way, by module@version
@@ -95,8 +97,8 @@ type Syncer struct {
 
 // New checks the configuration and returns a Syncer.
 func New(cfg Config) (*Syncer, error) {
-	if cfg.Store == nil || cfg.Client == nil {
-		return nil, errors.New("sync: store and client are required")
+	if cfg.Store == nil {
+		return nil, errors.New("sync: a store is required")
 	}
 	v, err := note.NewVerifier(cfg.Key)
 	if err != nil {
@@ -122,8 +124,14 @@ func New(cfg Config) (*Syncer, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Syncer{cfg: cfg, verifier: v, log: v.Name(), logger: logger.With("log", v.Name()),
-		flights: make(map[string]*flight)}, nil
+	s := &Syncer{cfg: cfg, verifier: v, log: v.Name(), logger: logger.With("log", v.Name()),
+		flights: make(map[string]*flight)}
+	if cfg.Client != nil {
+		s.src = cfg.Client
+	} else {
+		s.src = noUpstream{}
+	}
+	return s, nil
 }
 
 // Log returns the name of the log being synced.
@@ -156,10 +164,29 @@ func blocking(kind string) bool {
 	return kind == store.EvidenceFork || kind == store.EvidenceDuplicate
 }
 
+// tileSource supplies the tiles the store lacks. Nothing it returns is
+// trusted: readers authenticate every tile against a signed root.
+type tileSource interface {
+	Tile(ctx context.Context, t tlog.Tile) ([]byte, error)
+	URL() string // for messages
+}
+
+// errNoUpstream is what a Syncer made without a Client answers when it
+// would need the upstream.
+var errNoUpstream = errors.New("no upstream configured")
+
+type noUpstream struct{}
+
+func (noUpstream) Tile(context.Context, tlog.Tile) ([]byte, error) { return nil, errNoUpstream }
+func (noUpstream) URL() string                                     { return "(no upstream)" }
+
 // Once runs one sync of the log to the upstream's newest head.
 func (s *Syncer) Once(ctx context.Context) (Result, error) {
 	start := time.Now()
 	res := Result{Log: s.log}
+	if s.cfg.Client == nil {
+		return res, fmt.Errorf("sync %s: %w", s.log, errNoUpstream)
+	}
 	unlock, err := s.cfg.Store.LockSync(ctx, s.log)
 	if err != nil {
 		return res, fmt.Errorf("sync %s: %w", s.log, err)
@@ -294,7 +321,7 @@ func (s *Syncer) link(ctx context.Context, h store.Head) (store.Head, error) {
 		return h, s.misbehaved(ctx, store.Evidence{
 			Kind: store.EvidenceFork,
 			Message: fmt.Sprintf("signed heads of size %d (stored %s) and %d (from %s) are not consistent: the log has forked",
-				latest.Size, latest.FirstSeen.Format(time.RFC3339), h.Size, s.cfg.Client.URL()),
+				latest.Size, latest.FirstSeen.Format(time.RFC3339), h.Size, s.src.URL()),
 			NoteA: latest.Note,
 			NoteB: h.Note,
 		})
@@ -325,7 +352,7 @@ func (s *Syncer) tileTrouble(ctx context.Context, err error, against store.Head)
 	}
 	return s.misbehaved(ctx, store.Evidence{
 		Kind:    store.EvidenceBadTile,
-		Message: fmt.Sprintf("hash tiles from %s do not match the signed root of tree %d: %v", s.cfg.Client.URL(), against.Size, err),
+		Message: fmt.Sprintf("hash tiles from %s do not match the signed root of tree %d: %v", s.src.URL(), against.Size, err),
 		NoteA:   against.Note,
 	})
 }
@@ -404,7 +431,7 @@ func (r *tileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			out[i], errs[j] = r.s.cfg.Client.Tile(r.ctx, tiles[i])
+			out[i], errs[j] = r.s.src.Tile(r.ctx, tiles[i])
 		}()
 	}
 	wg.Wait()

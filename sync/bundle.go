@@ -1,0 +1,291 @@
+package sync
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumkeep/sumkeep/store"
+)
+
+// Air-gap bundles.
+//
+// A bundle is a store (a SQLite file) holding, for one log:
+//
+//   - the exporting mirror's served head B and every head it stored below
+//     B, with their signed notes;
+//   - the records a set of go.sum files needs, each provable under B;
+//   - the hash tiles of those inclusion proofs, and of the consistency
+//     proofs of every head under B.
+//
+// Carrying every head with its consistency tiles is what lets bundles from
+// one exporter be imported in any order: a mirror that imported a newer
+// bundle holds the tiles proving the older bundle's head (one of the
+// exporter's heads) under its own, and a newer bundle proves the mirror's
+// older heads under the new one.
+//
+// Import trusts the key only: it verifies every note's signature, every
+// head's consistency with B, every record against its leaf hash and every
+// tile against B's signed root before it changes anything, and then merges
+// as lazy mode's Advance does, so that everything stored stays provable
+// under the served head. A bundle that fails any check is rejected whole.
+
+// ExportResult describes a written bundle.
+type ExportResult struct {
+	Head    store.Head
+	Heads   int
+	Records int
+	Tiles   int
+	Missing []module.Version // named by the go.sum files, not in the mirror
+}
+
+// Export writes to the empty store to the bundle for mods from the store
+// from, which holds the log whose verifier key is key. It verifies what it
+// writes as Import will.
+func Export(ctx context.Context, from store.Store, key string, mods []module.Version, to store.Store) (ExportResult, error) {
+	var res ExportResult
+	v, err := note.NewVerifier(key)
+	if err != nil {
+		return res, fmt.Errorf("export: invalid key %q: %w", key, err)
+	}
+	log := v.Name()
+	served, err := from.ServedHead(ctx, log)
+	if err != nil {
+		return res, fmt.Errorf("export %s: the store serves no head: %w", log, err)
+	}
+	b, err := openNote(v, served)
+	if err != nil {
+		return res, fmt.Errorf("export %s: served head: %w", log, err)
+	}
+	res.Head = b
+	seen := make(map[int64]bool)
+	var recs []store.Record
+	for _, m := range mods {
+		r, err := from.Lookup(ctx, log, m.Path, m.Version, b.Size)
+		if errors.Is(err, store.ErrNotFound) {
+			res.Missing = append(res.Missing, m)
+			continue
+		}
+		if err != nil {
+			return res, err
+		}
+		if !seen[r.ID] {
+			seen[r.ID] = true
+			recs = append(recs, r)
+		}
+	}
+	slices.SortFunc(recs, func(a, b store.Record) int { return int(a.ID - b.ID) })
+
+	r := &proofReader{ctx: ctx, st: from, log: log, src: noUpstream{}, all: true,
+		seen: make(map[tlog.Tile][]byte), up: make(map[tlog.Tile]bool), good: make(map[tlog.Tile]bool)}
+	hr := tlog.TileHashReader(b.Tree(), r)
+	for _, rec := range recs {
+		if err := proveRecord(hr, b, rec); err != nil {
+			return res, fmt.Errorf("export %s: the mirror's own copy does not verify: %w", log, err)
+		}
+	}
+	heads, err := from.Heads(ctx, log)
+	if err != nil {
+		return res, err
+	}
+	var keep []store.Head
+	for _, h := range heads {
+		if h.Size > b.Size {
+			continue
+		}
+		h, err := openNote(v, h)
+		if err != nil {
+			return res, fmt.Errorf("export %s: stored head %d: %w", log, h.Size, err)
+		}
+		if err := proveHead(hr, b, h); err != nil {
+			return res, fmt.Errorf("export %s: the mirror's own copy does not verify: %w", log, err)
+		}
+		keep = append(keep, h)
+	}
+	for _, h := range keep {
+		if err := to.AddHead(ctx, log, h); err != nil {
+			return res, err
+		}
+	}
+	tiles := r.verified()
+	if err := to.Commit(ctx, log, store.Batch{Records: recs, Tiles: tiles, Synced: -1, Serve: b.Size}); err != nil {
+		return res, fmt.Errorf("export %s: writing the bundle: %w", log, err)
+	}
+	res.Heads, res.Records, res.Tiles = len(keep), len(recs), len(tiles)
+	return res, nil
+}
+
+// openNote verifies h's signed note with v and returns h with the size and
+// hash the note signs (not those a store claims).
+func openNote(v note.Verifier, h store.Head) (store.Head, error) {
+	n, err := note.Open(h.Note, note.VerifierList(v))
+	if err != nil {
+		return h, fmt.Errorf("signed head does not verify with key %s: %w", v.Name(), err)
+	}
+	tree, err := tlog.ParseTree([]byte(n.Text))
+	if err != nil {
+		return h, fmt.Errorf("malformed tree head: %w", err)
+	}
+	if tree.N != h.Size || tree.Hash != h.Hash {
+		return h, fmt.Errorf("the stored size and hash (%d, %s) are not the signed ones (%d, %s)", h.Size, h.Hash, tree.N, tree.Hash)
+	}
+	return store.Head{Size: tree.N, Hash: tree.Hash, Note: h.Note, FirstSeen: h.FirstSeen}, nil
+}
+
+// proveRecord proves rec in head b from hr's tiles.
+func proveRecord(hr tlog.HashReader, b store.Head, rec store.Record) error {
+	if p, v := store.RecordModule(rec.Data); p != rec.Path || v != rec.Version {
+		return fmt.Errorf("record %d is stored as %s@%s but names %s@%s", rec.ID, rec.Path, rec.Version, p, v)
+	}
+	if rec.ID < 0 || rec.ID >= b.Size {
+		return fmt.Errorf("record %d is outside head %d", rec.ID, b.Size)
+	}
+	p, err := tlog.ProveRecord(b.Size, rec.ID, hr)
+	if err != nil {
+		return fmt.Errorf("proving record %d (%s@%s) in head %d: %w", rec.ID, rec.Path, rec.Version, b.Size, err)
+	}
+	if err := tlog.CheckRecord(p, b.Size, b.Hash, rec.ID, tlog.RecordHash(rec.Data)); err != nil {
+		return fmt.Errorf("record %d (%s@%s) is not in head %d: %w", rec.ID, rec.Path, rec.Version, b.Size, err)
+	}
+	return nil
+}
+
+// proveHead proves h consistent with the larger head b from hr's tiles.
+func proveHead(hr tlog.HashReader, b, h store.Head) error {
+	if h.Size == b.Size {
+		if h.Hash != b.Hash {
+			return fmt.Errorf("two heads of size %d with different hashes", h.Size)
+		}
+		return nil
+	}
+	p, err := tlog.ProveTree(b.Size, h.Size, hr)
+	if err != nil {
+		return fmt.Errorf("proving head %d consistent with head %d: %w", h.Size, b.Size, err)
+	}
+	if err := tlog.CheckTree(p, b.Size, b.Hash, h.Size, h.Hash); err != nil {
+		return fmt.Errorf("head %d is not consistent with head %d: %w", h.Size, b.Size, err)
+	}
+	return nil
+}
+
+// ImportResult describes a merged bundle.
+type ImportResult struct {
+	Bundle  store.Head // the bundle's head
+	Served  store.Head // the mirror's served head afterwards
+	Records int        // records in the bundle
+	Heads   int        // heads in the bundle
+}
+
+// bundleSource reads tiles from a bundle: hostile bytes, authenticated by
+// the readers like an upstream's.
+type bundleSource struct {
+	st   store.Store
+	log  string
+	name string
+}
+
+func (b bundleSource) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
+	d, err := b.st.ReadTiles(ctx, b.log, []tlog.Tile{t})
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", b.name, err)
+	}
+	return d[0], nil
+}
+
+func (b bundleSource) URL() string { return "bundle " + b.name }
+
+// Import verifies the bundle completely and merges it into the store. name
+// names the bundle in messages. On any failure the store is left as it was
+// (except for evidence of a fork, which is kept).
+func (s *Syncer) Import(ctx context.Context, bundle store.Store, name string) (ImportResult, error) {
+	var res ImportResult
+	fail := func(format string, args ...any) (ImportResult, error) {
+		return res, fmt.Errorf("bundle %s rejected: %s", name, fmt.Sprintf(format, args...))
+	}
+	heads, err := bundle.Heads(ctx, s.log)
+	if err != nil {
+		return fail("reading its heads: %v", err)
+	}
+	if len(heads) == 0 {
+		return fail("it holds no head of %s", s.log)
+	}
+	for i, h := range heads {
+		if heads[i], err = openNote(s.verifier, h); err != nil {
+			return fail("head %d: %v", h.Size, err)
+		}
+	}
+	b := heads[len(heads)-1]
+	if served, err := bundle.ServedHead(ctx, s.log); err != nil || served.Size != b.Size || !bytes.Equal(served.Note, b.Note) {
+		return fail("its served head is not its newest head")
+	}
+	res.Bundle, res.Heads = b, len(heads)
+
+	// Verify the bundle on its own: records and heads under its head, from
+	// its tiles only.
+	r := &proofReader{ctx: ctx, st: bundle, log: s.log, src: noUpstream{},
+		seen: make(map[tlog.Tile][]byte), up: make(map[tlog.Tile]bool), good: make(map[tlog.Tile]bool)}
+	hr := tlog.TileHashReader(b.Tree(), r)
+	for _, h := range heads {
+		if err := proveHead(hr, b, h); err != nil {
+			return fail("%v", err)
+		}
+	}
+	var recs []store.Record
+	for after := int64(-1); ; {
+		ids, err := bundle.RecordIDs(ctx, s.log, after, 1024)
+		if err != nil {
+			return fail("listing its records: %v", err)
+		}
+		if len(ids) == 0 {
+			break
+		}
+		for _, id := range ids {
+			rs, err := bundle.ReadRecords(ctx, s.log, id, 1)
+			if err != nil {
+				return fail("reading record %d: %v", id, err)
+			}
+			if err := proveRecord(hr, b, rs[0]); err != nil {
+				return fail("%v", err)
+			}
+			recs = append(recs, rs[0])
+		}
+		after = ids[len(ids)-1]
+	}
+	res.Records = len(recs)
+
+	// Merge: link the bundle's head to the mirror's, then prove everything
+	// under the newer of the two, reading what the mirror lacks from the
+	// bundle.
+	if n, err := s.cfg.Store.Synced(ctx, s.log); err != nil {
+		return res, err
+	} else if n > 0 {
+		return fail("the mirror holds a full copy of %s (records 0..%d); bundles are for lazily filled mirrors", s.log, n-1)
+	}
+	if err := s.checkEvidence(ctx); err != nil {
+		return res, err
+	}
+	imp := &Syncer{cfg: s.cfg, verifier: s.verifier, log: s.log, logger: s.logger,
+		src: bundleSource{st: bundle, log: s.log, name: name}, flights: make(map[string]*flight)}
+	if _, err := imp.link(ctx, b); err != nil {
+		return fail("%v", err)
+	}
+	for _, h := range heads {
+		if err := s.cfg.Store.AddHead(ctx, s.log, h); err != nil {
+			return res, err
+		}
+	}
+	// advance proves under the mirror's served head instead when that is
+	// newer than the bundle's.
+	served, err := imp.advance(ctx, b, recs)
+	if err != nil {
+		return fail("%v", err)
+	}
+	res.Served = served
+	return res, nil
+}
