@@ -1,20 +1,17 @@
 # sumkeep — see README.md.
 GO      ?= go
 BIN     := bin/sumkeep
-# Until the embedded store lands, `make run` uses the local Postgres server.
-SUMKEEP_DB ?= postgres://postgres@127.0.0.1:5432/sumkeep?sslmode=disable
-export SUMKEEP_DB
 
 .PHONY: build run test bench vet fmt
 
 build:
 	$(GO) build -o $(BIN) ./cmd/sumkeep
 
-# Serve the default upstream (sum.golang.org) and keep the copy fresh.
+# Serve the default upstream (sum.golang.org, found through GOPROXY as the go
+# command finds it) from the embedded store ./sumkeep-data/sumkeep.db, syncing
+# every 10 minutes; lookups the store lacks are fetched on demand (lazy mode)
+# when the upstream refuses data tiles. SUMKEEP_DB=postgres://… uses Postgres.
 run: build
-	@case "$$SUMKEEP_DB" in postgres://*127.0.0.1*/sumkeep*) \
-		psql "$${SUMKEEP_DB%/sumkeep*}/postgres" -qtc "SELECT 1 FROM pg_database WHERE datname='sumkeep'" | grep -q 1 || \
-		psql "$${SUMKEEP_DB%/sumkeep*}/postgres" -qc "CREATE DATABASE sumkeep";; esac
 	./$(BIN) serve --sync-schedule '@every 10m'
 
 # vet, then every test. Postgres tests need a server at 127.0.0.1:5432

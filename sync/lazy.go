@@ -178,8 +178,10 @@ func (s *Syncer) fetch(ctx context.Context, path, version string) error {
 				Data:    text,
 			})
 		}
+		s.commitMu.Lock()
 		err = s.commit(ctx, store.Batch{Records: []store.Record{rec}, Tiles: r.verified(), Synced: -1,
 			Expect: &store.State{Served: served.Size, Generation: -1}}, h)
+		s.commitMu.Unlock()
 		if errors.Is(err, store.ErrConflict) && attempt < 10 {
 			continue // another head is served now: prove under that one
 		}
@@ -283,7 +285,9 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 			serve = target.Size
 		}
 		tiles := r.verified()
+		s.commitMu.Lock()
 		err = s.cfg.Store.Commit(ctx, s.log, store.Batch{Records: extra, Tiles: tiles, Synced: -1, Serve: serve, Expect: &st})
+		s.commitMu.Unlock()
 		if errors.Is(err, store.ErrConflict) && attempt < 10 {
 			continue // records stored or a head served meanwhile: prove again
 		}

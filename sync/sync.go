@@ -90,6 +90,11 @@ type Syncer struct {
 
 	src tileSource // where tiles the store lacks come from: the upstream, or a bundle
 
+	linkMu gosync.Mutex // one link at a time in this process
+	// commitMu makes on-demand commits take turns: they take turns on the
+	// log's row in the store anyway, and waiting there each would hold a
+	// connection of a pool they may all need.
+	commitMu  gosync.Mutex
 	advanceMu gosync.Mutex // one Advance at a time in this process
 	flightMu  gosync.Mutex
 	flights   map[string]*flight // Fetch calls under way, by module@version
@@ -292,47 +297,108 @@ func (s *Syncer) openHead(msg []byte, where string) (store.Head, error) {
 	return store.Head{Size: tree.N, Hash: tree.Hash, Note: msg}, nil
 }
 
-// link proves h consistent with the newest stored head, stores it, and
-// returns the head to sync to: the larger of the two.
+// link proves h consistent with the stored heads, stores it, and returns
+// the head to sync to: the largest stored head.
+//
+// Every stored head is proven consistent with its neighbours (the next
+// smaller and the next larger stored head), so all of them are consistent
+// with each other. h is checked against its neighbours before it is stored
+// and again after, because another process may have stored a head between
+// the two: of two heads stored at once, the later one's second check sees
+// the earlier one. Two heads that do not link are a fork.
 func (s *Syncer) link(ctx context.Context, h store.Head) (store.Head, error) {
-	latest, err := s.cfg.Store.LatestHead(ctx, s.log)
-	if errors.Is(err, store.ErrNotFound) {
-		s.logger.Info("first head", "size", h.Size)
-		return h, s.cfg.Store.AddHead(ctx, s.log, h)
+	s.linkMu.Lock()
+	defer s.linkMu.Unlock()
+	proven := make(map[int64]bool) // neighbours proven consistent with h
+	for round := 0; ; round++ {
+		heads, err := s.cfg.Store.Heads(ctx, s.log)
+		if err != nil {
+			return h, err
+		}
+		var pred, succ *store.Head
+		stored := false
+		for i := range heads {
+			switch {
+			case heads[i].Size < h.Size:
+				pred = &heads[i]
+			case heads[i].Size == h.Size:
+				if heads[i].Hash != h.Hash {
+					return h, s.fork(ctx, heads[i], h)
+				}
+				stored = true
+			case succ == nil:
+				succ = &heads[i]
+			}
+		}
+		if stored && round == 0 {
+			// Stored before, and proven then against its neighbours (a
+			// neighbour stored later was proven against it).
+			return heads[len(heads)-1], nil
+		}
+		for _, o := range []*store.Head{pred, succ} {
+			if o == nil || proven[o.Size] {
+				continue
+			}
+			if err := s.consistent(ctx, *o, h); err != nil {
+				return h, err
+			}
+			proven[o.Size] = true
+		}
+		if stored && round > 0 {
+			latest := h
+			if len(heads) > 0 && heads[len(heads)-1].Size > h.Size {
+				latest = heads[len(heads)-1]
+			}
+			return latest, nil
+		}
+		if len(heads) == 0 {
+			s.logger.Info("first head", "size", h.Size)
+		} else if succ != nil {
+			s.logger.Debug("upstream head is older than the stored one; keeping the stored one", "upstream", h.Size, "stored", heads[len(heads)-1].Size)
+		}
+		if err := s.cfg.Store.AddHead(ctx, s.log, h); err != nil {
+			return h, err
+		}
+		if round > 3 {
+			return h, fmt.Errorf("sync %s: linking head %d: the stored heads keep changing", s.log, h.Size)
+		}
 	}
-	if err != nil {
-		return h, err
-	}
-	small, big := latest, h
-	if h.Size < latest.Size {
-		small, big = h, latest
+}
+
+// consistent proves heads a and b consistent, from tiles of the larger one
+// (authenticated against its signed root), and keeps evidence of a fork.
+func (s *Syncer) consistent(ctx context.Context, a, b store.Head) error {
+	small, big := a, b
+	if b.Size < a.Size {
+		small, big = b, a
 	}
 	var th tlog.Hash
 	if small.Size == big.Size {
 		th = big.Hash
 	} else {
 		r := s.newTileReader(ctx, true)
+		var err error
 		th, err = tlog.TreeHash(small.Size, tlog.TileHashReader(big.Tree(), r))
 		if err != nil {
-			return h, s.tileTrouble(ctx, fmt.Errorf("proving head %d consistent with head %d: %w", small.Size, big.Size, err), big)
+			return s.tileTrouble(ctx, fmt.Errorf("proving head %d consistent with head %d: %w", small.Size, big.Size, err), big)
 		}
 	}
 	if th != small.Hash {
-		return h, s.misbehaved(ctx, store.Evidence{
-			Kind: store.EvidenceFork,
-			Message: fmt.Sprintf("signed heads of size %d (stored %s) and %d (from %s) are not consistent: the log has forked",
-				latest.Size, latest.FirstSeen.Format(time.RFC3339), h.Size, s.src.URL()),
-			NoteA: latest.Note,
-			NoteB: h.Note,
-		})
+		return s.fork(ctx, a, b)
 	}
-	if h.Size < latest.Size {
-		s.logger.Info("upstream head is older than the stored one; keeping the stored one", "upstream", h.Size, "stored", latest.Size)
-	}
-	if err := s.cfg.Store.AddHead(ctx, s.log, h); err != nil {
-		return h, err
-	}
-	return big, nil
+	return nil
+}
+
+// fork keeps the evidence of two signed heads that are not consistent, the
+// stored one first.
+func (s *Syncer) fork(ctx context.Context, stored, h store.Head) error {
+	return s.misbehaved(ctx, store.Evidence{
+		Kind: store.EvidenceFork,
+		Message: fmt.Sprintf("signed heads of size %d (stored %s) and %d (from %s) are not consistent: the log has forked",
+			stored.Size, stored.FirstSeen.Format(time.RFC3339), h.Size, s.src.URL()),
+		NoteA: stored.Note,
+		NoteB: h.Note,
+	})
 }
 
 // misbehaved keeps evidence and returns the error that stops the sync.

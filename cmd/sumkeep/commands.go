@@ -22,14 +22,20 @@ import (
 
 // openStore opens the store --db names and brings its schema up to date.
 func (e *env) openStore(ctx context.Context) (store.Store, error) {
-	if strings.HasPrefix(e.db, "postgres://") || strings.HasPrefix(e.db, "postgresql://") {
-		s, err := postgres.Open(ctx, e.db)
+	return e.openStoreAt(ctx, e.db)
+}
+
+// openStoreAt opens a store: Postgres for a postgres:// URL, else the
+// SQLite file at that path (created if missing).
+func (e *env) openStoreAt(ctx context.Context, db string) (store.Store, error) {
+	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
+		s, err := postgres.Open(ctx, db)
 		if err != nil {
 			return nil, envError{err}
 		}
 		return s, nil
 	}
-	return nil, envError{fmt.Errorf("--db %s: the embedded SQLite store is not available in this build yet; use --db postgres://…", e.db)}
+	return nil, envError{fmt.Errorf("--db %s: the embedded SQLite store is not available in this build yet; use --db postgres://…", db)}
 }
 
 // logName is the name of the upstream log: the name in its key.

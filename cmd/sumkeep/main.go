@@ -4,8 +4,11 @@
 //	sumkeep serve   [--listen ADDR] [--sync-schedule SPEC]
 //	sumkeep sync    [--once | --schedule SPEC] [--mode auto|full|lazy]
 //	sumkeep seed    [--concurrency N] FILE...
+//	sumkeep export  --go-sum FILE... -o BUNDLE
+//	sumkeep import  BUNDLE...
 //	sumkeep migrate
 //	sumkeep status
+//	sumkeep verify  [--db DSN | --mirror URL] [--format text|json|junit] FILE...
 //
 // --db, --upstream and --key are accepted by every subcommand, and every flag
 // also reads SUMKEEP_<FLAG> from the environment (a flag on the command line
@@ -51,8 +54,11 @@ var commands = []command{
 	{"serve", "answer the checksum database protocol from the store (optionally syncing on a schedule)", cmdServe},
 	{"sync", "copy the upstream checksum database into the store, once or on a schedule", cmdSync},
 	{"seed", "fetch, verify and keep the records that go.sum files need (lazy mode)", cmdSeed},
+	{"export", "write an air-gap bundle: the records go.sum files need, with their proofs", cmdExport},
+	{"import", "verify air-gap bundles completely and merge them into the store", cmdImport},
 	{"migrate", "create or upgrade the store's schema", cmdMigrate},
 	{"status", "show the heads, progress and any evidence of misbehaviour", cmdStatus},
+	{"verify", "check go.sum files against the checksum database, offline (exit 1 when a line fails)", cmdVerify},
 }
 
 // env is what a subcommand runs with.

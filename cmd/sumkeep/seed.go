@@ -34,30 +34,9 @@ func cmdSeed(ctx context.Context, e *env, args []string) error {
 	if *concurrency < 1 {
 		return usageError{"--concurrency must be at least 1"}
 	}
-	noSumDB := noSumDBPatterns(e.getenv)
-	var mods []module.Version
-	seen := make(map[module.Version]bool)
-	skipped, malformed := 0, 0
-	for _, name := range fs.Args() {
-		ms, bad, err := readGoSumModules(name)
-		if err != nil {
-			return envError{err}
-		}
-		for _, b := range bad {
-			fmt.Fprintln(e.stderr, b)
-		}
-		malformed += len(bad)
-		for _, m := range ms {
-			if seen[m] {
-				continue
-			}
-			seen[m] = true
-			if m.Path != "golang.org/toolchain" && module.MatchPrefixPatterns(noSumDB, m.Path) {
-				skipped++
-				continue
-			}
-			mods = append(mods, m)
-		}
+	mods, skipped, malformed, err := goSumModules(e, fs.Args())
+	if err != nil {
+		return err
 	}
 
 	st, err := e.openStore(ctx)

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"golang.org/x/mod/module"
+
+	skSync "github.com/sumkeep/sumkeep/sync"
+)
+
+// stringsFlag collects a repeatable flag.
+type stringsFlag []string
+
+func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
+func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
+
+// cmdExport writes an air-gap bundle: a SQLite file with the served head,
+// the records some go.sum files need and the tiles that prove them.
+func cmdExport(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("export")
+	var sums stringsFlag
+	fs.Var(&sums, "go-sum", "a go.sum or go.work.sum file whose records the bundle carries (repeatable; more files may follow the flags)")
+	out := fs.String("o", "", "the bundle file to write (must not exist)")
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	sums = append(sums, fs.Args()...)
+	if len(sums) == 0 {
+		return usageError{"name at least one go.sum file (--go-sum FILE)"}
+	}
+	if *out == "" {
+		return usageError{"name the bundle to write with -o FILE"}
+	}
+	if _, err := os.Stat(*out); err == nil {
+		return envError{fmt.Errorf("-o %s: the file exists; a bundle is written to a new file", *out)}
+	}
+	mods, skipped, malformed, err := goSumModules(e, sums)
+	if err != nil {
+		return err
+	}
+	st, err := e.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	b, err := e.openStoreAt(ctx, *out)
+	if err != nil {
+		return err
+	}
+	res, err := skSync.Export(ctx, st, e.key, mods, b)
+	b.Close()
+	if err != nil {
+		os.Remove(*out)
+		return err
+	}
+	for _, m := range res.Missing {
+		fmt.Fprintf(e.stderr, "%s@%s: not in the mirror (seed it first: sumkeep seed)\n", m.Path, m.Version)
+	}
+	size := int64(0)
+	if fi, err := os.Stat(*out); err == nil {
+		size = fi.Size()
+	}
+	fmt.Fprintf(e.stdout, "wrote %s: head %d, %d heads, %d records, %d tiles, %d bytes; %d not in the mirror, %d skipped (GONOSUMDB/GOPRIVATE), %d malformed lines\n",
+		*out, res.Head.Size, res.Heads, res.Records, res.Tiles, size, len(res.Missing), skipped, malformed)
+	if len(res.Missing) > 0 || malformed > 0 {
+		return fmt.Errorf("the bundle lacks %d module@versions the go.sum files name", len(res.Missing))
+	}
+	return nil
+}
+
+// cmdImport verifies bundles completely and merges them into the store.
+func cmdImport(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("import")
+	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return usageError{"name at least one bundle file"}
+	}
+	st, err := e.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	s, err := skSync.New(skSync.Config{Store: st, Key: e.key, Mode: skSync.ModeLazy, Logger: e.logger})
+	if err != nil {
+		return envError{err}
+	}
+	for _, name := range fs.Args() {
+		if _, err := os.Stat(name); errors.Is(err, os.ErrNotExist) {
+			return envError{fmt.Errorf("%s: %w", name, err)}
+		}
+		b, err := e.openStoreAt(ctx, name)
+		if err != nil {
+			return err
+		}
+		res, err := s.Import(ctx, b, name)
+		b.Close()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "imported %s: head %d, %d records, %d heads; serving head %d\n",
+			name, res.Bundle.Size, res.Records, res.Heads, res.Served.Size)
+	}
+	return nil
+}
+
+// goSumModules reads go.sum files: the module@versions to look up (those
+// GONOSUMDB / GOPRIVATE do not exclude), how many were skipped, and how many
+// lines were malformed (each reported on stderr).
+func goSumModules(e *env, names []string) (mods []module.Version, skipped, malformed int, err error) {
+	noSumDB := noSumDBPatterns(e.getenv)
+	seen := make(map[module.Version]bool)
+	for _, name := range names {
+		ms, bad, err := readGoSumModules(name)
+		if err != nil {
+			return nil, 0, 0, envError{err}
+		}
+		for _, b := range bad {
+			fmt.Fprintln(e.stderr, b)
+		}
+		malformed += len(bad)
+		for _, m := range ms {
+			if seen[m] {
+				continue
+			}
+			seen[m] = true
+			if m.Path != "golang.org/toolchain" && module.MatchPrefixPatterns(noSumDB, m.Path) {
+				skipped++
+				continue
+			}
+			mods = append(mods, m)
+		}
+	}
+	return mods, skipped, malformed, nil
+}
