@@ -1,0 +1,3 @@
+module golang.org/x/xerrors
+
+go 1.17
