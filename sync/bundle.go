@@ -103,7 +103,9 @@ func Export(ctx context.Context, from store.Store, key string, mods []module.Ver
 		if err != nil {
 			return res, fmt.Errorf("export %s: stored head %d: %w", log, h.Size, err)
 		}
-		if err := proveHead(hr, b, h); err != nil {
+		if err := proveHead(hr, b, h); errors.Is(err, store.ErrNotFound) {
+			continue // its consistency tiles are not stored: not carried
+		} else if err != nil {
 			return res, fmt.Errorf("export %s: the mirror's own copy does not verify: %w", log, err)
 		}
 		keep = append(keep, h)

@@ -170,6 +170,13 @@ func (s *Syncer) fetch(ctx context.Context, path, version string) error {
 		if err != nil {
 			return s.tileTrouble(ctx, fmt.Errorf("proving record %d (%s@%s) in tree %d: %w", id, path, version, served.Size, err), served)
 		}
+		// The lookup's head, if older than the served one, must stay
+		// provable under it too (see the invariant above).
+		if h.Size < served.Size {
+			if _, err := tlog.ProveTree(served.Size, h.Size, tlog.TileHashReader(served.Tree(), r)); err != nil {
+				return s.tileTrouble(ctx, fmt.Errorf("proving head %d under head %d: %w", h.Size, served.Size, err), served)
+			}
+		}
 		if err := tlog.CheckRecord(proof, served.Size, served.Hash, id, tlog.RecordHash(text)); err != nil {
 			return s.misbehaved(ctx, store.Evidence{
 				Kind:    store.EvidenceBadRecord,
@@ -223,6 +230,11 @@ func (s *Syncer) Advance(ctx context.Context, target store.Head) error {
 func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.Record) (store.Head, error) {
 	s.advanceMu.Lock()
 	defer s.advanceMu.Unlock()
+	// On-demand commits of this process wait, so that they cannot change
+	// the generation under this proof again and again; other processes'
+	// commits make it retry.
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
 	r := s.newProofReader(ctx)
 	for attempt := 0; ; attempt++ {
 		st, err := s.cfg.Store.State(ctx, s.log)
@@ -285,9 +297,7 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 			serve = target.Size
 		}
 		tiles := r.verified()
-		s.commitMu.Lock()
 		err = s.cfg.Store.Commit(ctx, s.log, store.Batch{Records: extra, Tiles: tiles, Synced: -1, Serve: serve, Expect: &st})
-		s.commitMu.Unlock()
 		if errors.Is(err, store.ErrConflict) && attempt < 10 {
 			continue // records stored or a head served meanwhile: prove again
 		}

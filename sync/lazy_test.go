@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	gosync "sync"
 	"testing"
@@ -158,6 +159,16 @@ func TestLazy(t *testing.T) {
 		fetchID(t, s, u, u.Size()-1) // the newest record
 	}
 	checkProvable(t, st, u)
+
+	// A caching upstream signs lookups with an older head: that head is
+	// kept, and provable under the served one.
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultStaleHead, N: 100000})
+	fetchID(t, s, u, 99000)
+	if hs, _ := st.Heads(ctx, logName); !slices.ContainsFunc(hs, func(h store.Head) bool { return h.Size == 100000 }) {
+		t.Fatalf("the stale lookup's head was not kept")
+	}
+	checkProvable(t, st, u)
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
 
 	// A record newer than the served head moves the head first.
 	if err := u.AddSynthetic(1000); err != nil {

@@ -182,8 +182,10 @@ var errNoUpstream = errors.New("no upstream configured")
 
 type noUpstream struct{}
 
-func (noUpstream) Tile(context.Context, tlog.Tile) ([]byte, error) { return nil, errNoUpstream }
-func (noUpstream) URL() string                                     { return "(no upstream)" }
+func (noUpstream) Tile(_ context.Context, t tlog.Tile) ([]byte, error) {
+	return nil, fmt.Errorf("tile %s: %w (%w)", t.Path(), store.ErrNotFound, errNoUpstream)
+}
+func (noUpstream) URL() string { return "(no upstream)" }
 
 // Once runs one sync of the log to the upstream's newest head.
 func (s *Syncer) Once(ctx context.Context) (Result, error) {
