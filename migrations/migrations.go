@@ -14,7 +14,7 @@ import (
 	"strings"
 )
 
-//go:embed postgres/*.sql
+//go:embed postgres/*.sql sqlite/*.sql
 var files embed.FS
 
 // Migration is one schema step.

@@ -1,0 +1,579 @@
+// Package sqlite is the embedded store.Store: one SQLite file, no server, no
+// cgo (the driver is modernc.org/sqlite, SQLite translated to Go).
+//
+// The database runs in WAL mode, so readers never wait for the writer and
+// the writer never waits for readers. SQLite allows one writer at a time: the
+// store writes through a single connection, so the commits of one process
+// queue in Go, and takes the write lock when a transaction begins (BEGIN
+// IMMEDIATE), so a writer in another process is waited for (busy_timeout)
+// instead of failing halfway. Reads go through a pool of query-only
+// connections.
+//
+// Durability: a commit waits for its WAL frames to reach disk
+// (synchronous=FULL), except a store.Batch that is Resumable, which commits
+// with synchronous=NORMAL: its frames are written but not synced, so a power
+// loss may lose it (never half of it: WAL frames carry cumulative checksums,
+// and recovery stops at the first frame that does not check). The next sync
+// fetches it again. Because the WAL is one file written in order, the sync of
+// any later durable commit makes every earlier commit durable too, as
+// store.Batch requires. A crash of the process alone loses nothing that
+// Commit returned: the frames are in the operating system's cache.
+//
+// The sync lock (LockSync) is an flock(2) on a file beside the database,
+// <db>.sync-<log>.lock. The kernel releases it when its holder exits, however
+// it exits.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/sumkeep/sumkeep/migrations"
+	"github.com/sumkeep/sumkeep/store"
+)
+
+// Store is a store.Store in one SQLite file.
+type Store struct {
+	path string // absolute path of the database file
+	w    *sql.DB
+	r    *sql.DB
+
+	lookup *sql.Stmt // on r: see Lookup
+
+	mu    sync.Mutex
+	logs  map[string]int64      // log name -> logs.id, of committed logs
+	locks map[*os.File]struct{} // held sync locks, released by Close
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+}
+
+var _ store.Store = (*Store)(nil)
+
+var (
+	errClosed   = errors.New("sqlite: store is closed")
+	errReadOnly = errors.New("sqlite: store is open read-only")
+)
+
+// busyTimeout is how long a statement waits for a lock another connection
+// holds: in practice the write lock, held by a writer in another process for
+// as long as a commit takes.
+const busyTimeout = 30 * time.Second
+
+// Connections map the first mmapSize bytes of the database into memory
+// instead of reading pages into their own caches, so that they share the
+// operating system's page cache (measured: a lookup costs about a fifth
+// less processor time than with reads). Each also keeps a cache of its own
+// for the pages above that and for pages read from the WAL, which is never
+// mapped; the writer's is larger, for the lookup index it inserts into.
+const (
+	mmapSize      = 1 << 30
+	readCacheKiB  = 8 << 10
+	writeCacheKiB = 64 << 10
+)
+
+// readConns is the size of the read pool. Statements do not wait on each
+// other in WAL mode, so more connections than cores only help when readers
+// wait for the disk.
+func readConns() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
+
+// Open opens the SQLite database at path, creating the file and its
+// directory if needed, and brings its schema up to date.
+func Open(ctx context.Context, path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("sqlite: no database file named")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+		return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
+	}
+	abs = resolve(abs)
+	s := &Store{path: abs, logs: make(map[string]int64), locks: make(map[*os.File]struct{})}
+	// The writer: one connection, so that Go queues the writers of this
+	// process; synchronous is set per transaction (see write).
+	s.w, err = sql.Open("sqlite", dsn(abs, url.Values{
+		"_pragma": {
+			fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()),
+			fmt.Sprintf("cache_size(%d)", -writeCacheKiB),
+			fmt.Sprintf("mmap_size(%d)", mmapSize),
+			"foreign_keys(1)",
+			"journal_mode(WAL)",
+			"synchronous(FULL)",
+			// Temporary b-trees (an IN list, a sort, a statement
+			// journal) in memory, not in files.
+			"temp_store(MEMORY)",
+			// When a checkpoint has emptied the WAL, truncate it to
+			// this size: one large batch must not keep the file large.
+			fmt.Sprintf("journal_size_limit(%d)", 64<<20),
+		},
+		"_txlock": {"immediate"},
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
+	}
+	s.w.SetMaxOpenConns(1)
+	s.w.SetMaxIdleConns(1)
+	s.w.SetConnMaxIdleTime(0)
+	s.w.SetConnMaxLifetime(0)
+	if err := s.w.PingContext(ctx); err != nil {
+		s.w.Close()
+		return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		s.w.Close()
+		return nil, err
+	}
+	if err := s.openReaders(ctx, nil); err != nil {
+		s.w.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// OpenReadOnly opens an existing SQLite database at path for reading only,
+// as a bundle is read on a machine that must not change it. Every write
+// fails, and so does LockSync. The schema must be one this sumkeep knows;
+// it is not migrated.
+//
+// A database in WAL mode needs its -shm file, or a directory where SQLite
+// can create it, even to be read.
+func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
+	}
+	abs = resolve(abs)
+	s := &Store{path: abs, logs: make(map[string]int64), locks: make(map[*os.File]struct{})}
+	if err := s.openReaders(ctx, url.Values{"mode": {"ro"}}); err != nil {
+		return nil, err
+	}
+	ms, err := migrations.For("sqlite")
+	if err != nil {
+		s.r.Close()
+		return nil, err
+	}
+	var current int
+	err = s.r.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current)
+	if err == nil && current > ms[len(ms)-1].Version {
+		err = fmt.Errorf("schema version %d is newer than this sumkeep knows (%d)", current, ms[len(ms)-1].Version)
+	}
+	if err != nil {
+		s.r.Close()
+		return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func (s *Store) openReaders(ctx context.Context, extra url.Values) error {
+	q := url.Values{
+		"_pragma": {
+			fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()),
+			fmt.Sprintf("cache_size(%d)", -readCacheKiB),
+			fmt.Sprintf("mmap_size(%d)", mmapSize),
+		},
+		"_query_only": {"1"},
+	}
+	for k, v := range extra {
+		q[k] = v
+	}
+	r, err := sql.Open("sqlite", dsn(s.path, q))
+	if err != nil {
+		return fmt.Errorf("sqlite: opening %s: %w", s.path, err)
+	}
+	n := readConns()
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	r.SetConnMaxIdleTime(0)
+	r.SetConnMaxLifetime(0)
+	if err := r.PingContext(ctx); err != nil {
+		r.Close()
+		return fmt.Errorf("sqlite: opening %s: %w", s.path, err)
+	}
+	s.lookup, err = r.PrepareContext(ctx, lookupQuery)
+	if err != nil {
+		r.Close()
+		return fmt.Errorf("sqlite: opening %s: preparing lookups: %w", s.path, err)
+	}
+	s.r = r
+	return nil
+}
+
+// resolve follows symbolic links in the absolute path of a database file
+// (which may not exist yet), so that every store on one file names its sync
+// lock files alike.
+func resolve(abs string) string {
+	if p, err := filepath.EvalSymlinks(abs); err == nil {
+		return p
+	}
+	if dir, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
+		return filepath.Join(dir, filepath.Base(abs))
+	}
+	return abs
+}
+
+// dsn is the database/sql name of the file at path (absolute) with the
+// query q: a file: URI, so that no character of the path can be taken for
+// the query. SQLite ignores the parameters it does not know (the driver's
+// _pragma and the like).
+func dsn(path string, q url.Values) string {
+	p := filepath.ToSlash(path)
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p // C:/... on Windows: file:///C:/...
+	}
+	u := url.URL{Scheme: "file", Path: p, RawQuery: q.Encode()}
+	return u.String()
+}
+
+// DB returns the pool of read connections (query-only), for tools and tests
+// that inspect the store.
+func (s *Store) DB() *sql.DB { return s.r }
+
+// Path returns the absolute path of the database file.
+func (s *Store) Path() string { return s.path }
+
+// Close closes the database and releases the sync locks still held. It
+// waits for the statements under way. Every method fails after Close;
+// closing twice is harmless.
+func (s *Store) Close() {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		s.lookup.Close()
+		s.r.Close()
+		if s.w != nil {
+			s.w.Close()
+		}
+		s.mu.Lock()
+		locks := s.locks
+		s.locks = nil
+		s.mu.Unlock()
+		for f := range locks {
+			f.Close()
+		}
+	})
+}
+
+// check fails once the store is closed, and for writes, on a read-only store.
+func (s *Store) check(write bool) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	if write && s.w == nil {
+		return errReadOnly
+	}
+	return nil
+}
+
+// Migrate applies the embedded migrations that the database lacks, each in
+// its own transaction, recorded in schema_migrations. Each transaction holds
+// the write lock and reads the schema version again, so concurrent starts do
+// not apply a migration twice.
+func (s *Store) Migrate(ctx context.Context) error {
+	if err := s.check(true); err != nil {
+		return err
+	}
+	ms, err := migrations.For("sqlite")
+	if err != nil {
+		return err
+	}
+	last := ms[len(ms)-1].Version
+	for _, m := range ms {
+		err := s.write(ctx, true, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+				version    INTEGER PRIMARY KEY,
+				name       TEXT    NOT NULL,
+				applied_at INTEGER NOT NULL -- Unix microseconds
+			) STRICT`); err != nil {
+				return err
+			}
+			var current int
+			if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+				return fmt.Errorf("reading schema version: %w", err)
+			}
+			if current > last {
+				return fmt.Errorf("database schema version %d is newer than this sumkeep knows (%d)", current, last)
+			}
+			if m.Version <= current {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+				m.Version, m.Name, time.Now().UnixMicro())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("sqlite: applying migration %s to %s: %w", m.Name, s.path, err)
+		}
+	}
+	return nil
+}
+
+// write runs f in a write transaction on the write connection and commits
+// it. durable selects synchronous=FULL: Commit returns once the transaction
+// is on disk. Otherwise (NORMAL) it may be lost on power loss until a later
+// durable commit or a checkpoint syncs the WAL. SQLite refuses to change the
+// setting inside a transaction, so it is set before BEGIN, every time: the
+// connection may have been replaced since the last transaction.
+func (s *Store) write(ctx context.Context, durable bool, f func(tx *sql.Tx) error) error {
+	conn, err := s.w.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	level := "FULL"
+	if !durable {
+		level = "NORMAL"
+	}
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = "+level); err != nil {
+		return err
+	}
+	tx, err := conn.BeginTx(ctx, nil) // BEGIN IMMEDIATE: see _txlock in Open
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := f(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// logID returns the id of a stored log, or store.ErrNotFound.
+func (s *Store) logID(ctx context.Context, log string) (int64, error) {
+	if err := s.check(false); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	id, ok := s.logs[log]
+	s.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	err := s.r.QueryRowContext(ctx, `SELECT id FROM logs WHERE name = ?`, log).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("log %q: %w", log, store.ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: finding log %q: %w", log, err)
+	}
+	s.remember(log, id)
+	return id, nil
+}
+
+// remember caches the id of a log whose row is committed. (Ids of rows
+// created in a transaction that rolls back are given out again.)
+func (s *Store) remember(log string, id int64) {
+	s.mu.Lock()
+	s.logs[log] = id
+	s.mu.Unlock()
+}
+
+// logRow is a log's row as a write transaction found it.
+type logRow struct {
+	id                                int64
+	synced, served, maxID, generation int64
+	created                           bool // by this transaction
+}
+
+// logForWrite reads the row of log in a write transaction, creating it if
+// the log is new. The transaction holds the write lock: nobody changes the
+// row until it ends.
+func logForWrite(ctx context.Context, tx *sql.Tx, log string) (logRow, error) {
+	var l logRow
+	err := tx.QueryRowContext(ctx, `SELECT id, synced, served, max_id, generation FROM logs WHERE name = ?`, log).
+		Scan(&l.id, &l.synced, &l.served, &l.maxID, &l.generation)
+	if errors.Is(err, sql.ErrNoRows) {
+		l = logRow{maxID: -1, created: true}
+		err = tx.QueryRowContext(ctx, `INSERT INTO logs (name) VALUES (?) RETURNING id`, log).Scan(&l.id)
+	}
+	if err != nil {
+		return l, fmt.Errorf("finding log: %w", err)
+	}
+	return l, nil
+}
+
+// AddHead implements store.Store.
+func (s *Store) AddHead(ctx context.Context, log string, h store.Head) error {
+	if err := s.check(true); err != nil {
+		return err
+	}
+	var l logRow
+	err := s.write(ctx, true, func(tx *sql.Tx) error {
+		var err error
+		if l, err = logForWrite(ctx, tx, log); err != nil {
+			return err
+		}
+		var stored []byte
+		err = tx.QueryRowContext(ctx, `SELECT hash FROM heads WHERE log_id = ? AND size = ?`, l.id, h.Size).Scan(&stored)
+		switch {
+		case err == nil:
+			if !equalHash(stored, h.Hash) {
+				return errors.New("a head of that size with another hash is stored")
+			}
+			return nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO heads (log_id, size, hash, note, first_seen) VALUES (?, ?, ?, ?, ?)`,
+			l.id, h.Size, h.Hash[:], h.Note, time.Now().UnixMicro())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlite: storing head %d of %s: %w", h.Size, log, err)
+	}
+	s.remember(log, l.id)
+	return nil
+}
+
+func equalHash(b []byte, h tlog.Hash) bool { return len(b) == tlog.HashSize && tlog.Hash(b) == h }
+
+const headCols = `size, hash, note, first_seen`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanHead(row scanner) (store.Head, error) {
+	var h store.Head
+	var hash []byte
+	var firstSeen int64
+	if err := row.Scan(&h.Size, &hash, &h.Note, &firstSeen); err != nil {
+		return h, err
+	}
+	if len(hash) != tlog.HashSize {
+		return h, fmt.Errorf("stored head %d has a %d-byte hash", h.Size, len(hash))
+	}
+	h.Hash = tlog.Hash(hash)
+	h.FirstSeen = time.UnixMicro(firstSeen)
+	return h, nil
+}
+
+func (s *Store) head(ctx context.Context, log, what, query string) (store.Head, error) {
+	id, err := s.logID(ctx, log)
+	if err != nil {
+		return store.Head{}, err
+	}
+	h, err := scanHead(s.r.QueryRowContext(ctx, query, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return h, fmt.Errorf("%s head of %s: %w", what, log, store.ErrNotFound)
+	}
+	if err != nil {
+		return h, fmt.Errorf("sqlite: reading %s head of %s: %w", what, log, err)
+	}
+	return h, nil
+}
+
+// LatestHead implements store.Store.
+func (s *Store) LatestHead(ctx context.Context, log string) (store.Head, error) {
+	return s.head(ctx, log, "latest",
+		`SELECT `+headCols+` FROM heads WHERE log_id = ? ORDER BY size DESC LIMIT 1`)
+}
+
+// ServedHead implements store.Store.
+func (s *Store) ServedHead(ctx context.Context, log string) (store.Head, error) {
+	return s.head(ctx, log, "served",
+		`SELECT `+headCols+` FROM logs JOIN heads ON heads.log_id = logs.id AND heads.size = logs.served
+		 WHERE logs.id = ?`)
+}
+
+// Heads implements store.Store.
+func (s *Store) Heads(ctx context.Context, log string) ([]store.Head, error) {
+	id, err := s.logID(ctx, log)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT `+headCols+` FROM heads WHERE log_id = ? ORDER BY size`, id)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: listing heads of %s: %w", log, err)
+	}
+	defer rows.Close()
+	var hs []store.Head
+	for rows.Next() {
+		h, err := scanHead(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: listing heads of %s: %w", log, err)
+		}
+		hs = append(hs, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: listing heads of %s: %w", log, err)
+	}
+	return hs, nil
+}
+
+// Synced implements store.Store.
+func (s *Store) Synced(ctx context.Context, log string) (int64, error) {
+	id, err := s.logID(ctx, log)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	if err := s.r.QueryRowContext(ctx, `SELECT synced FROM logs WHERE id = ?`, id).Scan(&n); err != nil {
+		return 0, fmt.Errorf("sqlite: reading sync cursor of %s: %w", log, err)
+	}
+	return n, nil
+}
+
+// State implements store.Store.
+func (s *Store) State(ctx context.Context, log string) (store.State, error) {
+	id, err := s.logID(ctx, log)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.State{}, nil
+	}
+	if err != nil {
+		return store.State{}, err
+	}
+	var st store.State
+	if err := s.r.QueryRowContext(ctx, `SELECT served, generation FROM logs WHERE id = ?`, id).Scan(&st.Served, &st.Generation); err != nil {
+		return store.State{}, fmt.Errorf("sqlite: reading state of %s: %w", log, err)
+	}
+	return st, nil
+}
+
+// Logs implements store.Store.
+func (s *Store) Logs(ctx context.Context) ([]string, error) {
+	if err := s.check(false); err != nil {
+		return nil, err
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT name FROM logs ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: listing logs: %w", err)
+	}
+	defer rows.Close()
+	var names []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("sqlite: listing logs: %w", err)
+		}
+		names = append(names, name)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: listing logs: %w", err)
+	}
+	return names, nil
+}
