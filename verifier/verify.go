@@ -1,0 +1,191 @@
+package verifier
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/mod/module"
+)
+
+// Result kinds (see the package documentation).
+const (
+	KindMalformed        = "malformed"
+	KindUnknownAlgorithm = "unknown-algorithm"
+	KindNotFound         = "not-found"
+	KindHashMismatch     = "hash-mismatch"
+	KindGoModMismatch    = "go-mod-hash-mismatch"
+	KindProofFailed      = "proof-failed"
+	KindMisbehaviour     = "log-misbehaviour"
+
+	KindGONOSUMDB   = "gonosumdb"
+	KindGOSUMDBOff  = "gosumdb-off"
+	KindIgnoredByGo = "ignored-by-go"
+)
+
+// Statuses of a line.
+const (
+	StatusVerified = "verified"
+	StatusSkipped  = "skipped"
+	StatusFailed   = "failed"
+)
+
+// MaxFileSize bounds the size of a file VerifyFiles reads.
+const MaxFileSize = 256 << 20
+
+// Verifier checks go.sum files against a Source.
+type Verifier struct {
+	Source Source
+	Policy Policy
+}
+
+// An Input is a go.sum file's name (for reports) and contents.
+type Input struct {
+	Name string
+	Data []byte
+}
+
+// VerifyFiles reads the named files and verifies them. A file that cannot be
+// read is an error: nothing is verified.
+func (v *Verifier) VerifyFiles(ctx context.Context, paths []string) (*Report, error) {
+	inputs := make([]Input, len(paths))
+	for i, p := range paths {
+		data, err := readFile(p)
+		if err != nil {
+			return nil, err
+		}
+		inputs[i] = Input{Name: p, Data: data}
+	}
+	return v.Verify(ctx, inputs)
+}
+
+func readFile(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("reading %s: larger than %d MiB", name, MaxFileSize>>20)
+	}
+	return data, nil
+}
+
+// Verify checks every line of every input. The error is for failures of
+// the environment (see Source.Records); what is wrong with the inputs is in
+// the report.
+func (v *Verifier) Verify(ctx context.Context, inputs []Input) (*Report, error) {
+	rep := &Report{SchemaVersion: SchemaVersion}
+	type pendingLine struct {
+		res int // index in rep.Results
+		mod int // index in mods
+		l   sumLine
+	}
+	var pending []pendingLine
+	var mods []module.Version
+	modIndex := make(map[module.Version]int)
+
+	for _, in := range inputs {
+		rep.Files = append(rep.Files, FileSummary{Path: in.Name})
+		for _, l := range splitGoSum(in.Data) {
+			r := Result{File: in.Name, Line: l.num, GoMod: l.goMod}
+			if l.fields == 3 {
+				r.Module, r.Version, r.Hash = l.path, l.version, l.hash
+			}
+			r.modVer = l.modVer()
+			switch kind, msg, skip := v.skip(&l); {
+			case skip:
+				r.Status, r.Kind, r.Message = StatusSkipped, kind, msg
+			default:
+				if kind, msg := l.syntaxError(); kind != "" {
+					r.Status, r.Kind, r.Message = StatusFailed, kind, msg
+					break
+				}
+				m := module.Version{Path: l.path, Version: l.version}
+				i, ok := modIndex[m]
+				if !ok {
+					i = len(mods)
+					modIndex[m] = i
+					mods = append(mods, m)
+				}
+				pending = append(pending, pendingLine{res: len(rep.Results), mod: i, l: l})
+			}
+			rep.Results = append(rep.Results, r)
+		}
+	}
+
+	if len(mods) > 0 {
+		answers, err := v.Source.Records(ctx, mods)
+		if err != nil {
+			return nil, err
+		}
+		if len(answers) != len(mods) {
+			return nil, fmt.Errorf("the source answered %d lookups for %d", len(answers), len(mods))
+		}
+		for _, p := range pending {
+			r := &rep.Results[p.res]
+			r.Status, r.Kind, r.Message = check(&p.l, answers[p.mod])
+		}
+	}
+	rep.Database = v.Source.Database()
+	rep.count()
+	return rep, nil
+}
+
+// skip reports whether a line is skipped: lines the go command ignores, and
+// modules it does not look up in the checksum database.
+func (v *Verifier) skip(l *sumLine) (kind, msg string, ok bool) {
+	if l.fields != 3 {
+		return "", "", false
+	}
+	if l.hash == emptyGoModHash {
+		return KindIgnoredByGo, "skipped: the go command ignores this hash (an empty go.mod, written by early go versions for non-modules)", true
+	}
+	return v.Policy.skip(l.path)
+}
+
+// check compares a line with the source's answer for its module version.
+func check(l *sumLine, a Answer) (status, kind, msg string) {
+	var pe *ProofError
+	var me *MisbehaviourError
+	switch {
+	case errors.Is(a.Err, ErrNotFound):
+		return StatusFailed, KindNotFound, a.Err.Error()
+	case errors.As(a.Err, &me):
+		return StatusFailed, KindMisbehaviour, me.Error()
+	case errors.As(a.Err, &pe):
+		return StatusFailed, KindProofFailed, "proof failed: " + pe.Error()
+	case a.Err != nil:
+		return StatusFailed, KindProofFailed, "cannot verify: " + a.Err.Error()
+	}
+	vers := l.version
+	what, kind := "h1 hash", KindHashMismatch
+	if l.goMod {
+		vers += "/go.mod"
+		what, kind = "go.mod hash", KindGoModMismatch
+	}
+	// The record's line for this version, as golang.org/x/mod/sumdb.Client
+	// finds it: by the "<path> <version> " prefix.
+	prefix := l.path + " " + vers + " "
+	var have []string
+	for line := range bytes.SplitSeq(a.Record, []byte("\n")) {
+		if h, ok := bytes.CutPrefix(line, []byte(prefix)); ok {
+			if string(h) == l.hash {
+				return StatusVerified, "", ""
+			}
+			have = append(have, printable(string(h)))
+		}
+	}
+	if len(have) == 0 {
+		return StatusFailed, kind, fmt.Sprintf("%s mismatch: the checksum database's record has no %s", what, what)
+	}
+	return StatusFailed, kind, fmt.Sprintf("%s mismatch: go.sum has %s, the checksum database has %s", what, l.hash, strings.Join(have, ", "))
+}
