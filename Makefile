@@ -20,9 +20,12 @@ test:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 
-# Sync, store-size and lookup-load figures on a 1,000,000-record upstream.
+# Sync, store-size and lookup-load figures on a 1,000,000-record upstream;
+# then seed, verify, bundle and Postgres-vs-SQLite lookup figures on recorded
+# real data (a real project's go.sum).
 bench:
 	$(GO) run ./bench
+	$(GO) run ./bench/realdata
 
 fmt:
 	gofmt -w $$($(GO) list -f '{{.Dir}}' ./...)

@@ -17,6 +17,7 @@ import (
 	"github.com/sumkeep/sumkeep/server"
 	"github.com/sumkeep/sumkeep/store"
 	"github.com/sumkeep/sumkeep/store/postgres"
+	"github.com/sumkeep/sumkeep/store/sqlite"
 	skSync "github.com/sumkeep/sumkeep/sync"
 )
 
@@ -35,7 +36,11 @@ func (e *env) openStoreAt(ctx context.Context, db string) (store.Store, error) {
 		}
 		return s, nil
 	}
-	return nil, envError{fmt.Errorf("--db %s: the embedded SQLite store is not available in this build yet; use --db postgres://…", db)}
+	s, err := sqlite.Open(ctx, db)
+	if err != nil {
+		return nil, envError{err}
+	}
+	return s, nil
 }
 
 // logName is the name of the upstream log: the name in its key.

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/sumkeep/sumkeep/internal/modproxy"
-	"github.com/sumkeep/sumkeep/internal/pgtest"
 )
 
 // TestGoCommandEndToEnd is the acceptance test: the real go command, with
@@ -23,6 +22,12 @@ import (
 // the upstream is gone; and when a record in the mirror's database is forged,
 // the go command refuses it (the mirror cannot lie).
 func TestGoCommandEndToEnd(t *testing.T) {
+	for _, kind := range []string{"postgres", "sqlite"} {
+		t.Run(kind, func(t *testing.T) { testGoCommandEndToEnd(t, kind) })
+	}
+}
+
+func testGoCommandEndToEnd(t *testing.T, kind string) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("go command not found")
@@ -68,11 +73,11 @@ func TestGoCommandEndToEnd(t *testing.T) {
 	size := u.Size()
 	key, log := u.VerifierKey(), u.Name()
 
-	dsn := pgtest.NewDSN(t)
+	dsn := newDB(t, kind)
 	start := time.Now()
 	mustSync(t, dsn, u.URL(), key)
 	t.Logf("sync --once of %d records: %v", size, time.Since(start).Round(time.Millisecond))
-	st := openStore(t, dsn)
+	st := openDB(t, dsn)
 	if got := servedSize(t, st, log); got != size {
 		t.Fatalf("after sync the store serves head %d, want %d", got, size)
 	}
@@ -166,15 +171,8 @@ func TestGoCommandEndToEnd(t *testing.T) {
 	// server process is started, since a running one may hold the record
 	// in its cache (records below the served head never change).
 	victim := sums[1]
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	tag, err := st.Pool().Exec(ctx, `UPDATE records SET hashes = set_byte(hashes, 0, get_byte(hashes, 0) # 1)
-		WHERE path = $1 AND version = $2`, victim.Path, victim.Version)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tag.RowsAffected() != 1 {
-		t.Fatalf("forging %s@%s changed %d rows, want 1", victim.Path, victim.Version, tag.RowsAffected())
+	if n := forgeRecord(t, dsn, victim.Path, victim.Version); n != 1 {
+		t.Fatalf("forging %s@%s changed %d rows, want 1", victim.Path, victim.Version, n)
 	}
 	srv.stop(t, 15*time.Second)
 	_, mirror = startServe(t, dsn, key, "--upstream", u.URL(), "--mode", "full")

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -19,9 +20,11 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/sumkeep/sumkeep/internal/pgtest"
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
 	"github.com/sumkeep/sumkeep/store"
 	"github.com/sumkeep/sumkeep/store/postgres"
+	"github.com/sumkeep/sumkeep/store/sqlite"
 )
 
 // sumkeepBin is the sumkeep binary built by TestMain.
@@ -267,7 +270,7 @@ func waitFor(t *testing.T, timeout time.Duration, what func() string, cond func(
 }
 
 // servedSize returns the size of the store's served head of log (0: none).
-func servedSize(t *testing.T, st *postgres.Store, log string) int64 {
+func servedSize(t *testing.T, st store.Store, log string) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -282,3 +285,77 @@ func servedSize(t *testing.T, st *postgres.Store, log string) int64 {
 }
 
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
+
+// newDB returns a fresh, empty store location of the given kind: a Postgres
+// URL, or a SQLite file path in the test's temporary directory.
+func newDB(t *testing.T, kind string) string {
+	t.Helper()
+	if kind == "sqlite" {
+		return filepath.Join(t.TempDir(), "sumkeep.db")
+	}
+	return pgtest.NewDSN(t)
+}
+
+// openDB opens the store at db (either kind) for inspection.
+func openDB(t *testing.T, db string) store.Store {
+	t.Helper()
+	if strings.HasPrefix(db, "postgres://") {
+		return openStore(t, db)
+	}
+	st, err := sqlite.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st
+}
+
+// execDB runs one SQL statement on the store at db behind its back (to
+// forge data) and returns the number of rows it changed.
+func execDB(t *testing.T, db, query string, args ...any) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if strings.HasPrefix(db, "postgres://") {
+		tag, err := openStore(t, db).Pool().Exec(ctx, query, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tag.RowsAffected()
+	}
+	sdb, err := sql.Open("sqlite", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sdb.Close()
+	res, err := sdb.ExecContext(ctx, query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// forgeRecord flips a bit of the stored hashes of path@version behind the
+// store's back and returns the number of records changed.
+func forgeRecord(t *testing.T, db, path, version string) int64 {
+	t.Helper()
+	if strings.HasPrefix(db, "postgres://") {
+		return execDB(t, db, `UPDATE records SET hashes = set_byte(hashes, 0, get_byte(hashes, 0) # 1)
+			WHERE path = $1 AND version = $2`, path, version)
+	}
+	sdb, err := sql.Open("sqlite", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sdb.Close()
+	var h []byte
+	if err := sdb.QueryRow(`SELECT hashes FROM records WHERE path = ? AND version = ?`, path, version).Scan(&h); err != nil {
+		t.Fatal(err)
+	}
+	h[0] ^= 1
+	return execDB(t, db, `UPDATE records SET hashes = ? WHERE path = ? AND version = ?`, h, path, version)
+}
