@@ -2,7 +2,9 @@ package sync_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -10,7 +12,7 @@ import (
 
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
 	"github.com/sumkeep/sumkeep/store"
-	"github.com/sumkeep/sumkeep/store/postgres"
+	"github.com/sumkeep/sumkeep/store/sqlite"
 	sksync "github.com/sumkeep/sumkeep/sync"
 )
 
@@ -37,9 +39,14 @@ func mods(t *testing.T, u *sumdbtest.Upstream, ids ...int64) []module.Version {
 	return ms
 }
 
+// export writes a bundle, a SQLite file as sumkeep export writes it.
 func export(t *testing.T, from store.Store, key string, ms []module.Version) store.Store {
 	t.Helper()
-	b := newStore(t)
+	b, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "bundle.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
 	res, err := sksync.Export(context.Background(), from, key, ms, b)
 	if err != nil {
 		t.Fatal(err)
@@ -181,12 +188,12 @@ func TestBundleTampered(t *testing.T) {
 	}{
 		{"AlteredRecord", func() store.Store {
 			b := export(t, a, u.VerifierKey(), ms)
-			exec(t, b, `UPDATE records SET hashes = set_byte(hashes, 5, get_byte(hashes, 5) # 1) WHERE id = 4000`)
+			flipByte(t, b, "records", "hashes", "id = 4000", 5)
 			return b
 		}, "record 4000"},
 		{"AlteredTile", func() store.Store {
 			b := export(t, a, u.VerifierKey(), ms)
-			exec(t, b, `UPDATE tiles SET hashes = set_byte(hashes, 40, get_byte(hashes, 40) # 1) WHERE level = 0 AND idx = 15`)
+			flipByte(t, b, "tiles", "hashes", "level = 0 AND idx = 15", 40)
 			return b
 		}, "inconsistent"},
 		{"ForeignSignature", func() store.Store {
@@ -205,13 +212,24 @@ func TestBundleTampered(t *testing.T) {
 	}
 }
 
-func exec(t *testing.T, st store.Store, sql string) {
+// flipByte inverts one byte of a blob column in a bundle behind its back.
+func flipByte(t *testing.T, st store.Store, table, col, where string, off int) {
 	t.Helper()
-	tag, err := st.(*postgres.Store).Pool().Exec(context.Background(), sql)
+	db, err := sql.Open("sqlite", st.(*sqlite.Store).Path())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tag.RowsAffected() != 1 {
-		t.Fatalf("%s: %d rows", sql, tag.RowsAffected())
+	defer db.Close()
+	var b []byte
+	if err := db.QueryRow(`SELECT ` + col + ` FROM ` + table + ` WHERE ` + where).Scan(&b); err != nil {
+		t.Fatal(err)
+	}
+	b[off] ^= 0xff
+	res, err := db.Exec(`UPDATE `+table+` SET `+col+` = ? WHERE `+where, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("flipped a byte in %d rows", n)
 	}
 }
