@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/mod/module"
 
+	"github.com/sumkeep/sumkeep/store/sqlite"
 	skSync "github.com/sumkeep/sumkeep/sync"
 )
 
@@ -94,9 +95,10 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 		if _, err := os.Stat(name); errors.Is(err, os.ErrNotExist) {
 			return envError{fmt.Errorf("%s: %w", name, err)}
 		}
-		b, err := e.openStoreAt(ctx, name)
+		// A bundle is hostile input: opened read-only, never migrated.
+		b, err := sqlite.OpenReadOnly(ctx, name)
 		if err != nil {
-			return err
+			return envError{err}
 		}
 		res, err := s.Import(ctx, b, name)
 		b.Close()

@@ -11,7 +11,6 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumkeep/sumkeep/store"
-	"github.com/sumkeep/sumkeep/store/sqlite"
 )
 
 // A full-sync batch: 64 data tiles of 256 records, with their level-0 hash
@@ -112,5 +111,3 @@ func BenchmarkReadTiles(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tiles/s")
 	b.ReportMetric(float64(cpuTime()-cpu)/float64(b.N), "cpu-ns/op")
 }
-
-var _ = sqlite.Open
