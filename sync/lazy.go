@@ -378,20 +378,7 @@ func (r *proofReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 	default:
 		return nil, err
 	}
-	errs := make([]error, len(missing))
-	var wg gosync.WaitGroup
-	sem := make(chan struct{}, 16)
-	for j, i := range missing {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			out[i], errs[j] = r.src.Tile(r.ctx, tiles[i])
-		}()
-	}
-	wg.Wait()
-	if err := firstError(errs); err != nil {
+	if err := fetchTiles(r.ctx, r.src, 16, tiles, missing, out); err != nil {
 		return nil, err
 	}
 	r.mu.Lock()

@@ -490,20 +490,7 @@ func (r *tileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 			return nil, err
 		}
 	}
-	errs := make([]error, len(missing))
-	var wg gosync.WaitGroup
-	sem := make(chan struct{}, r.s.cfg.Concurrency)
-	for j, i := range missing {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			out[i], errs[j] = r.s.src.Tile(r.ctx, tiles[i])
-		}()
-	}
-	wg.Wait()
-	if err := firstError(errs); err != nil {
+	if err := fetchTiles(r.ctx, r.s.src, r.s.cfg.Concurrency, tiles, missing, out); err != nil {
 		return nil, err
 	}
 	r.cache.mu.Lock()
@@ -514,4 +501,23 @@ func (r *tileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 	}
 	r.cache.mu.Unlock()
 	return out, nil
+}
+
+// fetchTiles fetches tiles[i] into out[i] from src for each i in missing,
+// up to concurrency at a time, and returns the first error.
+func fetchTiles(ctx context.Context, src tileSource, concurrency int, tiles []tlog.Tile, missing []int, out [][]byte) error {
+	errs := make([]error, len(missing))
+	var wg gosync.WaitGroup
+	sem := make(chan struct{}, concurrency)
+	for j, i := range missing {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out[i], errs[j] = src.Tile(ctx, tiles[i])
+		}()
+	}
+	wg.Wait()
+	return firstError(errs)
 }
