@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"encoding/base64"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -28,13 +26,7 @@ func TestGoCommandEndToEnd(t *testing.T) {
 }
 
 func testGoCommandEndToEnd(t *testing.T, kind string) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go command not found")
-	}
-	tmp := t.TempDir()
-	proxyDir := filepath.Join(tmp, "proxy")
-	mods := []modproxy.Module{
+	w := newGoWorldOf(t, []modproxy.Module{
 		{Path: "example.com/alpha", Version: "v1.0.0", Files: map[string]string{
 			"go.mod":   "module example.com/alpha\n\ngo 1.21\n",
 			"alpha.go": "package alpha\n\nconst Name = \"alpha\"\n",
@@ -48,16 +40,8 @@ func testGoCommandEndToEnd(t *testing.T, kind string) {
 			"delta.go": "package delta\n\nvar Delta = []string{\"d\"}\n",
 			"LICENSE":  "Public domain.\n",
 		}},
-	}
-	sums, err := modproxy.Build(proxyDir, mods)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want []string
-	for _, s := range sums {
-		want = append(want, strings.Split(strings.TrimSuffix(s.Lines(), "\n"), "\n")...)
-	}
-	slices.Sort(want)
+	})
+	sums, want := w.sums, w.want(0, 1, 2)
 
 	// The upstream: synthetic records, the real modules, more synthetic
 	// records after them.
@@ -87,54 +71,10 @@ func testGoCommandEndToEnd(t *testing.T, kind string) {
 
 	// goModTidy runs "go mod tidy" in a fresh module that imports the three
 	// modules, with a fresh GOPATH (so an empty module cache and sumdb
-	// cache). It returns the go.sum lines (sorted), the go command's output,
-	// its exit code and the GOPATH.
-	n := 0
+	// cache).
 	goModTidy := func(mirror string) (lines []string, out string, code int, gopath string) {
 		t.Helper()
-		n++
-		gopath = filepath.Join(tmp, fmt.Sprintf("gopath%d", n))
-		t.Cleanup(func() {
-			if err := modproxy.CleanModCache(gopath); err != nil {
-				t.Errorf("cleaning module cache: %v", err)
-			}
-		})
-		work := filepath.Join(tmp, fmt.Sprintf("work%d", n))
-		if err := os.MkdirAll(work, 0o777); err != nil {
-			t.Fatal(err)
-		}
-		var req, imp strings.Builder
-		for _, m := range mods {
-			fmt.Fprintf(&req, "\t%s %s\n", m.Path, m.Version)
-			fmt.Fprintf(&imp, "\t_ %q\n", m.Path)
-		}
-		files := map[string]string{
-			"go.mod":  "module example.com/main\n\ngo 1.21\n\nrequire (\n" + req.String() + ")\n",
-			"main.go": "package main\n\nimport (\n" + imp.String() + ")\n\nfunc main() {}\n",
-		}
-		for name, content := range files {
-			if err := os.WriteFile(filepath.Join(work, name), []byte(content), 0o666); err != nil {
-				t.Fatal(err)
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, goBin, "mod", "tidy")
-		cmd.Dir = work
-		cmd.Env = modproxy.GoEnv(gopath, modproxy.GOPROXY(proxyDir), "GOSUMDB="+key+" "+mirror)
-		b, err := cmd.CombinedOutput()
-		code = cmd.ProcessState.ExitCode()
-		if err != nil && code == 0 {
-			t.Fatalf("go mod tidy: %v", err)
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("go mod tidy: timed out\n%s", b)
-		}
-		if sum, err := os.ReadFile(filepath.Join(work, "go.sum")); err == nil {
-			lines = strings.Split(strings.TrimSuffix(string(sum), "\n"), "\n")
-			slices.Sort(lines)
-		}
-		return lines, string(b), code, gopath
+		return w.tidy(t, "", key, mirror, 0, 1, 2)
 	}
 	check := func(phase string) {
 		t.Helper()

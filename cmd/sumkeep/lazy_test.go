@@ -32,19 +32,26 @@ type goWorld struct {
 
 func newGoWorld(t *testing.T, names ...string) *goWorld {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go command not found")
-	}
-	w := &goWorld{goBin: goBin, tmp: t.TempDir()}
-	w.proxyDir = filepath.Join(w.tmp, "proxy")
+	var mods []modproxy.Module
 	for _, p := range names {
 		pkg := filepath.Base(strings.TrimSuffix(p, "/v2"))
-		w.mods = append(w.mods, modproxy.Module{Path: p, Version: "v1.0.0", Files: map[string]string{
+		mods = append(mods, modproxy.Module{Path: p, Version: "v1.0.0", Files: map[string]string{
 			"go.mod":    "module " + p + "\n\ngo 1.21\n",
 			pkg + ".go": "package " + pkg + "\n\nconst Name = " + strconv.Quote(p) + "\n",
 		}})
 	}
+	return newGoWorldOf(t, mods)
+}
+
+// newGoWorldOf builds a file:// GOPROXY of the given modules.
+func newGoWorldOf(t *testing.T, mods []modproxy.Module) *goWorld {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go command not found")
+	}
+	w := &goWorld{goBin: goBin, tmp: t.TempDir(), mods: mods}
+	w.proxyDir = filepath.Join(w.tmp, "proxy")
 	if w.sums, err = modproxy.Build(w.proxyDir, w.mods); err != nil {
 		t.Fatal(err)
 	}
