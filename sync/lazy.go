@@ -236,6 +236,11 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	r := s.newProofReader(ctx)
+	// What was proven under target stays proven: a retry after a conflict
+	// proves only what was stored meanwhile, so it soon wins the race.
+	provenHeads := make(map[int64]bool)
+	provenTiles := make(map[int64]bool) // level-0 tile indexes
+	provenFor := target.Size
 	for attempt := 0; ; attempt++ {
 		st, err := s.cfg.Store.State(ctx, s.log)
 		if err != nil {
@@ -249,18 +254,24 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 				return target, err
 			}
 		}
+		if provenFor != target.Size {
+			provenFor = target.Size
+			clear(provenHeads)
+			clear(provenTiles)
+		}
 		hr := tlog.TileHashReader(target.Tree(), r)
 		heads, err := s.cfg.Store.Heads(ctx, s.log)
 		if err != nil {
 			return target, err
 		}
 		for _, h := range heads {
-			if h.Size == 0 || h.Size >= target.Size {
+			if h.Size == 0 || h.Size >= target.Size || provenHeads[h.Size] {
 				continue
 			}
 			if _, err := tlog.ProveTree(target.Size, h.Size, hr); err != nil {
 				return target, s.tileTrouble(ctx, fmt.Errorf("proving head %d under head %d: %w", h.Size, target.Size, err), target)
 			}
+			provenHeads[h.Size] = true
 		}
 		// Records in one level-0 tile share every tile of their proofs.
 		n, lastTile := 0, int64(-1)
@@ -273,7 +284,7 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 				break
 			}
 			for _, id := range ids {
-				if id>>store.TileHeight == lastTile {
+				if id>>store.TileHeight == lastTile || provenTiles[id>>store.TileHeight] {
 					continue
 				}
 				lastTile = id >> store.TileHeight
@@ -283,6 +294,7 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 				if _, err := tlog.ProveRecord(target.Size, id, hr); err != nil {
 					return target, s.tileTrouble(ctx, fmt.Errorf("proving record %d under head %d: %w", id, target.Size, err), target)
 				}
+				provenTiles[lastTile] = true
 				n++
 			}
 			after = ids[len(ids)-1]
@@ -298,8 +310,8 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 		}
 		tiles := r.verified()
 		err = s.cfg.Store.Commit(ctx, s.log, store.Batch{Records: extra, Tiles: tiles, Synced: -1, Serve: serve, Expect: &st})
-		if errors.Is(err, store.ErrConflict) && attempt < 10 {
-			continue // records stored or a head served meanwhile: prove again
+		if errors.Is(err, store.ErrConflict) && attempt < 100 {
+			continue // records stored or a head served meanwhile: prove those
 		}
 		if err != nil {
 			return target, err
