@@ -3,6 +3,7 @@ package postgres
 import (
 	"encoding/binary"
 	"io"
+	"sync/atomic"
 
 	"github.com/sumkeep/sumkeep/store"
 )
@@ -11,14 +12,11 @@ import (
 const CopyRecordsSQL = `COPY records (id, key, log_id, path, version, hashes, raw) FROM STDIN (FORMAT binary)`
 
 // RecordCopy returns the COPY data for recs in log logID, exactly as Commit
-// writes it but with no checks at all: for measuring a plain COPY of the
+// writes it (the same reader, keying records as it streams them) but with
+// no checks at all: for measuring a plain COPY of the
 // same rows (make bench), never for storing data.
 func RecordCopy(logID int16, recs []store.Record) io.Reader {
-	keys := make([]int64, len(recs))
-	for i, r := range recs {
-		keys[i] = store.LookupKey(r.Path, r.Version)
-	}
-	return &recordReader{recs: recs, keys: keys, logID: logID}
+	return &recordReader{recs: recs, logID: logID}
 }
 
 // recordReader streams records as COPY binary rows, encoding them as the
@@ -32,10 +30,15 @@ func RecordCopy(logID int16, recs []store.Record) io.Reader {
 // value in the type's binary form (big-endian integers, raw text and bytea
 // bytes); a 16-bit -1 ends the data.
 type recordReader struct {
-	recs   []store.Record
-	keys   []int64
-	skip   map[int64]bool // stored already
-	logID  int16
+	recs  []store.Record
+	skip  map[int64]bool // stored already
+	logID int16
+	// If keys is not nil, the reader keeps each record's lookup key in it,
+	// then publishes how many it has keyed in keyedUpto and signals keyed.
+	keys      []int64
+	keyedUpto atomic.Int64
+	keyed     chan struct{}
+
 	next   int
 	buf    []byte
 	off    int
@@ -71,16 +74,21 @@ func (r *recordReader) fill() {
 		i := r.next
 		r.next++
 		rec := &r.recs[i]
+		key := store.LookupKey(rec.Path, rec.Version)
+		if r.keys != nil {
+			r.keys[i] = key
+		}
 		if r.skip[rec.ID] {
 			continue
 		}
-		// Commit has checked that Path and Version are the record's own.
+		// Commit checks beside the COPY that Path and Version are the
+		// record's own, and rolls back if not.
 		hashes, raw := store.CompactRecord(rec.Data, rec.Path, rec.Version)
 		b = binary.BigEndian.AppendUint16(b, 7)
 		b = binary.BigEndian.AppendUint32(b, 8)
 		b = binary.BigEndian.AppendUint64(b, uint64(rec.ID))
 		b = binary.BigEndian.AppendUint32(b, 8)
-		b = binary.BigEndian.AppendUint64(b, uint64(r.keys[i]))
+		b = binary.BigEndian.AppendUint64(b, uint64(key))
 		b = binary.BigEndian.AppendUint32(b, 2)
 		b = binary.BigEndian.AppendUint16(b, uint16(r.logID))
 		b = appendField(b, []byte(rec.Path))
@@ -93,6 +101,13 @@ func (r *recordReader) fill() {
 		r.done = true
 	}
 	r.buf = b
+	if r.keys != nil {
+		r.keyedUpto.Store(int64(r.next))
+		select {
+		case r.keyed <- struct{}{}:
+		default: // the checker has a signal waiting already
+		}
+	}
 }
 
 func appendField(b, v []byte) []byte {

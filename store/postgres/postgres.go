@@ -28,6 +28,9 @@ type Store struct {
 	mu   sync.Mutex
 	logs map[string]int16 // log name -> logs.id
 
+	// commitTurn holds a token while a Commit runs (see Commit).
+	commitTurn chan struct{}
+
 	lookups   lookupBatcher
 	closeOnce sync.Once
 }
@@ -58,7 +61,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: connecting to %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
-	s := &Store{pool: pool, logs: make(map[string]int16)}
+	s := &Store{pool: pool, logs: make(map[string]int16), commitTurn: make(chan struct{}, 1)}
 	if err := s.Migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err

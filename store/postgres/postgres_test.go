@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"net/url"
 	"testing"
 
 	"github.com/sumkeep/sumkeep/internal/pgtest"
@@ -33,4 +34,23 @@ func TestMigrateIsIdempotent(t *testing.T) {
 		}
 		s.Close()
 	}
+}
+
+// TestConcurrentCommitsSmallPool: concurrent commits each need two
+// connections (the batch and its duplicate probe); with a pool of two they
+// must take turns rather than wait on each other forever.
+func TestConcurrentCommitsSmallPool(t *testing.T) {
+	u, err := url.Parse(pgtest.NewDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("pool_max_conns", "2")
+	u.RawQuery = q.Encode()
+	s, err := postgres.Open(context.Background(), u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	storetest.ConcurrentCommits(t, s)
 }

@@ -5,159 +5,202 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
-	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sumkeep/sumkeep/store"
 )
 
 // Commit implements store.Store: records go in with COPY, tiles are widened
 // in place, and the cursors move, all in one transaction.
+//
+// In a full sync Commit is the critical path, once a batch: only its COPY
+// should keep the database busy. So the transaction costs two round trips
+// besides the COPY (one to begin it and lock the log's row, one to write the
+// tiles, move the cursors and commit), and every check of the records runs
+// beside the COPY rather than before it: the COPY's reader keys the records
+// as it streams them, and a checker follows it, checking that each record
+// names its own module@version and probing, on a second connection, for the
+// same module@version stored under another id. A failed check rolls the
+// transaction back, so nothing of a bad batch is ever visible.
+//
+// Commits of one Store take turns (they would anyway, on the log's row),
+// and each takes both its connections before it locks the row: a commit
+// holding the row never waits for the pool.
 func (s *Store) Commit(ctx context.Context, log string, b store.Batch) error {
-	logID, err := s.logID(ctx, s.pool, log, true)
-	if err != nil {
-		return err
-	}
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("postgres: commit to %s: %w", log, err)
-	}
-	defer tx.Rollback(ctx)
-	if b.Expect != nil {
-		var st store.State
-		if err := tx.QueryRow(ctx, `SELECT served, generation FROM logs WHERE id = $1 FOR UPDATE`, logID).Scan(&st.Served, &st.Generation); err != nil {
-			return fmt.Errorf("postgres: commit to %s: locking log: %w", log, err)
-		}
-		if st.Served != b.Expect.Served || (b.Expect.Generation >= 0 && st.Generation != b.Expect.Generation) {
-			return fmt.Errorf("postgres: commit to %s: expected served head %d generation %d, found %d and %d: %w",
-				log, b.Expect.Served, b.Expect.Generation, st.Served, st.Generation, store.ErrConflict)
-		}
-	}
-	if b.Resumable && b.Serve == 0 {
-		// See store.Batch: the commit need not wait for the WAL flush.
-		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
-			return fmt.Errorf("postgres: commit to %s: %w", log, err)
-		}
-	}
-	if err := s.writeRecords(ctx, tx, logID, b.Records); err != nil {
-		return fmt.Errorf("postgres: commit to %s: %w", log, err)
-	}
-	if err := writeTiles(ctx, tx, logID, b.Tiles); err != nil {
-		return fmt.Errorf("postgres: commit to %s: %w", log, err)
-	}
-	if b.Synced >= 0 {
-		if _, err := tx.Exec(ctx, `UPDATE logs SET synced = $2 WHERE id = $1`, logID, b.Synced); err != nil {
-			return fmt.Errorf("postgres: commit to %s: moving sync cursor: %w", log, err)
-		}
-	}
-	if len(b.Records) > 0 || b.Serve > 0 {
-		if _, err := tx.Exec(ctx, `UPDATE logs SET generation = generation + 1 WHERE id = $1`, logID); err != nil {
-			return fmt.Errorf("postgres: commit to %s: %w", log, err)
-		}
-	}
-	if b.Serve > 0 {
-		tag, err := tx.Exec(ctx, `UPDATE logs SET served = $2 WHERE id = $1 AND served <= $2
-			AND EXISTS (SELECT 1 FROM heads WHERE log_id = $1 AND size = $2)`, logID, b.Serve)
-		if err != nil {
-			return fmt.Errorf("postgres: commit to %s: serving head %d: %w", log, b.Serve, err)
-		}
-		if tag.RowsAffected() != 1 {
-			return fmt.Errorf("postgres: commit to %s: cannot serve head %d: not stored, or older than the served head", log, b.Serve)
-		}
-		// Summarize the BRIN ranges written since the last head, so that id
-		// range scans (data tiles) skip them instead of reading them all.
-		if len(b.Records) > 0 {
-			if _, err := tx.Exec(ctx, `SELECT brin_summarize_new_values('records_id')`); err != nil {
-				return fmt.Errorf("postgres: commit to %s: summarizing the id index: %w", log, err)
-			}
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := s.commit(ctx, log, b); err != nil {
 		return fmt.Errorf("postgres: commit to %s: %w", log, err)
 	}
 	return nil
 }
 
-func (s *Store) writeRecords(ctx context.Context, tx pgx.Tx, logID int16, recs []store.Record) error {
-	if len(recs) == 0 {
-		return nil
+func (s *Store) commit(ctx context.Context, log string, b store.Batch) error {
+	logID, err := s.logID(ctx, s.pool, log, true)
+	if err != nil {
+		return err
 	}
-	lo, hi := recs[0].ID, recs[len(recs)-1].ID+1
-	if lo < 0 {
-		return fmt.Errorf("record id %d is negative", lo)
+	recs := b.Records
+	if err := checkIDs(recs); err != nil {
+		return err
+	}
+	tileArgs, err := tileRows(logID, b.Tiles)
+	if err != nil {
+		return err
+	}
+
+	select {
+	case s.commitTurn <- struct{}{}:
+		defer func() { <-s.commitTurn }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	var probe *pgxpool.Conn
+	if len(recs) > 0 {
+		if probe, err = s.pool.Acquire(ctx); err != nil {
+			return err
+		}
+		defer probe.Release()
+	}
+	c := conn.Conn()
+	defer rollback(ctx, c)
+
+	// Round trip 1: begin, and lock the log's row. Writers of one log take
+	// turns on it; max_id tells whether any id of this batch may be stored
+	// already (fetched on demand earlier).
+	var q pgx.Batch
+	q.Queue("BEGIN")
+	if b.Resumable && b.Serve == 0 {
+		// See store.Batch: the commit need not wait for the WAL flush.
+		q.Queue("SET LOCAL synchronous_commit = off")
+	}
+	var st store.State
+	var maxID int64
+	q.Queue(`SELECT served, generation, max_id FROM logs WHERE id = $1 FOR UPDATE`, logID).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&st.Served, &st.Generation, &maxID)
+	})
+	if err := c.SendBatch(ctx, &q).Close(); err != nil {
+		return fmt.Errorf("locking log: %w", err)
+	}
+	if e := b.Expect; e != nil && (st.Served != e.Served || (e.Generation >= 0 && st.Generation != e.Generation)) {
+		return fmt.Errorf("expected served head %d generation %d, found %d and %d: %w",
+			e.Served, e.Generation, st.Served, st.Generation, store.ErrConflict)
+	}
+
+	if len(recs) > 0 {
+		if err := writeRecords(ctx, c, probe.Conn(), logID, recs, maxID); err != nil {
+			return err
+		}
+	}
+
+	// Round trip 2: tiles, cursors, and (unless a head is to be served,
+	// which is checked first) the commit.
+	q = pgx.Batch{}
+	if tileArgs != nil {
+		q.Queue(writeTilesSQL, tileArgs...)
+	}
+	bump := len(recs) > 0 || b.Serve > 0
+	if bump || b.Synced >= 0 {
+		newMax, gen := int64(-1), 0
+		if len(recs) > 0 {
+			newMax = recs[len(recs)-1].ID
+		}
+		if bump {
+			gen = 1
+		}
+		q.Queue(`UPDATE logs SET synced = CASE WHEN $2::bigint >= 0 THEN $2::bigint ELSE synced END,
+			max_id = greatest(max_id, $3::bigint), generation = generation + $4::bigint
+			WHERE id = $1`, logID, b.Synced, newMax, gen)
+	}
+	served := true
+	if b.Serve > 0 {
+		q.Queue(`UPDATE logs SET served = $2 WHERE id = $1 AND served <= $2
+			AND EXISTS (SELECT 1 FROM heads WHERE log_id = $1 AND size = $2)`, logID, b.Serve).Exec(func(tag pgconn.CommandTag) error {
+			served = tag.RowsAffected() == 1
+			return nil
+		})
+		// Summarize the BRIN ranges written since the last head, so that
+		// id range scans (data tiles) skip them instead of reading them.
+		if len(recs) > 0 {
+			q.Queue(`SELECT brin_summarize_new_values('records_id')`)
+		}
+	} else {
+		q.Queue("COMMIT")
+	}
+	if err := c.SendBatch(ctx, &q).Close(); err != nil {
+		return fmt.Errorf("writing %d tiles and moving cursors: %w", len(b.Tiles), err)
+	}
+	if !served {
+		return fmt.Errorf("cannot serve head %d: not stored, or older than the served head", b.Serve)
+	}
+	if b.Serve > 0 {
+		if _, err := c.Exec(ctx, "COMMIT"); err != nil {
+			return err
+		}
+	}
+	if c.PgConn().TxStatus() != 'I' {
+		return fmt.Errorf("transaction did not commit")
+	}
+	return nil
+}
+
+// rollback ends the connection's transaction, if one is open, with a context
+// of its own: it must happen when ctx is cancelled too. A connection left in
+// a transaction is closed by the pool when released.
+func rollback(ctx context.Context, c *pgx.Conn) {
+	if c.IsClosed() || c.PgConn().TxStatus() == 'I' {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	c.Exec(rctx, "ROLLBACK")
+}
+
+// checkIDs checks that record ids are not negative and ascend.
+func checkIDs(recs []store.Record) error {
+	if len(recs) > 0 && recs[0].ID < 0 {
+		return fmt.Errorf("record id %d is negative", recs[0].ID)
 	}
 	for i := 1; i < len(recs); i++ {
 		if recs[i].ID <= recs[i-1].ID {
 			return fmt.Errorf("record ids do not ascend at %d", recs[i].ID)
 		}
 	}
-	// Check and key every record, on all cores: Postgres waits meanwhile.
-	keys := make([]int64, len(recs))
-	errs := make([]error, len(recs))
-	var wg sync.WaitGroup
-	chunk := (len(recs) + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0)
-	for start := 0; start < len(recs); start += chunk {
-		wg.Add(1)
-		go func(part []store.Record, keys []int64, errs []error) {
-			defer wg.Done()
-			for i, r := range part {
-				if p, v := store.RecordModule(r.Data); p != r.Path || v != r.Version {
-					errs[i] = fmt.Errorf("record %d names %s@%s, not %s@%s", r.ID, p, v, r.Path, r.Version)
-				}
-				keys[i] = store.LookupKey(r.Path, r.Version)
-			}
-		}(recs[start:min(start+chunk, len(recs))], keys[start:], errs[start:])
-	}
-	wg.Wait()
-	seen := make(map[string]int64, len(recs))
-	for i, r := range recs {
-		if errs[i] != nil {
-			return errs[i]
-		}
-		if r.Path == "" {
-			continue
-		}
-		pv := r.Path + "@" + r.Version
-		if other, ok := seen[pv]; ok {
-			return &store.DuplicateError{Path: r.Path, Version: r.Version, ID: r.ID, OtherID: other}
-		}
-		seen[pv] = r.ID
-	}
+	return nil
+}
 
-	// Writers of one log take turns on its row; max_id tells whether any id
-	// of this batch may be stored already (fetched on demand earlier).
-	var maxID int64
-	if err := tx.QueryRow(ctx, `SELECT max_id FROM logs WHERE id = $1 FOR UPDATE`, logID).Scan(&maxID); err != nil {
-		return fmt.Errorf("locking log: %w", err)
-	}
+// writeRecords COPYs recs into the transaction open on conn, skipping those
+// stored already with the same bytes, while a checker follows the COPY (see
+// Commit) and probes for duplicates on probe. maxID is the highest record id
+// stored before.
+func writeRecords(ctx context.Context, conn, probe *pgx.Conn, logID int16, recs []store.Record, maxID int64) error {
+	lo, hi := recs[0].ID, recs[len(recs)-1].ID+1
 	have := make(map[int64]bool)
 	if lo <= maxID {
-		if err := checkStored(ctx, tx, logID, recs, have); err != nil {
+		if err := checkStored(ctx, conn, logID, recs, have); err != nil {
 			return err
 		}
 	}
-	if hi-1 > maxID {
-		if _, err := tx.Exec(ctx, `UPDATE logs SET max_id = $2 WHERE id = $1`, logID, hi-1); err != nil {
-			return fmt.Errorf("moving max id: %w", err)
-		}
-	}
-
-	// Look for duplicates on another connection while COPY runs on this
-	// one. It sees every committed record, and no other writer can commit
-	// while this transaction holds the log's row.
-	probe := make(chan error, 1)
-	pctx, cancel := context.WithCancel(ctx)
+	src := &recordReader{recs: recs, keys: make([]int64, len(recs)), skip: have, logID: logID, keyed: make(chan struct{}, 1)}
+	chk := &checker{recs: recs, src: src, have: have, probe: probe, logID: logID,
+		first: make(map[int64]int32, len(recs))}
+	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() { probe <- s.probeDuplicates(pctx, logID, keys, seen, have) }()
+	checked := make(chan error, 1)
+	go func() { checked <- chk.run(cctx) }()
 
-	src := &recordReader{recs: recs, keys: keys, skip: have, logID: logID}
-	_, copyErr := tx.Conn().PgConn().CopyFrom(ctx, src, CopyRecordsSQL)
+	_, copyErr := conn.PgConn().CopyFrom(ctx, src, CopyRecordsSQL)
 	if copyErr != nil {
 		cancel()
 	}
-	if err := <-probe; err != nil {
+	if err := <-checked; err != nil && copyErr == nil {
 		return err
 	}
 	if copyErr != nil {
@@ -166,27 +209,119 @@ func (s *Store) writeRecords(ctx context.Context, tx pgx.Tx, logID int16, recs [
 	return nil
 }
 
-// probeDuplicates fails with a *store.DuplicateError if a module@version of
-// seen is stored under an id that is not the same record (have).
-func (s *Store) probeDuplicates(ctx context.Context, logID int16, keys []int64, seen map[string]int64, have map[int64]bool) error {
+// probeChunk is how many lookup keys one duplicate probe asks for.
+const probeChunk = 4096
+
+// checker checks a batch's records as the COPY's reader streams them: each
+// names its own module@version, none is in the batch twice, and none is
+// stored under another id. It sees every committed record through its own
+// connection, and no other writer can commit while the batch's transaction
+// holds the log's row.
+type checker struct {
+	recs  []store.Record
+	src   *recordReader // publishes how many records it has keyed
+	have  map[int64]bool
+	probe *pgx.Conn
+	logID int16
+
+	first map[int64]int32   // lookup key -> first record with it
+	more  map[int64][]int32 // further records with a key (64-bit collisions)
+}
+
+func (c *checker) run(ctx context.Context) error {
+	for i := range c.recs {
+		if r := &c.recs[i]; !namesModule(r.Data, r.Path, r.Version) {
+			p, v := store.RecordModule(r.Data)
+			return fmt.Errorf("record %d names %s@%s, not %s@%s", r.ID, p, v, r.Path, r.Version)
+		}
+	}
+	done := 0
+	pending := make([]int64, 0, probeChunk)
+	for done < len(c.recs) {
+		select {
+		case <-c.src.keyed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		upto := int(c.src.keyedUpto.Load())
+		for i := done; i < upto; i++ {
+			r := &c.recs[i]
+			if r.Path == "" {
+				continue // names no module: it cannot be looked up
+			}
+			if err := c.add(int32(i)); err != nil {
+				return err
+			}
+			pending = append(pending, c.src.keys[i])
+		}
+		done = upto
+		if len(pending) >= probeChunk || (done == len(c.recs) && len(pending) > 0) {
+			if err := c.probeKeys(ctx, pending); err != nil {
+				return err
+			}
+			pending = pending[:0]
+		}
+	}
+	return nil
+}
+
+// add indexes record i by its key, failing if its module@version is in the
+// batch already.
+func (c *checker) add(i int32) error {
+	k := c.src.keys[i]
+	j, ok := c.first[k]
+	if !ok {
+		c.first[k] = i
+		return nil
+	}
+	r := &c.recs[i]
+	for _, j := range append([]int32{j}, c.more[k]...) {
+		if o := &c.recs[j]; o.Path == r.Path && o.Version == r.Version {
+			return &store.DuplicateError{Path: r.Path, Version: r.Version, ID: r.ID, OtherID: o.ID}
+		}
+	}
+	if c.more == nil {
+		c.more = make(map[int64][]int32)
+	}
+	c.more[k] = append(c.more[k], i)
+	return nil
+}
+
+// find returns the batch's record for path@version with key k.
+func (c *checker) find(k int64, path, version string) (*store.Record, bool) {
+	j, ok := c.first[k]
+	if !ok {
+		return nil, false
+	}
+	for _, j := range append([]int32{j}, c.more[k]...) {
+		if r := &c.recs[j]; r.Path == path && r.Version == version {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+// probeKeys fails with a *store.DuplicateError if a module@version with one
+// of keys is stored under an id that is not the same record.
+func (c *checker) probeKeys(ctx context.Context, keys []int64) error {
 	// log_id + 0: only the hash index of key may serve this (see lookupBatch).
-	rows, err := s.pool.Query(ctx, `SELECT id, path, version FROM records
-		WHERE key = ANY($2) AND log_id + 0 = $1`, logID, keys)
+	rows, err := c.probe.Query(ctx, `SELECT id, key, path, version FROM records
+		WHERE key = ANY($2) AND log_id + 0 = $1`, c.logID, keys)
 	if err != nil {
 		return fmt.Errorf("checking records for duplicates: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var id int64
+		var id, key int64
 		var path, version string
-		if err := rows.Scan(&id, &path, &version); err != nil {
+		if err := rows.Scan(&id, &key, &path, &version); err != nil {
 			return fmt.Errorf("checking records for duplicates: %w", err)
 		}
-		if have[id] {
+		if c.have[id] {
 			continue // the same record, stored earlier
 		}
-		if dup, ok := seen[path+"@"+version]; ok {
-			return &store.DuplicateError{Path: path, Version: version, ID: dup, OtherID: id}
+		if r, ok := c.find(key, path, version); ok {
+			return &store.DuplicateError{Path: path, Version: version, ID: r.ID, OtherID: id}
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -195,15 +330,41 @@ func (s *Store) probeDuplicates(ctx context.Context, logID int16, keys []int64, 
 	return nil
 }
 
+// namesModule reports whether store.RecordModule(data) is (path, version),
+// without allocating for records that begin "<path> <version> " or
+// "<path> <version>\n" with both in printable ASCII (every record of the Go
+// checksum database). Anything else is left to RecordModule itself.
+func namesModule(data []byte, path, version string) bool {
+	n := len(path) + 1 + len(version)
+	if path != "" && version != "" && len(data) > n &&
+		string(data[:len(path)]) == path && data[len(path)] == ' ' &&
+		string(data[len(path)+1:n]) == version && (data[n] == ' ' || data[n] == '\n') &&
+		printable(path) && printable(version) {
+		return true
+	}
+	p, v := store.RecordModule(data)
+	return p == path && v == version
+}
+
+// printable reports whether s is printable ASCII without spaces.
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // checkStored marks in have the records of recs that are stored already,
 // and fails if one is stored with other bytes.
-func checkStored(ctx context.Context, tx pgx.Tx, logID int16, recs []store.Record, have map[int64]bool) error {
+func checkStored(ctx context.Context, conn *pgx.Conn, logID int16, recs []store.Record, have map[int64]bool) error {
 	lo, hi := recs[0].ID, recs[len(recs)-1].ID+1
 	byID := make(map[int64][]byte, len(recs))
 	for _, r := range recs {
 		byID[r.ID] = r.Data
 	}
-	rows, err := tx.Query(ctx, `SELECT id, path, version, hashes, raw FROM records
+	rows, err := conn.Query(ctx, `SELECT id, path, version, hashes, raw FROM records
 		WHERE log_id = $1 AND id >= $2 AND id < $3`, logID, lo, hi)
 	if err != nil {
 		return fmt.Errorf("reading stored records %d..%d: %w", lo, hi-1, err)
@@ -231,9 +392,16 @@ func checkStored(ctx context.Context, tx pgx.Tx, logID int16, recs []store.Recor
 	return nil
 }
 
-func writeTiles(ctx context.Context, tx pgx.Tx, logID int16, tiles []store.Tile) error {
+const writeTilesSQL = `INSERT INTO tiles (log_id, level, idx, width, hashes)
+	SELECT $1, * FROM unnest($2::smallint[], $3::bigint[], $4::smallint[], $5::bytea[])
+	ON CONFLICT (log_id, level, idx) DO UPDATE SET width = EXCLUDED.width, hashes = EXCLUDED.hashes
+	WHERE tiles.width < EXCLUDED.width`
+
+// tileRows checks tiles and returns the arguments of writeTilesSQL, or nil
+// for no tiles.
+func tileRows(logID int16, tiles []store.Tile) ([]any, error) {
 	if len(tiles) == 0 {
-		return nil
+		return nil, nil
 	}
 	levels := make([]int16, len(tiles))
 	idxs := make([]int64, len(tiles))
@@ -241,21 +409,14 @@ func writeTiles(ctx context.Context, tx pgx.Tx, logID int16, tiles []store.Tile)
 	data := make([][]byte, len(tiles))
 	for i, t := range tiles {
 		if t.Tile.H != store.TileHeight || t.Tile.L < 0 || t.Tile.W < 1 || t.Tile.W > 1<<store.TileHeight {
-			return fmt.Errorf("cannot store tile %s", t.Tile.Path())
+			return nil, fmt.Errorf("cannot store tile %s", t.Tile.Path())
 		}
 		if len(t.Data) != t.Tile.W*32 {
-			return fmt.Errorf("tile %s has %d bytes, want %d", t.Tile.Path(), len(t.Data), t.Tile.W*32)
+			return nil, fmt.Errorf("tile %s has %d bytes, want %d", t.Tile.Path(), len(t.Data), t.Tile.W*32)
 		}
 		levels[i], idxs[i], widths[i], data[i] = int16(t.Tile.L), t.Tile.N, int16(t.Tile.W), t.Data
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO tiles (log_id, level, idx, width, hashes)
-		SELECT $1, * FROM unnest($2::smallint[], $3::bigint[], $4::smallint[], $5::bytea[])
-		ON CONFLICT (log_id, level, idx) DO UPDATE SET width = EXCLUDED.width, hashes = EXCLUDED.hashes
-		WHERE tiles.width < EXCLUDED.width`, logID, levels, idxs, widths, data)
-	if err != nil {
-		return fmt.Errorf("writing %d tiles: %w", len(tiles), err)
-	}
-	return nil
+	return []any{logID, levels, idxs, widths, data}, nil
 }
 
 // AddEvidence implements store.Store.

@@ -9,6 +9,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +30,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RawRecords", testRawRecords},
 		{"Tiles", testTiles},
 		{"DuplicateRejectsBatch", testDuplicate},
+		{"DuplicateDeepInLargeBatch", testDuplicateLarge},
+		{"ConcurrentCommits", ConcurrentCommits},
 		{"OverlapWithStoredRecords", testOverlap},
 		{"ServeNeverGoesBack", testServe},
 		{"ScatteredRecords", testScattered},
@@ -307,6 +311,88 @@ func testDuplicate(t *testing.T, s store.Store) {
 	b[1] = record(4, "v1.0.0")
 	b[1].ID = 11
 	check("within batch", store.Batch{Records: b, Tiles: tile, Synced: 12}, 11, 10)
+}
+
+// testDuplicateLarge hides a duplicate of a stored record deep in a batch
+// larger than any chunk a store checks at once.
+func testDuplicateLarge(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if err := s.Commit(ctx, logName, store.Batch{Records: records(0, 10), Synced: 10}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20_000
+	b := records(10, n)
+	for _, at := range []int{n - 1, 9_000} {
+		b := slices.Clone(b)
+		id := b[at].ID
+		b[at] = record(7, "v1.0.0")
+		b[at].ID = id
+		err := s.Commit(ctx, logName, store.Batch{Records: b, Synced: 10 + n})
+		var de *store.DuplicateError
+		if !errors.As(err, &de) || de.ID != id || de.OtherID != 7 {
+			t.Fatalf("duplicate at %d: err = %v, want a DuplicateError for %d and 7", at, err, id)
+		}
+		if c, _ := s.Synced(ctx, logName); c != 10 {
+			t.Fatalf("cursor moved to %d", c)
+		}
+		_, err = s.ReadRecords(ctx, logName, 10, 1)
+		mustNotFound(t, err, "a record of the rejected batch")
+	}
+	if err := s.Commit(ctx, logName, store.Batch{Records: b, Synced: 10 + n}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ReadRecords(ctx, logName, 10+n-1, 1)
+	if err != nil || len(got) != 1 || !bytes.Equal(got[0].Data, b[n-1].Data) {
+		t.Fatalf("last record: %v, %v", got, err)
+	}
+}
+
+// ConcurrentCommits commits from many goroutines at once, as lazy fetches
+// do: every commit ends (none waits forever for a connection or a lock),
+// and of two commits of one module@version under different ids exactly one
+// is stored. Stores with small connection pools run it too.
+func ConcurrentCommits(t *testing.T, s store.Store) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const n = 24
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			r := record(100+i, "v1.0.0")
+			r.ID = int64(1000 + i*7)
+			if i >= n-2 { // the last two: one module@version, two ids
+				r = record(99, "v1.0.0")
+				r.ID = int64(5000 + i)
+			}
+			tiles := []store.Tile{{Tile: tlog.Tile{H: 8, L: 1, N: int64(i), W: 1}, Data: tileData(1, fmt.Sprint(i))}}
+			errs[i] = s.Commit(ctx, logName, store.Batch{Records: []store.Record{r}, Tiles: tiles, Synced: -1})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs[:n-2] {
+		if err != nil {
+			t.Errorf("commit %d: %v", i, err)
+		}
+	}
+	var stored int
+	for _, err := range errs[n-2:] {
+		switch {
+		case err == nil:
+			stored++
+		case !errors.Is(err, store.ErrDuplicate):
+			t.Errorf("commit of the shared module@version: %v", err)
+		}
+	}
+	if stored != 1 {
+		t.Errorf("a module@version committed concurrently under two ids was stored %d times, want once", stored)
+	}
+	for i := range n - 2 {
+		got, err := s.ReadRecords(ctx, logName, int64(1000+i*7), 1)
+		if want := record(100+i, "v1.0.0").Data; err != nil || len(got) != 1 || !bytes.Equal(got[0].Data, want) {
+			t.Errorf("record %d: %v, %v", 1000+i*7, got, err)
+		}
+	}
 }
 
 func testOverlap(t *testing.T, s store.Store) {
