@@ -31,6 +31,7 @@ type Store struct {
 	// commitTurn holds a token while a Commit runs (see Commit).
 	commitTurn chan struct{}
 
+	brin      brinSummarizer
 	lookups   lookupBatcher
 	closeOnce sync.Once
 }
@@ -62,6 +63,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		return nil, fmt.Errorf("postgres: connecting to %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
 	s := &Store{pool: pool, logs: make(map[string]int16), commitTurn: make(chan struct{}, 1)}
+	s.brin.ctx, s.brin.cancel = context.WithCancel(context.Background())
 	if err := s.Migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -78,6 +80,7 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 func (s *Store) Close() {
 	s.closeOnce.Do(func() {
 		s.stopLookups()
+		s.stopSummarizing()
 		s.pool.Close()
 	})
 }

@@ -148,6 +148,9 @@ func (s *Store) commit(ctx context.Context, log string, b store.Batch) error {
 	if c.PgConn().TxStatus() != 'I' {
 		return fmt.Errorf("transaction did not commit")
 	}
+	if len(recs) > 0 && b.Synced >= 0 && b.Serve == 0 {
+		s.summarizeFilled()
+	}
 	return nil
 }
 
