@@ -31,6 +31,7 @@ type Store struct {
 	// commitTurn holds a token while a Commit runs (see Commit).
 	commitTurn chan struct{}
 
+	filters   keyFilters
 	brin      brinSummarizer
 	lookups   lookupBatcher
 	closeOnce sync.Once

@@ -24,8 +24,9 @@ import (
 // beside the COPY rather than before it: the COPY's reader keys the records
 // as it streams them, and a checker follows it, checking that each record
 // names its own module@version and probing, on a second connection, for the
-// same module@version stored under another id. A failed check rolls the
-// transaction back, so nothing of a bad batch is ever visible.
+// same module@version stored under another id (only for the keys the log's
+// key filter may hold, when it has one: see filter.go). A failed check rolls
+// the transaction back, so nothing of a bad batch is ever visible.
 //
 // Commits of one Store take turns (they would anyway, on the log's row),
 // and each takes both its connections before it locks the row: a commit
@@ -37,7 +38,7 @@ func (s *Store) Commit(ctx context.Context, log string, b store.Batch) error {
 	return nil
 }
 
-func (s *Store) commit(ctx context.Context, log string, b store.Batch) error {
+func (s *Store) commit(ctx context.Context, log string, b store.Batch) (err error) {
 	logID, err := s.logID(ctx, s.pool, log, true)
 	if err != nil {
 		return err
@@ -94,8 +95,19 @@ func (s *Store) commit(ctx context.Context, log string, b store.Batch) error {
 			e.Served, e.Generation, st.Served, st.Generation, store.ErrConflict)
 	}
 
+	filter := s.filters.take(logID, st.Generation, maxID)
+	if filter != nil {
+		// Whatever goes wrong from here, the filter may no longer describe
+		// the log: drop it, unless the commit succeeds and teaches it.
+		defer func() {
+			if err != nil {
+				s.filters.drop(logID, filter)
+			}
+		}()
+	}
+	var keys []int64
 	if len(recs) > 0 {
-		if err := writeRecords(ctx, c, probe.Conn(), logID, recs, maxID); err != nil {
+		if keys, err = writeRecords(ctx, c, probe.Conn(), logID, recs, maxID, filter); err != nil {
 			return err
 		}
 	}
@@ -148,6 +160,19 @@ func (s *Store) commit(ctx context.Context, log string, b store.Batch) error {
 	if c.PgConn().TxStatus() != 'I' {
 		return fmt.Errorf("transaction did not commit")
 	}
+	if filter != nil {
+		gen := st.Generation
+		if bump {
+			gen++
+		}
+		stored := keys[:0:0]
+		for i, k := range keys {
+			if recs[i].Path != "" {
+				stored = append(stored, k)
+			}
+		}
+		s.filters.learn(logID, filter, gen, stored)
+	}
 	if len(recs) > 0 && b.Synced >= 0 && b.Serve == 0 {
 		s.summarizeFilled()
 	}
@@ -183,16 +208,16 @@ func checkIDs(recs []store.Record) error {
 // stored already with the same bytes, while a checker follows the COPY (see
 // Commit) and probes for duplicates on probe. maxID is the highest record id
 // stored before.
-func writeRecords(ctx context.Context, conn, probe *pgx.Conn, logID int16, recs []store.Record, maxID int64) error {
+func writeRecords(ctx context.Context, conn, probe *pgx.Conn, logID int16, recs []store.Record, maxID int64, filter *keyFilter) ([]int64, error) {
 	lo, hi := recs[0].ID, recs[len(recs)-1].ID+1
 	have := make(map[int64]bool)
 	if lo <= maxID {
 		if err := checkStored(ctx, conn, logID, recs, have); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	src := &recordReader{recs: recs, keys: make([]int64, len(recs)), skip: have, logID: logID, keyed: make(chan struct{}, 1)}
-	chk := &checker{recs: recs, src: src, have: have, probe: probe, logID: logID,
+	chk := &checker{recs: recs, src: src, have: have, probe: probe, logID: logID, filter: filter,
 		first: make(map[int64]int32, len(recs))}
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -204,12 +229,12 @@ func writeRecords(ctx context.Context, conn, probe *pgx.Conn, logID int16, recs 
 		cancel()
 	}
 	if err := <-checked; err != nil && copyErr == nil {
-		return err
+		return nil, err
 	}
 	if copyErr != nil {
-		return fmt.Errorf("copying records %d..%d: %w", lo, hi-1, copyErr)
+		return nil, fmt.Errorf("copying records %d..%d: %w", lo, hi-1, copyErr)
 	}
-	return nil
+	return src.keys, nil
 }
 
 // probeChunk is how many lookup keys one duplicate probe asks for.
@@ -221,11 +246,12 @@ const probeChunk = 4096
 // connection, and no other writer can commit while the batch's transaction
 // holds the log's row.
 type checker struct {
-	recs  []store.Record
-	src   *recordReader // publishes how many records it has keyed
-	have  map[int64]bool
-	probe *pgx.Conn
-	logID int16
+	recs   []store.Record
+	src    *recordReader // publishes how many records it has keyed
+	have   map[int64]bool
+	probe  *pgx.Conn
+	logID  int16
+	filter *keyFilter // if not nil, keys it does not hold need no probe
 
 	first map[int64]int32   // lookup key -> first record with it
 	more  map[int64][]int32 // further records with a key (64-bit collisions)
@@ -255,7 +281,9 @@ func (c *checker) run(ctx context.Context) error {
 			if err := c.add(int32(i)); err != nil {
 				return err
 			}
-			pending = append(pending, c.src.keys[i])
+			if k := c.src.keys[i]; c.filter == nil || c.filter.mayHold(k) {
+				pending = append(pending, k)
+			}
 		}
 		done = upto
 		if len(pending) >= probeChunk || (done == len(c.recs) && len(pending) > 0) {
