@@ -73,8 +73,43 @@ func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int
 
 	var stored int64
 	p := newProgress(s, cursor, n)
+
+	// Batches commit in order. With a store that can stage them (Postgres),
+	// a batch's records are written while the batch before it commits, so
+	// the database need not wait between COPYs; at most two are in flight.
+	type inflight struct {
+		b     store.Batch
+		first int64 // the batch's first record not stored before
+		wait  func() error
+	}
+	var queue []inflight
+	// settle waits until at most keep batches are in flight.
+	settle := func(keep int) error {
+		for len(queue) > keep {
+			f := queue[0]
+			queue = queue[1:]
+			if err := f.wait(); err != nil {
+				// Those after it were not committed: wait for them to
+				// let go of the store.
+				cancel()
+				for _, g := range queue {
+					g.wait()
+				}
+				queue = nil
+				return s.commitError(context.WithoutCancel(ctx), err, f.b, target)
+			}
+			stored += f.b.Synced - f.first
+			p.report(f.b.Synced, false)
+		}
+		return nil
+	}
+	st, staging := s.cfg.Store.(stager)
 	for v := range out {
 		if v.err != nil {
+			// What was verified before is stored before the run stops.
+			if err := settle(0); err != nil {
+				return stored, err
+			}
 			return stored, v.err
 		}
 		// Batches before the last are Resumable: they only move the cursor.
@@ -84,16 +119,32 @@ func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int
 			b.Resumable = false
 			upper, err := s.upperTiles(ctx, reader, target, served)
 			if err != nil {
+				if serr := settle(0); serr != nil {
+					return stored, serr
+				}
 				return stored, err
 			}
 			b.Tiles = append(b.Tiles, upper...)
 			b.Serve = n
 		}
-		if err := s.commit(ctx, b, target); err != nil {
+		f := inflight{b: b, first: max(cursor, v.j.first*tileWidth)}
+		if staging {
+			var after func() error
+			if len(queue) > 0 {
+				after = queue[len(queue)-1].wait
+			}
+			f.wait = st.StageCommit(ctx, s.log, b, after)
+		} else {
+			err := s.cfg.Store.Commit(ctx, s.log, b)
+			f.wait = func() error { return err }
+		}
+		queue = append(queue, f)
+		if err := settle(1); err != nil {
 			return stored, err
 		}
-		stored += b.Synced - max(cursor, v.j.first*tileWidth)
-		p.report(b.Synced, false)
+	}
+	if err := settle(0); err != nil {
+		return stored, err
 	}
 	if err := ctx.Err(); err != nil {
 		return stored, err
@@ -113,22 +164,35 @@ func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int
 	return stored, nil
 }
 
+// stager is a store that can write a batch's records while the batch
+// before it commits (store/postgres.Store.StageCommit): the batch commits
+// after the one whose wait function is after, and not if that one failed.
+type stager interface {
+	StageCommit(ctx context.Context, log string, b store.Batch, after func() error) (wait func() error)
+}
+
+// commit commits b, keeping the evidence of a duplicate it holds.
 func (s *Syncer) commit(ctx context.Context, b store.Batch, target store.Head) error {
-	err := s.cfg.Store.Commit(ctx, s.log, b)
+	return s.commitError(ctx, s.cfg.Store.Commit(ctx, s.log, b), b, target)
+}
+
+// commitError turns a duplicate found while committing b into evidence.
+// Other errors pass through.
+func (s *Syncer) commitError(ctx context.Context, err error, b store.Batch, target store.Head) error {
 	var de *store.DuplicateError
-	if errors.As(err, &de) {
-		var data []byte
-		if i := de.ID - b.Records[0].ID; i >= 0 && i < int64(len(b.Records)) {
-			data = b.Records[i].Data
-		}
-		return s.misbehaved(ctx, store.Evidence{
-			Kind:    store.EvidenceDuplicate,
-			Message: fmt.Sprintf("the log holds two records for %s@%s: %d and %d", de.Path, de.Version, de.OtherID, de.ID),
-			NoteA:   target.Note,
-			Data:    data,
-		})
+	if !errors.As(err, &de) {
+		return err
 	}
-	return err
+	var data []byte
+	if i := de.ID - b.Records[0].ID; i >= 0 && i < int64(len(b.Records)) {
+		data = b.Records[i].Data
+	}
+	return s.misbehaved(ctx, store.Evidence{
+		Kind:    store.EvidenceDuplicate,
+		Message: fmt.Sprintf("the log holds two records for %s@%s: %d and %d", de.Path, de.Version, de.OtherID, de.ID),
+		NoteA:   target.Note,
+		Data:    data,
+	})
 }
 
 // fetchJobs starts the fetches of batch after batch, in order, keeping at

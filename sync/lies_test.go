@@ -491,6 +491,25 @@ func TestLies(t *testing.T) {
 			blocking:   true,
 		},
 		{
+			name: "DuplicateAcrossBatchesInFlight",
+			grow: func(t *testing.T, m *mirror) {
+				// Record 1900 (batch 7..10) repeats record 1100 (batch
+				// 3..6): a staging store writes the second batch while
+				// the first is still committing.
+				m.grow(t, 900)
+				if id, err := m.u.AddDuplicate(1100); err != nil || id != 1900 {
+					t.Fatalf("AddDuplicate = %d, %v", id, err)
+				}
+				m.grow(t, 1599)
+			},
+			start:      func(t *testing.T, m *mirror) lie { return lie{id: 1900} },
+			errWant:    []string{"two records for", "1100 and 1900"},
+			kind:       store.EvidenceDuplicate,
+			headStored: true,
+			cursor:     7 * 256,
+			blocking:   true,
+		},
+		{
 			name: "DuplicateLastBatch",
 			grow: func(t *testing.T, m *mirror) {
 				m.grow(t, lieGrowth-1)

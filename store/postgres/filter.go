@@ -63,6 +63,18 @@ func (fs *keyFilters) take(logID int16, gen, maxID int64) *keyFilter {
 	}
 }
 
+// peek returns the log's filter if it describes the log at generation gen,
+// or nil. The caller does not hold the log's row: it must check the
+// generation again once it does (take).
+func (fs *keyFilters) peek(logID int16, gen int64) *keyFilter {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if f := fs.m[logID]; f != nil && f.gen == gen {
+		return f
+	}
+	return nil
+}
+
 // learn records a committed batch: it stored keys, and left the log at
 // generation gen.
 func (fs *keyFilters) learn(logID int16, f *keyFilter, gen int64, keys []int64) {
@@ -97,7 +109,12 @@ func (fs *keyFilters) drop(logID int16, f *keyFilter) {
 // its bits, so that keys need not be uniform (lookup keys are, being SHA-256
 // bits; test keys may not be).
 type keyFilter struct {
-	gen    int64 // the log's generation as the filter's last commit left it
+	gen int64 // the log's generation as the filter's last commit left it
+
+	// mu lets a staged batch's checker read the filter while a commit
+	// elsewhere in the process teaches it (and then finds the filter out
+	// of date at its own commit).
+	mu     sync.RWMutex
 	layers []filterLayer
 }
 
@@ -113,6 +130,8 @@ const (
 )
 
 func (f *keyFilter) add(key int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if len(f.layers) == 0 || f.layers[len(f.layers)-1].n >= f.layers[len(f.layers)-1].cap {
 		c := firstLayerKeys
 		if len(f.layers) > 0 {
@@ -131,6 +150,8 @@ func (f *keyFilter) add(key int64) {
 
 // mayHold reports whether key may have been added; false is certain.
 func (f *keyFilter) mayHold(key int64) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
 	m := mix(key)
 	bitsOf := mix(m)
 	for j := range f.layers {
@@ -148,6 +169,8 @@ func (f *keyFilter) mayHold(key int64) bool {
 }
 
 func (f *keyFilter) bytes() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
 	n := 0
 	for _, l := range f.layers {
 		n += len(l.blocks) * 64

@@ -30,6 +30,9 @@ type Store struct {
 
 	// commitTurn holds a token while a Commit runs (see Commit).
 	commitTurn chan struct{}
+	// stagedHook, if set (by tests), runs when a staged batch has written
+	// its records and is about to lock the log's row.
+	stagedHook func()
 
 	filters   keyFilters
 	brin      brinSummarizer
@@ -49,11 +52,12 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	workers := lookupWorkers()
 	if !strings.Contains(dsn, "pool_max_conns") {
-		// A syncer holds three connections at once (its lock, the batch
-		// transaction, the duplicate probe) and each lookup worker one
-		// more; pgxpool's default of max(4, cores) could make them queue
-		// behind each other in `serve --sync-schedule`.
-		cfg.MaxConns = max(cfg.MaxConns, int32(3+workers+2))
+		// A syncer holds up to six connections at once (its lock, two
+		// staged batches with a transaction and a duplicate probe each,
+		// the index summarizer) and each lookup worker one more;
+		// pgxpool's default of max(4, cores) could make them queue behind
+		// each other in `serve --sync-schedule`.
+		cfg.MaxConns = max(cfg.MaxConns, int32(6+workers+2))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

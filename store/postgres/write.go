@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -52,12 +53,11 @@ func (s *Store) commit(ctx context.Context, log string, b store.Batch) (err erro
 		return err
 	}
 
-	select {
-	case s.commitTurn <- struct{}{}:
-		defer func() { <-s.commitTurn }()
-	case <-ctx.Done():
-		return ctx.Err()
+	release, err := s.takeTurn(ctx)
+	if err != nil {
+		return err
 	}
+	defer release()
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -73,22 +73,10 @@ func (s *Store) commit(ctx context.Context, log string, b store.Batch) (err erro
 	c := conn.Conn()
 	defer rollback(ctx, c)
 
-	// Round trip 1: begin, and lock the log's row. Writers of one log take
-	// turns on it; max_id tells whether any id of this batch may be stored
-	// already (fetched on demand earlier).
-	var q pgx.Batch
-	q.Queue("BEGIN")
-	if b.Resumable && b.Serve == 0 {
-		// See store.Batch: the commit need not wait for the WAL flush.
-		q.Queue("SET LOCAL synchronous_commit = off")
-	}
-	var st store.State
-	var maxID int64
-	q.Queue(`SELECT served, generation, max_id FROM logs WHERE id = $1 FOR UPDATE`, logID).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&st.Served, &st.Generation, &maxID)
-	})
-	if err := c.SendBatch(ctx, &q).Close(); err != nil {
-		return fmt.Errorf("locking log: %w", err)
+	// Round trip 1: begin, and lock the log's row.
+	st, maxID, err := lockLog(ctx, c, logID, b, true)
+	if err != nil {
+		return err
 	}
 	if e := b.Expect; e != nil && (st.Served != e.Served || (e.Generation >= 0 && st.Generation != e.Generation)) {
 		return fmt.Errorf("expected served head %d generation %d, found %d and %d: %w",
@@ -107,14 +95,23 @@ func (s *Store) commit(ctx context.Context, log string, b store.Batch) (err erro
 	}
 	var keys []int64
 	if len(recs) > 0 {
-		if keys, err = writeRecords(ctx, c, probe.Conn(), logID, recs, maxID, filter); err != nil {
+		ready := func(context.Context) (*keyFilter, error) { return filter, nil }
+		if keys, err = writeRecords(ctx, c, probe.Conn(), logID, recs, maxID, ready); err != nil {
 			return err
 		}
 	}
 
-	// Round trip 2: tiles, cursors, and (unless a head is to be served,
+	return s.finishBatch(ctx, c, logID, b, tileArgs, st.Generation, filter, keys)
+}
+
+// finishBatch writes a batch's tiles, moves the log's cursors and commits,
+// in the transaction open on c that holds the log's row (found at
+// generation gen), then teaches the log's key filter the batch's keys.
+func (s *Store) finishBatch(ctx context.Context, c *pgx.Conn, logID int16, b store.Batch, tileArgs []any, gen int64, filter *keyFilter, keys []int64) error {
+	recs := b.Records
+	// One round trip: tiles, cursors, and (unless a head is to be served,
 	// which is checked first) the commit.
-	q = pgx.Batch{}
+	var q pgx.Batch
 	if tileArgs != nil {
 		q.Queue(writeTilesSQL, tileArgs...)
 	}
@@ -161,7 +158,6 @@ func (s *Store) commit(ctx context.Context, log string, b store.Batch) (err erro
 		return fmt.Errorf("transaction did not commit")
 	}
 	if filter != nil {
-		gen := st.Generation
 		if bump {
 			gen++
 		}
@@ -177,6 +173,46 @@ func (s *Store) commit(ctx context.Context, log string, b store.Batch) (err erro
 		s.summarizeFilled()
 	}
 	return nil
+}
+
+// takeTurn waits for this Store's commit turn (see Commit).
+func (s *Store) takeTurn(ctx context.Context) (release func(), err error) {
+	select {
+	case s.commitTurn <- struct{}{}:
+		return func() { <-s.commitTurn }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// beginSQL begins a batch's transaction.
+func beginSQL(q *pgx.Batch, b store.Batch) {
+	q.Queue("BEGIN")
+	if b.Resumable && b.Serve == 0 {
+		// See store.Batch: the commit need not wait for the WAL flush.
+		q.Queue("SET LOCAL synchronous_commit = off")
+	}
+}
+
+// lockLog locks the log's row in the transaction on c (beginning it first
+// if begin is set), in one round trip, and returns the log's state and
+// highest stored record id. Writers of one log take turns on its row; max_id
+// tells whether any id of a batch may be stored already (fetched on demand
+// earlier).
+func lockLog(ctx context.Context, c *pgx.Conn, logID int16, b store.Batch, begin bool) (store.State, int64, error) {
+	var q pgx.Batch
+	if begin {
+		beginSQL(&q, b)
+	}
+	var st store.State
+	var maxID int64
+	q.Queue(`SELECT served, generation, max_id FROM logs WHERE id = $1 FOR UPDATE`, logID).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&st.Served, &st.Generation, &maxID)
+	})
+	if err := c.SendBatch(ctx, &q).Close(); err != nil {
+		return st, 0, fmt.Errorf("locking log: %w", err)
+	}
+	return st, maxID, nil
 }
 
 // rollback ends the connection's transaction, if one is open, with a context
@@ -207,8 +243,9 @@ func checkIDs(recs []store.Record) error {
 // writeRecords COPYs recs into the transaction open on conn, skipping those
 // stored already with the same bytes, while a checker follows the COPY (see
 // Commit) and probes for duplicates on probe. maxID is the highest record id
-// stored before.
-func writeRecords(ctx context.Context, conn, probe *pgx.Conn, logID int16, recs []store.Record, maxID int64, filter *keyFilter) ([]int64, error) {
+// stored before. ready is called once, before the first probe: it returns
+// the log's key filter, or nil. It returns the records' lookup keys.
+func writeRecords(ctx context.Context, conn, probe *pgx.Conn, logID int16, recs []store.Record, maxID int64, ready func(context.Context) (*keyFilter, error)) ([]int64, error) {
 	lo, hi := recs[0].ID, recs[len(recs)-1].ID+1
 	have := make(map[int64]bool)
 	if lo <= maxID {
@@ -217,8 +254,8 @@ func writeRecords(ctx context.Context, conn, probe *pgx.Conn, logID int16, recs 
 		}
 	}
 	src := &recordReader{recs: recs, keys: make([]int64, len(recs)), skip: have, logID: logID, keyed: make(chan struct{}, 1)}
-	chk := &checker{recs: recs, src: src, have: have, probe: probe, logID: logID, filter: filter,
-		first: make(map[int64]int32, len(recs))}
+	chk := &checker{recs: recs, src: src, probe: probe, logID: logID, ready: ready,
+		skip: func(id int64) bool { return have[id] }, first: make(map[int64]int32, len(recs))}
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	checked := make(chan error, 1)
@@ -246,12 +283,15 @@ const probeChunk = 4096
 // connection, and no other writer can commit while the batch's transaction
 // holds the log's row.
 type checker struct {
-	recs   []store.Record
-	src    *recordReader // publishes how many records it has keyed
-	have   map[int64]bool
-	probe  *pgx.Conn
-	logID  int16
-	filter *keyFilter // if not nil, keys it does not hold need no probe
+	recs  []store.Record
+	src   *recordReader       // publishes how many records it has keyed
+	skip  func(id int64) bool // stored records that are the batch's own
+	probe *pgx.Conn
+	logID int16
+	ready func(context.Context) (*keyFilter, error)
+
+	readied bool
+	filter  *keyFilter // if not nil, keys it does not hold need no probe
 
 	first map[int64]int32   // lookup key -> first record with it
 	more  map[int64][]int32 // further records with a key (64-bit collisions)
@@ -281,14 +321,24 @@ func (c *checker) run(ctx context.Context) error {
 			if err := c.add(int32(i)); err != nil {
 				return err
 			}
-			if k := c.src.keys[i]; c.filter == nil || c.filter.mayHold(k) {
-				pending = append(pending, k)
-			}
+			pending = append(pending, c.src.keys[i])
 		}
 		done = upto
-		if len(pending) >= probeChunk || (done == len(c.recs) && len(pending) > 0) {
-			if err := c.probeKeys(ctx, pending); err != nil {
-				return err
+		if len(pending) >= probeChunk || done == len(c.recs) {
+			if !c.readied {
+				f, err := c.ready(ctx)
+				if err != nil {
+					return err
+				}
+				c.filter, c.readied = f, true
+			}
+			if c.filter != nil {
+				pending = slices.DeleteFunc(pending, func(k int64) bool { return !c.filter.mayHold(k) })
+			}
+			if len(pending) > 0 {
+				if err := c.probeKeys(ctx, c.probe, pending); err != nil {
+					return err
+				}
 			}
 			pending = pending[:0]
 		}
@@ -332,11 +382,16 @@ func (c *checker) find(k int64, path, version string) (*store.Record, bool) {
 	return nil, false
 }
 
+// rowsQuerier is what a probe needs of a connection.
+type rowsQuerier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
 // probeKeys fails with a *store.DuplicateError if a module@version with one
 // of keys is stored under an id that is not the same record.
-func (c *checker) probeKeys(ctx context.Context, keys []int64) error {
+func (c *checker) probeKeys(ctx context.Context, q rowsQuerier, keys []int64) error {
 	// log_id + 0: only the hash index of key may serve this (see lookupBatch).
-	rows, err := c.probe.Query(ctx, `SELECT id, key, path, version FROM records
+	rows, err := q.Query(ctx, `SELECT id, key, path, version FROM records
 		WHERE key = ANY($2) AND log_id + 0 = $1`, c.logID, keys)
 	if err != nil {
 		return fmt.Errorf("checking records for duplicates: %w", err)
@@ -348,8 +403,8 @@ func (c *checker) probeKeys(ctx context.Context, keys []int64) error {
 		if err := rows.Scan(&id, &key, &path, &version); err != nil {
 			return fmt.Errorf("checking records for duplicates: %w", err)
 		}
-		if c.have[id] {
-			continue // the same record, stored earlier
+		if c.skip(id) {
+			continue // the same record
 		}
 		if r, ok := c.find(key, path, version); ok {
 			return &store.DuplicateError{Path: path, Version: version, ID: r.ID, OtherID: id}
