@@ -12,6 +12,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -23,8 +24,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -98,9 +101,10 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 	// a third within minutes, so each pair gives a ratio and the median
 	// ratio is the figure. The last sync's store is measured further.
 	var st *postgres.Store
-	var copyRates, syncRates, ratios []float64
+	var copyRates, syncRates, ratios, ceilings []float64
+	var syncCPUs, copyCPUs []cpuUse
 	for i := 0; i < pairs; i++ {
-		copyRate, err := plainCopy(ctx, u)
+		copyRate, copyCPU, err := plainCopy(ctx, u)
 		if err != nil {
 			return fmt.Errorf("plain COPY: %w", err)
 		}
@@ -108,8 +112,9 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 			st.Close()
 		}
 		var syncRate float64
+		var syncCPU cpuUse
 		var drop func()
-		st, syncRate, drop, err = timedSync(ctx, u, url, i == pairs-1)
+		st, syncRate, syncCPU, drop, err = timedSync(ctx, u, url, i == pairs-1)
 		if err != nil {
 			return err
 		}
@@ -117,11 +122,19 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 		defer st.Close()
 		copyRates, syncRates = append(copyRates, copyRate), append(syncRates, syncRate)
 		ratios = append(ratios, syncRate/copyRate)
-		fmt.Printf("  pair %d: sync %.0f records/s, plain COPY %.0f records/s, ratio %.2f\n", i+1, syncRate, copyRate, syncRate/copyRate)
+		syncCPUs, copyCPUs = append(syncCPUs, syncCPU), append(copyCPUs, copyCPU)
+		// However well it overlaps its work, the sync cannot finish
+		// before its CPU time spread over all cores has passed.
+		ceiling := float64(n) / (syncCPU.total().Seconds() / float64(runtime.NumCPU())) / copyRate
+		ceilings = append(ceilings, ceiling)
+		fmt.Printf("  pair %d: sync %.0f records/s, plain COPY %.0f records/s, ratio %.2f; CPU: sync %s, COPY %s; ratio ceiling from CPU on %d cores %.2f\n",
+			i+1, syncRate, copyRate, syncRate/copyRate, syncCPU, copyCPU, runtime.NumCPU(), ceiling)
 	}
 	add("sync throughput (records/s, median)", fmt.Sprintf("%.0f", median(syncRates)), ">= 90000")
 	add("plain COPY, same rows and schema (records/s, median)", fmt.Sprintf("%.0f", median(copyRates)), "reference")
 	add("sync / plain COPY (median of pairs)", fmt.Sprintf("%.2f (pairs: %s)", median(ratios), list(ratios)), ">= 0.80")
+	add("CPU per 1,000,000 records: sync / plain COPY (median)", fmt.Sprintf("%s / %s", medianCPU(syncCPUs, n), medianCPU(copyCPUs, n)), "")
+	add(fmt.Sprintf("sync / plain COPY ceiling from CPU alone on %d cores (median)", runtime.NumCPU()), fmt.Sprintf("%.2f", median(ceilings)), "")
 	if syncOnly {
 		return nil
 	}
@@ -231,20 +244,20 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 
 // timedSync syncs the upstream into a fresh database and returns the store,
 // the records per second, and a function that drops the database.
-func timedSync(ctx context.Context, u *sumdbtest.Upstream, url string, last bool) (*postgres.Store, float64, func(), error) {
+func timedSync(ctx context.Context, u *sumdbtest.Upstream, url string, last bool) (*postgres.Store, float64, cpuUse, func(), error) {
 	dsn, drop, err := pgtest.Create(ctx, "sumkeep_bench")
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, 0, cpuUse{}, nil, err
 	}
 	st, err := postgres.Open(ctx, dsn)
 	if err != nil {
 		drop()
-		return nil, 0, nil, err
+		return nil, 0, cpuUse{}, nil, err
 	}
-	fail := func(err error) (*postgres.Store, float64, func(), error) {
+	fail := func(err error) (*postgres.Store, float64, cpuUse, func(), error) {
 		st.Close()
 		drop()
-		return nil, 0, nil, err
+		return nil, 0, cpuUse{}, nil, err
 	}
 	s, err := sksync.New(sksync.Config{Store: st, Client: sksync.NewClient(url, nil), Key: u.VerifierKey(),
 		BatchTiles: batchTiles, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), ProgressEvery: 3 * time.Second})
@@ -260,12 +273,14 @@ func timedSync(ctx context.Context, u *sumdbtest.Upstream, url string, last bool
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
+	cpu0 := cpuNow(ctx, st)
 	start := time.Now()
 	res, err := s.Once(ctx)
 	if err != nil {
 		return fail(err)
 	}
-	return st, float64(res.Records) / time.Since(start).Seconds(), drop, nil
+	rate := float64(res.Records) / time.Since(start).Seconds()
+	return st, rate, cpuNow(ctx, st).sub(cpu0), drop, nil
 }
 
 func median(xs []float64) float64 {
@@ -284,20 +299,20 @@ func list(xs []float64) string {
 
 // plainCopy COPYs the upstream's records, encoded as the store encodes them,
 // into a fresh database with sumkeep's schema, in one transaction.
-func plainCopy(ctx context.Context, u *sumdbtest.Upstream) (float64, error) {
+func plainCopy(ctx context.Context, u *sumdbtest.Upstream) (float64, cpuUse, error) {
 	dsn, drop, err := pgtest.Create(ctx, "sumkeep_bench_copy")
 	if err != nil {
-		return 0, err
+		return 0, cpuUse{}, err
 	}
 	defer drop()
 	st, err := postgres.Open(ctx, dsn)
 	if err != nil {
-		return 0, err
+		return 0, cpuUse{}, err
 	}
 	defer st.Close()
 	var logID int16
 	if err := st.Pool().QueryRow(ctx, `INSERT INTO logs (name) VALUES ('copy') RETURNING id`).Scan(&logID); err != nil {
-		return 0, err
+		return 0, cpuUse{}, err
 	}
 	n := u.Size()
 	recs := make([]store.Record, n)
@@ -308,17 +323,83 @@ func plainCopy(ctx context.Context, u *sumdbtest.Upstream) (float64, error) {
 	}
 	conn, err := st.Pool().Acquire(ctx)
 	if err != nil {
-		return 0, err
+		return 0, cpuUse{}, err
 	}
 	defer conn.Release()
 	fmt.Println("plain COPY...")
+	cpu0 := cpuNow(ctx, st)
 	start := time.Now()
 	// Encoded as the store encodes records (inside the stream), without
 	// any of its checks.
 	if _, err := conn.Conn().PgConn().CopyFrom(ctx, postgres.RecordCopy(logID, recs), postgres.CopyRecordsSQL); err != nil {
-		return 0, err
+		return 0, cpuUse{}, err
 	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	rate := float64(n) / time.Since(start).Seconds()
+	return rate, cpuNow(ctx, st).sub(cpu0), nil
+}
+
+// cpuUse is CPU time (user and system) spent by a store's Postgres
+// backends and by this process, which holds the upstream and the load
+// generators too. Both are read from /proc: zero where there is none, or
+// where Postgres runs elsewhere. Kernel work for loopback traffic is counted
+// to whichever process the kernel did it in, so the split is approximate;
+// the total is not.
+type cpuUse struct{ pg, self time.Duration }
+
+func (c cpuUse) sub(d cpuUse) cpuUse  { return cpuUse{c.pg - d.pg, c.self - d.self} }
+func (c cpuUse) total() time.Duration { return c.pg + c.self }
+func (c cpuUse) scale(f float64) cpuUse {
+	return cpuUse{time.Duration(float64(c.pg) * f), time.Duration(float64(c.self) * f)}
+}
+func (c cpuUse) String() string {
+	return fmt.Sprintf("%.2fs (postgres %.2fs + go %.2fs)", c.total().Seconds(), c.pg.Seconds(), c.self.Seconds())
+}
+
+// medianCPU is the use of median total, scaled to 1,000,000 records.
+func medianCPU(cs []cpuUse, n int) cpuUse {
+	cs = slices.Clone(cs)
+	slices.SortFunc(cs, func(a, b cpuUse) int { return cmp.Compare(a.total(), b.total()) })
+	return cs[len(cs)/2].scale(1e6 / float64(n))
+}
+
+// cpuNow reads the CPU time of st's database's backends (those connected
+// now: read it before closing st) and of this process.
+func cpuNow(ctx context.Context, st *postgres.Store) cpuUse {
+	c := cpuUse{self: procCPU("self")}
+	rows, err := st.Pool().Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
+	if err != nil {
+		return c
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var pid int
+		if rows.Scan(&pid) == nil {
+			c.pg += procCPU(strconv.Itoa(pid))
+		}
+	}
+	return c
+}
+
+// procCPU returns the user and system time of /proc/<pid>, or 0.
+func procCPU(pid string) time.Duration {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name (in parentheses, which may hold
+	// spaces and parentheses): utime and stime are the 12th and 13th, in
+	// clock ticks.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
 }
 
 func listen(h http.Handler) (string, func(), error) {
