@@ -100,14 +100,16 @@ func canonicalHashes(data []byte, path, version string) ([]byte, bool) {
 // canonical spelling (the decoder alone would accept non-zero padding bits
 // and skip newlines).
 func decodeHash(dst, field []byte) bool {
-	var buf [b64Len * 3 / 4]byte // DecodedLen: 33, one more than a hash
-	n, err := base64.StdEncoding.Decode(buf[:], field)
-	if err != nil || n != sha256.Size {
+	// Strict decoding rejects non-zero padding bits, and without line
+	// breaks (which any decoding skips) 44 bytes decode to 32 only as
+	// 43 characters and one "=": then the field is the hash's one
+	// spelling.
+	if bytes.ContainsAny(field, "\r\n") {
 		return false
 	}
-	var enc [b64Len]byte
-	base64.StdEncoding.Encode(enc[:], buf[:n])
-	if !bytes.Equal(enc[:], field) {
+	var buf [b64Len * 3 / 4]byte // DecodedLen: 33, one more than a hash
+	n, err := base64.StdEncoding.Strict().Decode(buf[:], field)
+	if err != nil || n != sha256.Size {
 		return false
 	}
 	copy(dst, buf[:n])
@@ -142,10 +144,10 @@ func DecodeRecord(path, version string, hashes, raw []byte) []byte {
 // LookupKey is the 64-bit key stores index records by. It is not unique:
 // lookups compare path and version too.
 func LookupKey(path, version string) int64 {
-	h := sha256.New()
-	h.Write([]byte(path))
-	h.Write([]byte{0})
-	h.Write([]byte(version))
-	var sum [sha256.Size]byte
-	return int64(binary.BigEndian.Uint64(h.Sum(sum[:0])))
+	// Hashed from a stack buffer when it fits (nearly always): a full sync
+	// keys every record, and sha256.New would allocate for each.
+	var buf [256]byte
+	b := append(append(append(buf[:0], path...), 0), version...)
+	sum := sha256.Sum256(b)
+	return int64(binary.BigEndian.Uint64(sum[:]))
 }

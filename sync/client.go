@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -151,7 +152,14 @@ func (c *Client) getOnce(ctx context.Context, url string, limit int64) (data []b
 		retry := resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests
 		return nil, retry, fmt.Errorf("fetching %s: %s: %s", url, resp.Status, strings.TrimSpace(string(msg)))
 	}
-	data, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	// A declared length within the limit sizes the buffer (a tile is read
+	// in one allocation); a false one only costs a regrowth or a failure.
+	var buf bytes.Buffer
+	if n := resp.ContentLength; n > 0 && n <= limit {
+		buf.Grow(int(n) + bytes.MinRead)
+	}
+	_, err = buf.ReadFrom(io.LimitReader(resp.Body, limit+1))
+	data = buf.Bytes()
 	if err != nil {
 		return nil, true, fmt.Errorf("fetching %s: %w", url, err)
 	}
