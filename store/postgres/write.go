@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -299,9 +298,8 @@ type checker struct {
 
 func (c *checker) run(ctx context.Context) error {
 	for i := range c.recs {
-		if r := &c.recs[i]; !namesModule(r.Data, r.Path, r.Version) {
-			p, v := store.RecordModule(r.Data)
-			return fmt.Errorf("record %d names %s@%s, not %s@%s", r.ID, p, v, r.Path, r.Version)
+		if err := store.CheckModule(&c.recs[i]); err != nil {
+			return err
 		}
 	}
 	done := 0
@@ -349,17 +347,13 @@ func (c *checker) run(ctx context.Context) error {
 // add indexes record i by its key, failing if its module@version is in the
 // batch already.
 func (c *checker) add(i int32) error {
-	k := c.src.keys[i]
-	j, ok := c.first[k]
-	if !ok {
+	r, k := &c.recs[i], c.src.keys[i]
+	if o, ok := c.find(k, r.Path, r.Version); ok {
+		return &store.DuplicateError{Path: r.Path, Version: r.Version, ID: r.ID, OtherID: o.ID}
+	}
+	if _, ok := c.first[k]; !ok {
 		c.first[k] = i
 		return nil
-	}
-	r := &c.recs[i]
-	for _, j := range append([]int32{j}, c.more[k]...) {
-		if o := &c.recs[j]; o.Path == r.Path && o.Version == r.Version {
-			return &store.DuplicateError{Path: r.Path, Version: r.Version, ID: r.ID, OtherID: o.ID}
-		}
 	}
 	if c.more == nil {
 		c.more = make(map[int64][]int32)
@@ -368,13 +362,16 @@ func (c *checker) add(i int32) error {
 	return nil
 }
 
-// find returns the batch's record for path@version with key k.
+// find returns the batch's record indexed for path@version with key k.
 func (c *checker) find(k int64, path, version string) (*store.Record, bool) {
 	j, ok := c.first[k]
 	if !ok {
 		return nil, false
 	}
-	for _, j := range append([]int32{j}, c.more[k]...) {
+	if r := &c.recs[j]; r.Path == path && r.Version == version {
+		return r, true
+	}
+	for _, j := range c.more[k] {
 		if r := &c.recs[j]; r.Path == path && r.Version == version {
 			return r, true
 		}
@@ -416,40 +413,11 @@ func (c *checker) probeKeys(ctx context.Context, q rowsQuerier, keys []int64) er
 	return nil
 }
 
-// namesModule reports whether store.RecordModule(data) is (path, version),
-// without allocating for records that begin "<path> <version> " or
-// "<path> <version>\n" with both in printable ASCII (every record of the Go
-// checksum database). Anything else is left to RecordModule itself.
-func namesModule(data []byte, path, version string) bool {
-	n := len(path) + 1 + len(version)
-	if path != "" && version != "" && len(data) > n &&
-		string(data[:len(path)]) == path && data[len(path)] == ' ' &&
-		string(data[len(path)+1:n]) == version && (data[n] == ' ' || data[n] == '\n') &&
-		printable(path) && printable(version) {
-		return true
-	}
-	p, v := store.RecordModule(data)
-	return p == path && v == version
-}
-
-// printable reports whether s is printable ASCII without spaces.
-func printable(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] <= ' ' || s[i] >= 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
 // checkStored marks in have the records of recs that are stored already,
 // and fails if one is stored with other bytes.
 func checkStored(ctx context.Context, conn *pgx.Conn, logID int16, recs []store.Record, have map[int64]bool) error {
 	lo, hi := recs[0].ID, recs[len(recs)-1].ID+1
-	byID := make(map[int64][]byte, len(recs))
-	for _, r := range recs {
-		byID[r.ID] = r.Data
-	}
+	stored := store.NewStoredCheck(recs, have)
 	rows, err := conn.Query(ctx, `SELECT id, path, version, hashes, raw FROM records
 		WHERE log_id = $1 AND id >= $2 AND id < $3`, logID, lo, hi)
 	if err != nil {
@@ -463,14 +431,9 @@ func checkStored(ctx context.Context, conn *pgx.Conn, logID int16, recs []store.
 		if err := rows.Scan(&id, &path, &version, &hashes, &raw); err != nil {
 			return fmt.Errorf("reading stored records %d..%d: %w", lo, hi-1, err)
 		}
-		want, ok := byID[id]
-		if !ok {
-			continue // between two ids of a scattered batch
+		if err := stored.Row(id, path, version, hashes, raw); err != nil {
+			return err
 		}
-		if !bytes.Equal(store.DecodeRecord(path, version, hashes, raw), want) {
-			return fmt.Errorf("record %d is stored with other bytes than the log now gives", id)
-		}
-		have[id] = true
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("reading stored records %d..%d: %w", lo, hi-1, err)

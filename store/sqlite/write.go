@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -122,8 +121,8 @@ func encodeRecords(recs []store.Record) (*encoded, error) {
 		wg.Go(func() {
 			for i := start; i < end; i++ {
 				r := &recs[i]
-				if p, v := store.RecordModule(r.Data); p != r.Path || v != r.Version {
-					errs[i] = fmt.Errorf("record %d names %s@%s, not %s@%s", r.ID, p, v, r.Path, r.Version)
+				if err := store.CheckModule(r); err != nil {
+					errs[i] = err
 					continue
 				}
 				e.keys[i] = store.LookupKey(r.Path, r.Version)
@@ -263,10 +262,7 @@ func writeRecords(ctx context.Context, tx *sql.Tx, l *logRow, e *encoded) (int, 
 // range; a scattered one (on-demand fetches) reads its ids one by one.
 func checkStored(ctx context.Context, tx *sql.Tx, logID int64, recs []store.Record, have map[int64]bool) error {
 	lo, hi := recs[0].ID, recs[len(recs)-1].ID
-	byID := make(map[int64][]byte, len(recs))
-	for _, r := range recs {
-		byID[r.ID] = r.Data
-	}
+	stored := store.NewStoredCheck(recs, have)
 	check := func(rows *sql.Rows) error {
 		defer rows.Close()
 		for rows.Next() {
@@ -276,14 +272,9 @@ func checkStored(ctx context.Context, tx *sql.Tx, logID int64, recs []store.Reco
 			if err := rows.Scan(&id, &path, &version, &hashes, &raw); err != nil {
 				return err
 			}
-			want, ok := byID[id]
-			if !ok {
-				continue // between two ids of a scattered batch
+			if err := stored.Row(id, path, version, hashes, raw); err != nil {
+				return err
 			}
-			if !bytes.Equal(store.DecodeRecord(path, version, hashes, raw), want) {
-				return fmt.Errorf("record %d is stored with other bytes than the log now gives", id)
-			}
-			have[id] = true
 		}
 		return rows.Err()
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Tiles", testTiles},
 		{"DuplicateRejectsBatch", testDuplicate},
 		{"DuplicateDeepInLargeBatch", testDuplicateLarge},
+		{"RecordNamingAnotherModule", testOtherModule},
 		{"ConcurrentCommits", ConcurrentCommits},
 		{"OverlapWithStoredRecords", testOverlap},
 		{"ServeNeverGoesBack", testServe},
@@ -345,6 +347,23 @@ func testDuplicateLarge(t *testing.T, s store.Store) {
 	if err != nil || len(got) != 1 || !bytes.Equal(got[0].Data, b[n-1].Data) {
 		t.Fatalf("last record: %v, %v", got, err)
 	}
+}
+
+// testOtherModule commits a record whose bytes name another module than
+// the one it is filed under: the batch is rejected whole.
+func testOtherModule(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	b := records(0, 300)
+	b[200].Path = "example.com/m9999"
+	err := s.Commit(ctx, logName, store.Batch{Records: b, Synced: 300})
+	if err == nil || !strings.Contains(err.Error(), "record 200 names example.com/m200@v1.0.0, not example.com/m9999@v1.0.0") {
+		t.Fatalf("err = %v, want record 200 named as another module", err)
+	}
+	if n, _ := s.Synced(ctx, logName); n != 0 {
+		t.Errorf("cursor moved to %d", n)
+	}
+	_, err = s.ReadRecords(ctx, logName, 0, 1)
+	mustNotFound(t, err, "a record of the rejected batch")
 }
 
 // ConcurrentCommits commits from many goroutines at once, as lazy fetches
