@@ -83,10 +83,13 @@ func (fs *keyFilters) learn(logID int16, f *keyFilter, gen int64, keys []int64) 
 	if fs.m[logID] != f {
 		return
 	}
+	f.mu.Lock()
 	for _, k := range keys {
 		f.add(k)
 	}
-	if f.bytes() > maxFilterBytes {
+	size := f.bytes()
+	f.mu.Unlock()
+	if size > maxFilterBytes {
 		delete(fs.m, logID)
 		return
 	}
@@ -129,9 +132,8 @@ const (
 	bitsPerKeySet  = 7
 )
 
+// add adds key; the caller holds f.mu, or is alone with f.
 func (f *keyFilter) add(key int64) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	if len(f.layers) == 0 || f.layers[len(f.layers)-1].n >= f.layers[len(f.layers)-1].cap {
 		c := firstLayerKeys
 		if len(f.layers) > 0 {
@@ -168,9 +170,8 @@ func (f *keyFilter) mayHold(key int64) bool {
 	return false
 }
 
+// bytes is the filter's size; the caller holds f.mu, or is alone with f.
 func (f *keyFilter) bytes() int {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
 	n := 0
 	for _, l := range f.layers {
 		n += len(l.blocks) * 64

@@ -76,14 +76,7 @@ func (s *Store) stage(ctx context.Context, log string, b store.Batch, after func
 	if len(recs) == 0 || b.Serve > 0 || b.Expect != nil || s.pool.Config().MaxConns < stageMinConns {
 		return plain()
 	}
-	logID, err := s.logID(ctx, s.pool, log, true)
-	if err != nil {
-		return err
-	}
-	if err := checkIDs(recs); err != nil {
-		return err
-	}
-	tileArgs, err := tileRows(logID, b.Tiles)
+	logID, tileArgs, err := s.prepare(ctx, log, b)
 	if err != nil {
 		return err
 	}
@@ -139,7 +132,7 @@ func (s *Store) staged(ctx context.Context, logID int16, b store.Batch, tileArgs
 		}
 		return s.filters.peek(logID, gen), nil
 	}
-	keys, err := writeRecords(ctx, c, pc, logID, b.Records, -1, ready)
+	chk, err := writeRecords(ctx, c, pc, logID, b.Records, -1, ready)
 	if err != nil {
 		return false, err
 	}
@@ -174,20 +167,9 @@ func (s *Store) staged(ctx context.Context, logID int16, b store.Batch, tileArgs
 		// Another writer committed after the probes' snapshot. Under the
 		// lock this transaction sees every committed record, and its own
 		// rows: ids in [lo, hi), which no one else has stored.
-		chk := &checker{recs: b.Records, src: &recordReader{keys: keys}, logID: logID,
-			skip: func(id int64) bool { return id >= lo && id < hi }, first: make(map[int64]int32, len(b.Records))}
-		var all []int64
-		for i, r := range b.Records {
-			if r.Path != "" {
-				if err := chk.add(int32(i)); err != nil {
-					return false, err
-				}
-				all = append(all, keys[i])
-			}
-		}
-		if err := chk.probeKeys(ctx, c, all); err != nil {
+		if err := chk.reprobe(ctx, c, func(id int64) bool { return id >= lo && id < hi }); err != nil {
 			return false, err
 		}
 	}
-	return false, s.finishBatch(ctx, c, logID, b, tileArgs, st.Generation, filter, keys)
+	return false, s.finishBatch(ctx, c, logID, b, tileArgs, st.Generation, filter, chk.src.keys)
 }

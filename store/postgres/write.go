@@ -38,19 +38,27 @@ func (s *Store) Commit(ctx context.Context, log string, b store.Batch) error {
 	return nil
 }
 
+// prepare finds the batch's log and checks what can be checked before the
+// database is asked: ids, and tiles (returning writeTilesSQL's arguments).
+func (s *Store) prepare(ctx context.Context, log string, b store.Batch) (logID int16, tileArgs []any, err error) {
+	if logID, err = s.logID(ctx, s.pool, log, true); err != nil {
+		return 0, nil, err
+	}
+	if err := checkIDs(b.Records); err != nil {
+		return 0, nil, err
+	}
+	if tileArgs, err = tileRows(logID, b.Tiles); err != nil {
+		return 0, nil, err
+	}
+	return logID, tileArgs, nil
+}
+
 func (s *Store) commit(ctx context.Context, log string, b store.Batch) (err error) {
-	logID, err := s.logID(ctx, s.pool, log, true)
+	logID, tileArgs, err := s.prepare(ctx, log, b)
 	if err != nil {
 		return err
 	}
 	recs := b.Records
-	if err := checkIDs(recs); err != nil {
-		return err
-	}
-	tileArgs, err := tileRows(logID, b.Tiles)
-	if err != nil {
-		return err
-	}
 
 	release, err := s.takeTurn(ctx)
 	if err != nil {
@@ -95,9 +103,11 @@ func (s *Store) commit(ctx context.Context, log string, b store.Batch) (err erro
 	var keys []int64
 	if len(recs) > 0 {
 		ready := func(context.Context) (*keyFilter, error) { return filter, nil }
-		if keys, err = writeRecords(ctx, c, probe.Conn(), logID, recs, maxID, ready); err != nil {
+		chk, err := writeRecords(ctx, c, probe.Conn(), logID, recs, maxID, ready)
+		if err != nil {
 			return err
 		}
+		keys = chk.src.keys
 	}
 
 	return s.finishBatch(ctx, c, logID, b, tileArgs, st.Generation, filter, keys)
@@ -243,8 +253,9 @@ func checkIDs(recs []store.Record) error {
 // stored already with the same bytes, while a checker follows the COPY (see
 // Commit) and probes for duplicates on probe. maxID is the highest record id
 // stored before. ready is called once, before the first probe: it returns
-// the log's key filter, or nil. It returns the records' lookup keys.
-func writeRecords(ctx context.Context, conn, probe *pgx.Conn, logID int16, recs []store.Record, maxID int64, ready func(context.Context) (*keyFilter, error)) ([]int64, error) {
+// the log's key filter, or nil. It returns the checker, which holds the
+// records' lookup keys and their index.
+func writeRecords(ctx context.Context, conn, probe *pgx.Conn, logID int16, recs []store.Record, maxID int64, ready func(context.Context) (*keyFilter, error)) (*checker, error) {
 	lo, hi := recs[0].ID, recs[len(recs)-1].ID+1
 	have := make(map[int64]bool)
 	if lo <= maxID {
@@ -270,7 +281,7 @@ func writeRecords(ctx context.Context, conn, probe *pgx.Conn, logID int16, recs 
 	if copyErr != nil {
 		return nil, fmt.Errorf("copying records %d..%d: %w", lo, hi-1, copyErr)
 	}
-	return src.keys, nil
+	return chk, nil
 }
 
 // probeChunk is how many lookup keys one duplicate probe asks for.
@@ -377,6 +388,19 @@ func (c *checker) find(k int64, path, version string) (*store.Record, bool) {
 		}
 	}
 	return nil, false
+}
+
+// reprobe probes every key of the batch again, through q, ignoring stored
+// records for which skip is true.
+func (c *checker) reprobe(ctx context.Context, q rowsQuerier, skip func(id int64) bool) error {
+	var keys []int64
+	for i := range c.recs {
+		if c.recs[i].Path != "" {
+			keys = append(keys, c.src.keys[i])
+		}
+	}
+	c.skip = skip
+	return c.probeKeys(ctx, q, keys)
 }
 
 // rowsQuerier is what a probe needs of a connection.
