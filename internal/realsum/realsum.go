@@ -61,6 +61,7 @@ package realsum
 import (
 	"archive/zip"
 	"bytes"
+	"cmp"
 	"embed"
 	"fmt"
 	"io"
@@ -276,12 +277,12 @@ func parse() (*fixture, error) {
 	if f.latest == nil || len(f.records) == 0 || len(f.tiles) == 0 {
 		return nil, fmt.Errorf("incomplete: latest, lookups or tiles missing")
 	}
-	slices.SortFunc(f.records, func(a, b store.Record) int { return cmp64(a.ID, b.ID) })
+	slices.SortFunc(f.records, func(a, b store.Record) int { return cmp.Compare(a.ID, b.ID) })
 	slices.SortFunc(f.notFound, compareModule)
 	for _, h := range heads {
 		f.heads = append(f.heads, h)
 	}
-	slices.SortFunc(f.heads, func(a, b store.Head) int { return cmp64(a.Size, b.Size) })
+	slices.SortFunc(f.heads, func(a, b store.Head) int { return cmp.Compare(a.Size, b.Size) })
 	f.head = f.heads[len(f.heads)-1]
 
 	// Modules: the go.sum's module versions that have records.
@@ -320,16 +321,6 @@ func boolCmp(a, b bool) int {
 		return 1
 	}
 	return -1
-}
-
-func cmp64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func compareModule(a, b module.Version) int {

@@ -30,6 +30,7 @@ package main
 import (
 	"archive/zip"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -284,7 +285,7 @@ func (r *recorder) run(ctx context.Context) error {
 		}
 		found = append(found, l)
 	}
-	slices.SortFunc(found, func(a, b *lookup) int { return cmpInt(a.id, b.id) })
+	slices.SortFunc(found, func(a, b *lookup) int { return cmp.Compare(a.id, b.id) })
 	for i := 1; i < len(found); i++ {
 		if found[i].id == found[i-1].id {
 			return fmt.Errorf("%s and %s are both record %d", found[i-1].entry, found[i].entry, found[i].id)
@@ -586,19 +587,9 @@ func (r *recorder) tiles() []tileData {
 		if a.tile.L != b.tile.L {
 			return a.tile.L - b.tile.L
 		}
-		return cmpInt(a.tile.N, b.tile.N)
+		return cmp.Compare(a.tile.N, b.tile.N)
 	})
 	return list
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // prove checks every tree against the largest one and every record against
