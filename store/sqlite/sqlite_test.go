@@ -289,21 +289,11 @@ func TestLockDiesWithProcess(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "sumkeep.db")
 	s := open(t, path)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestLockDiesWithProcess$")
-	cmd.Env = append(os.Environ(), "SUMKEEP_SQLITE_LOCK_CHILD="+path)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 100)
-	n, _ := out.Read(buf)
-	if !strings.Contains(string(buf[:n]), "locked") {
+	cmd, said := startChild(t, "TestLockDiesWithProcess", "SUMKEEP_SQLITE_LOCK_CHILD="+path)
+	if !strings.Contains(said, "locked") {
 		cmd.Process.Kill()
 		cmd.Wait()
-		t.Fatalf("child: %q", buf[:n])
+		t.Fatalf("child: %q", said)
 	}
 	ctx := context.Background()
 	if _, err := s.LockSync(ctx, "sum.golang.org"); !errors.Is(err, store.ErrLocked) {
@@ -430,22 +420,12 @@ func TestKilledWriter(t *testing.T) {
 		}
 	}
 	path := filepath.Join(t.TempDir(), "sumkeep.db")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledWriter$")
-	cmd.Env = append(os.Environ(), "SUMKEEP_SQLITE_WRITER_CHILD="+path)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 100)
-	n, _ := out.Read(buf)
+	cmd, said := startChild(t, "TestKilledWriter", "SUMKEEP_SQLITE_WRITER_CHILD="+path)
 	time.Sleep(200 * time.Millisecond)
 	cmd.Process.Kill()
 	cmd.Wait()
-	if !strings.Contains(string(buf[:n]), "writing") {
-		t.Fatalf("child: %q", buf[:n])
+	if !strings.Contains(said, "writing") {
+		t.Fatalf("child: %q", said)
 	}
 	s := open(t, path)
 	ctx := context.Background()
@@ -470,4 +450,22 @@ func TestKilledWriter(t *testing.T) {
 		t.Fatalf("integrity_check = %q, %v", check, err)
 	}
 	t.Logf("killed after %d records", synced)
+}
+
+// startChild runs this test binary's test in a child process with env set,
+// and returns it with the first output it printed.
+func startChild(t *testing.T, test, env string) (*exec.Cmd, string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
+	cmd.Env = append(os.Environ(), env)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	n, _ := out.Read(buf)
+	return cmd, string(buf[:n])
 }
