@@ -1,0 +1,50 @@
+package sync_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+
+	"github.com/sumkeep/sumkeep/internal/sumdbtest"
+	sksync "github.com/sumkeep/sumkeep/sync"
+)
+
+// TestClientReusesConnections: a full sync over HTTP/1.1 keeps its tile
+// requests on the connections it opened for the first burst, rather than
+// dialing (over TLS: handshaking) again for each batch.
+func TestClientReusesConnections(t *testing.T) {
+	u, err := sumdbtest.New(logName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.AddSynthetic(48 * 256); err != nil {
+		t.Fatal(err)
+	}
+	var dials atomic.Int64
+	srv := httptest.NewUnstartedServer(u.Handler())
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dials.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	const concurrency = 8
+	s, err := sksync.New(sksync.Config{Store: newStore(t), Client: sksync.NewClient(srv.URL, nil),
+		Key: u.VerifierKey(), BatchTiles: 4, Concurrency: concurrency, Mode: sksync.ModeFull})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// 96 tile requests in 12 batches, at most 8 at a time. (A transport
+	// that keeps two idle connections dials about 6 more per batch.)
+	if n := dials.Load(); n > concurrency+2 {
+		t.Errorf("the sync opened %d connections for at most %d requests in flight", n, concurrency)
+	}
+}
