@@ -547,6 +547,7 @@ func (p *prerendered) fill(n int64) {
 func (p *prerendered) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if b, ok := p.tiles[r.URL.Path]; ok {
 		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 		w.Write(b)
 		return
 	}
