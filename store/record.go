@@ -36,10 +36,40 @@ func EncodeRecord(data []byte) (path, version string, hashes, raw []byte) {
 // CompactRecord is EncodeRecord for a caller that has the record's path and
 // version already; they must be RecordModule(data).
 func CompactRecord(data []byte, path, version string) (hashes, raw []byte) {
-	if h, ok := canonicalHashes(data, path, version); ok {
+	if h, ok := AppendHashes(make([]byte, 0, HashesSize), data, path, version); ok {
 		return h, nil
 	}
 	return nil, bytes.Clone(data)
+}
+
+// AppendHashes appends the 64 hash bytes of data to dst if data is exactly
+// the canonical record for path@version, and reports whether it was; if not,
+// dst is returned as it was. It is CompactRecord for a caller encoding many
+// records into one buffer.
+func AppendHashes(dst, data []byte, path, version string) ([]byte, bool) {
+	if path == "" || len(data) != canonicalLen(path, version) {
+		return dst, false
+	}
+	out := dst
+	rest := data
+	for _, suffix := range []string{" h1:", "/go.mod h1:"} {
+		// <path> <version><suffix><44 base64 bytes>\n
+		n := len(path) + 1 + len(version)
+		if string(rest[:len(path)]) != path || rest[len(path)] != ' ' ||
+			string(rest[len(path)+1:n]) != version || string(rest[n:n+len(suffix)]) != suffix {
+			return dst, false
+		}
+		rest = rest[n+len(suffix):]
+		var ok bool
+		if rest[b64Len] != '\n' {
+			return dst, false
+		}
+		if out, ok = appendHash(out, rest[:b64Len]); !ok {
+			return dst, false
+		}
+		rest = rest[b64Len+1:]
+	}
+	return out, true
 }
 
 // RecordModule returns the first two space-separated fields of a record's
@@ -71,49 +101,26 @@ func plainText(b []byte) bool {
 
 const b64Len = 44 // base64 of a SHA-256 hash
 
-// canonicalHashes checks, position by position, that data is exactly the
-// canonical record for path@version, and returns its decoded hashes.
-func canonicalHashes(data []byte, path, version string) ([]byte, bool) {
-	if path == "" || len(data) != canonicalLen(path, version) {
-		return nil, false
-	}
-	h := make([]byte, HashesSize)
-	rest := data
-	for i, suffix := range []string{" h1:", "/go.mod h1:"} {
-		// <path> <version><suffix><44 base64 bytes>\n
-		n := len(path) + 1 + len(version)
-		if string(rest[:len(path)]) != path || rest[len(path)] != ' ' ||
-			string(rest[len(path)+1:n]) != version || string(rest[n:n+len(suffix)]) != suffix {
-			return nil, false
-		}
-		rest = rest[n+len(suffix):]
-		field := rest[:b64Len]
-		if rest[b64Len] != '\n' || !decodeHash(h[i*sha256.Size:(i+1)*sha256.Size], field) {
-			return nil, false
-		}
-		rest = rest[b64Len+1:]
-	}
-	return h, true
-}
-
-// decodeHash decodes a 44-byte base64 hash into dst, accepting only the
-// canonical spelling (the decoder alone would accept non-zero padding bits
-// and skip newlines).
-func decodeHash(dst, field []byte) bool {
+// appendHash decodes a 44-byte base64 hash and appends it to dst, accepting
+// only the canonical spelling (the decoder alone would accept non-zero
+// padding bits and skip newlines).
+func appendHash(dst, field []byte) ([]byte, bool) {
 	// Strict decoding rejects non-zero padding bits, and without line
 	// breaks (which any decoding skips) 44 bytes decode to 32 only as
 	// 43 characters and one "=": then the field is the hash's one
-	// spelling.
-	if bytes.ContainsAny(field, "\r\n") {
-		return false
+	// spelling. (A plain loop: bytes.ContainsAny builds its set anew on
+	// every call, which a bulk sync pays two million times.)
+	for _, c := range field {
+		if c == '\r' || c == '\n' {
+			return dst, false
+		}
 	}
 	var buf [b64Len * 3 / 4]byte // DecodedLen: 33, one more than a hash
 	n, err := base64.StdEncoding.Strict().Decode(buf[:], field)
 	if err != nil || n != sha256.Size {
-		return false
+		return dst, false
 	}
-	copy(dst, buf[:n])
-	return true
+	return append(dst, buf[:n]...), true
 }
 
 func canonicalLen(path, version string) int {

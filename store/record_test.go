@@ -25,6 +25,7 @@ func TestRecordRoundTrip(t *testing.T) {
 		{"short hash", []byte("a v1 h1:AAAA\na v1/go.mod h1:AAAA\n"), "a", "v1", false},
 		{"long hash", bytes.Replace(canonical, []byte("RWg="), []byte("RWgA="), 1), "golang.org/x/text", "v0.3.0", false},
 		{"long hash, short path", []byte("golang.org/x/tex v0.3.0 h1:g61tztE5qeGQ89tm6NTjjM9VPIm088od1l6aSorWRWgA=\ngolang.org/x/tex v0.3.0/go.mod h1:NqM8EUOU14njkJ3fqMW+pc6Ldnwhi/IjpwHt7yyuwOQ=\n"), "golang.org/x/tex", "v0.3.0", false},
+		{"line break in hash", bytes.Replace(canonical, []byte("RWg="), []byte("RW\ng"), 1), "golang.org/x/text", "v0.3.0", false},
 		{"unpadded hash", bytes.Replace(canonical, []byte("RWg="), []byte("RWgA"), 1), "golang.org/x/text", "v0.3.0", false},
 		{"NUL in path", []byte("a\x00b v1 h1:x\n"), "", "", false},
 		{"invalid UTF-8 in version", []byte("a v1\xff h1:x\n"), "", "", false},

@@ -81,9 +81,6 @@ func (r *recordReader) fill() {
 		if r.skip[rec.ID] {
 			continue
 		}
-		// Commit checks beside the COPY that Path and Version are the
-		// record's own, and rolls back if not.
-		hashes, raw := store.CompactRecord(rec.Data, rec.Path, rec.Version)
 		b = binary.BigEndian.AppendUint16(b, 7)
 		b = binary.BigEndian.AppendUint32(b, 8)
 		b = binary.BigEndian.AppendUint64(b, uint64(rec.ID))
@@ -93,8 +90,18 @@ func (r *recordReader) fill() {
 		b = binary.BigEndian.AppendUint16(b, uint16(r.logID))
 		b = appendField(b, []byte(rec.Path))
 		b = appendField(b, []byte(rec.Version))
-		b = appendNullable(b, hashes)
-		b = appendNullable(b, raw)
+		// A canonical record is its hashes, decoded straight into the
+		// stream, any other record its raw bytes. Commit checks beside
+		// the COPY that Path and Version are the record's own, and rolls
+		// back if not.
+		b = binary.BigEndian.AppendUint32(b, store.HashesSize)
+		var canonical bool
+		if b, canonical = store.AppendHashes(b, rec.Data, rec.Path, rec.Version); canonical {
+			b = appendNull(b)
+		} else {
+			b = appendNull(b[:len(b)-4])
+			b = appendField(b, rec.Data)
+		}
 	}
 	if r.next == len(r.recs) {
 		b = binary.BigEndian.AppendUint16(b, 0xffff) // end of data
@@ -115,9 +122,6 @@ func appendField(b, v []byte) []byte {
 	return append(b, v...)
 }
 
-func appendNullable(b, v []byte) []byte {
-	if v == nil {
-		return binary.BigEndian.AppendUint32(b, 0xffffffff)
-	}
-	return appendField(b, v)
+func appendNull(b []byte) []byte {
+	return binary.BigEndian.AppendUint32(b, 0xffffffff)
 }
