@@ -28,8 +28,9 @@ type Store struct {
 	mu   sync.Mutex
 	logs map[string]int16 // log name -> logs.id
 
-	// commitTurn holds a token while a Commit runs (see Commit).
-	commitTurn chan struct{}
+	// commitTurn is held while a Commit runs (see Commit), copyTurn while
+	// a staged batch's COPY does (see StageCommit).
+	commitTurn, copyTurn turn
 	// stagedHook, if set (by tests), runs when a staged batch has written
 	// its records and is about to lock the log's row.
 	stagedHook func()
@@ -67,7 +68,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: connecting to %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
-	s := &Store{pool: pool, logs: make(map[string]int16), commitTurn: make(chan struct{}, 1)}
+	s := &Store{pool: pool, logs: make(map[string]int16), commitTurn: make(turn, 1), copyTurn: make(turn, 1)}
 	s.brin.ctx, s.brin.cancel = context.WithCancel(context.Background())
 	if err := s.Migrate(ctx); err != nil {
 		pool.Close()

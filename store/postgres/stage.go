@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 
@@ -132,7 +133,18 @@ func (s *Store) staged(ctx context.Context, logID int16, b store.Batch, tileArgs
 		}
 		return s.filters.peek(logID, gen), nil
 	}
-	chk, err := writeRecords(ctx, c, pc, logID, b.Records, -1, ready)
+	// One staged COPY at a time: the next batch's COPY starts as this
+	// one's ends, and overlaps only its probes and commit. Two COPYs at
+	// once into one table and its indexes cost the server far more CPU
+	// (lock and buffer contention) than they gain.
+	releaseCopy, err := s.copyTurn.take(ctx)
+	if err != nil {
+		return false, err
+	}
+	var once sync.Once
+	copied := func() { once.Do(releaseCopy) }
+	defer copied()
+	chk, err := writeRecords(ctx, c, pc, logID, b.Records, -1, ready, copied)
 	if err != nil {
 		return false, err
 	}
@@ -143,7 +155,7 @@ func (s *Store) staged(ctx context.Context, logID int16, b store.Batch, tileArgs
 		s.stagedHook()
 	}
 
-	release, err := s.takeTurn(ctx)
+	release, err := s.commitTurn.take(ctx)
 	if err != nil {
 		return false, err
 	}

@@ -60,7 +60,7 @@ func (s *Store) commit(ctx context.Context, log string, b store.Batch) (err erro
 	}
 	recs := b.Records
 
-	release, err := s.takeTurn(ctx)
+	release, err := s.commitTurn.take(ctx)
 	if err != nil {
 		return err
 	}
@@ -103,7 +103,7 @@ func (s *Store) commit(ctx context.Context, log string, b store.Batch) (err erro
 	var keys []int64
 	if len(recs) > 0 {
 		ready := func(context.Context) (*keyFilter, error) { return filter, nil }
-		chk, err := writeRecords(ctx, c, probe.Conn(), logID, recs, maxID, ready)
+		chk, err := writeRecords(ctx, c, probe.Conn(), logID, recs, maxID, ready, nil)
 		if err != nil {
 			return err
 		}
@@ -184,11 +184,15 @@ func (s *Store) finishBatch(ctx context.Context, c *pgx.Conn, logID int16, b sto
 	return nil
 }
 
-// takeTurn waits for this Store's commit turn (see Commit).
-func (s *Store) takeTurn(ctx context.Context) (release func(), err error) {
+// A turn is a token that one holder at a time has: a buffered channel
+// of capacity one. Waiters are served in the order they came.
+type turn chan struct{}
+
+// take waits for the turn, or for ctx to end.
+func (t turn) take(ctx context.Context) (release func(), err error) {
 	select {
-	case s.commitTurn <- struct{}{}:
-		return func() { <-s.commitTurn }, nil
+	case t <- struct{}{}:
+		return func() { <-t }, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -255,7 +259,7 @@ func checkIDs(recs []store.Record) error {
 // stored before. ready is called once, before the first probe: it returns
 // the log's key filter, or nil. It returns the checker, which holds the
 // records' lookup keys and their index.
-func writeRecords(ctx context.Context, conn, probe *pgx.Conn, logID int16, recs []store.Record, maxID int64, ready func(context.Context) (*keyFilter, error)) (*checker, error) {
+func writeRecords(ctx context.Context, conn, probe *pgx.Conn, logID int16, recs []store.Record, maxID int64, ready func(context.Context) (*keyFilter, error), copied func()) (*checker, error) {
 	lo, hi := recs[0].ID, recs[len(recs)-1].ID+1
 	have := make(map[int64]bool)
 	if lo <= maxID {
@@ -272,6 +276,9 @@ func writeRecords(ctx context.Context, conn, probe *pgx.Conn, logID int16, recs 
 	go func() { checked <- chk.run(cctx) }()
 
 	_, copyErr := conn.PgConn().CopyFrom(ctx, src, CopyRecordsSQL)
+	if copied != nil {
+		copied()
+	}
 	if copyErr != nil {
 		cancel()
 	}
