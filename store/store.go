@@ -6,7 +6,10 @@
 //   - tree heads: every signed head that sync verified, with the signed note
 //     bytes exactly as received. Heads are never deleted.
 //   - hash tiles: (level, index) with the widest width seen. Tiles are
-//     prefix-stable, so a narrower request is served by slicing.
+//     prefix-stable, so a narrower request is served by slicing. A level-0
+//     tile is its records' leaf hashes, so where the records are stored it
+//     need not be: a full sync stores none, and ReadTiles rebuilds them
+//     (LeafTile). On-demand fetches store the level-0 tiles of their proofs.
 //   - records: id, module path, version and the exact record bytes the log
 //     holds (the leaf hash is over these bytes).
 //   - evidence of upstream misbehaviour, kept forever.
@@ -70,7 +73,8 @@ type Record struct {
 }
 
 // Tile is a hash tile with its contents: Tile.W hashes of tlog.HashSize bytes.
-// Data tiles (L = -1) are never stored: they are rebuilt from records.
+// Data tiles (L = -1) are never stored: they are rebuilt from records, as are
+// level-0 tiles over stored records.
 type Tile struct {
 	Tile tlog.Tile
 	Data []byte
@@ -169,8 +173,9 @@ type Store interface {
 	// missing.
 	ReadRecords(ctx context.Context, log string, start, n int64) ([]Record, error)
 	// ReadTiles returns the contents of the given hash tiles, each exactly
-	// t.W hashes (sliced from a wider stored tile where needed), or
-	// ErrNotFound if any is not stored at least that wide.
+	// t.W hashes (sliced from a wider stored tile where needed, or for
+	// level 0 rebuilt from the records under it), or ErrNotFound if any is
+	// neither stored at least that wide nor rebuildable.
 	ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([][]byte, error)
 
 	// AddEvidence keeps evidence of misbehaviour forever.

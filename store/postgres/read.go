@@ -87,14 +87,59 @@ func (s *Store) ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([
 		return nil, fmt.Errorf("postgres: reading tiles of %s: %w", log, err)
 	}
 	out := make([][]byte, len(tiles))
+	var leaves []int // level-0 tiles not stored (wide enough)
 	for i, t := range tiles {
 		data := found[key{int16(t.L), t.N}]
-		if len(data) < t.W*tlog.HashSize {
+		switch {
+		case len(data) >= t.W*tlog.HashSize:
+			out[i] = data[: t.W*tlog.HashSize : t.W*tlog.HashSize]
+		case t.L == 0:
+			leaves = append(leaves, i)
+		default:
 			return nil, fmt.Errorf("tile %s of %s: %w", t.Path(), log, store.ErrNotFound)
 		}
-		out[i] = data[: t.W*tlog.HashSize : t.W*tlog.HashSize]
+	}
+	if len(leaves) > 0 {
+		if err := s.leafTiles(ctx, id, log, tiles, leaves, out); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
+}
+
+// leafTiles rebuilds the level-0 tiles tiles[i], i in which, from their
+// records (see store.LeafTile), reading all of them in one round trip.
+func (s *Store) leafTiles(ctx context.Context, id int16, log string, tiles []tlog.Tile, which []int, out [][]byte) error {
+	var q pgx.Batch
+	recs := make([][]store.Record, len(which))
+	for j, i := range which {
+		t := tiles[i]
+		start := t.N << store.TileHeight
+		q.Queue(`SELECT id, path, version, hashes, raw FROM records
+			WHERE log_id = $1 AND id >= $2 AND id < $3 ORDER BY id`, id, start, start+int64(t.W)).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var r store.Record
+				var hashes, raw []byte
+				if err := rows.Scan(&r.ID, &r.Path, &r.Version, &hashes, &raw); err != nil {
+					return err
+				}
+				r.Data = store.DecodeRecord(r.Path, r.Version, hashes, raw)
+				recs[j] = append(recs[j], r)
+			}
+			return rows.Err()
+		})
+	}
+	if err := s.pool.SendBatch(ctx, &q).Close(); err != nil {
+		return fmt.Errorf("postgres: reading records under level-0 tiles of %s: %w", log, err)
+	}
+	for j, i := range which {
+		data, err := store.LeafTile(tiles[i], recs[j])
+		if err != nil {
+			return fmt.Errorf("%s: %w", log, err)
+		}
+		out[i] = data
+	}
+	return nil
 }
 
 // RecordIDs implements store.Store. It is meant for stores filled on demand:

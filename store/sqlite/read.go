@@ -45,7 +45,16 @@ func (s *Store) ReadRecords(ctx context.Context, log string, start, n int64) ([]
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT id, path, version, hashes, raw FROM records
+	return readRecords(ctx, s.r, id, log, start, n)
+}
+
+// queryer is a connection pool or a transaction.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func readRecords(ctx context.Context, q queryer, id int64, log string, start, n int64) ([]store.Record, error) {
+	rows, err := q.QueryContext(ctx, `SELECT id, path, version, hashes, raw FROM records
 		WHERE log_id = ? AND id >= ? AND id < ? ORDER BY id`, id, start, start+n)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: reading records %d+%d of %s: %w", start, n, log, err)
@@ -89,20 +98,29 @@ func (s *Store) ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([
 		}
 	}
 	const query = `SELECT hashes FROM tiles WHERE log_id = ? AND level = ? AND idx = ?`
-	scan := func(row *sql.Row, t tlog.Tile) ([]byte, error) {
+	// read returns tile t as stored, or rebuilt from its records if it is
+	// a level-0 tile that is not (see store.LeafTile).
+	read := func(row *sql.Row, q queryer, t tlog.Tile) ([]byte, error) {
 		var data []byte
 		err := row.Scan(&data)
-		if errors.Is(err, sql.ErrNoRows) || err == nil && len(data) < t.W*tlog.HashSize {
-			return nil, fmt.Errorf("tile %s of %s: %w", t.Path(), log, store.ErrNotFound)
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return nil, fmt.Errorf("sqlite: reading tile %s of %s: %w", t.Path(), log, err)
 		}
-		return data[: t.W*tlog.HashSize : t.W*tlog.HashSize], nil
+		if len(data) >= t.W*tlog.HashSize {
+			return data[: t.W*tlog.HashSize : t.W*tlog.HashSize], nil
+		}
+		if t.L != 0 {
+			return nil, fmt.Errorf("tile %s of %s: %w", t.Path(), log, store.ErrNotFound)
+		}
+		recs, err := readRecords(ctx, q, id, log, t.N<<store.TileHeight, int64(t.W))
+		if err != nil {
+			return nil, fmt.Errorf("tile %s: %w", t.Path(), err)
+		}
+		return store.LeafTile(t, recs)
 	}
 	if len(tiles) == 1 {
 		t := tiles[0]
-		data, err := scan(s.r.QueryRowContext(ctx, query, id, t.L, t.N), t)
+		data, err := read(s.r.QueryRowContext(ctx, query, id, t.L, t.N), s.r, t)
 		if err != nil {
 			return nil, err
 		}
@@ -120,7 +138,7 @@ func (s *Store) ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([
 	defer st.Close()
 	out := make([][]byte, len(tiles))
 	for i, t := range tiles {
-		if out[i], err = scan(st.QueryRowContext(ctx, id, t.L, t.N), t); err != nil {
+		if out[i], err = read(st.QueryRowContext(ctx, id, t.L, t.N), tx, t); err != nil {
 			return nil, err
 		}
 	}

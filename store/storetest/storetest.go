@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CommitAndRead", testCommitAndRead},
 		{"RawRecords", testRawRecords},
 		{"Tiles", testTiles},
+		{"LeafTilesFromRecords", testLeafTiles},
 		{"DuplicateRejectsBatch", testDuplicate},
 		{"DuplicateDeepInLargeBatch", testDuplicateLarge},
 		{"RecordNamingAnotherModule", testOtherModule},
@@ -274,6 +275,54 @@ func testTiles(t *testing.T, s store.Store) {
 	}
 }
 
+// testLeafTiles: a level-0 tile that is not stored is rebuilt from the
+// records under it, if they are all stored; a stored one is read as stored.
+func testLeafTiles(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	recs := records(0, 300)
+	if err := s.Commit(ctx, logName, store.Batch{Records: recs, Synced: 300}); err != nil {
+		t.Fatal(err)
+	}
+	leaves := func(rs []store.Record) []byte {
+		var b []byte
+		for _, r := range rs {
+			h := tlog.RecordHash(r.Data)
+			b = append(b, h[:]...)
+		}
+		return b
+	}
+	stored := store.Tile{Tile: tlog.Tile{H: 8, L: 0, N: 2, W: 4}, Data: tileData(4, "stored")}
+	scattered := append(records(768, 1), records(770, 1)...)
+	if err := s.Commit(ctx, logName, store.Batch{Records: scattered, Tiles: []store.Tile{stored}, Synced: -1}); err != nil {
+		t.Fatal(err)
+	}
+	full, part := tlog.Tile{H: 8, L: 0, N: 0, W: 256}, tlog.Tile{H: 8, L: 0, N: 1, W: 44}
+	for _, ts := range [][]tlog.Tile{{full}, {part}, {full, part, stored.Tile}} {
+		d, err := s.ReadTiles(ctx, logName, ts)
+		if err != nil {
+			t.Fatalf("ReadTiles(%v): %v", ts, err)
+		}
+		for i, tl := range ts {
+			want := stored.Data
+			if tl != stored.Tile {
+				want = leaves(recs[tl.N*256 : tl.N*256+int64(tl.W)])
+			}
+			if !bytes.Equal(d[i], want) {
+				t.Fatalf("ReadTiles(%v): tile %s is not the leaf hashes of its records", ts, tl.Path())
+			}
+		}
+	}
+	if d, err := s.ReadTiles(ctx, logName, []tlog.Tile{{H: 8, L: 0, N: 0, W: 3}}); err != nil || !bytes.Equal(d[0], leaves(recs[:3])) {
+		t.Fatalf("ReadTiles of a narrower rebuilt tile: %v", err)
+	}
+	_, err := s.ReadTiles(ctx, logName, []tlog.Tile{{H: 8, L: 0, N: 1, W: 45}})
+	mustNotFound(t, err, "ReadTiles of a level-0 tile wider than its stored records")
+	_, err = s.ReadTiles(ctx, logName, []tlog.Tile{full, {H: 8, L: 0, N: 3, W: 3}})
+	mustNotFound(t, err, "ReadTiles of a level-0 tile over a gap in the records")
+	_, err = s.ReadTiles(ctx, logName, []tlog.Tile{{H: 8, L: 1, N: 0, W: 1}})
+	mustNotFound(t, err, "ReadTiles of a level-1 tile not stored")
+}
+
 func testDuplicate(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	if err := s.Commit(ctx, logName, store.Batch{Records: records(0, 10), Synced: 10}); err != nil {
@@ -294,7 +343,7 @@ func testDuplicate(t *testing.T, s store.Store) {
 		}
 		_, err = s.ReadRecords(ctx, logName, 10, 1)
 		mustNotFound(t, err, name+": a record of the rejected batch")
-		_, err = s.ReadTiles(ctx, logName, []tlog.Tile{{H: 8, L: 0, N: 0, W: 1}})
+		_, err = s.ReadTiles(ctx, logName, []tlog.Tile{{H: 8, L: 0, N: 0, W: 12}})
 		mustNotFound(t, err, name+": a tile of the rejected batch")
 	}
 	tile := []store.Tile{{Tile: tlog.Tile{H: 8, L: 0, N: 0, W: 12}, Data: tileData(12, "d")}}
