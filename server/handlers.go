@@ -260,6 +260,14 @@ func (s *Server) tile(c *gin.Context, log, p string) {
 	ctx := c.Request.Context()
 
 	if t.L >= 0 {
+		// Full tiles never change: they are cached as read.
+		key := log + "\x00" + t.Path()
+		if t.W == tileWidth {
+			if e, ok := s.tiles.get(key); ok {
+				s.write(c, hdrBinary, cache, e.data)
+				return
+			}
+		}
 		data, err := s.store.ReadTiles(ctx, log, []tlog.Tile{t})
 		if err != nil {
 			s.storeError(ctx, c, err, "reading tile", "log", log, "tile", p)
@@ -269,6 +277,9 @@ func (s *Server) tile(c *gin.Context, log, p string) {
 			s.storeError(ctx, c, errors.New("store returned a tile of the wrong size"),
 				"reading tile", "log", log, "tile", p)
 			return
+		}
+		if t.W == tileWidth {
+			s.tiles.put(key, cachedRecord{data: data[0]})
 		}
 		s.write(c, hdrBinary, cache, data[0])
 		return

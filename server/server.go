@@ -102,6 +102,11 @@ type Config struct {
 	// lookups (about 300 bytes each); zero means DefaultCacheRecords and a
 	// negative value disables the cache.
 	CacheRecords int
+	// CacheTiles bounds how many full hash tiles (8 KiB each) are kept in
+	// memory; zero means DefaultCacheTiles and a negative value disables
+	// the cache. Full tiles never change, and a level-0 tile of a fully
+	// synced log is rebuilt from 256 records on every store read.
+	CacheTiles int
 	// Fetch maps log names to fetchers for lazy mode: a lookup the store
 	// cannot answer is fetched through them and then answered from the
 	// store. Logs without one answer 404 for what the store lacks.
@@ -121,6 +126,9 @@ type Fetcher interface {
 // DefaultCacheRecords is the default size of the lookup cache (~30 MB).
 const DefaultCacheRecords = 100_000
 
+// DefaultCacheTiles is the default size of the tile cache (32 MiB).
+const DefaultCacheTiles = 4096
+
 // Server answers the checksum database protocol from a store. It is safe for
 // concurrent use.
 type Server struct {
@@ -138,6 +146,7 @@ type Server struct {
 	failing     atomic.Bool  // the last refresh failed (to log transitions only)
 	bufs        sync.Pool    // *[]byte response buffers
 	cache       *recordCache // nil: no caching
+	tiles       *recordCache // full hash tiles; nil: no caching
 	fetch       map[string]Fetcher
 }
 
@@ -166,6 +175,10 @@ func New(cfg Config) *Server {
 	}
 	if cfg.CacheRecords == 0 {
 		s.cache = newRecordCache(DefaultCacheRecords)
+	}
+	s.tiles = newRecordCache(cfg.CacheTiles)
+	if cfg.CacheTiles == 0 {
+		s.tiles = newRecordCache(DefaultCacheTiles)
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)

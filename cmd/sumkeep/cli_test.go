@@ -54,6 +54,7 @@ func TestCLIContract(t *testing.T) {
 		{[]string{"sync", "--once"}, map[string]string{"SUMKEEP_CONCURRENCY": "many"}, "SUMKEEP_CONCURRENCY"},
 		{[]string{"serve", "--sync-schedule", "every now and then"}, none, "--sync-schedule"},
 		{[]string{"serve", "--cache-records", "-1"}, none, "--cache-records"},
+		{[]string{"serve", "--cache-tiles", "-1"}, none, "--cache-tiles"},
 		{[]string{"serve", "--key", "not-a-key"}, none, "not-a-key"},
 		{[]string{"sync", "--once", "--db", dsnEmpty, "--upstream", url, "--key", "not-a-key"}, none, "not-a-key"},
 		{[]string{"sync", "--schedule", "every now and then", "--db", dsnEmpty, "--upstream", url, "--key", key}, none, "every now and then"},

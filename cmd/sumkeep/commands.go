@@ -184,6 +184,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
 	schedule := fs.String("sync-schedule", "", "also sync on this cron schedule (e.g. '@every 5m')")
 	cacheRecords := fs.Int("cache-records", server.DefaultCacheRecords, "records kept in memory for lookups (~300 bytes each); 0 disables the cache")
+	cacheTiles := fs.Int("cache-tiles", server.DefaultCacheTiles, "full hash tiles kept in memory (8 KiB each); 0 disables the cache")
 	mode := fs.String("mode", skSync.ModeAuto, modeUsage+"; in lazy mode a lookup the store lacks is fetched from the upstream, verified and kept")
 	if err := e.parse(fs, args); err != nil {
 		return err
@@ -194,6 +195,9 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if *cacheRecords < 0 {
 		return usageError{"--cache-records must not be negative"}
 	}
+	if *cacheTiles < 0 {
+		return usageError{"--cache-tiles must not be negative"}
+	}
 	if *schedule != "" {
 		// Checked now: the scheduler runs in the background, where a bad
 		// spec would leave a server that silently never syncs.
@@ -203,6 +207,9 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	}
 	if *cacheRecords == 0 {
 		*cacheRecords = -1 // server.Config: negative disables
+	}
+	if *cacheTiles == 0 {
+		*cacheTiles = -1
 	}
 	name, err := e.logName()
 	if err != nil {
@@ -230,7 +237,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	gin.SetMode(gin.ReleaseMode) // gin's mode is process-wide; the command owns the process
-	srv := server.New(server.Config{Store: st, Log: name, Logger: e.logger, CacheRecords: *cacheRecords, Fetch: fetch})
+	srv := server.New(server.Config{Store: st, Log: name, Logger: e.logger, CacheRecords: *cacheRecords, CacheTiles: *cacheTiles, Fetch: fetch})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return envError{fmt.Errorf("--listen: %w", err)}
