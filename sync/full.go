@@ -50,18 +50,17 @@ func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int
 	go s.fetchJobs(ctx, jobs, firstTile, endTile, n)
 
 	type verified struct {
-		j     *job
-		recs  []store.Record
-		tiles []store.Tile
-		err   error
+		j    *job
+		recs []store.Record
+		err  error
 	}
 	out := make(chan verified, 1)
 	go func() {
 		defer close(out)
 		for j := range jobs {
-			recs, tiles, err := s.verifyJob(ctx, reader, tree, j, target)
+			recs, err := s.verifyJob(ctx, reader, tree, j, target)
 			select {
-			case out <- verified{j, recs, tiles, err}:
+			case out <- verified{j, recs, err}:
 			case <-ctx.Done():
 				return
 			}
@@ -114,7 +113,7 @@ func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int
 		}
 		// Batches before the last are Resumable: they only move the cursor.
 		// The last one serves the head and is durable before Commit returns.
-		b := store.Batch{Records: v.recs, Tiles: v.tiles, Synced: min(v.j.end*tileWidth, n), Resumable: true}
+		b := store.Batch{Records: v.recs, Synced: min(v.j.end*tileWidth, n), Resumable: true}
 		if v.j.end == endTile {
 			b.Resumable = false
 			upper, err := s.upperTiles(ctx, reader, target, served)
@@ -244,29 +243,29 @@ func tileW(k, n int64) int {
 }
 
 // verifyJob authenticates a batch's level-0 hash tiles against the signed
-// root and checks every record against its leaf hash.
-func (s *Syncer) verifyJob(ctx context.Context, reader *tileReader, tree tlog.Tree, j *job, target store.Head) ([]store.Record, []store.Tile, error) {
+// root and checks every record against its leaf hash. The tiles themselves
+// are not stored: they are the leaf hashes of the records, which are (see
+// store.LeafTile).
+func (s *Syncer) verifyJob(ctx context.Context, reader *tileReader, tree tlog.Tree, j *job, target store.Head) ([]store.Record, error) {
 	j.wg.Wait()
 	if err := firstError(j.errs); err != nil {
 		for i, e := range j.errs {
 			if e != nil && i%2 == 0 { // a data tile
-				return nil, nil, fmt.Errorf("sync %s: %w (full mode needs an upstream that serves data tiles; a module proxy's /sumdb/ endpoint usually refuses them)", s.log, err)
+				return nil, fmt.Errorf("sync %s: %w (full mode needs an upstream that serves data tiles; a module proxy's /sumdb/ endpoint usually refuses them)", s.log, err)
 			}
 		}
-		return nil, nil, fmt.Errorf("sync %s: %w", s.log, err)
+		return nil, fmt.Errorf("sync %s: %w", s.log, err)
 	}
 	local := make(map[tlog.Tile][]byte, len(j.hashes))
-	tiles := make([]store.Tile, 0, len(j.hashes))
 	indexes := make([]int64, 0, len(j.hashes))
 	for i, h := range j.hashes {
 		k := j.first + int64(i)
 		t := tlog.Tile{H: store.TileHeight, L: 0, N: k, W: tileW(k, tree.N)}
 		local[t] = h
-		tiles = append(tiles, store.Tile{Tile: t, Data: h})
 		indexes = append(indexes, tlog.StoredHashIndex(0, k*tileWidth+int64(t.W)-1))
 	}
 	if _, err := tlog.TileHashReader(tree, reader.withLocal(local)).ReadHashes(indexes); err != nil {
-		return nil, nil, s.tileTrouble(ctx, fmt.Errorf("level-0 tiles %d..%d: %w", j.first, j.end-1, err), target)
+		return nil, s.tileTrouble(ctx, fmt.Errorf("level-0 tiles %d..%d: %w", j.first, j.end-1, err), target)
 	}
 	recs := make([]store.Record, 0, len(j.data)*tileWidth)
 	for i, d := range j.data {
@@ -274,7 +273,7 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *tileReader, tree tlog.Tr
 		w := tileW(k, tree.N)
 		texts, err := splitDataTile(d, w)
 		if err != nil {
-			return nil, nil, s.misbehaved(ctx, store.Evidence{
+			return nil, s.misbehaved(ctx, store.Evidence{
 				Kind:    store.EvidenceBadRecord,
 				Message: fmt.Sprintf("data tile %s from %s: %v", tlog.Tile{H: store.TileHeight, L: -1, N: k, W: w}.Path(), s.cfg.Client.URL(), err),
 				NoteA:   target.Note,
@@ -284,7 +283,7 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *tileReader, tree tlog.Tr
 		for x, text := range texts {
 			id := k*tileWidth + int64(x)
 			if tlog.RecordHash(text) != tlog.Hash(j.hashes[i][x*tlog.HashSize:]) {
-				return nil, nil, s.misbehaved(ctx, store.Evidence{
+				return nil, s.misbehaved(ctx, store.Evidence{
 					Kind:    store.EvidenceBadRecord,
 					Message: fmt.Sprintf("record %d from %s does not match its leaf hash in tree %d", id, s.cfg.Client.URL(), tree.N),
 					NoteA:   target.Note,
@@ -295,7 +294,7 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *tileReader, tree tlog.Tr
 			recs = append(recs, store.Record{ID: id, Path: path, Version: version, Data: text})
 		}
 	}
-	return recs, tiles, nil
+	return recs, nil
 }
 
 // upperTiles returns the tiles above level 0 that the target tree adds to
