@@ -18,32 +18,42 @@ func (s *Store) ReadRecords(ctx context.Context, log string, start, n int64) ([]
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, `SELECT id, path, version, hashes, raw FROM records
-		WHERE log_id = $1 AND id >= $2 AND id < $3 ORDER BY id`, id, start, start+n)
+	rows, err := s.pool.Query(ctx, recordRangeSQL, id, start, start+n)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: reading records %d+%d of %s: %w", start, n, log, err)
 	}
 	defer rows.Close()
-	recs := make([]store.Record, 0, n)
-	for rows.Next() {
-		var r store.Record
-		var hashes, raw []byte
-		if err := rows.Scan(&r.ID, &r.Path, &r.Version, &hashes, &raw); err != nil {
-			return nil, fmt.Errorf("postgres: reading records %d+%d of %s: %w", start, n, log, err)
-		}
-		if r.ID != start+int64(len(recs)) {
-			break // a gap: reported below
-		}
-		r.Data = store.DecodeRecord(r.Path, r.Version, hashes, raw)
-		recs = append(recs, r)
-	}
-	if err := rows.Err(); err != nil {
+	recs, err := scanRecordRange(rows, start, n)
+	if err != nil {
 		return nil, fmt.Errorf("postgres: reading records %d+%d of %s: %w", start, n, log, err)
 	}
 	if int64(len(recs)) != n {
 		return nil, fmt.Errorf("record %d of %s: %w", start+int64(len(recs)), log, store.ErrNotFound)
 	}
 	return recs, nil
+}
+
+// recordRangeSQL reads the records of log $1 with ids in [$2, $3).
+const recordRangeSQL = `SELECT id, path, version, hashes, raw FROM records
+	WHERE log_id = $1 AND id >= $2 AND id < $3 ORDER BY id`
+
+// scanRecordRange reads up to n rows of recordRangeSQL from id start on,
+// stopping at the first gap: fewer than n records means one is missing.
+func scanRecordRange(rows pgx.Rows, start, n int64) ([]store.Record, error) {
+	recs := make([]store.Record, 0, n)
+	for rows.Next() {
+		var r store.Record
+		var hashes, raw []byte
+		if err := rows.Scan(&r.ID, &r.Path, &r.Version, &hashes, &raw); err != nil {
+			return nil, err
+		}
+		if r.ID != start+int64(len(recs)) {
+			break // a gap
+		}
+		r.Data = store.DecodeRecord(r.Path, r.Version, hashes, raw)
+		recs = append(recs, r)
+	}
+	return recs, rows.Err()
 }
 
 // ReadTiles implements store.Store.
@@ -115,18 +125,10 @@ func (s *Store) leafTiles(ctx context.Context, id int16, log string, tiles []tlo
 	for j, i := range which {
 		t := tiles[i]
 		start := t.N << store.TileHeight
-		q.Queue(`SELECT id, path, version, hashes, raw FROM records
-			WHERE log_id = $1 AND id >= $2 AND id < $3 ORDER BY id`, id, start, start+int64(t.W)).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				var r store.Record
-				var hashes, raw []byte
-				if err := rows.Scan(&r.ID, &r.Path, &r.Version, &hashes, &raw); err != nil {
-					return err
-				}
-				r.Data = store.DecodeRecord(r.Path, r.Version, hashes, raw)
-				recs[j] = append(recs[j], r)
-			}
-			return rows.Err()
+		q.Queue(recordRangeSQL, id, start, start+int64(t.W)).Query(func(rows pgx.Rows) error {
+			var err error
+			recs[j], err = scanRecordRange(rows, start, int64(t.W))
+			return err
 		})
 	}
 	if err := s.pool.SendBatch(ctx, &q).Close(); err != nil {
