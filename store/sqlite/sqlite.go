@@ -358,6 +358,25 @@ func (s *Store) write(ctx context.Context, durable bool, f func(tx *sql.Tx) erro
 	return tx.Commit()
 }
 
+// writeLog runs f in a write transaction (see write) with log's row, which
+// it creates for a new log, and remembers the log's id once committed.
+func (s *Store) writeLog(ctx context.Context, log string, durable bool, f func(tx *sql.Tx, l *logRow) error) error {
+	var id int64
+	err := s.write(ctx, durable, func(tx *sql.Tx) error {
+		l, err := logForWrite(ctx, tx, log)
+		if err != nil {
+			return err
+		}
+		id = l.id
+		return f(tx, &l)
+	})
+	if err != nil {
+		return err
+	}
+	s.remember(log, id)
+	return nil
+}
+
 // logID returns the id of a stored log, or store.ErrNotFound.
 func (s *Store) logID(ctx context.Context, log string) (int64, error) {
 	if err := s.check(false); err != nil {
@@ -417,14 +436,9 @@ func (s *Store) AddHead(ctx context.Context, log string, h store.Head) error {
 	if err := s.check(true); err != nil {
 		return err
 	}
-	var l logRow
-	err := s.write(ctx, true, func(tx *sql.Tx) error {
-		var err error
-		if l, err = logForWrite(ctx, tx, log); err != nil {
-			return err
-		}
+	err := s.writeLog(ctx, log, true, func(tx *sql.Tx, l *logRow) error {
 		var stored []byte
-		err = tx.QueryRowContext(ctx, `SELECT hash FROM heads WHERE log_id = ? AND size = ?`, l.id, h.Size).Scan(&stored)
+		err := tx.QueryRowContext(ctx, `SELECT hash FROM heads WHERE log_id = ? AND size = ?`, l.id, h.Size).Scan(&stored)
 		switch {
 		case err == nil:
 			if !equalHash(stored, h.Hash) {
@@ -441,7 +455,6 @@ func (s *Store) AddHead(ctx context.Context, log string, h store.Head) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: storing head %d of %s: %w", h.Size, log, err)
 	}
-	s.remember(log, l.id)
 	return nil
 }
 

@@ -31,17 +31,12 @@ func (s *Store) Commit(ctx context.Context, log string, b store.Batch) error {
 	// A Resumable batch that serves nothing is acknowledged to nobody: it
 	// need not wait for the disk (see the package documentation).
 	durable := !b.Resumable || b.Serve > 0
-	var l logRow
-	err = s.write(ctx, durable, func(tx *sql.Tx) error {
-		var err error
-		if l, err = logForWrite(ctx, tx, log); err != nil {
-			return err
-		}
+	err = s.writeLog(ctx, log, durable, func(tx *sql.Tx, l *logRow) error {
 		if e := b.Expect; e != nil && (l.served != e.Served || (e.Generation >= 0 && l.generation != e.Generation)) {
 			return fmt.Errorf("expected served head %d generation %d, found %d and %d: %w",
 				e.Served, e.Generation, l.served, l.generation, store.ErrConflict)
 		}
-		added, err := writeRecords(ctx, tx, &l, recs)
+		added, err := writeRecords(ctx, tx, l, recs)
 		if err != nil {
 			return err
 		}
@@ -81,7 +76,6 @@ func (s *Store) Commit(ctx context.Context, log string, b store.Batch) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: commit to %s: %w", log, err)
 	}
-	s.remember(log, l.id)
 	return nil
 }
 
@@ -403,20 +397,14 @@ func (s *Store) AddEvidence(ctx context.Context, log string, e store.Evidence) e
 	if err := s.check(true); err != nil {
 		return err
 	}
-	var l logRow
-	err := s.write(ctx, true, func(tx *sql.Tx) error {
-		var err error
-		if l, err = logForWrite(ctx, tx, log); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO evidence (log_id, kind, message, note_a, note_b, data, created_at)
+	err := s.writeLog(ctx, log, true, func(tx *sql.Tx, l *logRow) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO evidence (log_id, kind, message, note_a, note_b, data, created_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`, l.id, e.Kind, e.Message, e.NoteA, e.NoteB, e.Data, time.Now().UnixMicro())
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite: keeping evidence for %s: %w", log, err)
 	}
-	s.remember(log, l.id)
 	return nil
 }
 
