@@ -192,11 +192,13 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if err := modeFlag(*mode); err != nil {
 		return err
 	}
-	if *cacheRecords < 0 {
-		return usageError{"--cache-records must not be negative"}
+	records, err := cacheSize("--cache-records", *cacheRecords)
+	if err != nil {
+		return err
 	}
-	if *cacheTiles < 0 {
-		return usageError{"--cache-tiles must not be negative"}
+	tiles, err := cacheSize("--cache-tiles", *cacheTiles)
+	if err != nil {
+		return err
 	}
 	if *schedule != "" {
 		// Checked now: the scheduler runs in the background, where a bad
@@ -204,12 +206,6 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		if _, err := cron.ParseStandard(*schedule); err != nil {
 			return usageError{fmt.Sprintf("--sync-schedule %q: %v", *schedule, err)}
 		}
-	}
-	if *cacheRecords == 0 {
-		*cacheRecords = -1 // server.Config: negative disables
-	}
-	if *cacheTiles == 0 {
-		*cacheTiles = -1
 	}
 	name, err := e.logName()
 	if err != nil {
@@ -237,7 +233,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	gin.SetMode(gin.ReleaseMode) // gin's mode is process-wide; the command owns the process
-	srv := server.New(server.Config{Store: st, Log: name, Logger: e.logger, CacheRecords: *cacheRecords, CacheTiles: *cacheTiles, Fetch: fetch})
+	srv := server.New(server.Config{Store: st, Log: name, Logger: e.logger, CacheRecords: records, CacheTiles: tiles, Fetch: fetch})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return envError{fmt.Errorf("--listen: %w", err)}
@@ -327,4 +323,16 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		return errors.New("the store holds evidence of upstream misbehaviour")
 	}
 	return nil
+}
+
+// cacheSize turns a cache flag (0 disables) into a server.Config size
+// (negative disables, 0 means the default).
+func cacheSize(flag string, n int) (int, error) {
+	switch {
+	case n < 0:
+		return 0, usageError{flag + " must not be negative"}
+	case n == 0:
+		return -1, nil
+	}
+	return n, nil
 }
