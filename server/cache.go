@@ -5,7 +5,8 @@ import (
 	"sync"
 )
 
-// recordCache keeps recently served records in memory. A record never
+// recordCache keeps recently served records in memory (and, in a second
+// instance, full hash tiles, which never change either). A record never
 // changes once it is below the served head (the log is append-only and every
 // record was verified before it was stored), so entries need no
 // invalidation; only found records are cached, since a missing one may

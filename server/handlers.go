@@ -261,8 +261,9 @@ func (s *Server) tile(c *gin.Context, log, p string) {
 
 	if t.L >= 0 {
 		// Full tiles never change: they are cached as read.
-		key := log + "\x00" + t.Path()
+		var key string
 		if t.W == tileWidth {
+			key = log + "\x00" + t.Path()
 			if e, ok := s.tiles.get(key); ok {
 				s.write(c, hdrBinary, cache, e.data)
 				return

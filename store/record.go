@@ -60,10 +60,10 @@ func AppendHashes(dst, data []byte, path, version string) ([]byte, bool) {
 			return dst, false
 		}
 		rest = rest[n+len(suffix):]
-		var ok bool
 		if rest[b64Len] != '\n' {
 			return dst, false
 		}
+		var ok bool
 		if out, ok = appendHash(out, rest[:b64Len]); !ok {
 			return dst, false
 		}
