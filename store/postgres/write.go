@@ -415,12 +415,24 @@ type rowsQuerier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
+// probeSQL finds the records of log $1 with the lookup keys $2, with one
+// index probe per key whatever the statistics say. Written as key = ANY($2),
+// a table that a sync is filling has no statistics yet (nothing has analyzed
+// it), and the planner guesses from its size that the keys match a good
+// part of it: it starts parallel workers for every probe, and past about a
+// million records scans the whole table each time, a cost that grows with
+// the table.
+// The lateral subquery takes each key as a parameter, which the hash index of
+// key serves (OFFSET 0 keeps it from being flattened into a join); log_id + 0
+// keeps the BRIN index out (see lookupBatch).
+const probeSQL = `SELECT r.id, r.key, r.path, r.version FROM unnest($2::bigint[]) AS q(key)
+	CROSS JOIN LATERAL (SELECT id, key, path, version FROM records
+		WHERE records.key = q.key AND records.log_id + 0 = $1 OFFSET 0) r`
+
 // probeKeys fails with a *store.DuplicateError if a module@version with one
 // of keys is stored under an id that is not the same record.
 func (c *checker) probeKeys(ctx context.Context, q rowsQuerier, keys []int64) error {
-	// log_id + 0: only the hash index of key may serve this (see lookupBatch).
-	rows, err := q.Query(ctx, `SELECT id, key, path, version FROM records
-		WHERE key = ANY($2) AND log_id + 0 = $1`, c.logID, keys)
+	rows, err := q.Query(ctx, probeSQL, c.logID, keys)
 	if err != nil {
 		return fmt.Errorf("checking records for duplicates: %w", err)
 	}
