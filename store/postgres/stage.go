@@ -119,17 +119,24 @@ func (s *Store) staged(ctx context.Context, logID int16, b store.Batch, tileArgs
 		return false, fmt.Errorf("beginning: %w", err)
 	}
 	// Probes wait for the batch before to commit, then run in one snapshot
-	// that also reads the generation they are valid for.
+	// that also reads the generation they are valid for. A log that holds
+	// no record in that snapshot needs no probe: an empty filter is exact
+	// for it (the first batches of a sync from empty, before any commit has
+	// started the log's filter).
 	var gen int64
 	ready := func(ctx context.Context) (*keyFilter, error) {
 		if err := prevOK(); err != nil {
 			return nil, err
 		}
+		var maxID int64
 		var q pgx.Batch
 		q.Queue("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-		q.Queue(`SELECT generation FROM logs WHERE id = $1`, logID).QueryRow(func(row pgx.Row) error { return row.Scan(&gen) })
+		q.Queue(`SELECT generation, max_id FROM logs WHERE id = $1`, logID).QueryRow(func(row pgx.Row) error { return row.Scan(&gen, &maxID) })
 		if err := pc.SendBatch(ctx, &q).Close(); err != nil {
 			return nil, fmt.Errorf("checking records for duplicates: %w", err)
+		}
+		if maxID < 0 {
+			return &keyFilter{gen: gen}, nil
 		}
 		return s.filters.peek(logID, gen), nil
 	}
