@@ -63,14 +63,19 @@ func (fs *keyFilters) take(logID int16, gen, maxID int64) *keyFilter {
 	}
 }
 
-// peek returns the log's filter if it describes the log at generation gen,
-// or nil. The caller does not hold the log's row: it must check the
-// generation again once it does (take).
-func (fs *keyFilters) peek(logID int16, gen int64) *keyFilter {
+// peek returns the log's filter if it describes the log found at generation
+// gen with highest record id maxID, or nil. A log without records gets an
+// empty filter of its own (take starts the log's filter at its commit). The
+// caller does not hold the log's row: it must check the generation again
+// once it does (take).
+func (fs *keyFilters) peek(logID int16, gen, maxID int64) *keyFilter {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if f := fs.m[logID]; f != nil && f.gen == gen {
 		return f
+	}
+	if maxID < 0 {
+		return &keyFilter{gen: gen}
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/sumkeep/sumkeep/internal/pgtest"
 )
 
@@ -34,23 +36,16 @@ func TestProbeUsesKeyIndex(t *testing.T) {
 	for i := range keys {
 		keys[i] = int64(i) * 7919
 	}
-	var plan strings.Builder
 	rows, err := s.pool.Query(ctx, "EXPLAIN "+probeSQL, logID, keys)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
-			t.Fatal(err)
-		}
-		plan.WriteString(line + "\n")
-	}
-	if err := rows.Err(); err != nil {
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
 		t.Fatal(err)
 	}
 	// Nor parallel workers: starting them costs more than the probe.
-	if p := plan.String(); strings.Contains(p, "Seq Scan on records") || strings.Contains(p, "Gather") || !strings.Contains(p, "records_key") {
+	if p := strings.Join(lines, "\n"); strings.Contains(p, "Seq Scan on records") || strings.Contains(p, "Gather") || !strings.Contains(p, "records_key") {
 		t.Errorf("the probe is not one key index lookup per key:\n%s", p)
 	}
 }

@@ -120,9 +120,8 @@ func (s *Store) staged(ctx context.Context, logID int16, b store.Batch, tileArgs
 	}
 	// Probes wait for the batch before to commit, then run in one snapshot
 	// that also reads the generation they are valid for. A log that holds
-	// no record in that snapshot needs no probe: an empty filter is exact
-	// for it (the first batches of a sync from empty, before any commit has
-	// started the log's filter).
+	// no record in that snapshot needs no probe (the first batches of a
+	// sync from empty, before any commit has started the log's filter).
 	var gen int64
 	ready := func(ctx context.Context) (*keyFilter, error) {
 		if err := prevOK(); err != nil {
@@ -135,10 +134,7 @@ func (s *Store) staged(ctx context.Context, logID int16, b store.Batch, tileArgs
 		if err := pc.SendBatch(ctx, &q).Close(); err != nil {
 			return nil, fmt.Errorf("checking records for duplicates: %w", err)
 		}
-		if maxID < 0 {
-			return &keyFilter{gen: gen}, nil
-		}
-		return s.filters.peek(logID, gen), nil
+		return s.filters.peek(logID, gen, maxID), nil
 	}
 	// One staged COPY at a time: the next batch's COPY starts as this
 	// one's ends, and overlaps only its probes and commit. Two COPYs at

@@ -421,10 +421,9 @@ type rowsQuerier interface {
 // it), and the planner guesses from its size that the keys match a good
 // part of it: it starts parallel workers for every probe, and past about a
 // million records scans the whole table each time, a cost that grows with
-// the table.
-// The lateral subquery takes each key as a parameter, which the hash index of
-// key serves (OFFSET 0 keeps it from being flattened into a join); log_id + 0
-// keeps the BRIN index out (see lookupBatch).
+// the table. The lateral subquery takes each key as a parameter, which the
+// hash index of key serves (OFFSET 0 keeps it from being flattened into a
+// join); log_id + 0 keeps the BRIN index out (see lookupBatch).
 const probeSQL = `SELECT r.id, r.key, r.path, r.version FROM unnest($2::bigint[]) AS q(key)
 	CROSS JOIN LATERAL (SELECT id, key, path, version FROM records
 		WHERE records.key = q.key AND records.log_id + 0 = $1 OFFSET 0) r`
