@@ -49,7 +49,7 @@ func main() {
 	records := flag.Int("records", 1_000_000, "records in the upstream log")
 	conns := flag.Int("conns", 64, "concurrent connections for the lookup load")
 	dur := flag.Duration("duration", 5*time.Second, "measured time of each load run")
-	pairs := flag.Int("pairs", 3, "plain COPY and sync runs, alternated, for the sync ratio")
+	pairs := flag.Int("pairs", 5, "plain COPY and sync runs, alternated, for the sync ratio")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the last sync to this file")
 	flag.IntVar(&batchTiles, "batch-tiles", 0, "data tiles per sync batch (0: the syncer's default)")
 	flag.BoolVar(&syncOnly, "sync-only", false, "measure only the sync against the plain COPY")
@@ -258,6 +258,12 @@ func timedSync(ctx context.Context, u *sumdbtest.Upstream, url string, last bool
 		st.Close()
 		drop()
 		return nil, 0, cpuUse{}, nil, err
+	}
+	// As `sumkeep sync` does with a database on this machine: one core
+	// fewer for this process (which also holds the upstream) while it
+	// syncs.
+	if st.OnThisMachine() {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)-1)))
 	}
 	s, err := sksync.New(sksync.Config{Store: st, Client: sksync.NewClient(url, nil), Key: u.VerifierKey(),
 		BatchTiles: batchTiles, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), ProgressEvery: 3 * time.Second})

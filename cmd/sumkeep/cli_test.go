@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +18,14 @@ import (
 // runIn calls run in this process with env as the whole environment.
 func runIn(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	code, stdout, stderr, _ = runWithProcs(t, env, 4, args...)
+	return code, stdout, stderr
+}
+
+// runWithProcs is runIn as if GOMAXPROCS were procs, leaving the test
+// process's own alone; sets lists the values the command set it to.
+func runWithProcs(t *testing.T, env map[string]string, procs int, args ...string) (code int, stdout, stderr string, sets []int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out, errb bytes.Buffer
@@ -23,8 +33,16 @@ func runIn(t *testing.T, env map[string]string, args ...string) (code int, stdou
 		v, ok := env[k]
 		return v, ok
 	}
-	code = run(ctx, args, &out, &errb, getenv)
-	return code, out.String(), errb.String()
+	gomaxprocs := func(n int) int {
+		prev := procs
+		if n > 0 {
+			procs = n
+			sets = append(sets, n)
+		}
+		return prev
+	}
+	code = run(ctx, args, &out, &errb, getenv, gomaxprocs)
+	return code, out.String(), errb.String(), sets
 }
 
 // TestCLIContract checks the command line's public contract: exit statuses,
@@ -123,6 +141,34 @@ func TestCLIContract(t *testing.T) {
 	}
 	if tables != 5 {
 		t.Errorf("after migrate, %d of the 5 tables exist", tables)
+	}
+}
+
+// TestSyncLeavesCoreToDatabase: a sync into Postgres on this machine lowers
+// GOMAXPROCS by one, unless GOMAXPROCS is set or only one core is there;
+// a sync into SQLite (in this process) leaves it alone.
+func TestSyncLeavesCoreToDatabase(t *testing.T) {
+	u := newUpstream(t, 300)
+	key, url := u.VerifierKey(), u.URL()
+	for _, tt := range []struct {
+		name  string
+		db    string
+		env   map[string]string
+		procs int
+		want  []int
+	}{
+		{"postgres", pgtest.NewDSN(t), nil, 4, []int{3}},
+		{"postgres, GOMAXPROCS set", pgtest.NewDSN(t), map[string]string{"GOMAXPROCS": "4"}, 4, nil},
+		{"postgres, one core", pgtest.NewDSN(t), nil, 1, nil},
+		{"sqlite", filepath.Join(t.TempDir(), "sumkeep.db"), nil, 4, nil},
+	} {
+		code, _, stderr, sets := runWithProcs(t, tt.env, tt.procs, "sync", "--once", "--db", tt.db, "--upstream", url, "--key", key)
+		if code != 0 {
+			t.Fatalf("%s: sync exit %d\n%s", tt.name, code, stderr)
+		}
+		if !slices.Equal(sets, tt.want) {
+			t.Errorf("%s: GOMAXPROCS %d set to %v, want %v", tt.name, tt.procs, sets, tt.want)
+		}
 	}
 }
 

@@ -127,6 +127,9 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
+	if pg, ok := st.(*postgres.Store); ok && pg.OnThisMachine() {
+		e.leaveCoreToDatabase()
+	}
 	s, err := e.newSyncer(ctx, st, *concurrency, *batch, *mode)
 	if err != nil {
 		return err
@@ -145,6 +148,22 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 	return runScheduled(ctx, e, *schedule, s)
+}
+
+// leaveCoreToDatabase lowers GOMAXPROCS by one, to no less than one, unless
+// the GOMAXPROCS environment variable sets it. A full sync keeps one
+// Postgres backend busy with COPY from start to end, and the sync takes as
+// long as that backend does: with a core for every goroutine of its own
+// (fetching, hashing, encoding), the syncer would take the backend's core
+// in bursts whenever the database runs on the same machine.
+func (e *env) leaveCoreToDatabase() {
+	if _, set := e.getenv("GOMAXPROCS"); set {
+		return
+	}
+	if n := e.gomaxprocs(0); n > 1 {
+		e.gomaxprocs(n - 1)
+		e.logger.Info("leaving a core to the database on this machine (set GOMAXPROCS to choose)", "GOMAXPROCS", n-1)
+	}
 }
 
 // runScheduled syncs on a cron schedule until ctx ends. A run that is still

@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 )
@@ -35,7 +36,7 @@ const (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv, runtime.GOMAXPROCS)
 	stop()
 	os.Exit(code)
 }
@@ -65,12 +66,13 @@ var commands = []command{
 type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) (string, bool)
+	gomaxprocs     func(int) int // runtime.GOMAXPROCS, or a test's stand-in
 	logger         *slog.Logger
 	// common flags
 	db, upstream, key string
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) (string, bool)) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) (string, bool), gomaxprocs func(int) int) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
 		if len(args) == 0 {
@@ -78,7 +80,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		}
 		return 0
 	}
-	e := &env{stdout: stdout, stderr: stderr, getenv: getenv,
+	e := &env{stdout: stdout, stderr: stderr, getenv: getenv, gomaxprocs: gomaxprocs,
 		logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	for _, c := range commands {
 		if c.name != args[0] {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"net"
 	"strings"
 	"sync"
 
@@ -76,6 +77,18 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	s.startLookups(workers)
 	return s, nil
+}
+
+// OnThisMachine reports whether the server is reached over a Unix socket or
+// a loopback address, so shares this machine's cores with the caller.
+func (s *Store) OnThisMachine() bool { return localHost(s.pool.Config().ConnConfig.Host) }
+
+func localHost(host string) bool {
+	if strings.HasPrefix(host, "/") || host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Pool exposes the connection pool, for tools that measure the store.
