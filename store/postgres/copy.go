@@ -3,6 +3,7 @@ package postgres
 import (
 	"encoding/binary"
 	"io"
+	"math"
 	"sync/atomic"
 
 	"github.com/sumkeep/sumkeep/store"
@@ -53,15 +54,24 @@ func (r *recordReader) Read(p []byte) (int, error) {
 		if r.done {
 			return 0, io.EOF
 		}
-		r.fill()
+		r.fill(64 << 10)
 	}
 	n := copy(p, r.buf[r.off:])
 	r.off += n
 	return n, nil
 }
 
-// fill encodes the next rows, about 64 KiB of them.
-func (r *recordReader) fill() {
+// encodeAll encodes every row now; Read then only hands out the bytes.
+func (r *recordReader) encodeAll() {
+	r.buf = make([]byte, 0, 256*(len(r.recs)+1))
+	for !r.done {
+		r.fill(math.MaxInt)
+	}
+}
+
+// fill encodes the next rows, about size bytes of them, in place of those
+// read.
+func (r *recordReader) fill(size int) {
 	b := r.buf[:0]
 	r.off = 0
 	if !r.header {
@@ -70,7 +80,7 @@ func (r *recordReader) fill() {
 		b = binary.BigEndian.AppendUint32(b, 0) // header extension
 		r.header = true
 	}
-	for len(b) < 64<<10 && r.next < len(r.recs) {
+	for len(b) < size && r.next < len(r.recs) {
 		i := r.next
 		r.next++
 		rec := &r.recs[i]

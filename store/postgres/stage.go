@@ -140,14 +140,21 @@ func (s *Store) staged(ctx context.Context, logID int16, b store.Batch, tileArgs
 	// one's ends, and overlaps only its probes and commit. Two COPYs at
 	// once into one table and its indexes cost the server far more CPU
 	// (lock and buffer contention) than they gain.
-	releaseCopy, err := s.copyTurn.take(ctx)
-	if err != nil {
-		return false, err
+	var releaseCopy func()
+	turn := func(ctx context.Context) (err error) {
+		releaseCopy, err = s.copyTurn.take(ctx)
+		return err
 	}
 	var once sync.Once
-	copied := func() { once.Do(releaseCopy) }
+	copied := func() {
+		once.Do(func() {
+			if releaseCopy != nil {
+				releaseCopy()
+			}
+		})
+	}
 	defer copied()
-	chk, err := writeRecords(ctx, c, pc, logID, b.Records, -1, ready, copied)
+	chk, err := writeRecords(ctx, c, pc, logID, b.Records, -1, ready, turn, copied)
 	if err != nil {
 		return false, err
 	}

@@ -103,7 +103,7 @@ func (s *Store) commit(ctx context.Context, log string, b store.Batch) (err erro
 	var keys []int64
 	if len(recs) > 0 {
 		ready := func(context.Context) (*keyFilter, error) { return filter, nil }
-		chk, err := writeRecords(ctx, c, probe.Conn(), logID, recs, maxID, ready, nil)
+		chk, err := writeRecords(ctx, c, probe.Conn(), logID, recs, maxID, ready, nil, nil)
 		if err != nil {
 			return err
 		}
@@ -259,7 +259,12 @@ func checkIDs(recs []store.Record) error {
 // stored before. ready is called once, before the first probe: it returns
 // the log's key filter, or nil. It returns the checker, which holds the
 // records' lookup keys and their index.
-func writeRecords(ctx context.Context, conn, probe *pgx.Conn, logID int16, recs []store.Record, maxID int64, ready func(context.Context) (*keyFilter, error), copied func()) (*checker, error) {
+//
+// If turn is not nil, writeRecords encodes every row first and calls turn
+// before it starts the COPY: a staged batch encodes while the batch before
+// it is being copied, so its own COPY then only sends bytes and the server
+// never waits for this process's CPU.
+func writeRecords(ctx context.Context, conn, probe *pgx.Conn, logID int16, recs []store.Record, maxID int64, ready func(context.Context) (*keyFilter, error), turn func(context.Context) error, copied func()) (*checker, error) {
 	lo, hi := recs[0].ID, recs[len(recs)-1].ID+1
 	have := make(map[int64]bool)
 	if lo <= maxID {
@@ -268,6 +273,12 @@ func writeRecords(ctx context.Context, conn, probe *pgx.Conn, logID int16, recs 
 		}
 	}
 	src := &recordReader{recs: recs, keys: make([]int64, len(recs)), skip: have, logID: logID, keyed: make(chan struct{}, 1)}
+	if turn != nil {
+		src.encodeAll()
+		if err := turn(ctx); err != nil {
+			return nil, err
+		}
+	}
 	chk := &checker{recs: recs, src: src, probe: probe, logID: logID, ready: ready,
 		skip: func(id int64) bool { return have[id] }, first: make(map[int64]int32, len(recs))}
 	cctx, cancel := context.WithCancel(ctx)
