@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"math/bits"
+	"slices"
 	"sync"
 )
 
@@ -159,6 +160,19 @@ func (f *keyFilter) add(key int64) {
 func (f *keyFilter) mayHold(key int64) bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	return f.holds(key)
+}
+
+// maybeHeld removes from keys, in place, those certainly not added, and
+// returns what is left: mayHold for a whole probe chunk under one lock.
+func (f *keyFilter) maybeHeld(keys []int64) []int64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return slices.DeleteFunc(keys, func(k int64) bool { return !f.holds(k) })
+}
+
+// holds is mayHold; the caller holds f.mu.
+func (f *keyFilter) holds(key int64) bool {
 	m := mix(key)
 	bitsOf := mix(m)
 	for j := range f.layers {

@@ -35,6 +35,26 @@ func TestKeyFilter(t *testing.T) {
 	if rate := float64(positives) / m; rate > 0.03 {
 		t.Errorf("false positive rate %.3f, want about 0.01-0.02", rate)
 	}
+
+	// A chunk at once: every added key stays, in order, and few others.
+	var chunk, added []int64
+	for i := range 4096 {
+		chunk = append(chunk, keys[i], r.Int64())
+		added = append(added, keys[i])
+	}
+	kept := f.maybeHeld(chunk)
+	if len(kept) > len(added)+len(added)/20 {
+		t.Errorf("maybeHeld kept %d of %d keys, %d of them added", len(kept), len(chunk), len(added))
+	}
+	rest := added
+	for _, k := range kept {
+		if len(rest) > 0 && k == rest[0] {
+			rest = rest[1:]
+		}
+	}
+	if len(rest) > 0 {
+		t.Errorf("maybeHeld dropped or reordered added keys: %d missing, first %d", len(rest), rest[0])
+	}
 }
 
 func filterRecord(i int, id int64) store.Record {

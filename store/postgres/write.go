@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -360,7 +359,7 @@ func (c *checker) run(ctx context.Context) error {
 				c.filter, c.readied = f, true
 			}
 			if c.filter != nil {
-				pending = slices.DeleteFunc(pending, func(k int64) bool { return !c.filter.mayHold(k) })
+				pending = c.filter.maybeHeld(pending)
 			}
 			if len(pending) > 0 {
 				if err := c.probeKeys(ctx, c.probe, pending); err != nil {
