@@ -37,7 +37,7 @@ type Policy struct {
 //
 // Unlike the go command, which also skips golang.org/toolchain when GOPROXY
 // is a single file:// URL (testing a distribution) or when it runs inside
-// proxy.golang.org, the verifier always checks toolchain lines: those
+// the public module proxy, the verifier always checks toolchain lines: those
 // exceptions are about downloading, and a verifier has no reason to trust a
 // toolchain hash less.
 func (p Policy) skip(path string) (kind, msg string, ok bool) {

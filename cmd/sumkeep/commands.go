@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -70,10 +71,7 @@ func (e *env) newSyncer(ctx context.Context, st store.Store, concurrency, batch 
 	}
 	upstream := e.upstream
 	if upstream == "" {
-		goproxy, _ := e.getenv("GOPROXY")
-		if goproxy == "" {
-			goproxy = "https://proxy.golang.org,direct" // the go command's default
-		}
+		goproxy := e.goProxy(ctx)
 		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		upstream, err = skSync.Discover(dctx, name, goproxy, nil)
 		cancel()
@@ -90,6 +88,23 @@ func (e *env) newSyncer(ctx context.Context, st store.Store, concurrency, batch 
 		BatchTiles:  batch,
 		Logger:      e.logger,
 	})
+}
+
+// goProxy is the GOPROXY the go command would use: the environment's, or
+// else what `go env GOPROXY` reports (its default, or one set with go env
+// -w). Without a go command, the checksum database is reached directly.
+func (e *env) goProxy(ctx context.Context) string {
+	if v, ok := e.getenv("GOPROXY"); ok && v != "" {
+		return v
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "env", "GOPROXY").Output()
+	if err != nil {
+		e.logger.Info("GOPROXY is not set and the go command cannot say its default; reaching the checksum database directly", "err", err)
+		return "direct"
+	}
+	return strings.TrimSpace(string(out))
 }
 
 func cmdMigrate(ctx context.Context, e *env, args []string) error {
