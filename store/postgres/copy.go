@@ -21,7 +21,8 @@ func RecordCopy(logID int16, recs []store.Record) io.Reader {
 }
 
 // recordReader streams records as COPY binary rows, encoding them as the
-// server reads (so Go's work overlaps Postgres's). Writing the format
+// server reads (so Go's work overlaps Postgres's), or all at once ahead of
+// the COPY (encodeAll, for staged batches). Writing the format
 // directly instead of through pgx's per-value type planning saves most of
 // the client's CPU in a bulk sync, which on a small machine is CPU the
 // database needs.
