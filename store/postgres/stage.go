@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/jackc/pgx/v5"
 
@@ -140,21 +139,7 @@ func (s *Store) staged(ctx context.Context, logID int16, b store.Batch, tileArgs
 	// one's ends, and overlaps only its probes and commit. Two COPYs at
 	// once into one table and its indexes cost the server far more CPU
 	// (lock and buffer contention) than they gain.
-	var releaseCopy func()
-	turn := func(ctx context.Context) (err error) {
-		releaseCopy, err = s.copyTurn.take(ctx)
-		return err
-	}
-	var once sync.Once
-	copied := func() {
-		once.Do(func() {
-			if releaseCopy != nil {
-				releaseCopy()
-			}
-		})
-	}
-	defer copied()
-	chk, err := writeRecords(ctx, c, pc, logID, b.Records, -1, ready, turn, copied)
+	chk, err := writeRecords(ctx, c, pc, logID, b.Records, -1, ready, s.copyTurn)
 	if err != nil {
 		return false, err
 	}

@@ -102,7 +102,7 @@ func (s *Store) commit(ctx context.Context, log string, b store.Batch) (err erro
 	var keys []int64
 	if len(recs) > 0 {
 		ready := func(context.Context) (*keyFilter, error) { return filter, nil }
-		chk, err := writeRecords(ctx, c, probe.Conn(), logID, recs, maxID, ready, nil, nil)
+		chk, err := writeRecords(ctx, c, probe.Conn(), logID, recs, maxID, ready, nil)
 		if err != nil {
 			return err
 		}
@@ -169,13 +169,7 @@ func (s *Store) finishBatch(ctx context.Context, c *pgx.Conn, logID int16, b sto
 		if bump {
 			gen++
 		}
-		stored := keys[:0:0]
-		for i, k := range keys {
-			if recs[i].Path != "" {
-				stored = append(stored, k)
-			}
-		}
-		s.filters.learn(logID, filter, gen, stored)
+		s.filters.learn(logID, filter, gen, namedKeys(recs, keys))
 	}
 	if len(recs) > 0 && b.Synced >= 0 && b.Serve == 0 {
 		s.summarizeFilled()
@@ -259,11 +253,11 @@ func checkIDs(recs []store.Record) error {
 // the log's key filter, or nil. It returns the checker, which holds the
 // records' lookup keys and their index.
 //
-// If turn is not nil, writeRecords encodes every row first and calls turn
-// before it starts the COPY: a staged batch encodes while the batch before
-// it is being copied, so its own COPY then only sends bytes and the server
-// never waits for this process's CPU.
-func writeRecords(ctx context.Context, conn, probe *pgx.Conn, logID int16, recs []store.Record, maxID int64, ready func(context.Context) (*keyFilter, error), turn func(context.Context) error, copied func()) (*checker, error) {
+// If copies is not nil, writeRecords encodes every row first, then holds
+// that turn for the COPY alone: a staged batch encodes while the batch
+// before it is being copied, so its own COPY then only sends bytes and the
+// server never waits for this process's CPU.
+func writeRecords(ctx context.Context, conn, probe *pgx.Conn, logID int16, recs []store.Record, maxID int64, ready func(context.Context) (*keyFilter, error), copies turn) (*checker, error) {
 	lo, hi := recs[0].ID, recs[len(recs)-1].ID+1
 	have := make(map[int64]bool)
 	if lo <= maxID {
@@ -272,9 +266,11 @@ func writeRecords(ctx context.Context, conn, probe *pgx.Conn, logID int16, recs 
 		}
 	}
 	src := &recordReader{recs: recs, keys: make([]int64, len(recs)), skip: have, logID: logID, keyed: make(chan struct{}, 1)}
-	if turn != nil {
+	var release func()
+	if copies != nil {
 		src.encodeAll()
-		if err := turn(ctx); err != nil {
+		var err error
+		if release, err = copies.take(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -286,8 +282,8 @@ func writeRecords(ctx context.Context, conn, probe *pgx.Conn, logID int16, recs 
 	go func() { checked <- chk.run(cctx) }()
 
 	_, copyErr := conn.PgConn().CopyFrom(ctx, src, CopyRecordsSQL)
-	if copied != nil {
-		copied()
+	if release != nil {
+		release()
 	}
 	if copyErr != nil {
 		cancel()
@@ -410,14 +406,20 @@ func (c *checker) find(k int64, path, version string) (*store.Record, bool) {
 // reprobe probes every key of the batch again, through q, ignoring stored
 // records for which skip is true.
 func (c *checker) reprobe(ctx context.Context, q rowsQuerier, skip func(id int64) bool) error {
-	var keys []int64
-	for i := range c.recs {
-		if c.recs[i].Path != "" {
-			keys = append(keys, c.src.keys[i])
+	c.skip = skip
+	return c.probeKeys(ctx, q, namedKeys(c.recs, c.src.keys))
+}
+
+// namedKeys returns, in order, the lookup keys of the records that name a
+// module (those a lookup can find); keys[i] is recs[i]'s.
+func namedKeys(recs []store.Record, keys []int64) []int64 {
+	var out []int64
+	for i, k := range keys {
+		if recs[i].Path != "" {
+			out = append(out, k)
 		}
 	}
-	c.skip = skip
-	return c.probeKeys(ctx, q, keys)
+	return out
 }
 
 // rowsQuerier is what a probe needs of a connection.
