@@ -69,6 +69,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -170,15 +171,9 @@ func New(cfg Config) *Server {
 		logger:  cfg.Logger,
 		refresh: cfg.HeadRefresh,
 		epoch:   time.Now(),
-		cache:   newRecordCache(cfg.CacheRecords),
+		cache:   newRecordCache(cmp.Or(cfg.CacheRecords, DefaultCacheRecords)),
+		tiles:   newRecordCache(cmp.Or(cfg.CacheTiles, DefaultCacheTiles)),
 		fetch:   cfg.Fetch,
-	}
-	if cfg.CacheRecords == 0 {
-		s.cache = newRecordCache(DefaultCacheRecords)
-	}
-	s.tiles = newRecordCache(cfg.CacheTiles)
-	if cfg.CacheTiles == 0 {
-		s.tiles = newRecordCache(DefaultCacheTiles)
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
