@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/sumkeep/sumkeep/internal/pgtest"
 	"github.com/sumkeep/sumkeep/store"
 )
 
@@ -14,11 +13,7 @@ import (
 // serves a head has little left to read back.
 func TestBRINSummarizedDuringSync(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, pgtest.NewDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTest(t)
 	const batches, per = 10, 1000
 	for k := range batches {
 		var recs []store.Record

@@ -104,11 +104,7 @@ func TestKeyFilterOtherWriter(t *testing.T) {
 	}
 	// Without the other writer, the filter is used and still catches a
 	// duplicate of its own log's records.
-	c, err := Open(ctx, pgtest.NewDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := openTest(t)
 	if err := c.Commit(ctx, "log", store.Batch{Records: batch(0, 100), Synced: 100}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,6 @@
 package postgres
 
-import (
-	"context"
-	"testing"
-
-	"github.com/sumkeep/sumkeep/internal/pgtest"
-)
+import "testing"
 
 func TestLocalHost(t *testing.T) {
 	for host, want := range map[string]bool{
@@ -26,11 +21,7 @@ func TestLocalHost(t *testing.T) {
 }
 
 func TestOnThisMachine(t *testing.T) {
-	s, err := Open(context.Background(), pgtest.NewDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTest(t)
 	if !s.OnThisMachine() {
 		t.Errorf("the test server at %s is not seen as on this machine", s.pool.Config().ConnConfig.Host)
 	}

@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/sumkeep/sumkeep/internal/pgtest"
 )
 
 // TestProbeUsesKeyIndex: the duplicate probe reaches records through the
@@ -16,11 +14,7 @@ import (
 // or started parallel workers for it.
 func TestProbeUsesKeyIndex(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, pgtest.NewDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTest(t)
 	var logID int16
 	if err := s.pool.QueryRow(ctx, `INSERT INTO logs (name) VALUES ('log') RETURNING id`).Scan(&logID); err != nil {
 		t.Fatal(err)
