@@ -153,14 +153,25 @@ type Result struct {
 }
 
 // MisbehaviourError reports upstream misbehaviour. The evidence has been
-// kept in the store.
+// kept in the store, unless KeepErr says why it could not be: the lie is
+// refused all the same, and the error is still a MisbehaviourError, so that
+// whatever stops on a lie (a seed, a sync) stops on this one too.
 type MisbehaviourError struct {
 	Evidence store.Evidence
+	// KeepErr is why the evidence could not be stored; nil when it was.
+	KeepErr error
 }
 
 func (e *MisbehaviourError) Error() string {
-	return fmt.Sprintf("upstream misbehaviour (%s): %s", e.Evidence.Kind, e.Evidence.Message)
+	msg := fmt.Sprintf("upstream misbehaviour (%s): %s", e.Evidence.Kind, e.Evidence.Message)
+	if e.KeepErr != nil {
+		msg += fmt.Sprintf(" (and keeping the evidence failed: %v)", e.KeepErr)
+	}
+	return msg
 }
+
+// Unwrap returns why the evidence could not be kept, if it could not.
+func (e *MisbehaviourError) Unwrap() error { return e.KeepErr }
 
 // blocking reports whether evidence of this kind stops all further syncs:
 // it is signed proof that the log itself misbehaved. Bad tiles and records
@@ -407,7 +418,7 @@ func (s *Syncer) fork(ctx context.Context, stored, h store.Head) error {
 func (s *Syncer) misbehaved(ctx context.Context, e store.Evidence) error {
 	s.logger.Error("upstream misbehaviour", "kind", e.Kind, "message", e.Message)
 	if err := s.cfg.Store.AddEvidence(ctx, s.log, e); err != nil {
-		return fmt.Errorf("%s (and keeping the evidence failed: %v)", (&MisbehaviourError{e}).Error(), err)
+		return &MisbehaviourError{Evidence: e, KeepErr: err}
 	}
 	return &MisbehaviourError{Evidence: e}
 }
