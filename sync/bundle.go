@@ -11,6 +11,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumkeep/sumkeep/proof"
 	"github.com/sumkeep/sumkeep/store"
 )
 
@@ -59,7 +60,7 @@ func Export(ctx context.Context, from store.Store, key string, mods []module.Ver
 	if err != nil {
 		return res, fmt.Errorf("export %s: the store serves no head: %w", log, err)
 	}
-	b, err := openNote(v, served)
+	b, err := proof.CheckHead(served, v)
 	if err != nil {
 		return res, fmt.Errorf("export %s: served head: %w", log, err)
 	}
@@ -82,11 +83,10 @@ func Export(ctx context.Context, from store.Store, key string, mods []module.Ver
 	}
 	slices.SortFunc(recs, func(a, b store.Record) int { return int(a.ID - b.ID) })
 
-	r := &proofReader{ctx: ctx, st: from, log: log, src: noUpstream{}, all: true,
-		seen: make(map[tlog.Tile][]byte), up: make(map[tlog.Tile]bool), good: make(map[tlog.Tile]bool)}
-	hr := tlog.TileHashReader(b.Tree(), r)
+	r := proof.NewReader(ctx, proof.ReaderConfig{Store: from, Log: log, VerifyAll: true})
+	hr := r.HashReader(b.Tree())
 	for _, rec := range recs {
-		if err := proveRecord(hr, b, rec); err != nil {
+		if err := proof.Record(hr, b, rec); err != nil {
 			return res, fmt.Errorf("export %s: the mirror's own copy does not verify: %w", log, err)
 		}
 	}
@@ -99,11 +99,11 @@ func Export(ctx context.Context, from store.Store, key string, mods []module.Ver
 		if h.Size > b.Size {
 			continue
 		}
-		h, err := openNote(v, h)
+		h, err := proof.CheckHead(h, v)
 		if err != nil {
 			return res, fmt.Errorf("export %s: stored head %d: %w", log, h.Size, err)
 		}
-		if err := proveHead(hr, b, h); errors.Is(err, store.ErrNotFound) {
+		if err := proof.Head(hr, b, h); errors.Is(err, store.ErrNotFound) {
 			continue // its consistency tiles are not stored: not carried
 		} else if err != nil {
 			return res, fmt.Errorf("export %s: the mirror's own copy does not verify: %w", log, err)
@@ -115,65 +115,12 @@ func Export(ctx context.Context, from store.Store, key string, mods []module.Ver
 			return res, err
 		}
 	}
-	tiles := r.verified()
+	tiles := r.Verified()
 	if err := to.Commit(ctx, log, store.Batch{Records: recs, Tiles: tiles, Synced: -1, Serve: b.Size}); err != nil {
 		return res, fmt.Errorf("export %s: writing the bundle: %w", log, err)
 	}
 	res.Heads, res.Records, res.Tiles = len(keep), len(recs), len(tiles)
 	return res, nil
-}
-
-// openNote verifies h's signed note with v and returns h with the size and
-// hash the note signs (not those a store claims).
-func openNote(v note.Verifier, h store.Head) (store.Head, error) {
-	n, err := note.Open(h.Note, note.VerifierList(v))
-	if err != nil {
-		return h, fmt.Errorf("signed head does not verify with key %s: %w", v.Name(), err)
-	}
-	tree, err := tlog.ParseTree([]byte(n.Text))
-	if err != nil {
-		return h, fmt.Errorf("malformed tree head: %w", err)
-	}
-	if tree.N != h.Size || tree.Hash != h.Hash {
-		return h, fmt.Errorf("the stored size and hash (%d, %s) are not the signed ones (%d, %s)", h.Size, h.Hash, tree.N, tree.Hash)
-	}
-	return store.Head{Size: tree.N, Hash: tree.Hash, Note: h.Note, FirstSeen: h.FirstSeen}, nil
-}
-
-// proveRecord proves rec in head b from hr's tiles.
-func proveRecord(hr tlog.HashReader, b store.Head, rec store.Record) error {
-	if p, v := store.RecordModule(rec.Data); p != rec.Path || v != rec.Version {
-		return fmt.Errorf("record %d is stored as %s@%s but names %s@%s", rec.ID, rec.Path, rec.Version, p, v)
-	}
-	if rec.ID < 0 || rec.ID >= b.Size {
-		return fmt.Errorf("record %d is outside head %d", rec.ID, b.Size)
-	}
-	p, err := tlog.ProveRecord(b.Size, rec.ID, hr)
-	if err != nil {
-		return fmt.Errorf("proving record %d (%s@%s) in head %d: %w", rec.ID, rec.Path, rec.Version, b.Size, err)
-	}
-	if err := tlog.CheckRecord(p, b.Size, b.Hash, rec.ID, tlog.RecordHash(rec.Data)); err != nil {
-		return fmt.Errorf("record %d (%s@%s) is not in head %d: %w", rec.ID, rec.Path, rec.Version, b.Size, err)
-	}
-	return nil
-}
-
-// proveHead proves h consistent with the larger head b from hr's tiles.
-func proveHead(hr tlog.HashReader, b, h store.Head) error {
-	if h.Size == b.Size {
-		if h.Hash != b.Hash {
-			return fmt.Errorf("two heads of size %d with different hashes", h.Size)
-		}
-		return nil
-	}
-	p, err := tlog.ProveTree(b.Size, h.Size, hr)
-	if err != nil {
-		return fmt.Errorf("proving head %d consistent with head %d: %w", h.Size, b.Size, err)
-	}
-	if err := tlog.CheckTree(p, b.Size, b.Hash, h.Size, h.Hash); err != nil {
-		return fmt.Errorf("head %d is not consistent with head %d: %w", h.Size, b.Size, err)
-	}
-	return nil
 }
 
 // ImportResult describes a merged bundle.
@@ -218,7 +165,7 @@ func (s *Syncer) Import(ctx context.Context, bundle store.Store, name string) (I
 		return fail("it holds no head of %s", s.log)
 	}
 	for i, h := range heads {
-		if heads[i], err = openNote(s.verifier, h); err != nil {
+		if heads[i], err = proof.CheckHead(h, s.verifier); err != nil {
 			return fail("head %d: %v", h.Size, err)
 		}
 	}
@@ -230,11 +177,10 @@ func (s *Syncer) Import(ctx context.Context, bundle store.Store, name string) (I
 
 	// Verify the bundle on its own: records and heads under its head, from
 	// its tiles only.
-	r := &proofReader{ctx: ctx, st: bundle, log: s.log, src: noUpstream{},
-		seen: make(map[tlog.Tile][]byte), up: make(map[tlog.Tile]bool), good: make(map[tlog.Tile]bool)}
-	hr := tlog.TileHashReader(b.Tree(), r)
+	r := proof.NewReader(ctx, proof.ReaderConfig{Store: bundle, Log: s.log})
+	hr := r.HashReader(b.Tree())
 	for _, h := range heads {
-		if err := proveHead(hr, b, h); err != nil {
+		if err := proof.Head(hr, b, h); err != nil {
 			return fail("%v", err)
 		}
 	}
@@ -252,7 +198,7 @@ func (s *Syncer) Import(ctx context.Context, bundle store.Store, name string) (I
 			if err != nil {
 				return fail("reading record %d: %v", id, err)
 			}
-			if err := proveRecord(hr, b, rs[0]); err != nil {
+			if err := proof.Record(hr, b, rs[0]); err != nil {
 				return fail("%v", err)
 			}
 			recs = append(recs, rs[0])

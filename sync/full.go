@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumkeep/sumkeep/proof"
 	"github.com/sumkeep/sumkeep/store"
 )
 
@@ -43,7 +44,7 @@ func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	tree := target.Tree()
-	reader := s.newTileReader(ctx, false)
+	reader := proof.NewReader(ctx, proof.ReaderConfig{Log: s.log, Source: s.src, Concurrency: s.cfg.Concurrency})
 
 	firstTile, endTile := cursor/tileWidth, (n+tileWidth-1)/tileWidth
 	jobs := make(chan *job, 3)
@@ -246,9 +247,9 @@ func tileW(k, n int64) int {
 // root and checks every record against its leaf hash. The tiles themselves
 // are not stored: they are the leaf hashes of the records, which are (see
 // store.LeafTile).
-func (s *Syncer) verifyJob(ctx context.Context, reader *tileReader, tree tlog.Tree, j *job, target store.Head) ([]store.Record, error) {
+func (s *Syncer) verifyJob(ctx context.Context, reader *proof.Reader, tree tlog.Tree, j *job, target store.Head) ([]store.Record, error) {
 	j.wg.Wait()
-	if err := firstError(j.errs); err != nil {
+	if err := proof.FirstError(j.errs); err != nil {
 		for i, e := range j.errs {
 			if e != nil && i%2 == 0 { // a data tile
 				return nil, fmt.Errorf("sync %s: %w (full mode needs an upstream that serves data tiles; a module proxy's /sumdb/ endpoint usually refuses them)", s.log, err)
@@ -264,7 +265,7 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *tileReader, tree tlog.Tr
 		local[t] = h
 		indexes = append(indexes, tlog.StoredHashIndex(0, k*tileWidth+int64(t.W)-1))
 	}
-	if _, err := tlog.TileHashReader(tree, reader.withLocal(local)).ReadHashes(indexes); err != nil {
+	if _, err := reader.WithLocal(local).HashReader(tree).ReadHashes(indexes); err != nil {
 		return nil, s.tileTrouble(ctx, fmt.Errorf("level-0 tiles %d..%d: %w", j.first, j.end-1, err), target)
 	}
 	recs := make([]store.Record, 0, len(j.data)*tileWidth)
@@ -299,7 +300,7 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *tileReader, tree tlog.Tr
 
 // upperTiles returns the tiles above level 0 that the target tree adds to
 // those of the served tree, authenticated against the target's root.
-func (s *Syncer) upperTiles(ctx context.Context, reader *tileReader, target store.Head, served int64) ([]store.Tile, error) {
+func (s *Syncer) upperTiles(ctx context.Context, reader *proof.Reader, target store.Head, served int64) ([]store.Tile, error) {
 	tree := target.Tree()
 	var ts []tlog.Tile
 	var indexes []int64
@@ -313,7 +314,7 @@ func (s *Syncer) upperTiles(ctx context.Context, reader *tileReader, target stor
 	if len(ts) == 0 {
 		return nil, nil
 	}
-	if _, err := tlog.TileHashReader(tree, reader).ReadHashes(indexes); err != nil {
+	if _, err := reader.HashReader(tree).ReadHashes(indexes); err != nil {
 		return nil, s.tileTrouble(ctx, fmt.Errorf("upper tiles: %w", err), target)
 	}
 	data, err := reader.ReadTiles(ts) // from the cache: the bytes just authenticated
@@ -384,22 +385,4 @@ func (p *progress) report(done int64, final bool) {
 	} else {
 		p.s.logger.Info("progress", args...)
 	}
-}
-
-// firstError returns the first non-nil error, saying how many more failed.
-func firstError(errs []error) error {
-	var first error
-	n := 0
-	for _, e := range errs {
-		if e != nil {
-			if first == nil {
-				first = e
-			}
-			n++
-		}
-	}
-	if n > 1 {
-		return fmt.Errorf("%w (and %d more requests failed)", first, n-1)
-	}
-	return first
 }

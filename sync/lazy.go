@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	gosync "sync"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumkeep/sumkeep/proof"
 	"github.com/sumkeep/sumkeep/store"
 )
 
@@ -165,15 +165,15 @@ func (s *Syncer) fetch(ctx context.Context, path, version string) error {
 			}
 			continue
 		}
-		r := s.newProofReader(ctx)
-		proof, err := tlog.ProveRecord(served.Size, id, tlog.TileHashReader(served.Tree(), r))
+		r := s.newReader(ctx)
+		proof, err := tlog.ProveRecord(served.Size, id, r.HashReader(served.Tree()))
 		if err != nil {
 			return s.tileTrouble(ctx, fmt.Errorf("proving record %d (%s@%s) in tree %d: %w", id, path, version, served.Size, err), served)
 		}
 		// The lookup's head, if older than the served one, must stay
 		// provable under it too (see the invariant above).
 		if h.Size < served.Size {
-			if _, err := tlog.ProveTree(served.Size, h.Size, tlog.TileHashReader(served.Tree(), r)); err != nil {
+			if _, err := tlog.ProveTree(served.Size, h.Size, r.HashReader(served.Tree())); err != nil {
 				return s.tileTrouble(ctx, fmt.Errorf("proving head %d under head %d: %w", h.Size, served.Size, err), served)
 			}
 		}
@@ -186,7 +186,7 @@ func (s *Syncer) fetch(ctx context.Context, path, version string) error {
 			})
 		}
 		s.commitMu.Lock()
-		err = s.commit(ctx, store.Batch{Records: []store.Record{rec}, Tiles: r.verified(), Synced: -1,
+		err = s.commit(ctx, store.Batch{Records: []store.Record{rec}, Tiles: r.Verified(), Synced: -1,
 			Expect: &store.State{Served: served.Size, Generation: -1}}, h)
 		s.commitMu.Unlock()
 		if errors.Is(err, store.ErrConflict) && attempt < 10 {
@@ -235,7 +235,7 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 	// commits make it retry.
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
-	r := s.newProofReader(ctx)
+	r := s.newReader(ctx)
 	// What was proven under target stays proven: a retry after a conflict
 	// proves only what was stored meanwhile, so it soon wins the race.
 	provenHeads := make(map[int64]bool)
@@ -259,7 +259,7 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 			clear(provenHeads)
 			clear(provenTiles)
 		}
-		hr := tlog.TileHashReader(target.Tree(), r)
+		hr := r.HashReader(target.Tree())
 		heads, err := s.cfg.Store.Heads(ctx, s.log)
 		if err != nil {
 			return target, err
@@ -300,7 +300,7 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 			after = ids[len(ids)-1]
 		}
 		for _, rec := range extra {
-			if err := proveRecord(hr, target, rec); err != nil {
+			if err := proof.Record(hr, target, rec); err != nil {
 				return target, err
 			}
 		}
@@ -308,7 +308,7 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 		if target.Size > st.Served {
 			serve = target.Size
 		}
-		tiles := r.verified()
+		tiles := r.Verified()
 		err = s.cfg.Store.Commit(ctx, s.log, store.Batch{Records: extra, Tiles: tiles, Synced: -1, Serve: serve, Expect: &st})
 		if errors.Is(err, store.ErrConflict) && attempt < 100 {
 			continue // records stored or a head served meanwhile: prove those
@@ -323,104 +323,8 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 	}
 }
 
-// proofReader is a tlog.TileReader for proofs: it reads tiles from the store
-// and, where the store lacks them, from the upstream. tlog.TileHashReader
-// authenticates what it returns against the tree root and then calls
-// SaveTiles; only upstream tiles saved that way are ever stored.
-type proofReader struct {
-	ctx  context.Context
-	st   store.Store
-	log  string
-	src  tileSource
-	all  bool // save every tile authenticated, not only upstream ones (export)
-	mu   gosync.Mutex
-	seen map[tlog.Tile][]byte // every tile read so far
-	up   map[tlog.Tile]bool   // tiles that came from the upstream
-	good map[tlog.Tile]bool   // upstream tiles authenticated
-}
-
-func (s *Syncer) newProofReader(ctx context.Context) *proofReader {
-	return &proofReader{ctx: ctx, st: s.cfg.Store, log: s.log, src: s.src, seen: make(map[tlog.Tile][]byte), up: make(map[tlog.Tile]bool), good: make(map[tlog.Tile]bool)}
-}
-
-func (r *proofReader) Height() int { return store.TileHeight }
-
-func (r *proofReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
-	out := make([][]byte, len(tiles))
-	var missing []int
-	r.mu.Lock()
-	for i, t := range tiles {
-		if d, ok := r.seen[t]; ok {
-			out[i] = d
-		} else {
-			missing = append(missing, i)
-		}
-	}
-	r.mu.Unlock()
-	if len(missing) == 0 {
-		return out, nil
-	}
-	// The store answers all or nothing: ask for all, then one by one.
-	want := make([]tlog.Tile, len(missing))
-	for j, i := range missing {
-		want[j] = tiles[i]
-	}
-	data, err := r.st.ReadTiles(r.ctx, r.log, want)
-	switch {
-	case err == nil:
-		for j, i := range missing {
-			out[i] = data[j]
-		}
-		missing = nil
-	case errors.Is(err, store.ErrNotFound):
-		if len(missing) > 1 {
-			var still []int
-			for _, i := range missing {
-				d, err := r.st.ReadTiles(r.ctx, r.log, tiles[i:i+1])
-				if errors.Is(err, store.ErrNotFound) {
-					still = append(still, i)
-				} else if err != nil {
-					return nil, err
-				} else {
-					out[i] = d[0]
-				}
-			}
-			missing = still
-		}
-	default:
-		return nil, err
-	}
-	if err := fetchTiles(r.ctx, r.src, 16, tiles, missing, out); err != nil {
-		return nil, err
-	}
-	r.mu.Lock()
-	for _, i := range missing {
-		r.up[tiles[i]] = true
-	}
-	for i, t := range tiles {
-		r.seen[t] = out[i]
-	}
-	r.mu.Unlock()
-	return out, nil
-}
-
-func (r *proofReader) SaveTiles(tiles []tlog.Tile, _ [][]byte) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, t := range tiles {
-		if r.up[t] || r.all {
-			r.good[t] = true
-		}
-	}
-}
-
-// verified returns the upstream tiles authenticated so far.
-func (r *proofReader) verified() []store.Tile {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]store.Tile, 0, len(r.good))
-	for t := range r.good {
-		out = append(out, store.Tile{Tile: t, Data: r.seen[t]})
-	}
-	return out
+// newReader returns a proof reader over the store and, where the store
+// lacks a tile, the syncer's source.
+func (s *Syncer) newReader(ctx context.Context) *proof.Reader {
+	return proof.NewReader(ctx, proof.ReaderConfig{Store: s.cfg.Store, Log: s.log, Source: s.src})
 }

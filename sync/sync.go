@@ -28,7 +28,6 @@
 package sync
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +38,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumkeep/sumkeep/proof"
 	"github.com/sumkeep/sumkeep/store"
 )
 
@@ -299,15 +299,11 @@ func (s *Syncer) fetchHead(ctx context.Context) (store.Head, error) {
 }
 
 func (s *Syncer) openHead(msg []byte, where string) (store.Head, error) {
-	n, err := note.Open(msg, note.VerifierList(s.verifier))
+	h, err := proof.OpenHead(msg, s.verifier)
 	if err != nil {
-		return store.Head{}, fmt.Errorf("%s: signed tree head does not verify with key %s: %w", where, s.cfg.Key, err)
+		return h, fmt.Errorf("%s: %w", where, err)
 	}
-	tree, err := tlog.ParseTree([]byte(n.Text))
-	if err != nil {
-		return store.Head{}, fmt.Errorf("%s: malformed tree head: %w", where, err)
-	}
-	return store.Head{Size: tree.N, Hash: tree.Hash, Note: msg}, nil
+	return h, nil
 }
 
 // link proves h consistent with the stored heads, stores it, and returns
@@ -389,9 +385,8 @@ func (s *Syncer) consistent(ctx context.Context, a, b store.Head) error {
 	if small.Size == big.Size {
 		th = big.Hash
 	} else {
-		r := s.newTileReader(ctx, true)
 		var err error
-		th, err = tlog.TreeHash(small.Size, tlog.TileHashReader(big.Tree(), r))
+		th, err = tlog.TreeHash(small.Size, s.newReader(ctx).HashReader(big.Tree()))
 		if err != nil {
 			return s.tileTrouble(ctx, fmt.Errorf("proving head %d consistent with head %d: %w", small.Size, big.Size, err), big)
 		}
@@ -426,7 +421,7 @@ func (s *Syncer) misbehaved(ctx context.Context, e store.Evidence) error {
 // tileTrouble turns a failed tile authentication into evidence. Other errors
 // (network, store) pass through.
 func (s *Syncer) tileTrouble(ctx context.Context, err error, against store.Head) error {
-	if !isInconsistentTile(err) {
+	if _, ok := errors.AsType[*proof.InconsistentTileError](err); !ok {
 		return err
 	}
 	return s.misbehaved(ctx, store.Evidence{
@@ -434,101 +429,4 @@ func (s *Syncer) tileTrouble(ctx context.Context, err error, against store.Head)
 		Message: fmt.Sprintf("hash tiles from %s do not match the signed root of tree %d: %v", s.src.URL(), against.Size, err),
 		NoteA:   against.Note,
 	})
-}
-
-// isInconsistentTile recognises tlog's report that tiles do not hash to the
-// tree root or to their parents.
-func isInconsistentTile(err error) bool {
-	return err != nil && bytes.Contains([]byte(err.Error()), []byte("downloaded inconsistent tile"))
-}
-
-// tileReader is a tlog.TileReader over the batch's downloaded tiles, the
-// store (optionally) and the upstream. What it returns is not trusted:
-// tlog.TileHashReader authenticates every tile against the tree root.
-type tileReader struct {
-	ctx      context.Context
-	s        *Syncer
-	useStore bool
-	local    map[tlog.Tile][]byte // this batch's level-0 tiles
-	cache    *tileCache           // upstream tiles above level 0, shared by batches
-}
-
-type tileCache struct {
-	mu gosync.Mutex
-	m  map[tlog.Tile][]byte
-}
-
-func (s *Syncer) newTileReader(ctx context.Context, useStore bool) *tileReader {
-	return &tileReader{ctx: ctx, s: s, useStore: useStore, cache: &tileCache{m: make(map[tlog.Tile][]byte)}}
-}
-
-// withLocal returns a reader that answers from local first and shares r's cache.
-func (r *tileReader) withLocal(local map[tlog.Tile][]byte) *tileReader {
-	c := *r
-	c.local = local
-	return &c
-}
-
-func (r *tileReader) Height() int { return store.TileHeight }
-
-func (r *tileReader) SaveTiles([]tlog.Tile, [][]byte) {}
-
-func (r *tileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
-	out := make([][]byte, len(tiles))
-	var missing []int
-	r.cache.mu.Lock()
-	for i, t := range tiles {
-		if d, ok := r.local[t]; ok {
-			out[i] = d
-		} else if d, ok := r.cache.m[t]; ok {
-			out[i] = d
-		} else {
-			missing = append(missing, i)
-		}
-	}
-	r.cache.mu.Unlock()
-	if len(missing) > 0 && r.useStore {
-		want := make([]tlog.Tile, len(missing))
-		for j, i := range missing {
-			want[j] = tiles[i]
-		}
-		if data, err := r.s.cfg.Store.ReadTiles(r.ctx, r.s.log, want); err == nil {
-			for j, i := range missing {
-				out[i] = data[j]
-			}
-			missing = nil
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return nil, err
-		}
-	}
-	if err := fetchTiles(r.ctx, r.s.src, r.s.cfg.Concurrency, tiles, missing, out); err != nil {
-		return nil, err
-	}
-	r.cache.mu.Lock()
-	for _, i := range missing {
-		if tiles[i].L > 0 {
-			r.cache.m[tiles[i]] = out[i]
-		}
-	}
-	r.cache.mu.Unlock()
-	return out, nil
-}
-
-// fetchTiles fetches tiles[i] into out[i] from src for each i in missing,
-// up to concurrency at a time, and returns the first error.
-func fetchTiles(ctx context.Context, src tileSource, concurrency int, tiles []tlog.Tile, missing []int, out [][]byte) error {
-	errs := make([]error, len(missing))
-	var wg gosync.WaitGroup
-	sem := make(chan struct{}, concurrency)
-	for j, i := range missing {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			out[i], errs[j] = src.Tile(ctx, tiles[i])
-		}()
-	}
-	wg.Wait()
-	return firstError(errs)
 }

@@ -19,6 +19,8 @@ import (
 	"golang.org/x/mod/sumdb"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumkeep/sumkeep/proof"
 )
 
 // MirrorConfig configures a MirrorSource.
@@ -106,11 +108,8 @@ func NewMirrorSource(cfg MirrorConfig) (*MirrorSource, error) {
 
 // openTree verifies a signed tree head and returns its tree.
 func openTree(msg []byte, v note.Verifier) (tlog.Tree, error) {
-	n, err := note.Open(msg, note.VerifierList(v))
-	if err != nil {
-		return tlog.Tree{}, err
-	}
-	return tlog.ParseTree([]byte(n.Text))
+	h, err := proof.OpenHead(msg, v)
+	return h.Tree(), err
 }
 
 // Database implements Source: the newest tree head the client verified.

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumkeep/sumkeep/proof"
 	"github.com/sumkeep/sumkeep/store"
 )
 
@@ -68,15 +69,11 @@ func NewStoreSource(ctx context.Context, st Store, vkey string) (*StoreSource, e
 	if err != nil {
 		return nil, fmt.Errorf("reading the served tree head of %s: %w", name, err)
 	}
-	n, err := note.Open(h.Note, note.VerifierList(v))
+	signed, err := proof.OpenHead(h.Note, v)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: %v", name, ErrHeadNotVerified, err)
 	}
-	tree, err := tlog.ParseTree([]byte(n.Text))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w: the signed note is not a tree head: %v", name, ErrHeadNotVerified, err)
-	}
-	return &StoreSource{st: st, name: name, tree: tree}, nil
+	return &StoreSource{st: st, name: name, tree: signed.Tree()}, nil
 }
 
 // Database implements Source.
@@ -115,10 +112,10 @@ func (s *StoreSource) records(ctx context.Context, mods []module.Version) ([]Ans
 	if provers <= 0 {
 		provers = 2 * runtime.GOMAXPROCS(0)
 	}
-	tc := newTileCache(ctx, s.st, s.name, s.tree, 3)
+	tc := newTileCache(ctx, s.st, s.name, 3)
 	defer tc.close()
-	pt := &proofTiles{tr: tc, tiles: make(map[tlog.Tile]*tileEntry)}
-	go pt.authenticateEdge() // read the tiles of the tree's right edge meanwhile
+	pt := proof.NewTiles(s.tree, tc)
+	go pt.AuthenticateEdge() // read the tiles of the tree's right edge meanwhile
 
 	answers := make([]Answer, len(mods))
 	recs := make([]store.Record, len(mods))
@@ -143,7 +140,7 @@ func (s *StoreSource) records(ctx context.Context, mods []module.Version) ([]Ans
 	var want []tlog.Tile
 	for i, r := range recs {
 		if answers[i].Err == nil && r.ID >= 0 && r.ID < s.tree.N {
-			want = append(want, proofPath(s.tree, r.ID)...)
+			want = append(want, proof.PathTiles(s.tree, r.ID)...)
 		}
 	}
 	tc.want(want)
@@ -152,7 +149,7 @@ func (s *StoreSource) records(ctx context.Context, mods []module.Version) ([]Ans
 		if answers[i].Err != nil {
 			return nil
 		}
-		err := s.prove(pt, mods[i], recs[i])
+		err := s.prove(pt, tc, mods[i], recs[i])
 		var se *storeError
 		switch {
 		case errors.As(err, &se):
@@ -176,14 +173,14 @@ func (s *StoreSource) records(ctx context.Context, mods []module.Version) ([]Ans
 // the proof is read again over tlog.TileHashReader, which authenticates
 // every tile it reads against the signed root and so tells an altered (or
 // missing) tile from an altered record.
-func (s *StoreSource) prove(pt *proofTiles, m module.Version, r store.Record) error {
+func (s *StoreSource) prove(pt *proof.Tiles, tc *tileCache, m module.Version, r store.Record) error {
 	leaf := tlog.RecordHash(r.Data)
 	p, err := tlog.ProveRecord(s.tree.N, r.ID, pt)
 	if err == nil {
 		err = tlog.CheckRecord(p, s.tree.N, s.tree.Hash, r.ID, leaf)
 	}
 	if err != nil {
-		if p, err = tlog.ProveRecord(s.tree.N, r.ID, pt.tr.hashReader()); err != nil {
+		if p, err = tlog.ProveRecord(s.tree.N, r.ID, proof.Authenticated(s.tree, tc)); err != nil {
 			var se *storeError
 			if errors.As(err, &se) {
 				return err

@@ -1,0 +1,302 @@
+package proof
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumkeep/sumkeep/store"
+)
+
+// TileStore is what a Reader reads from a store. ReadTiles answers all or
+// nothing: store.ErrNotFound when any tile is missing.
+type TileStore interface {
+	ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([][]byte, error)
+}
+
+// Source serves the tiles a store lacks: an upstream, or a bundle. It is
+// hostile: what it returns is used only once authenticated.
+type Source interface {
+	Tile(ctx context.Context, t tlog.Tile) ([]byte, error)
+}
+
+// ReaderConfig says where a Reader finds tiles.
+type ReaderConfig struct {
+	// Store, if not nil, is read before Source, for Log's tiles.
+	Store TileStore
+	Log   string
+	// Source, if not nil, serves what neither the batch nor the store has.
+	Source Source
+	// Concurrency is how many Source requests are in flight (default 16).
+	Concurrency int
+	// VerifyAll makes Verified report every tile authenticated, not only
+	// those from Source (an export copies store tiles too).
+	VerifyAll bool
+}
+
+// A Reader is a tlog.TileReader over, in order: tiles given with a batch
+// (WithLocal), tiles it read before, the store, and the source. It
+// remembers every tile it read, and which of them from the source were
+// authenticated, so that a caller stores exactly those (Verified).
+//
+// Read it through HashReader, which authenticates every tile against a
+// signed tree and reports tiles that do not hash to it as an
+// *InconsistentTileError. A Reader may be used by several goroutines.
+type Reader struct {
+	ctx   context.Context
+	cfg   ReaderConfig
+	local map[tlog.Tile][]byte // this batch's tiles; not remembered
+	c     *memory              // shared by WithLocal copies
+}
+
+type memory struct {
+	mu       sync.Mutex
+	seen     map[tlog.Tile][]byte // every tile read, but local ones
+	fromSrc  map[tlog.Tile]bool   // tiles that came from the source
+	verified map[tlog.Tile]bool   // tiles to report in Verified
+}
+
+// NewReader returns a Reader reading on behalf of ctx.
+func NewReader(ctx context.Context, cfg ReaderConfig) *Reader {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 16
+	}
+	return &Reader{ctx: ctx, cfg: cfg, c: &memory{
+		seen:     make(map[tlog.Tile][]byte),
+		fromSrc:  make(map[tlog.Tile]bool),
+		verified: make(map[tlog.Tile]bool),
+	}}
+}
+
+// WithLocal returns a Reader that answers from local first (a batch's tiles,
+// downloaded with it) and shares r's memory of other tiles. Local tiles are
+// not remembered: a full sync passes every level-0 tile of the log through.
+func (r *Reader) WithLocal(local map[tlog.Tile][]byte) *Reader {
+	c := *r
+	c.local = local
+	return &c
+}
+
+// Height implements tlog.TileReader.
+func (r *Reader) Height() int { return store.TileHeight }
+
+// readError marks an error of reading tiles (the store, the network), as
+// opposed to tiles that were read and do not authenticate.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
+
+// ReadTiles implements tlog.TileReader. The tiles are not authenticated:
+// use HashReader.
+func (r *Reader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	var missing []int
+	r.c.mu.Lock()
+	for i, t := range tiles {
+		if d, ok := r.local[t]; ok {
+			out[i] = d
+		} else if d, ok := r.c.seen[t]; ok {
+			out[i] = d
+		} else {
+			missing = append(missing, i)
+		}
+	}
+	r.c.mu.Unlock()
+	if len(missing) == 0 {
+		return out, nil
+	}
+	missing, err := r.fromStore(tiles, missing, out)
+	if err != nil {
+		return nil, err
+	}
+	if len(missing) > 0 && r.cfg.Source == nil {
+		return nil, fmt.Errorf("hash tile %s: %w", tiles[missing[0]].Path(), store.ErrNotFound)
+	}
+	if err := r.fromSource(tiles, missing, out); err != nil {
+		return nil, err
+	}
+	r.c.mu.Lock()
+	for _, i := range missing {
+		r.c.fromSrc[tiles[i]] = true
+	}
+	for i, t := range tiles {
+		if _, ok := r.local[t]; !ok {
+			r.c.seen[t] = out[i]
+		}
+	}
+	r.c.mu.Unlock()
+	return out, nil
+}
+
+// fromStore reads tiles[i] for i in missing from the store into out, and
+// returns the indexes it lacks. The store answers all or nothing: ask for
+// all, then one by one.
+func (r *Reader) fromStore(tiles []tlog.Tile, missing []int, out [][]byte) ([]int, error) {
+	if r.cfg.Store == nil {
+		return missing, nil
+	}
+	want := make([]tlog.Tile, len(missing))
+	for j, i := range missing {
+		want[j] = tiles[i]
+	}
+	data, err := r.cfg.Store.ReadTiles(r.ctx, r.cfg.Log, want)
+	switch {
+	case err == nil:
+		for j, i := range missing {
+			out[i] = data[j]
+		}
+		return nil, nil
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, err
+	case len(missing) == 1:
+		return missing, nil
+	}
+	var still []int
+	for _, i := range missing {
+		d, err := r.cfg.Store.ReadTiles(r.ctx, r.cfg.Log, tiles[i:i+1])
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			still = append(still, i)
+		case err != nil:
+			return nil, err
+		default:
+			out[i] = d[0]
+		}
+	}
+	return still, nil
+}
+
+// fromSource fetches tiles[i] for i in missing from the source into out,
+// Concurrency at a time, and returns the first error.
+func (r *Reader) fromSource(tiles []tlog.Tile, missing []int, out [][]byte) error {
+	errs := make([]error, len(missing))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, r.cfg.Concurrency)
+	for j, i := range missing {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out[i], errs[j] = r.cfg.Source.Tile(r.ctx, tiles[i])
+		}()
+	}
+	wg.Wait()
+	return FirstError(errs)
+}
+
+// SaveTiles implements tlog.TileReader: tlog.TileHashReader calls it with
+// the tiles it authenticated.
+func (r *Reader) SaveTiles(tiles []tlog.Tile, _ [][]byte) {
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	for _, t := range tiles {
+		if r.c.fromSrc[t] || r.cfg.VerifyAll {
+			if _, ok := r.local[t]; !ok {
+				r.c.verified[t] = true
+			}
+		}
+	}
+}
+
+// Verified returns the tiles authenticated so far that came from the source
+// (or, with VerifyAll, from anywhere but the batch).
+func (r *Reader) Verified() []store.Tile {
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	out := make([]store.Tile, 0, len(r.c.verified))
+	for t := range r.c.verified {
+		out = append(out, store.Tile{Tile: t, Data: r.c.seen[t]})
+	}
+	return out
+}
+
+// HashReader returns Authenticated(tree, r).
+func (r *Reader) HashReader(tree tlog.Tree) tlog.HashReader {
+	return Authenticated(tree, r)
+}
+
+// Authenticated returns a tlog.HashReader for tree over tr's tiles. It
+// authenticates every tile it reads against tree's signed root (as
+// tlog.TileHashReader does, on every call); tiles that do not hash to it are
+// reported as an *InconsistentTileError, failures to read them as tr's
+// error, unchanged.
+func Authenticated(tree tlog.Tree, tr tlog.TileReader) tlog.HashReader {
+	return &hashReader{tr: tr, tree: tree}
+}
+
+type hashReader struct {
+	tr   tlog.TileReader
+	tree tlog.Tree
+}
+
+// callReader notes the tiles one ReadHashes call read, to name them if they
+// do not authenticate, and marks the errors of reading them.
+type callReader struct {
+	tlog.TileReader
+	mu    sync.Mutex
+	tiles []tlog.Tile
+	data  [][]byte
+}
+
+func (c *callReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	data, err := c.TileReader.ReadTiles(tiles)
+	if err != nil {
+		return nil, &readError{err}
+	}
+	c.mu.Lock()
+	c.tiles, c.data = append(c.tiles, tiles...), append(c.data, data...)
+	c.mu.Unlock()
+	return data, nil
+}
+
+func (h *hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	count := tlog.StoredHashCount(h.tree.N)
+	for _, x := range indexes {
+		if x < 0 || x >= count {
+			return nil, fmt.Errorf("hash %d is not in tree %d", x, h.tree.N)
+		}
+	}
+	c := &callReader{TileReader: h.tr}
+	hashes, err := tlog.TileHashReader(h.tree, c).ReadHashes(indexes)
+	if err == nil {
+		return hashes, nil
+	}
+	return nil, classify(err, h.tree, c)
+}
+
+// classify tells tlog.TileHashReader's failures apart: an error of reading
+// tiles is returned as it was; anything else means the tiles read (a wrong
+// length, or hashes that do not hash up to the signed root) are at fault,
+// since every index asked for is in the tree.
+func classify(err error, tree tlog.Tree, c *callReader) error {
+	if re, ok := errors.AsType[*readError](err); ok {
+		return re.err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return &InconsistentTileError{Tree: tree, Tiles: c.tiles, Data: c.data, Err: err}
+}
+
+// FirstError returns the first non-nil error of errs, saying how many more
+// failed.
+func FirstError(errs []error) error {
+	var first error
+	n := 0
+	for _, e := range errs {
+		if e != nil {
+			if first == nil {
+				first = e
+			}
+			n++
+		}
+	}
+	if n > 1 {
+		return fmt.Errorf("%w (and %d more requests failed)", first, n-1)
+	}
+	return first
+}
