@@ -89,8 +89,9 @@ const DefaultHeadRefresh = time.Second
 
 // Config configures a Server.
 type Config struct {
-	// Store is where everything served comes from.
-	Store store.Store
+	// Store is where everything served comes from: a store.Store, or a
+	// read replica of one.
+	Store store.Reader
 	// Log is the name of the log served at the root, e.g. "sum.golang.org".
 	// Empty serves no log at the root; /sumdb/<name>/ works regardless.
 	Log string
@@ -133,7 +134,7 @@ const DefaultCacheTiles = 4096
 // Server answers the checksum database protocol from a store. It is safe for
 // concurrent use.
 type Server struct {
-	store   store.Store
+	store   store.Reader
 	log     string
 	logger  *slog.Logger
 	refresh time.Duration

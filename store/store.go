@@ -138,17 +138,38 @@ type State struct {
 	Generation int64
 }
 
-// Store is the storage a sumkeep process reads and writes. Implementations
-// must be safe for concurrent use.
-type Store interface {
+// Reader is what answers are served from: the server and anything else
+// that only reads what the mirror proved (the verifier declares a narrower
+// one of its own). Readers see the served head and what lies under it; they
+// never write, so a read replica can implement Reader alone.
+type Reader interface {
+	// Logs lists the names of the logs the store holds.
+	Logs(ctx context.Context) ([]string, error)
+	// ServedHead returns the served head, or ErrNotFound.
+	ServedHead(ctx context.Context, log string) (Head, error)
+	// Lookup returns the record for path@version with id below maxID, or
+	// ErrNotFound.
+	Lookup(ctx context.Context, log, path, version string, maxID int64) (Record, error)
+	// ReadRecords returns records [start, start+n), or ErrNotFound if any is
+	// missing.
+	ReadRecords(ctx context.Context, log string, start, n int64) ([]Record, error)
+	// ReadTiles returns the contents of the given hash tiles, each exactly
+	// t.W hashes (sliced from a wider stored tile where needed, or for
+	// level 0 rebuilt from the records under it), or ErrNotFound if any is
+	// neither stored at least that wide nor rebuildable.
+	ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([][]byte, error)
+}
+
+// Writer is what the mirror, the one writer of a log, needs beyond Reader:
+// heads to link, batches to commit, the state its commits expect, evidence
+// and the sync lock.
+type Writer interface {
 	// AddHead stores a verified signed head. Adding a head whose size is
 	// stored already with the same hash is a no-op; with another hash it is
 	// an error (the caller must have recorded a fork instead).
 	AddHead(ctx context.Context, log string, h Head) error
 	// LatestHead returns the largest stored head, or ErrNotFound.
 	LatestHead(ctx context.Context, log string) (Head, error)
-	// ServedHead returns the served head, or ErrNotFound.
-	ServedHead(ctx context.Context, log string) (Head, error)
 	// Heads returns every stored head in ascending size.
 	Heads(ctx context.Context, log string) ([]Head, error)
 
@@ -166,32 +187,42 @@ type Store interface {
 	// ascending order. It is how stores filled on demand are walked.
 	RecordIDs(ctx context.Context, log string, after int64, limit int) ([]int64, error)
 
-	// Lookup returns the record for path@version with id below maxID, or
-	// ErrNotFound.
-	Lookup(ctx context.Context, log, path, version string, maxID int64) (Record, error)
-	// ReadRecords returns records [start, start+n), or ErrNotFound if any is
-	// missing.
-	ReadRecords(ctx context.Context, log string, start, n int64) ([]Record, error)
-	// ReadTiles returns the contents of the given hash tiles, each exactly
-	// t.W hashes (sliced from a wider stored tile where needed, or for
-	// level 0 rebuilt from the records under it), or ErrNotFound if any is
-	// neither stored at least that wide nor rebuildable.
-	ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([][]byte, error)
-
 	// AddEvidence keeps evidence of misbehaviour forever.
 	AddEvidence(ctx context.Context, log string, e Evidence) error
 	// Evidence lists the evidence kept for a log, oldest first.
 	Evidence(ctx context.Context, log string) ([]Evidence, error)
 
-	// Logs lists the names of the logs the store holds.
-	Logs(ctx context.Context) ([]string, error)
-
 	// LockSync takes the per-log sync lock, or fails with ErrLocked if
 	// another process holds it. The returned function releases it.
 	LockSync(ctx context.Context, log string) (unlock func(), err error)
+}
 
+// Store is a backend: everything a sumkeep process reads and writes.
+// Implementations must be safe for concurrent use.
+type Store interface {
+	Reader
+	Writer
 	Close()
 }
+
+// Stager is a capability a Store may have: writing a batch's records while
+// the batch before it commits, so that a full sync keeps the database busy
+// (store/postgres has it). Sync uses it where a store offers it; the
+// conformance suite checks it where a store offers it.
+type Stager interface {
+	// StageCommit commits b as Commit does, but may start writing it before
+	// the batch staged before it (the one whose wait function is after; nil
+	// for none) has committed. b commits only once that batch has
+	// committed, and not at all if it failed (ErrEarlierFailed), so batches
+	// commit in order and a crash loses only uncommitted batches. It
+	// returns at once; wait returns b's outcome. Every batch staged must be
+	// waited for (or its context cancelled) before the Store is closed.
+	StageCommit(ctx context.Context, log string, b Batch, after func() error) (wait func() error)
+}
+
+// ErrEarlierFailed is StageCommit's error for a batch it did not commit
+// because the batch staged before it failed.
+var ErrEarlierFailed = errors.New("not committed: an earlier batch failed")
 
 // DuplicateError describes a record that duplicates a stored module@version.
 type DuplicateError struct {

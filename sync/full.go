@@ -103,7 +103,7 @@ func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int
 		}
 		return nil
 	}
-	st, staging := s.cfg.Store.(stager)
+	st, staging := s.cfg.Store.(store.Stager)
 	for v := range out {
 		if v.err != nil {
 			// What was verified before is stored before the run stops.
@@ -162,13 +162,6 @@ func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int
 	}
 	p.report(n, true)
 	return stored, nil
-}
-
-// stager is a store that can write a batch's records while the batch
-// before it commits (store/postgres.Store.StageCommit): the batch commits
-// after the one whose wait function is after, and not if that one failed.
-type stager interface {
-	StageCommit(ctx context.Context, log string, b store.Batch, after func() error) (wait func() error)
 }
 
 // commit commits b, keeping the evidence of a duplicate it holds.

@@ -10,21 +10,19 @@ import (
 	"github.com/sumkeep/sumkeep/store"
 )
 
-// ErrEarlierFailed is StageCommit's error for a batch it did not commit
-// because the batch staged before it failed.
-var ErrEarlierFailed = errors.New("not committed: an earlier batch failed")
+var _ store.Stager = (*Store)(nil)
 
 // stageMinConns is the smallest pool that stages batches: a syncer's lock,
 // two batches with two connections each, the index summarizer, and room
 // for a lookup. Smaller pools (pool_max_conns) commit one batch at a time.
 const stageMinConns = 8
 
-// StageCommit commits b as Commit does, but lets a full sync keep the
+// StageCommit implements store.Stager. It commits b as Commit does, but lets a full sync keep the
 // database busy with COPY: b's records are written at once, in a
 // transaction of its own, while the batch staged before it (the one whose
 // wait function is after; nil for none) is still committing. b commits only
 // once that batch has committed, and not at all if it failed
-// (ErrEarlierFailed). So batches commit in order, and a crash at any point
+// (store.ErrEarlierFailed). So batches commit in order, and a crash at any point
 // loses only uncommitted batches: their rows are never visible.
 //
 // It returns at once; wait returns b's outcome. Every batch staged must be
@@ -49,7 +47,7 @@ func (s *Store) StageCommit(ctx context.Context, log string, b store.Batch, afte
 	go func() {
 		defer close(done)
 		err = s.stage(ctx, log, b, after)
-		if err != nil && !errors.Is(err, ErrEarlierFailed) {
+		if err != nil && !errors.Is(err, store.ErrEarlierFailed) {
 			err = fmt.Errorf("postgres: commit to %s: %w", log, err)
 		}
 	}()
@@ -62,7 +60,7 @@ func (s *Store) StageCommit(ctx context.Context, log string, b store.Batch, afte
 func (s *Store) stage(ctx context.Context, log string, b store.Batch, after func() error) error {
 	prevOK := func() error {
 		if after != nil && after() != nil {
-			return ErrEarlierFailed
+			return store.ErrEarlierFailed
 		}
 		return nil
 	}

@@ -36,34 +36,6 @@ func recordRange(from, n int) []store.Record {
 	return rs
 }
 
-// TestStagedBatchesCommitInOrder: a batch staged after a failing one is not
-// committed, and the cursor stays after the last good batch.
-func TestStagedBatchesCommitInOrder(t *testing.T) {
-	ctx := context.Background()
-	a, _ := twoWriters(t)
-	w1 := a.StageCommit(ctx, "log", store.Batch{Records: recordRange(0, 100), Synced: 100, Resumable: true}, nil)
-	bad := recordRange(100, 100)
-	bad[10] = filterRecord(5, 110) // the module@version of record 5 again
-	w2 := a.StageCommit(ctx, "log", store.Batch{Records: bad, Synced: 200, Resumable: true}, w1)
-	w3 := a.StageCommit(ctx, "log", store.Batch{Records: recordRange(200, 100), Synced: 300, Resumable: true}, w2)
-	if err := w1(); err != nil {
-		t.Fatal(err)
-	}
-	var de *store.DuplicateError
-	if err := w2(); !errors.As(err, &de) || de.ID != 110 || de.OtherID != 5 {
-		t.Fatalf("second batch: err = %v, want a DuplicateError for 110 and 5", err)
-	}
-	if err := w3(); !errors.Is(err, ErrEarlierFailed) {
-		t.Fatalf("third batch: err = %v, want ErrEarlierFailed", err)
-	}
-	if n, err := a.Synced(ctx, "log"); err != nil || n != 100 {
-		t.Fatalf("Synced = %d, %v; want 100", n, err)
-	}
-	if _, err := a.ReadRecords(ctx, "log", 200, 1); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("a record of the third batch: err = %v, want ErrNotFound", err)
-	}
-}
-
 // TestStagedBatchOtherWriter: while a batch is staged, another process
 // stores a record with one of its module@versions. The staged probes ran
 // before, so the batch must find out under the log's lock: above the batch

@@ -20,12 +20,23 @@ import (
 	"github.com/sumkeep/sumkeep/store"
 )
 
-// Run runs the suite. open must return a new, empty store each call.
+// Run runs the suite. open must return a new, empty store each call. A
+// store with a capability (store.Stager) runs that capability's cases too.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
-	for _, tc := range []struct {
+	type testCase struct {
 		name string
 		f    func(*testing.T, store.Store)
-	}{
+	}
+	probe := open(t)
+	_, staging := probe.(store.Stager)
+	probe.Close()
+	var capabilities []testCase
+	if staging {
+		capabilities = append(capabilities,
+			testCase{"StagedInOrder", testStagedInOrder},
+			testCase{"StagedServesAndExpects", testStagedServes})
+	}
+	for _, tc := range append([]testCase{
 		{"Heads", testHeads},
 		{"CommitAndRead", testCommitAndRead},
 		{"RawRecords", testRawRecords},
@@ -43,7 +54,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Lock", testLock},
 		{"LogsAreSeparate", testLogsSeparate},
 		{"ClosedStoreFails", testClosed},
-	} {
+	}, capabilities...) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
 			t.Cleanup(s.Close)
@@ -725,4 +736,80 @@ func testExpect(t *testing.T, s store.Store) {
 	}
 	_, err = s.Lookup(ctx, logName, r[0].Path, r[0].Version, 100)
 	mustNotFound(t, err, "the record of a conflicting batch")
+}
+
+// testStagedInOrder: staged batches commit in order; a batch staged after a
+// failing one is not committed, and the cursor stays after the last good
+// batch.
+func testStagedInOrder(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	st := s.(store.Stager)
+	w1 := st.StageCommit(ctx, logName, store.Batch{Records: records(0, 100), Synced: 100, Resumable: true}, nil)
+	bad := records(100, 100)
+	bad[10] = record(5, "v1.0.0") // the module@version of record 5 again
+	bad[10].ID = 110
+	w2 := st.StageCommit(ctx, logName, store.Batch{Records: bad, Synced: 200, Resumable: true}, w1)
+	w3 := st.StageCommit(ctx, logName, store.Batch{Records: records(200, 100), Synced: 300, Resumable: true}, w2)
+	if err := w1(); err != nil {
+		t.Fatal(err)
+	}
+	var de *store.DuplicateError
+	if err := w2(); !errors.As(err, &de) || de.ID != 110 || de.OtherID != 5 {
+		t.Fatalf("second batch: err = %v, want a DuplicateError for 110 and 5", err)
+	}
+	if err := w3(); !errors.Is(err, store.ErrEarlierFailed) {
+		t.Fatalf("third batch: err = %v, want ErrEarlierFailed", err)
+	}
+	if n, err := s.Synced(ctx, logName); err != nil || n != 100 {
+		t.Fatalf("Synced = %d, %v; want 100", n, err)
+	}
+	for _, id := range []int64{100, 200} {
+		_, err := s.ReadRecords(ctx, logName, id, 1)
+		mustNotFound(t, err, fmt.Sprintf("record %d of a batch that failed or followed one", id))
+	}
+	got, err := s.ReadRecords(ctx, logName, 0, 100)
+	if err != nil || len(got) != 100 || !bytes.Equal(got[99].Data, records(99, 1)[0].Data) {
+		t.Fatalf("the first batch's records: %d, %v", len(got), err)
+	}
+}
+
+// testStagedServes: a staged batch that serves a head commits after the
+// batches before it, and one that expects a state that no longer holds
+// fails with ErrConflict, storing nothing.
+func testStagedServes(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	st := s.(store.Stager)
+	if err := s.AddHead(ctx, logName, head(300)); err != nil {
+		t.Fatal(err)
+	}
+	var wait func() error
+	for i := range 3 {
+		b := store.Batch{Records: records(i*100, 100), Synced: int64(i+1) * 100, Resumable: i < 2}
+		if i == 2 {
+			b.Serve = 300
+			b.Tiles = []store.Tile{{Tile: tlog.Tile{H: 8, L: 1, N: 0, W: 1}, Data: tileData(1, "up")}}
+		}
+		wait = st.StageCommit(ctx, logName, b, wait)
+	}
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := s.ServedHead(ctx, logName); err != nil || h.Size != 300 {
+		t.Fatalf("served head = %d, %v; want 300", h.Size, err)
+	}
+	if n, err := s.Synced(ctx, logName); err != nil || n != 300 {
+		t.Fatalf("Synced = %d, %v; want 300", n, err)
+	}
+	r, err := s.Lookup(ctx, logName, "example.com/m150", "v1.0.0", 300)
+	if err != nil || r.ID != 150 {
+		t.Fatalf("Lookup = %d, %v", r.ID, err)
+	}
+
+	stale := store.State{Served: 0, Generation: -1}
+	err = st.StageCommit(ctx, logName, store.Batch{Records: records(300, 10), Synced: -1, Expect: &stale}, nil)()
+	if !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("a staged batch expecting a stale state: err = %v, want ErrConflict", err)
+	}
+	_, err = s.ReadRecords(ctx, logName, 300, 1)
+	mustNotFound(t, err, "a record of the conflicting batch")
 }
