@@ -16,11 +16,11 @@ import (
 	"time"
 
 	"golang.org/x/mod/module"
-	"golang.org/x/mod/sumdb"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumkeep/sumkeep/proof"
+	"github.com/sumkeep/sumkeep/store"
 )
 
 // MirrorConfig configures a MirrorSource.
@@ -52,19 +52,30 @@ const maxResponse = 1 << 20
 // with the key.
 var ErrBadState = errors.New("the state file does not hold a tree head signed with the key")
 
-// MirrorSource proves records with golang.org/x/mod/sumdb's Client, which
-// asks a checksum database server for lookups and hash tiles and verifies
-// every answer against the key and against the newest tree head it has
-// seen (kept in the state file).
+// MirrorSource proves records against a checksum database server, as the
+// go command does: each lookup's signed tree head is verified with the key
+// and linked by a consistency proof to the newest head seen before (kept in
+// the state file across runs), and each record is proven in the newest head
+// from hash tiles authenticated against its signed root (package proof).
+// Nothing the server sends is trusted.
 type MirrorSource struct {
-	cfg    MirrorConfig
-	name   string
-	client *sumdb.Client
-	ops    *mirrorOps
+	cfg  MirrorConfig
+	base string
+	name string
+	v    note.Verifier
+	hc   *http.Client
 
-	stateNote     []byte    // the head in the state file at the start
-	state         tlog.Tree // its tree
-	stateMismatch sync.Once // reported the server's log not matching it
+	stateNote []byte    // the head in the state file at the start
+	state     tlog.Tree // its tree
+
+	linkMu sync.Mutex // one link at a time; guards latest's moves
+	mu     sync.Mutex
+	latest store.Head // the newest verified head
+	tiles  *proof.Reader
+	// security holds the reports of server misbehaviour: the inconsistent
+	// signed heads and the proof of the inconsistency.
+	security      []string
+	stateMismatch bool // reported the server's log not matching the state
 }
 
 // NewMirrorSource checks the configuration and the state file.
@@ -87,75 +98,52 @@ func NewMirrorSource(cfg MirrorConfig) (*MirrorSource, error) {
 	if hc == nil {
 		hc = &http.Client{Timeout: cfg.Timeout}
 	}
-	ops := &mirrorOps{
-		base: strings.TrimSuffix(cfg.URL, "/"), key: cfg.Key, name: v.Name(), state: cfg.StateFile,
-		hc: hc, timeout: cfg.Timeout, ctx: context.Background(),
-		cache: make(map[string][]byte), notFound: make(map[string]bool),
-	}
-	latest, err := ops.readLatest()
+	s := &MirrorSource{cfg: cfg, base: strings.TrimSuffix(cfg.URL, "/"), name: v.Name(), v: v, hc: hc}
+	latest, err := s.readState()
 	if err != nil {
 		return nil, err
 	}
-	var tree tlog.Tree
 	if len(latest) > 0 {
-		if tree, err = openTree(latest, v); err != nil {
+		h, err := proof.OpenHead(latest, v)
+		if err != nil {
 			return nil, fmt.Errorf("%s: %w: %v", cfg.StateFile, ErrBadState, err)
 		}
+		s.latest, s.stateNote, s.state = h, latest, h.Tree()
 	}
-	ops.latest = latest
-	return &MirrorSource{cfg: cfg, name: v.Name(), client: sumdb.NewClient(ops), ops: ops, stateNote: latest, state: tree}, nil
+	return s, nil
 }
 
-// openTree verifies a signed tree head and returns its tree.
-func openTree(msg []byte, v note.Verifier) (tlog.Tree, error) {
-	h, err := proof.OpenHead(msg, v)
-	return h.Tree(), err
-}
-
-// Database implements Source: the newest tree head the client verified.
+// Database implements Source: the newest tree head verified.
 func (s *MirrorSource) Database() Database {
-	d := Database{Name: s.name, Source: "mirror", URL: s.ops.base}
-	s.ops.mu.Lock()
-	latest := s.ops.latest
-	s.ops.mu.Unlock()
-	if v, err := note.NewVerifier(s.cfg.Key); err == nil && len(latest) > 0 {
-		d.Tree, _ = openTree(latest, v)
-	}
-	return d
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Database{Name: s.name, Source: "mirror", URL: s.base, Tree: s.latest.Tree()}
 }
 
-// SecurityErrors returns the client's reports of server misbehaviour: the
+// SecurityErrors returns the reports of server misbehaviour: the
 // inconsistent signed heads and the proof of the inconsistency.
 func (s *MirrorSource) SecurityErrors() []string {
-	s.ops.mu.Lock()
-	defer s.ops.mu.Unlock()
-	return append([]string(nil), s.ops.security...)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.security...)
 }
 
 // Records implements Source.
 func (s *MirrorSource) Records(ctx context.Context, mods []module.Version) ([]Answer, error) {
-	s.ops.mu.Lock()
-	s.ops.ctx = ctx
-	s.ops.mu.Unlock()
+	s.mu.Lock()
+	s.tiles = proof.NewReader(ctx, proof.ReaderConfig{Log: s.name, Source: tileSource{s}})
+	s.mu.Unlock()
 	answers := make([]Answer, len(mods))
 	err := parallel(ctx, len(mods), s.cfg.Lookups, func(i int) error {
-		m := mods[i]
-		var lines []string
-		// The client's lookups of M@V and M@V/go.mod share one request.
-		for _, v := range []string{m.Version, m.Version + "/go.mod"} {
-			l, err := s.client.Lookup(m.Path, v)
-			if err != nil {
-				a, fatal := s.classify(m, err)
-				answers[i].Err = a
-				return fatal
+		rec, err := s.record(ctx, mods[i])
+		if err != nil {
+			if fe, ok := errors.AsType[*fatalError](err); ok {
+				return fe.err
 			}
-			lines = append(lines, l...)
-		}
-		if len(lines) == 0 {
-			answers[i].Err = &ProofError{ID: -1, Err: errors.New("the server's record has no line for this module version")}
+			answers[i].Err = err
 			return nil
 		}
-		answers[i].Record = []byte(strings.Join(lines, "\n") + "\n")
+		answers[i].Record = rec
 		return nil
 	})
 	if err != nil {
@@ -164,141 +152,221 @@ func (s *MirrorSource) Records(ctx context.Context, mods []module.Version) ([]An
 	return answers, nil
 }
 
-// classify turns a client error into an answer's error, or into an error
-// of the environment that aborts the run. The client formats its errors
-// with %v, so what happened is read from what the ops saw, and the
-// security and signature failures from their (stable) messages.
-func (s *MirrorSource) classify(m module.Version, err error) (answer, fatal error) {
-	o := s.ops
-	epath, _ := module.EscapePath(m.Path)
-	evers, _ := module.EscapeVersion(m.Version)
-	o.mu.Lock()
-	notFound, transport := o.notFound["/lookup/"+epath+"@"+evers], o.transport
-	o.mu.Unlock()
-	msg := err.Error()
-	// The client's first step links the head kept in the state file to
-	// the server's log, reading that head's tiles from the server.
-	initErr := strings.Contains(msg, "initializing sumdb.Client")
-	switch {
-	case strings.Contains(msg, sumdb.ErrSecurity.Error()):
-		return &MisbehaviourError{
-			Msg:    "the checksum database presented signed tree heads that are not consistent with each other (a fork of the log)",
-			Detail: strings.Join(s.SecurityErrors(), "\n"),
-		}, nil
-	case notFound:
-		return fmt.Errorf("%w (asked %s)", ErrNotFound, o.base), nil
-	case strings.Contains(msg, (&note.UnverifiedNoteError{}).Error()):
-		return nil, fmt.Errorf("%s: %w (wrong key?): %v", o.base, ErrHeadNotVerified, err)
-	case transport != nil:
-		return nil, fmt.Errorf("reading from %s: %w", o.base, transport)
-	case initErr && strings.Contains(msg, "downloaded inconsistent tile"):
-		e := &MisbehaviourError{Msg: fmt.Sprintf(
-			"the checksum database's log is not the one whose tree head %d was verified in an earlier run (its hash tiles do not hash to that head's signed root): a fork of the log, or a corrupted server",
-			s.state.N)}
-		s.stateMismatch.Do(func() {
-			e.Detail = fmt.Sprintf("SECURITY ERROR\nthe checksum database at %s serves hash tiles that do not hash to the signed root of the tree head kept in %s:\n\t%s",
-				o.base, s.cfg.StateFile, strings.ReplaceAll(string(s.stateNote), "\n", "\n\t"))
-			o.SecurityError(e.Detail)
-		})
-		return e, nil
-	case initErr:
-		return &ProofError{ID: -1, Err: fmt.Errorf("cannot link the server's log to the tree head %d verified in an earlier run (is the server behind it?): %v", s.state.N, err)}, nil
+// fatalError marks an error of the environment (the server cannot be read,
+// the key is wrong), which aborts the run rather than failing one answer.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+
+// httpError is a server's answer other than 200.
+type httpError struct {
+	path   string
+	status string
+	code   int
+	body   []byte
+}
+
+func (e *httpError) Error() string {
+	if len(e.body) == 0 {
+		return fmt.Sprintf("GET %s: %s", e.path, e.status)
 	}
-	return &ProofError{ID: -1, Err: err}, nil
+	return fmt.Sprintf("GET %s: %s: %s", e.path, e.status, e.body)
 }
 
-// mirrorOps implements sumdb.ClientOps: HTTP to the server, the key, the
-// newest verified head in the state file, and an in-memory cache for the
-// run. Nothing is cached across runs but the head, so each run asks the
-// server again and a fork is seen.
-type mirrorOps struct {
-	base, key, name string
-	state           string
-	hc              *http.Client
-	timeout         time.Duration
-
-	mu        sync.Mutex
-	ctx       context.Context
-	latest    []byte // the newest verified head
-	cache     map[string][]byte
-	notFound  map[string]bool // lookup paths answered 404 or 410
-	transport error           // the first failure to reach the server
-	security  []string
-	stateMu   sync.Mutex // serializes state file updates
-}
-
-// ReadRemote implements sumdb.ClientOps.
-func (o *mirrorOps) ReadRemote(path string) ([]byte, error) {
-	o.mu.Lock()
-	ctx := o.ctx
-	o.mu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.base+path, nil)
+// record looks m up and proves its record in the newest verified head. It
+// returns the record's lines for m: the record text.
+func (s *MirrorSource) record(ctx context.Context, m module.Version) ([]byte, error) {
+	epath, err := module.EscapePath(m.Path)
+	if err != nil {
+		return nil, &ProofError{ID: -1, Err: err}
+	}
+	evers, err := module.EscapeVersion(m.Version)
+	if err != nil {
+		return nil, &ProofError{ID: -1, Err: err}
+	}
+	path := "/lookup/" + epath + "@" + evers
+	body, err := s.get(ctx, path)
+	if he, ok := errors.AsType[*httpError](err); ok && (he.code == http.StatusNotFound || he.code == http.StatusGone) {
+		return nil, fmt.Errorf("%w (asked %s)", ErrNotFound, s.base)
+	}
+	if err != nil {
+		return nil, &fatalError{fmt.Errorf("reading from %s: %w", s.base, err)}
+	}
+	id, text, msg, err := tlog.ParseRecord(body)
+	if err != nil {
+		return nil, &ProofError{ID: -1, Err: fmt.Errorf("%s%s: malformed answer: %v", s.base, path, err)}
+	}
+	h, err := proof.OpenHead(msg, s.v)
+	if _, ok := errors.AsType[*note.UnverifiedNoteError](err); ok {
+		return nil, &fatalError{fmt.Errorf("%s: %w (wrong key?): %v", s.base, ErrHeadNotVerified, err)}
+	}
+	if err != nil {
+		return nil, &ProofError{ID: -1, Err: fmt.Errorf("%s%s: %v", s.base, path, err)}
+	}
+	latest, err := s.link(h)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := o.hc.Do(req)
+	rec := store.Record{ID: id, Data: text}
+	rec.Path, rec.Version = store.RecordModule(text)
+	if rec.Path != m.Path || rec.Version != m.Version {
+		return nil, &ProofError{ID: id, Err: fmt.Errorf("the server answered with the record of %s@%s", printable(rec.Path), printable(rec.Version))}
+	}
+	if id >= h.Size {
+		return nil, &ProofError{ID: id, Err: fmt.Errorf("the record is outside the tree of size %d signed with it", h.Size)}
+	}
+	if err := proof.Record(s.hashReader(latest), latest, rec); err != nil {
+		if fe, ok := errors.AsType[*fatalError](err); ok {
+			return nil, fe
+		}
+		return nil, &ProofError{ID: id, Err: err}
+	}
+	return text, nil
+}
+
+// hashReader reads tree's hashes from the server's tiles, authenticated.
+func (s *MirrorSource) hashReader(h store.Head) tlog.HashReader {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tiles.HashReader(h.Tree())
+}
+
+// link proves h consistent with the newest verified head and, if h is
+// newer, makes it the newest (and writes it to the state file). It returns
+// the newest head.
+func (s *MirrorSource) link(h store.Head) (store.Head, error) {
+	s.linkMu.Lock()
+	defer s.linkMu.Unlock()
+	s.mu.Lock()
+	latest := s.latest
+	s.mu.Unlock()
+	if err := s.consistent(latest, h); err != nil {
+		return latest, err
+	}
+	if h.Size <= latest.Size {
+		return latest, nil
+	}
+	if err := s.writeState(h); err != nil {
+		return latest, err
+	}
+	s.mu.Lock()
+	s.latest = h
+	s.mu.Unlock()
+	return h, nil
+}
+
+// consistent proves heads a and b consistent from the larger one's tiles.
+func (s *MirrorSource) consistent(a, b store.Head) error {
+	older, newer := a, b
+	if b.Size < a.Size {
+		older, newer = b, a
+	}
+	if older.Size == 0 {
+		return nil
+	}
+	th := newer.Hash
+	if older.Size < newer.Size {
+		var err error
+		th, err = tlog.TreeHash(older.Size, s.hashReader(newer))
+		if fe, ok := errors.AsType[*fatalError](err); ok {
+			return fe
+		}
+		if ite, ok := errors.AsType[*proof.InconsistentTileError](err); ok && ite.Tree == s.state && s.state.N > 0 {
+			return s.stateMismatchError()
+		}
+		if err != nil {
+			return &ProofError{ID: -1, Err: fmt.Errorf("cannot link the server's tree head %d to the tree head %d verified before: %v", b.Size, a.Size, err)}
+		}
+	}
+	if th == older.Hash {
+		return nil
+	}
+	var buf strings.Builder
+	indent := func(b []byte) string { return strings.ReplaceAll(string(b), "\n", "\n\t") }
+	fmt.Fprintf(&buf, "SECURITY ERROR\ngo.sum database server misbehavior detected!\n\n")
+	fmt.Fprintf(&buf, "old database:\n\t%s\n", indent(older.Note))
+	fmt.Fprintf(&buf, "new database:\n\t%s\n", indent(newer.Note))
+	fmt.Fprintf(&buf, "proof of misbehavior:\n\t%v", th)
+	if p, err := tlog.ProveTree(newer.Size, older.Size, s.hashReader(newer)); err == nil {
+		for _, h := range p {
+			fmt.Fprintf(&buf, "\n\t%v", h)
+		}
+	}
+	s.mu.Lock()
+	s.security = append(s.security, buf.String())
+	s.mu.Unlock()
+	return &MisbehaviourError{
+		Msg:    "the checksum database presented signed tree heads that are not consistent with each other (a fork of the log)",
+		Detail: buf.String(),
+	}
+}
+
+// stateMismatchError reports hash tiles that do not hash to the signed root
+// of the head kept from an earlier run, with the evidence the first time.
+func (s *MirrorSource) stateMismatchError() error {
+	e := &MisbehaviourError{Msg: fmt.Sprintf(
+		"the checksum database's log is not the one whose tree head %d was verified in an earlier run (its hash tiles do not hash to that head's signed root): a fork of the log, or a corrupted server",
+		s.state.N)}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.stateMismatch {
+		s.stateMismatch = true
+		e.Detail = fmt.Sprintf("SECURITY ERROR\nthe checksum database at %s serves hash tiles that do not hash to the signed root of the tree head kept in %s:\n\t%s",
+			s.base, s.cfg.StateFile, strings.ReplaceAll(string(s.stateNote), "\n", "\n\t"))
+		s.security = append(s.security, e.Detail)
+	}
+	return e
+}
+
+// tileSource reads hash tiles from the server. Its failures are fatal to
+// the run (the server cannot be read); a tile it does not have is a proof
+// that cannot be made.
+type tileSource struct{ s *MirrorSource }
+
+func (t tileSource) Tile(ctx context.Context, tile tlog.Tile) ([]byte, error) {
+	data, err := t.s.get(ctx, "/"+tile.Path())
+	if he, ok := errors.AsType[*httpError](err); ok && (he.code == http.StatusNotFound || he.code == http.StatusGone) {
+		return nil, err
+	}
 	if err != nil {
-		o.fail(err)
+		return nil, &fatalError{fmt.Errorf("reading from %s: %w", t.s.base, err)}
+	}
+	return data, nil
+}
+
+// get fetches path from the server, at most maxResponse bytes.
+func (s *MirrorSource) get(ctx context.Context, path string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.hc.Do(req)
+	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
 	if err != nil {
-		err = fmt.Errorf("GET %s: %w", path, err)
-		o.fail(err)
-		return nil, err
+		return nil, fmt.Errorf("GET %s: %w", path, err)
 	}
 	if len(data) > maxResponse {
 		return nil, fmt.Errorf("GET %s: answer larger than %d bytes", path, maxResponse)
 	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-		return data, nil
-	case http.StatusNotFound, http.StatusGone:
-		if strings.HasPrefix(path, "/lookup/") {
-			o.mu.Lock()
-			o.notFound[path] = true
-			o.mu.Unlock()
-		}
-		return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
+	if resp.StatusCode != http.StatusOK {
+		return nil, &httpError{path: path, status: resp.Status, code: resp.StatusCode, body: bytes.TrimSpace(data[:min(len(data), 200)])}
 	}
-	err = fmt.Errorf("GET %s: %s: %s", path, resp.Status, bytes.TrimSpace(data[:min(len(data), 200)]))
-	o.fail(err)
-	return nil, err
+	return data, nil
 }
 
-func (o *mirrorOps) fail(err error) {
-	o.mu.Lock()
-	if o.transport == nil {
-		o.transport = err
+// readState returns the head in the state file; none without a state file
+// or when the file does not exist.
+func (s *MirrorSource) readState() ([]byte, error) {
+	if s.cfg.StateFile == "" {
+		return nil, nil
 	}
-	o.mu.Unlock()
-}
-
-// ReadConfig implements sumdb.ClientOps.
-func (o *mirrorOps) ReadConfig(file string) ([]byte, error) {
-	switch file {
-	case "key":
-		return []byte(o.key), nil
-	case o.name + "/latest":
-		o.stateMu.Lock()
-		defer o.stateMu.Unlock()
-		return o.readLatest()
-	}
-	return nil, fmt.Errorf("unknown config file %q", file)
-}
-
-// readLatest returns the stored head: the state file's, or the in-memory
-// one without a state file. A missing file is an empty tree.
-func (o *mirrorOps) readLatest() ([]byte, error) {
-	if o.state == "" {
-		o.mu.Lock()
-		defer o.mu.Unlock()
-		return o.latest, nil
-	}
-	data, err := os.ReadFile(o.state)
+	data, err := os.ReadFile(s.cfg.StateFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -308,30 +376,32 @@ func (o *mirrorOps) readLatest() ([]byte, error) {
 	return data, nil
 }
 
-// WriteConfig implements sumdb.ClientOps: it replaces the stored head,
-// atomically (a temporary file renamed over the state file), if it is
-// still old.
-func (o *mirrorOps) WriteConfig(file string, old, new []byte) error {
-	if file != o.name+"/latest" {
-		return fmt.Errorf("unknown config file %q", file)
+// writeState replaces the head in the state file with h, atomically. A
+// head another run wrote meanwhile is linked to h first: the file never
+// moves to a head that is not consistent with it, nor backwards.
+func (s *MirrorSource) writeState(h store.Head) error {
+	if s.cfg.StateFile == "" {
+		return nil
 	}
-	o.stateMu.Lock()
-	defer o.stateMu.Unlock()
-	cur, err := o.readLatest()
+	cur, err := s.readState()
 	if err != nil {
 		return err
 	}
-	if !bytes.Equal(cur, old) {
-		return sumdb.ErrWriteConflict
-	}
-	if o.state != "" {
-		if err := writeAtomic(o.state, new); err != nil {
-			return fmt.Errorf("writing state: %w", err)
+	if len(cur) > 0 && !bytes.Equal(cur, s.latest.Note) {
+		other, err := proof.OpenHead(cur, s.v)
+		if err != nil {
+			return &fatalError{fmt.Errorf("%s: %w: %v", s.cfg.StateFile, ErrBadState, err)}
+		}
+		if err := s.consistent(other, h); err != nil {
+			return err
+		}
+		if other.Size >= h.Size {
+			return nil
 		}
 	}
-	o.mu.Lock()
-	o.latest = bytes.Clone(new)
-	o.mu.Unlock()
+	if err := writeAtomic(s.cfg.StateFile, h.Note); err != nil {
+		return &fatalError{fmt.Errorf("writing state: %w", err)}
+	}
 	return nil
 }
 
@@ -360,32 +430,4 @@ func writeAtomic(name string, data []byte) error {
 		os.Remove(f.Name())
 	}
 	return err
-}
-
-// ReadCache implements sumdb.ClientOps.
-func (o *mirrorOps) ReadCache(file string) ([]byte, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if data, ok := o.cache[file]; ok {
-		return data, nil
-	}
-	return nil, fs.ErrNotExist
-}
-
-// WriteCache implements sumdb.ClientOps.
-func (o *mirrorOps) WriteCache(file string, data []byte) {
-	o.mu.Lock()
-	o.cache[file] = data
-	o.mu.Unlock()
-}
-
-// Log implements sumdb.ClientOps.
-func (o *mirrorOps) Log(string) {}
-
-// SecurityError implements sumdb.ClientOps: the message is kept for the
-// report, and the client's operation fails with sumdb.ErrSecurity.
-func (o *mirrorOps) SecurityError(msg string) {
-	o.mu.Lock()
-	o.security = append(o.security, msg)
-	o.mu.Unlock()
 }
