@@ -6,7 +6,7 @@ import (
 )
 
 // brinPagesPerRange is the pages_per_range of the BRIN index records_id
-// (migrations/postgres/0001_init.sql).
+// (schema/0001_init.sql).
 const brinPagesPerRange = 16
 
 // brinSummarizer keeps the BRIN id index summarized while a full sync fills

@@ -18,7 +18,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/sumkeep/sumkeep/migrations"
 	"github.com/sumkeep/sumkeep/store"
 )
 
@@ -107,7 +106,7 @@ func (s *Store) Close() {
 // Migrate applies the embedded migrations that the database lacks, each in a
 // transaction, under an advisory lock so that concurrent starts do not race.
 func (s *Store) Migrate(ctx context.Context) error {
-	ms, err := migrations.For("postgres")
+	ms, err := store.Migrations(schema, "schema")
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,6 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
-	"github.com/sumkeep/sumkeep/migrations"
 	"github.com/sumkeep/sumkeep/store"
 )
 
@@ -166,7 +165,7 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 	if err := s.openReaders(ctx, url.Values{"mode": {"ro"}}); err != nil {
 		return nil, err
 	}
-	ms, err := migrations.For("sqlite")
+	ms, err := store.Migrations(schema, "schema")
 	if err != nil {
 		s.r.Close()
 		return nil, err
@@ -290,7 +289,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if err := s.check(true); err != nil {
 		return err
 	}
-	ms, err := migrations.For("sqlite")
+	ms, err := store.Migrations(schema, "schema")
 	if err != nil {
 		return err
 	}

@@ -1,11 +1,6 @@
-// Package migrations holds the SQL schema of each store backend, embedded in
-// the binary. Files are named NNNN_description.sql and applied in order, each
-// once, by the backend's Migrate (run by `sumkeep migrate` and automatically
-// when a store is opened).
-package migrations
+package store
 
 import (
-	"embed"
 	"fmt"
 	"io/fs"
 	"path"
@@ -14,19 +9,19 @@ import (
 	"strings"
 )
 
-//go:embed postgres/*.sql sqlite/*.sql
-var files embed.FS
-
-// Migration is one schema step.
+// Migration is one step of a backend's schema. Each backend keeps its
+// schema beside its code, as files named NNNN_description.sql in an
+// embedded folder, applied in order, each once, by the backend's Migrate
+// (run by `sumkeep migrate` and when a store is opened for writing).
 type Migration struct {
 	Version int
 	Name    string
 	SQL     string
 }
 
-// For returns the migrations of a backend ("postgres") in order.
-func For(backend string) ([]Migration, error) {
-	names, err := fs.Glob(files, backend+"/*.sql")
+// Migrations returns the *.sql migrations in fsys's dir, in order.
+func Migrations(fsys fs.FS, dir string) ([]Migration, error) {
+	names, err := fs.Glob(fsys, dir+"/*.sql")
 	if err != nil {
 		return nil, err
 	}
@@ -38,14 +33,14 @@ func For(backend string) ([]Migration, error) {
 		if !ok || err != nil || v <= 0 {
 			return nil, fmt.Errorf("migration %s: name must start with a positive number and _", name)
 		}
-		data, err := files.ReadFile(name)
+		data, err := fs.ReadFile(fsys, name)
 		if err != nil {
 			return nil, err
 		}
 		ms = append(ms, Migration{Version: v, Name: base, SQL: string(data)})
 	}
 	if len(ms) == 0 {
-		return nil, fmt.Errorf("no migrations for backend %q", backend)
+		return nil, fmt.Errorf("no migrations in %s", dir)
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
 	for i := 1; i < len(ms); i++ {
