@@ -14,6 +14,7 @@ import (
 	"github.com/sumkeep/sumkeep/store"
 	"github.com/sumkeep/sumkeep/store/sqlite"
 	sksync "github.com/sumkeep/sumkeep/sync"
+	"github.com/sumkeep/sumkeep/upstream"
 )
 
 // offline returns a syncer with no upstream, as an air-gapped site runs.
@@ -168,7 +169,7 @@ func TestBundleTampered(t *testing.T) {
 		t.Fatal(err)
 	}
 	oo := newStore(t)
-	os, err := sksync.New(sksync.Config{Store: oo, Client: sksync.NewClient(other.Start(), nil), Key: other.VerifierKey(), Mode: sksync.ModeLazy})
+	os, err := sksync.New(sksync.Config{Store: oo, Upstream: upstream.NewClient(other.Start(), nil), Key: other.VerifierKey(), Mode: sksync.ModeLazy})
 	if err != nil {
 		t.Fatal(err)
 	}

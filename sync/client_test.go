@@ -10,6 +10,7 @@ import (
 
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
 	sksync "github.com/sumkeep/sumkeep/sync"
+	"github.com/sumkeep/sumkeep/upstream"
 )
 
 // TestClientReusesConnections: a full sync over HTTP/1.1 keeps its tile
@@ -34,7 +35,7 @@ func TestClientReusesConnections(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	const concurrency = 8
-	s, err := sksync.New(sksync.Config{Store: newStore(t), Client: sksync.NewClient(srv.URL, nil),
+	s, err := sksync.New(sksync.Config{Store: newStore(t), Upstream: upstream.NewClient(srv.URL, nil),
 		Key: u.VerifierKey(), BatchTiles: 4, Concurrency: concurrency, Mode: sksync.ModeFull})
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
 	"github.com/sumkeep/sumkeep/store"
 	sksync "github.com/sumkeep/sumkeep/sync"
+	"github.com/sumkeep/sumkeep/upstream"
 )
 
 // evidenceFails is a real store whose AddEvidence fails, as it does when the
@@ -31,7 +32,7 @@ func TestLieStopsSeedWhenEvidenceFails(t *testing.T) {
 	u, url := newUpstream(t, 3000)
 	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
 	st := evidenceFails{newStore(t)}
-	s, err := sksync.New(sksync.Config{Store: st, Client: sksync.NewClient(url, nil), Key: u.VerifierKey(), Concurrency: 1})
+	s, err := sksync.New(sksync.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: u.VerifierKey(), Concurrency: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,7 @@ func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int
 		s.logger.Info("up to date", "size", n)
 		return 0, nil
 	}
-	s.logger.Info("syncing", "from", cursor, "to", n, "upstream", s.cfg.Client.URL())
+	s.logger.Info("syncing", "from", cursor, "to", n, "upstream", s.cfg.Upstream.URL())
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -213,7 +213,7 @@ func (s *Syncer) fetchJobs(ctx context.Context, jobs chan<- *job, first, end, n 
 				go func() {
 					defer j.wg.Done()
 					defer func() { <-sem }()
-					d, err := s.cfg.Client.Tile(ctx, t)
+					d, err := s.cfg.Upstream.Tile(ctx, t)
 					if which == 0 {
 						j.data[i] = d
 					} else {
@@ -269,7 +269,7 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *proof.Reader, tree tlog.
 		if err != nil {
 			return nil, s.misbehaved(ctx, store.Evidence{
 				Kind:    store.EvidenceBadRecord,
-				Message: fmt.Sprintf("data tile %s from %s: %v", tlog.Tile{H: store.TileHeight, L: -1, N: k, W: w}.Path(), s.cfg.Client.URL(), err),
+				Message: fmt.Sprintf("data tile %s from %s: %v", tlog.Tile{H: store.TileHeight, L: -1, N: k, W: w}.Path(), s.cfg.Upstream.URL(), err),
 				NoteA:   target.Note,
 				Data:    d,
 			})
@@ -279,7 +279,7 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *proof.Reader, tree tlog.
 			if tlog.RecordHash(text) != tlog.Hash(j.hashes[i][x*tlog.HashSize:]) {
 				return nil, s.misbehaved(ctx, store.Evidence{
 					Kind:    store.EvidenceBadRecord,
-					Message: fmt.Sprintf("record %d from %s does not match its leaf hash in tree %d", id, s.cfg.Client.URL(), tree.N),
+					Message: fmt.Sprintf("record %d from %s does not match its leaf hash in tree %d", id, s.cfg.Upstream.URL(), tree.N),
 					NoteA:   target.Note,
 					Data:    text,
 				})

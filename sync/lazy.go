@@ -10,6 +10,7 @@ import (
 
 	"github.com/sumkeep/sumkeep/proof"
 	"github.com/sumkeep/sumkeep/store"
+	"github.com/sumkeep/sumkeep/upstream"
 )
 
 // Lazy mode keeps only what was asked for: records fetched on demand (by the
@@ -118,20 +119,20 @@ type flight struct {
 }
 
 func (s *Syncer) fetch(ctx context.Context, path, version string) error {
-	if s.cfg.Client == nil {
+	if s.cfg.Upstream == nil {
 		return fmt.Errorf("fetching %s@%s: %w", path, version, errNoUpstream)
 	}
 	if err := s.checkEvidence(ctx); err != nil {
 		return err
 	}
-	body, err := s.cfg.Client.Lookup(ctx, path, version)
-	if errors.Is(err, ErrNotServed) || errors.Is(err, ErrRefused) {
+	body, err := s.cfg.Upstream.Lookup(ctx, path, version)
+	if errors.Is(err, upstream.ErrNotServed) || errors.Is(err, upstream.ErrRefused) {
 		return fmt.Errorf("%s@%s: %w (%v)", path, version, ErrNoRecord, err)
 	}
 	if err != nil {
 		return err
 	}
-	where := s.cfg.Client.URL() + "/lookup/" + path + "@" + version
+	where := s.cfg.Upstream.URL() + "/lookup/" + path + "@" + version
 	id, text, msg, err := tlog.ParseRecord(body)
 	if err != nil {
 		return fmt.Errorf("%s: malformed answer: %w", where, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
 	"github.com/sumkeep/sumkeep/store"
 	sksync "github.com/sumkeep/sumkeep/sync"
+	"github.com/sumkeep/sumkeep/upstream"
 )
 
 // storeTiles reads tiles from the store only: what a client of the mirror
@@ -94,7 +95,7 @@ func newLazy(t *testing.T, n int) (*sumdbtest.Upstream, store.Store, *sksync.Syn
 	u, url := newUpstream(t, n)
 	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
 	st := newStore(t)
-	s, err := sksync.New(sksync.Config{Store: st, Client: sksync.NewClient(url, nil), Key: u.VerifierKey(), Concurrency: 8})
+	s, err := sksync.New(sksync.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: u.VerifierKey(), Concurrency: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +322,7 @@ func TestLazyConflict(t *testing.T) {
 	if _, err := s.Once(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := sksync.New(sksync.Config{Store: st, Client: sksync.NewClient(u.URL(), nil), Key: u.VerifierKey(), Concurrency: 4})
+	s2, err := sksync.New(sksync.Config{Store: st, Upstream: upstream.NewClient(u.URL(), nil), Key: u.VerifierKey(), Concurrency: 4})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,14 +40,17 @@ import (
 
 	"github.com/sumkeep/sumkeep/proof"
 	"github.com/sumkeep/sumkeep/store"
+	"github.com/sumkeep/sumkeep/upstream"
 )
 
 const tileWidth = 1 << store.TileHeight
 
 // Config configures a Syncer.
 type Config struct {
-	Store  store.Store
-	Client *Client
+	Store store.Store
+	// Upstream is where the log is read from (an *upstream.Client); nil
+	// for a Syncer that only imports bundles and verifies what is stored.
+	Upstream Upstream
 	// Key is the upstream's verifier key, e.g.
 	// "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8".
 	// The log's name is the key's name.
@@ -131,8 +134,8 @@ func New(cfg Config) (*Syncer, error) {
 	}
 	s := &Syncer{cfg: cfg, verifier: v, log: v.Name(), logger: logger.With("log", v.Name()),
 		flights: make(map[string]*flight)}
-	if cfg.Client != nil {
-		s.src = cfg.Client
+	if cfg.Upstream != nil {
+		s.src = cfg.Upstream
 	} else {
 		s.src = noUpstream{}
 	}
@@ -180,6 +183,22 @@ func blocking(kind string) bool {
 	return kind == store.EvidenceFork || kind == store.EvidenceDuplicate
 }
 
+// Upstream is where a Syncer reads the checksum database from: package
+// upstream's Client, or anything else that speaks the protocol. Nothing it
+// returns is trusted; URL names it in messages and evidence.
+type Upstream interface {
+	URL() string
+	// Latest returns the signed tree head note.
+	Latest(ctx context.Context) ([]byte, error)
+	// Lookup returns the /lookup answer for path@version. Errors wrap
+	// upstream.ErrNotServed or upstream.ErrRefused where the upstream
+	// answered that it does not serve it.
+	Lookup(ctx context.Context, path, version string) ([]byte, error)
+	// Tile returns a hash tile (L >= 0) or a data tile (L == -1), possibly
+	// longer than asked for (a full tile for a partial one).
+	Tile(ctx context.Context, t tlog.Tile) ([]byte, error)
+}
+
 // tileSource supplies the tiles the store lacks. Nothing it returns is
 // trusted: readers authenticate every tile against a signed root.
 type tileSource interface {
@@ -187,7 +206,7 @@ type tileSource interface {
 	URL() string // for messages
 }
 
-// errNoUpstream is what a Syncer made without a Client answers when it
+// errNoUpstream is what a Syncer made without an Upstream answers when it
 // would need the upstream.
 var errNoUpstream = errors.New("no upstream configured")
 
@@ -202,7 +221,7 @@ func (noUpstream) URL() string { return "(no upstream)" }
 func (s *Syncer) Once(ctx context.Context) (Result, error) {
 	start := time.Now()
 	res := Result{Log: s.log}
-	if s.cfg.Client == nil {
+	if s.cfg.Upstream == nil {
 		return res, fmt.Errorf("sync %s: %w", s.log, errNoUpstream)
 	}
 	unlock, err := s.cfg.Store.LockSync(ctx, s.log)
@@ -274,9 +293,9 @@ func (s *Syncer) mode(ctx context.Context, target store.Head) (string, error) {
 	mode, why := ModeFull, "the upstream serves data tiles"
 	if target.Size > 0 {
 		t := tlog.Tile{H: store.TileHeight, L: -1, N: 0, W: int(min(tileWidth, target.Size))}
-		_, err := s.cfg.Client.Tile(ctx, t)
+		_, err := s.cfg.Upstream.Tile(ctx, t)
 		switch {
-		case errors.Is(err, ErrNotServed) || errors.Is(err, ErrRefused):
+		case errors.Is(err, upstream.ErrNotServed) || errors.Is(err, upstream.ErrRefused):
 			mode, why = ModeLazy, fmt.Sprintf("the upstream refuses data tiles (%v)", err)
 		case err != nil:
 			return "", fmt.Errorf("sync %s: choosing a mode: %w", s.log, err)
@@ -291,11 +310,11 @@ func (s *Syncer) mode(ctx context.Context, target store.Head) (string, error) {
 
 // fetchHead fetches /latest and verifies its signature.
 func (s *Syncer) fetchHead(ctx context.Context) (store.Head, error) {
-	msg, err := s.cfg.Client.Latest(ctx)
+	msg, err := s.cfg.Upstream.Latest(ctx)
 	if err != nil {
 		return store.Head{}, err
 	}
-	return s.openHead(msg, s.cfg.Client.URL()+"/latest")
+	return s.openHead(msg, s.cfg.Upstream.URL()+"/latest")
 }
 
 func (s *Syncer) openHead(msg []byte, where string) (store.Head, error) {

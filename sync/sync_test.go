@@ -17,6 +17,7 @@ import (
 	"github.com/sumkeep/sumkeep/store/postgres"
 	"github.com/sumkeep/sumkeep/store/storetest"
 	sksync "github.com/sumkeep/sumkeep/sync"
+	"github.com/sumkeep/sumkeep/upstream"
 )
 
 const logName = "sumdb.test"
@@ -47,7 +48,7 @@ func newStore(t *testing.T) store.Store {
 
 func newSyncer(t *testing.T, st store.Store, url, key string) *sksync.Syncer {
 	t.Helper()
-	s, err := sksync.New(sksync.Config{Store: st, Client: sksync.NewClient(url, nil), Key: key, BatchTiles: 4, Concurrency: 8})
+	s, err := sksync.New(sksync.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: key, BatchTiles: 4, Concurrency: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +165,7 @@ func TestCancelAndResume(t *testing.T) {
 	st := newStore(t)
 	// One tile a batch: the fetch stage runs at most a few batches ahead of
 	// the commits, so stopping after k tile requests stops part-way.
-	s, err := sksync.New(sksync.Config{Store: st, Client: sksync.NewClient(url, nil), Key: u.VerifierKey(), BatchTiles: 1, Concurrency: 2})
+	s, err := sksync.New(sksync.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: u.VerifierKey(), BatchTiles: 1, Concurrency: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -242,30 +240,4 @@ func TestSyncScheduleAndLock(t *testing.T) {
 
 	// A scheduled sync stops cleanly on SIGTERM.
 	sched.stop(t, 15*time.Second)
-}
-
-// TestGoProxy: discovery starts from the GOPROXY the go command would use:
-// the environment's, else the go command's own answer, else none (direct).
-func TestGoProxy(t *testing.T) {
-	ctx := context.Background()
-	newEnv := func(vars map[string]string) *env {
-		var errb bytes.Buffer
-		return &env{stderr: &errb, logger: slog.New(slog.NewTextHandler(&errb, nil)),
-			getenv: func(k string) (string, bool) { v, ok := vars[k]; return v, ok }}
-	}
-	if got := newEnv(map[string]string{"GOPROXY": "https://mods.example/,direct"}).goProxy(ctx); got != "https://mods.example/,direct" {
-		t.Errorf("with GOPROXY set: %q", got)
-	}
-	out, err := exec.Command("go", "env", "GOPROXY").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := strings.TrimSpace(string(out))
-	if got := newEnv(nil).goProxy(ctx); got != want || got == "" {
-		t.Errorf("with GOPROXY unset: %q, want the go command's %q", got, want)
-	}
-	t.Setenv("PATH", t.TempDir()) // no go command
-	if got := newEnv(nil).goProxy(ctx); got != "direct" {
-		t.Errorf("with no go command: %q, want direct", got)
-	}
 }

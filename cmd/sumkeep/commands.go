@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os/exec"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/sumkeep/sumkeep/store/postgres"
 	"github.com/sumkeep/sumkeep/store/sqlite"
 	skSync "github.com/sumkeep/sumkeep/sync"
+	"github.com/sumkeep/sumkeep/upstream"
 )
 
 // openStore opens the store --db names and brings its schema up to date.
@@ -69,11 +69,14 @@ func (e *env) newSyncer(ctx context.Context, st store.Store, concurrency, batch 
 	if err != nil {
 		return nil, err
 	}
-	upstream := e.upstream
-	if upstream == "" {
-		goproxy := e.goProxy(ctx)
+	base := e.upstream
+	if base == "" {
+		goproxy, err := upstream.GoProxy(ctx, e.getenv)
+		if err != nil {
+			e.logger.Info("GOPROXY is not set and the go command cannot say its default; reaching the checksum database directly", "err", err)
+		}
 		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		upstream, err = skSync.Discover(dctx, name, goproxy, nil)
+		base, err = upstream.Discover(dctx, name, goproxy, nil)
 		cancel()
 		if err != nil {
 			return nil, envError{err}
@@ -82,29 +85,12 @@ func (e *env) newSyncer(ctx context.Context, st store.Store, concurrency, batch 
 	return skSync.New(skSync.Config{
 		Mode:        mode,
 		Store:       st,
-		Client:      skSync.NewClient(upstream, nil),
+		Upstream:    upstream.NewClient(base, nil),
 		Key:         e.key,
 		Concurrency: concurrency,
 		BatchTiles:  batch,
 		Logger:      e.logger,
 	})
-}
-
-// goProxy is the GOPROXY the go command would use: the environment's, or
-// else what `go env GOPROXY` reports (its default, or one set with go env
-// -w). Without a go command, the checksum database is reached directly.
-func (e *env) goProxy(ctx context.Context) string {
-	if v, ok := e.getenv("GOPROXY"); ok && v != "" {
-		return v
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "go", "env", "GOPROXY").Output()
-	if err != nil {
-		e.logger.Info("GOPROXY is not set and the go command cannot say its default; reaching the checksum database directly", "err", err)
-		return "direct"
-	}
-	return strings.TrimSpace(string(out))
 }
 
 func cmdMigrate(ctx context.Context, e *env, args []string) error {

@@ -1,4 +1,11 @@
-package sync
+// Package upstream reads checksum databases over HTTP: a signed tree head
+// (/latest), lookups and tiles, with bounded answers, retries of transient
+// failures and errors that name the URL; and finds which URL to read the way
+// the go command does (GOPROXY's /sumdb/<name>/supported, else direct).
+//
+// Nothing here verifies anything: every answer is hostile bytes until the
+// mirror has checked it with package proof against the database's key.
+package upstream
 
 import (
 	"bytes"

@@ -1,10 +1,12 @@
-package sync
+package upstream
 
 import (
 	"context"
 	"fmt"
 	"net/http"
+	"os/exec"
 	"strings"
+	"time"
 )
 
 // Discover finds the upstream for the checksum database named name the way
@@ -30,4 +32,20 @@ func Discover(ctx context.Context, name, goproxy string, hc *http.Client) (strin
 		}
 	}
 	return "https://" + name, nil
+}
+
+// GoProxy returns the GOPROXY the go command would use: the environment's
+// (getenv), or else what `go env GOPROXY` reports (its default, or one set
+// with go env -w). Without a go command it returns "direct" and the reason.
+func GoProxy(ctx context.Context, getenv func(string) (string, bool)) (string, error) {
+	if v, ok := getenv("GOPROXY"); ok && v != "" {
+		return v, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "env", "GOPROXY").Output()
+	if err != nil {
+		return "direct", fmt.Errorf("go env GOPROXY: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
