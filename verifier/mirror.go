@@ -19,6 +19,8 @@ import (
 	"golang.org/x/mod/sumdb"
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumkeep/sumkeep/internal/redact"
 )
 
 // MirrorConfig configures a MirrorSource.
@@ -73,7 +75,7 @@ func NewMirrorSource(cfg MirrorConfig) (*MirrorSource, error) {
 	}
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("mirror URL %q: want http:// or https://", cfg.URL)
+		return nil, fmt.Errorf("mirror URL %q: want http:// or https://", redact.URL(cfg.URL))
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
@@ -86,7 +88,7 @@ func NewMirrorSource(cfg MirrorConfig) (*MirrorSource, error) {
 		hc = &http.Client{Timeout: cfg.Timeout}
 	}
 	ops := &mirrorOps{
-		base: strings.TrimSuffix(cfg.URL, "/"), key: cfg.Key, name: v.Name(), state: cfg.StateFile,
+		base: strings.TrimSuffix(cfg.URL, "/"), shown: redact.URL(strings.TrimSuffix(cfg.URL, "/")), key: cfg.Key, name: v.Name(), state: cfg.StateFile,
 		hc: hc, timeout: cfg.Timeout, ctx: context.Background(),
 		cache: make(map[string][]byte), notFound: make(map[string]bool),
 	}
@@ -115,7 +117,7 @@ func openTree(msg []byte, v note.Verifier) (tlog.Tree, error) {
 
 // Database implements Source: the newest tree head the client verified.
 func (s *MirrorSource) Database() Database {
-	d := Database{Name: s.name, Source: "mirror", URL: s.ops.base}
+	d := Database{Name: s.name, Source: "mirror", URL: s.ops.shown}
 	s.ops.mu.Lock()
 	latest := s.ops.latest
 	s.ops.mu.Unlock()
@@ -187,18 +189,18 @@ func (s *MirrorSource) classify(m module.Version, err error) (answer, fatal erro
 			Detail: strings.Join(s.SecurityErrors(), "\n"),
 		}, nil
 	case notFound:
-		return fmt.Errorf("%w (asked %s)", ErrNotFound, o.base), nil
+		return fmt.Errorf("%w (asked %s)", ErrNotFound, o.shown), nil
 	case strings.Contains(msg, (&note.UnverifiedNoteError{}).Error()):
-		return nil, fmt.Errorf("%s: %w (wrong key?): %v", o.base, ErrHeadNotVerified, err)
+		return nil, fmt.Errorf("%s: %w (wrong key?): %v", o.shown, ErrHeadNotVerified, err)
 	case transport != nil:
-		return nil, fmt.Errorf("reading from %s: %w", o.base, transport)
+		return nil, fmt.Errorf("reading from %s: %w", o.shown, transport)
 	case initErr && strings.Contains(msg, "downloaded inconsistent tile"):
 		e := &MisbehaviourError{Msg: fmt.Sprintf(
 			"the checksum database's log is not the one whose tree head %d was verified in an earlier run (its hash tiles do not hash to that head's signed root): a fork of the log, or a corrupted server",
 			s.state.N)}
 		s.stateMismatch.Do(func() {
 			e.Detail = fmt.Sprintf("SECURITY ERROR\nthe checksum database at %s serves hash tiles that do not hash to the signed root of the tree head kept in %s:\n\t%s",
-				o.base, s.cfg.StateFile, strings.ReplaceAll(string(s.stateNote), "\n", "\n\t"))
+				o.shown, s.cfg.StateFile, strings.ReplaceAll(string(s.stateNote), "\n", "\n\t"))
 			o.SecurityError(e.Detail)
 		})
 		return e, nil
@@ -214,6 +216,7 @@ func (s *MirrorSource) classify(m module.Version, err error) (answer, fatal erro
 // server again and a fork is seen.
 type mirrorOps struct {
 	base, key, name string
+	shown           string // base for messages: credentials masked
 	state           string
 	hc              *http.Client
 	timeout         time.Duration
@@ -237,10 +240,11 @@ func (o *mirrorOps) ReadRemote(path string) ([]byte, error) {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.base+path, nil)
 	if err != nil {
-		return nil, err
+		return nil, redact.URLError(err)
 	}
 	resp, err := o.hc.Do(req)
 	if err != nil {
+		err = redact.URLError(err)
 		o.fail(err)
 		return nil, err
 	}

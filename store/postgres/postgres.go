@@ -44,13 +44,19 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
+// ErrDSN reports a connection string that does not parse. Its message
+// does not repeat the string, which may hold a password.
+var ErrDSN = errors.New("postgres: the connection string does not parse (it is not repeated here: it may hold a password); want postgres://user[:password]@host[:port]/database[?param=value&...] or keyword=value pairs")
+
 // Open connects to the database at dsn (a postgres:// URL or key=value
 // string) and brings its schema up to date. The pool holds room for a
 // syncer and the lookup workers unless dsn sets pool_max_conns.
 func Open(ctx context.Context, dsn string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: parsing connection string: %w", err)
+		// pgx's error quotes the string, masking the passwords it
+		// recognises; a malformed string can hide one from it.
+		return nil, ErrDSN
 	}
 	workers := lookupWorkers()
 	if !strings.Contains(dsn, "pool_max_conns") {
