@@ -16,7 +16,7 @@ func TestOpenBadDSN(t *testing.T) {
 		"postgres://postgres:pg-s3cr3t@127.0.0.1:5432/db?connect_timeout=x",
 		"host=127.0.0.1 password = pg-s3cr3t port=x",
 	} {
-		for _, open := range []func(context.Context, string) (*Store, error){Open} {
+		for _, open := range []func(context.Context, string) (*Store, error){Open, OpenReadOnly} {
 			_, err := open(context.Background(), dsn)
 			if !errors.Is(err, ErrDSN) {
 				t.Errorf("%q: err = %v, want ErrDSN", dsn, err)
