@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,9 @@ func (e *env) openStore(ctx context.Context) (store.Store, error) {
 // openStoreAt opens a store: Postgres for a postgres:// URL, else the
 // SQLite file at that path (created if missing).
 func (e *env) openStoreAt(ctx context.Context, db string) (store.Store, error) {
+	if err := notKeyValueDSN(db); err != nil {
+		return nil, err
+	}
 	if isPostgres(db) {
 		s, err := postgres.Open(ctx, db)
 		if errors.Is(err, postgres.ErrDSN) {
@@ -54,6 +58,9 @@ func (e *env) openStoreAt(ctx context.Context, db string) (store.Store, error) {
 // nothing: a store that is not there, or a database that is not a
 // sumkeep store, is an environment error (exit 2) saying so.
 func (e *env) openStoreReadOnly(ctx context.Context) (store.Store, error) {
+	if err := notKeyValueDSN(e.db); err != nil {
+		return nil, err
+	}
 	var st store.Store
 	var err error
 	if isPostgres(e.db) {
@@ -76,6 +83,20 @@ func (e *env) openStoreReadOnly(ctx context.Context) (store.Store, error) {
 		return nil, envError{fmt.Errorf("--db: %w", err)}
 	}
 	return nil, envError{err}
+}
+
+// keyValueDSN matches a Postgres connection string in keyword=value form.
+var keyValueDSN = regexp.MustCompile(`(?i)(^|\s)(host|hostaddr|port|dbname|user|password|passfile|sslmode|service)\s*=`)
+
+// notKeyValueDSN refuses a --db value that is a Postgres connection
+// string in keyword=value form: it would be taken for a SQLite file path,
+// created under that name, and its password printed in every message
+// naming the file.
+func notKeyValueDSN(db string) error {
+	if isPostgres(db) || !keyValueDSN.MatchString(db) {
+		return nil
+	}
+	return usageError{"--db looks like a keyword=value Postgres connection string (not repeated here: it may hold a password); give Postgres as a postgres:// URL, e.g. postgres://user:password@host:5432/database"}
 }
 
 // isPostgres says whether a --db value names Postgres.

@@ -154,6 +154,13 @@ func TestSecretsNotPrinted(t *testing.T) {
 		check(nil, 2, "sync", "--once", "--db", db, "--upstream", upstream, "--key", key)
 		check(nil, 2, "verify", "--db", db, "--key", key, goSum)
 	}
+	// One in keyword=value form, which would be taken for a file name.
+	kv := filepath.Join(dir, "host=127.0.0.1") + " password=pg-" + secret + " dbname=x"
+	check(nil, 2, "status", "--db", kv)
+	check(nil, 2, "sync", "--once", "--db", kv, "--upstream", upstream, "--key", key)
+	if matches, _ := filepath.Glob(filepath.Join(dir, "host=*")); len(matches) > 0 {
+		t.Errorf("a keyword=value connection string was taken for a file name: %q", matches)
+	}
 }
 
 // withPassword returns the Postgres URL dsn with its password set to pw.
