@@ -94,7 +94,8 @@ func TestSecretsNotPrinted(t *testing.T) {
 	check(nil, 2, "verify", "--mirror", dead, "--key", key, "--state", filepath.Join(dir, "state2"), okSum)
 
 	// serve, fetching through an upstream with credentials, and through
-	// one that cannot be reached; and with a GOPROXY that cannot be.
+	// one that cannot be reached; and through a GOPROXY with credentials,
+	// reachable or not.
 	for _, tt := range []struct {
 		env      []string
 		upstream []string
@@ -104,6 +105,7 @@ func TestSecretsNotPrinted(t *testing.T) {
 		{nil, []string{"--upstream", upstream}, 42, http.StatusOK},
 		{nil, []string{"--upstream", dead}, 43, -1},
 		{[]string{"GOPROXY=" + deadProxy}, nil, 44, -1},
+		{[]string{"GOPROXY=" + goproxy}, nil, 45, http.StatusOK},
 	} {
 		args := append([]string{"serve", "--db", lazyDB, "--key", key, "--mode", "lazy", "--listen", "127.0.0.1:0"}, tt.upstream...)
 		p, mirror := startServeEnv(t, tt.env, args...)
