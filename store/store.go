@@ -50,6 +50,24 @@ var ErrDuplicate = errors.New("duplicate module@version in log")
 // stored; prepare it again from the new state.
 var ErrConflict = errors.New("the log changed while the batch was prepared")
 
+// ErrNotStore reports that a database opened read-only holds no sumkeep
+// store: it lacks sumkeep's tables (an empty database, or another
+// application's). Nothing was created in it; `sumkeep migrate` creates the
+// schema. A store opened read-only that does not exist at all gives an
+// error wrapping fs.ErrNotExist instead.
+var ErrNotStore = errors.New("not a sumkeep store")
+
+// ErrSchemaVersion reports that a store opened read-only has a schema
+// other than this sumkeep's: older (`sumkeep migrate` upgrades it) or newer
+// (written by a later sumkeep).
+var ErrSchemaVersion = errors.New("the store's schema version is not this sumkeep's")
+
+// Tables returns the tables of a sumkeep store's schema, in either
+// backend: a database lacking any of them is not a sumkeep store.
+func Tables() []string {
+	return []string{"schema_migrations", "logs", "heads", "tiles", "records", "evidence"}
+}
+
 // TileHeight is the tile height of the Go checksum database protocol.
 const TileHeight = 8
 

@@ -19,6 +19,8 @@ import (
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumkeep/sumkeep/internal/redact"
 )
 
 // Limits on what an upstream may send. Every byte from it is hostile until
@@ -39,9 +41,11 @@ var ErrRefused = errors.New("refused by upstream")
 
 // Client fetches from a checksum database over HTTP: /latest, /lookup and
 // tiles. It retries transient failures (network errors, 5xx, 429) a few
-// times and names the URL in every error.
+// times and names the URL in every error, with any credentials in it
+// masked.
 type Client struct {
-	base  string
+	base  string // for requests: may hold credentials
+	shown string // base for messages: credentials masked
 	http  *http.Client
 	tries int
 }
@@ -65,11 +69,13 @@ func NewClient(base string, hc *http.Client) *Client {
 			hc.Transport = t
 		}
 	}
-	return &Client{base: strings.TrimSuffix(base, "/"), http: hc, tries: 3}
+	base = strings.TrimSuffix(base, "/")
+	return &Client{base: base, shown: redact.URL(base), http: hc, tries: 3}
 }
 
-// URL returns the upstream's base URL.
-func (c *Client) URL() string { return c.base }
+// URL returns the upstream's base URL for messages: any credentials in it
+// are masked.
+func (c *Client) URL() string { return c.shown }
 
 // Latest returns the signed tree head note.
 func (c *Client) Latest(ctx context.Context) ([]byte, error) {
@@ -110,7 +116,7 @@ func (c *Client) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
 	}
 	if t.L >= 0 {
 		if len(data) < t.W*tlog.HashSize || len(data)%tlog.HashSize != 0 {
-			return nil, fmt.Errorf("%s/%s: %d bytes is not a tile of %d hashes", c.base, t.Path(), len(data), t.W)
+			return nil, fmt.Errorf("%s/%s: %d bytes is not a tile of %d hashes", c.shown, t.Path(), len(data), t.W)
 		}
 		data = data[:t.W*tlog.HashSize]
 	}
@@ -128,7 +134,6 @@ func (c *Client) Supported(ctx context.Context) (bool, error) {
 }
 
 func (c *Client) get(ctx context.Context, path string, limit int64) ([]byte, error) {
-	url := c.base + "/" + path
 	var err error
 	for try := 0; try < c.tries; try++ {
 		if try > 0 {
@@ -140,7 +145,7 @@ func (c *Client) get(ctx context.Context, path string, limit int64) ([]byte, err
 		}
 		var data []byte
 		var retry bool
-		data, retry, err = c.getOnce(ctx, url, limit)
+		data, retry, err = c.getOnce(ctx, path, limit)
 		if err == nil || !retry || ctx.Err() != nil {
 			return data, err
 		}
@@ -148,15 +153,18 @@ func (c *Client) get(ctx context.Context, path string, limit int64) ([]byte, err
 	return nil, err
 }
 
-func (c *Client) getOnce(ctx context.Context, url string, limit int64) (data []byte, retry bool, err error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+// getOnce fetches base/path once. Its errors name the URL without
+// credentials: the client's own (*url.Error) are masked too.
+func (c *Client) getOnce(ctx context.Context, path string, limit int64) (data []byte, retry bool, err error) {
+	url := c.shown + "/" + path
+	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/"+path, nil)
 	if err != nil {
-		return nil, false, err
+		return nil, false, fmt.Errorf("fetching %s: %w", url, redact.URLError(err))
 	}
 	req.Header.Set("User-Agent", "sumkeep")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, true, fmt.Errorf("fetching %s: %w", url, err)
+		return nil, true, fmt.Errorf("fetching %s: %w", url, redact.URLError(err))
 	}
 	defer resp.Body.Close()
 	switch {

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/sumkeep/sumkeep/internal/redact"
 )
 
 // Discover finds the upstream for the checksum database named name the way
@@ -14,6 +16,9 @@ import (
 // <proxy>/sumdb/<name>/supported; 200 means use it, 404 or 410 mean try the
 // next, anything else is an error. With no proxy left, the database is
 // reached directly at https://<name>.
+//
+// The URL returned keeps any credentials the proxy's URL holds (they are
+// needed to reach it); print it with redact.URL.
 func Discover(ctx context.Context, name, goproxy string, hc *http.Client) (string, error) {
 	for _, p := range strings.FieldsFunc(goproxy, func(r rune) bool { return r == ',' || r == '|' }) {
 		if p == "direct" || p == "off" {
@@ -25,7 +30,7 @@ func Discover(ctx context.Context, name, goproxy string, hc *http.Client) (strin
 		base := strings.TrimSuffix(p, "/") + "/sumdb/" + name
 		ok, err := NewClient(base, hc).Supported(ctx)
 		if err != nil {
-			return "", fmt.Errorf("asking proxy %s whether it serves %s: %w", p, name, err)
+			return "", fmt.Errorf("asking proxy %s whether it serves %s: %w", redact.URL(p), name, err)
 		}
 		if ok {
 			return base, nil

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumkeep/sumkeep/internal/redact"
 	"github.com/sumkeep/sumkeep/proof"
 	"github.com/sumkeep/sumkeep/store"
 )
@@ -59,11 +60,12 @@ var ErrBadState = errors.New("the state file does not hold a tree head signed wi
 // from hash tiles authenticated against its signed root (package proof).
 // Nothing the server sends is trusted.
 type MirrorSource struct {
-	cfg  MirrorConfig
-	base string
-	name string
-	v    note.Verifier
-	hc   *http.Client
+	cfg   MirrorConfig
+	base  string
+	shown string // base for messages: credentials masked
+	name  string
+	v     note.Verifier
+	hc    *http.Client
 
 	stateNote []byte    // the head in the state file at the start
 	state     tlog.Tree // its tree
@@ -86,7 +88,7 @@ func NewMirrorSource(cfg MirrorConfig) (*MirrorSource, error) {
 	}
 	u, err := url.Parse(cfg.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("mirror URL %q: want http:// or https://", cfg.URL)
+		return nil, fmt.Errorf("mirror URL %q: want http:// or https://", redact.URL(cfg.URL))
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
@@ -98,7 +100,7 @@ func NewMirrorSource(cfg MirrorConfig) (*MirrorSource, error) {
 	if hc == nil {
 		hc = &http.Client{Timeout: cfg.Timeout}
 	}
-	s := &MirrorSource{cfg: cfg, base: strings.TrimSuffix(cfg.URL, "/"), name: v.Name(), v: v, hc: hc}
+	s := &MirrorSource{cfg: cfg, base: strings.TrimSuffix(cfg.URL, "/"), shown: redact.URL(strings.TrimSuffix(cfg.URL, "/")), name: v.Name(), v: v, hc: hc}
 	latest, err := s.readState()
 	if err != nil {
 		return nil, err
@@ -117,7 +119,7 @@ func NewMirrorSource(cfg MirrorConfig) (*MirrorSource, error) {
 func (s *MirrorSource) Database() Database {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Database{Name: s.name, Source: "mirror", URL: s.base, Tree: s.latest.Tree()}
+	return Database{Name: s.name, Source: "mirror", URL: s.shown, Tree: s.latest.Tree()}
 }
 
 // SecurityErrors returns the reports of server misbehaviour: the
@@ -187,21 +189,21 @@ func (s *MirrorSource) record(ctx context.Context, m module.Version) ([]byte, er
 	path := "/lookup/" + epath + "@" + evers
 	body, err := s.get(ctx, path)
 	if he, ok := errors.AsType[*httpError](err); ok && (he.code == http.StatusNotFound || he.code == http.StatusGone) {
-		return nil, fmt.Errorf("%w (asked %s)", ErrNotFound, s.base)
+		return nil, fmt.Errorf("%w (asked %s)", ErrNotFound, s.shown)
 	}
 	if err != nil {
-		return nil, &fatalError{fmt.Errorf("reading from %s: %w", s.base, err)}
+		return nil, &fatalError{fmt.Errorf("reading from %s: %w", s.shown, err)}
 	}
 	id, text, msg, err := tlog.ParseRecord(body)
 	if err != nil {
-		return nil, &ProofError{ID: -1, Err: fmt.Errorf("%s%s: malformed answer: %v", s.base, path, err)}
+		return nil, &ProofError{ID: -1, Err: fmt.Errorf("%s%s: malformed answer: %v", s.shown, path, err)}
 	}
 	h, err := proof.OpenHead(msg, s.v)
 	if _, ok := errors.AsType[*note.UnverifiedNoteError](err); ok {
-		return nil, &fatalError{fmt.Errorf("%s: %w (wrong key?): %v", s.base, ErrHeadNotVerified, err)}
+		return nil, &fatalError{fmt.Errorf("%s: %w (wrong key?): %v", s.shown, ErrHeadNotVerified, err)}
 	}
 	if err != nil {
-		return nil, &ProofError{ID: -1, Err: fmt.Errorf("%s%s: %v", s.base, path, err)}
+		return nil, &ProofError{ID: -1, Err: fmt.Errorf("%s%s: %v", s.shown, path, err)}
 	}
 	latest, err := s.link(h)
 	if err != nil {
@@ -312,7 +314,7 @@ func (s *MirrorSource) stateMismatchError() error {
 	if !s.stateMismatch {
 		s.stateMismatch = true
 		e.Detail = fmt.Sprintf("SECURITY ERROR\nthe checksum database at %s serves hash tiles that do not hash to the signed root of the tree head kept in %s:\n\t%s",
-			s.base, s.cfg.StateFile, strings.ReplaceAll(string(s.stateNote), "\n", "\n\t"))
+			s.shown, s.cfg.StateFile, strings.ReplaceAll(string(s.stateNote), "\n", "\n\t"))
 		s.security = append(s.security, e.Detail)
 	}
 	return e
@@ -329,7 +331,7 @@ func (t tileSource) Tile(ctx context.Context, tile tlog.Tile) ([]byte, error) {
 		return nil, err
 	}
 	if err != nil {
-		return nil, &fatalError{fmt.Errorf("reading from %s: %w", t.s.base, err)}
+		return nil, &fatalError{fmt.Errorf("reading from %s: %w", t.s.shown, err)}
 	}
 	return data, nil
 }
@@ -340,11 +342,11 @@ func (s *MirrorSource) get(ctx context.Context, path string) ([]byte, error) {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+path, nil)
 	if err != nil {
-		return nil, err
+		return nil, redact.URLError(err)
 	}
 	resp, err := s.hc.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, redact.URLError(err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))

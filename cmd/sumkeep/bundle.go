@@ -43,7 +43,7 @@ func cmdExport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := e.openStore(ctx)
+	st, err := e.openStoreReadOnly(ctx)
 	if err != nil {
 		return err
 	}

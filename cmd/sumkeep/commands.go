@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/sumkeep/sumkeep/internal/redact"
 	"github.com/sumkeep/sumkeep/server"
 	"github.com/sumkeep/sumkeep/store"
 	"github.com/sumkeep/sumkeep/store/postgres"
@@ -30,8 +33,14 @@ func (e *env) openStore(ctx context.Context) (store.Store, error) {
 // openStoreAt opens a store: Postgres for a postgres:// URL, else the
 // SQLite file at that path (created if missing).
 func (e *env) openStoreAt(ctx context.Context, db string) (store.Store, error) {
-	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
+	if err := notKeyValueDSN(db); err != nil {
+		return nil, err
+	}
+	if isPostgres(db) {
 		s, err := postgres.Open(ctx, db)
+		if errors.Is(err, postgres.ErrDSN) {
+			return nil, envError{fmt.Errorf("--db: %w", err)}
+		}
 		if err != nil {
 			return nil, envError{err}
 		}
@@ -42,6 +51,57 @@ func (e *env) openStoreAt(ctx context.Context, db string) (store.Store, error) {
 		return nil, envError{err}
 	}
 	return s, nil
+}
+
+// openStoreReadOnly opens the existing store --db names for the commands
+// that only read it (verify, status, export's source). It creates
+// nothing: a store that is not there, or a database that is not a
+// sumkeep store, is an environment error (exit 2) saying so.
+func (e *env) openStoreReadOnly(ctx context.Context) (store.Store, error) {
+	if err := notKeyValueDSN(e.db); err != nil {
+		return nil, err
+	}
+	var st store.Store
+	var err error
+	if isPostgres(e.db) {
+		st, err = postgres.OpenReadOnly(ctx, e.db)
+	} else {
+		st, err = sqlite.OpenReadOnly(ctx, e.db)
+	}
+	switch {
+	case err == nil:
+		return st, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, envError{fmt.Errorf("--db %s: no sumkeep store there (sumkeep sync, seed or import make one): %w", redact.DSN(e.db), err)}
+	case errors.Is(err, store.ErrNotStore) && isPostgres(e.db):
+		return nil, envError{fmt.Errorf("--db %s: %w; run sumkeep migrate to make it one", redact.DSN(e.db), err)}
+	case errors.Is(err, store.ErrNotStore):
+		return nil, envError{fmt.Errorf("--db %s: %w; it is left as it is", redact.DSN(e.db), err)}
+	case errors.Is(err, store.ErrSchemaVersion):
+		return nil, envError{fmt.Errorf("--db %s: %w", redact.DSN(e.db), err)}
+	case errors.Is(err, postgres.ErrDSN):
+		return nil, envError{fmt.Errorf("--db: %w", err)}
+	}
+	return nil, envError{err}
+}
+
+// keyValueDSN matches a Postgres connection string in keyword=value form.
+var keyValueDSN = regexp.MustCompile(`(?i)(^|\s)(host|hostaddr|port|dbname|user|password|passfile|sslmode|service)\s*=`)
+
+// notKeyValueDSN refuses a --db value that is a Postgres connection
+// string in keyword=value form: it would be taken for a SQLite file path,
+// created under that name, and its password printed in every message
+// naming the file.
+func notKeyValueDSN(db string) error {
+	if isPostgres(db) || !keyValueDSN.MatchString(db) {
+		return nil
+	}
+	return usageError{"--db looks like a keyword=value Postgres connection string (not repeated here: it may hold a password); give Postgres as a postgres:// URL, e.g. postgres://user:password@host:5432/database"}
+}
+
+// isPostgres says whether a --db value names Postgres.
+func isPostgres(db string) bool {
+	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
 }
 
 // logName is the name of the upstream log: the name in its key.
@@ -289,7 +349,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
-	st, err := e.openStore(ctx)
+	st, err := e.openStoreReadOnly(ctx)
 	if err != nil {
 		return err
 	}

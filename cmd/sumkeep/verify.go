@@ -102,14 +102,7 @@ func cmdVerify(ctx context.Context, e *env, args []string) error {
 		}
 		src = mirrorSrc
 	} else {
-		// Opening a SQLite store creates the file: verify must not leave
-		// an empty store behind where none was.
-		if !strings.HasPrefix(e.db, "postgres://") && !strings.HasPrefix(e.db, "postgresql://") {
-			if _, err := os.Stat(e.db); err != nil {
-				return envError{fmt.Errorf("--db %s: no store there: %w", e.db, err)}
-			}
-		}
-		st, err := e.openStore(ctx)
+		st, err := e.openStoreReadOnly(ctx)
 		if err != nil {
 			return err
 		}

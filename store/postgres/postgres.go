@@ -43,13 +43,36 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
+// ErrDSN reports a connection string that does not parse. Its message
+// does not repeat the string, which may hold a password.
+var ErrDSN = errors.New("postgres: the connection string does not parse (it is not repeated here: it may hold a password); want postgres://user[:password]@host[:port]/database[?param=value&...] or keyword=value pairs")
+
 // Open connects to the database at dsn (a postgres:// URL or key=value
 // string) and brings its schema up to date. The pool holds room for a
 // syncer and the lookup workers unless dsn sets pool_max_conns.
 func Open(ctx context.Context, dsn string) (*Store, error) {
+	return open(ctx, dsn, false)
+}
+
+// OpenReadOnly connects to an existing sumkeep store for reading only, as
+// the commands that only read (verify, status, export's source) open it.
+// It applies no migration and creates nothing; every session it opens is
+// read-only (default_transaction_read_only), so every write fails. A
+// database without sumkeep's tables gives store.ErrNotStore; a schema of
+// another version store.ErrSchemaVersion.
+func OpenReadOnly(ctx context.Context, dsn string) (*Store, error) {
+	return open(ctx, dsn, true)
+}
+
+func open(ctx context.Context, dsn string, readOnly bool) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: parsing connection string: %w", err)
+		// pgx's error quotes the string, masking the passwords it
+		// recognises; a malformed string can hide one from it.
+		return nil, ErrDSN
+	}
+	if readOnly {
+		cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
 	}
 	workers := lookupWorkers()
 	if !strings.Contains(dsn, "pool_max_conns") {
@@ -70,12 +93,43 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	s := &Store{pool: pool, logs: make(map[string]int16), commitTurn: make(turn, 1), copyTurn: make(turn, 1)}
 	s.brin.ctx, s.brin.cancel = context.WithCancel(context.Background())
-	if err := s.Migrate(ctx); err != nil {
+	if readOnly {
+		err = s.checkSchema(ctx)
+	} else {
+		err = s.Migrate(ctx)
+	}
+	if err != nil {
 		pool.Close()
 		return nil, err
 	}
 	s.startLookups(workers)
 	return s, nil
+}
+
+// checkSchema checks that the database holds sumkeep's tables at this
+// sumkeep's schema version, changing nothing.
+func (s *Store) checkSchema(ctx context.Context) error {
+	ms, err := store.Migrations(schema, "schema")
+	if err != nil {
+		return err
+	}
+	want := store.Tables()
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM unnest($1::text[]) AS t(name) WHERE to_regclass(quote_ident(name)) IS NOT NULL`,
+		want).Scan(&n); err != nil {
+		return fmt.Errorf("postgres: looking for sumkeep's tables: %w", err)
+	}
+	if n != len(want) {
+		return fmt.Errorf("postgres: %w: the database lacks sumkeep's tables", store.ErrNotStore)
+	}
+	var current int
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("postgres: reading the schema version: %w", err)
+	}
+	if last := ms[len(ms)-1].Version; current != last {
+		return fmt.Errorf("postgres: %w: schema version %d, this sumkeep's is %d (sumkeep migrate upgrades an older one)", store.ErrSchemaVersion, current, last)
+	}
+	return nil
 }
 
 // OnThisMachine reports whether the server is reached over a Unix socket or

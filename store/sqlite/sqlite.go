@@ -39,7 +39,8 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	"modernc.org/sqlite" // also registers the "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/sumkeep/sumkeep/store"
 )
@@ -146,13 +147,22 @@ func Open(ctx context.Context, path string) (*Store, error) {
 }
 
 // OpenReadOnly opens an existing SQLite database at path for reading only,
-// as a bundle is read on a machine that must not change it. Every write
-// fails, and so does LockSync. The schema must be one this sumkeep knows;
-// it is not migrated.
+// as a bundle is read on a machine that must not change it, and as the
+// commands that only read (verify, status, export's source) open their
+// store. It creates nothing: no file, no directory, no table. Every write
+// fails, and so does LockSync. The schema must be this sumkeep's; it is not
+// migrated.
+//
+// A path where no file is gives an error wrapping fs.ErrNotExist; a file
+// that is not a SQLite database, or one without sumkeep's tables, gives
+// store.ErrNotStore; a schema of another version store.ErrSchemaVersion.
 //
 // A database in WAL mode needs its -shm file, or a directory where SQLite
 // can create it, even to be read.
 func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("sqlite: no database file named")
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
@@ -161,25 +171,60 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
 	}
 	abs = resolve(abs)
+	if err := checkSchema(ctx, abs); err != nil {
+		return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
+	}
 	s := &Store{path: abs, logs: make(map[string]int64), locks: make(map[*os.File]struct{})}
 	if err := s.openReaders(ctx, url.Values{"mode": {"ro"}}); err != nil {
 		return nil, err
 	}
+	return s, nil
+}
+
+// checkSchema checks, on a read-only connection of its own, that the
+// database file at path (absolute) holds sumkeep's tables at this
+// sumkeep's schema version.
+func checkSchema(ctx context.Context, path string) error {
+	db, err := sql.Open("sqlite", dsn(path, url.Values{
+		"mode":        {"ro"},
+		"_query_only": {"1"},
+		"_pragma":     {fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds())},
+	}))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	want := store.Tables()
+	args := make([]any, len(want))
+	for i, t := range want {
+		args[i] = t
+	}
+	var n int
+	err = db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN (`+
+		strings.TrimSuffix(strings.Repeat("?,", len(want)), ",")+`)`, args...).Scan(&n)
+	var serr *sqlite.Error
+	if errors.As(err, &serr) && serr.Code()&0xff == sqlite3.SQLITE_NOTADB {
+		return fmt.Errorf("%w: the file is not a SQLite database", store.ErrNotStore)
+	}
+	if err != nil {
+		return err
+	}
+	if n != len(want) {
+		return fmt.Errorf("%w: a SQLite database without sumkeep's tables", store.ErrNotStore)
+	}
 	ms, err := store.Migrations(schema, "schema")
 	if err != nil {
-		s.r.Close()
-		return nil, err
+		return err
 	}
 	var current int
-	err = s.r.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current)
-	if err == nil && current > ms[len(ms)-1].Version {
-		err = fmt.Errorf("schema version %d is newer than this sumkeep knows (%d)", current, ms[len(ms)-1].Version)
+	if err := db.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("reading the schema version: %w", err)
 	}
-	if err != nil {
-		s.r.Close()
-		return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
+	if last := ms[len(ms)-1].Version; current != last {
+		return fmt.Errorf("%w: schema version %d, this sumkeep's is %d", store.ErrSchemaVersion, current, last)
 	}
-	return s, nil
+	return nil
 }
 
 func (s *Store) openReaders(ctx context.Context, extra url.Values) error {

@@ -1,11 +1,14 @@
 package sqlite_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -468,4 +471,61 @@ func startChild(t *testing.T, test, env string) (*exec.Cmd, string) {
 	buf := make([]byte, 100)
 	n, _ := out.Read(buf)
 	return cmd, string(buf[:n])
+}
+
+// TestReadOnlyCreatesNothing (issue 15): OpenReadOnly of a path where no
+// file is, of another application's SQLite database and of a file that is
+// no database fails with a typed error and leaves everything as it was.
+func TestReadOnlyCreatesNothing(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+
+	missing := filepath.Join(dir, "sub", "typo.db")
+	if _, err := sqlite.OpenReadOnly(ctx, missing); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("OpenReadOnly of a missing file: err = %v, want fs.ErrNotExist", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sub")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("OpenReadOnly of a missing file made its directory (%v)", err)
+	}
+
+	other := filepath.Join(dir, "other.sqlite")
+	db, err := sql.Open("sqlite", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES ('keep me')`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	garbage := filepath.Join(dir, "garbage.db")
+	if err := os.WriteFile(garbage, bytes.Repeat([]byte("not a database\n"), 300), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{other, garbage} {
+		before, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := sqlite.OpenReadOnly(ctx, path)
+		if err == nil {
+			s.Close()
+		}
+		if !errors.Is(err, store.ErrNotStore) {
+			t.Errorf("OpenReadOnly(%s): err = %v, want store.ErrNotStore", filepath.Base(path), err)
+		}
+		if after, err := os.ReadFile(path); err != nil || !bytes.Equal(after, before) {
+			t.Errorf("OpenReadOnly(%s) changed the file (%v)", filepath.Base(path), err)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 2 {
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		t.Errorf("after the read-only opens the directory holds %q, want only the two files", names)
+	}
 }
