@@ -331,8 +331,7 @@ func TestVerifyCLIMirror(t *testing.T) {
 }
 
 // TestVerifyRealGoSum verifies a real project's go.sum (recorded
-// sum.golang.org data, its real key: the default) with the sumkeep binary,
-// and measures the whole process.
+// sum.golang.org data, its real key: the default) with the sumkeep binary.
 func TestVerifyRealGoSum(t *testing.T) {
 	dsn := pgtest.NewDSN(t)
 	st := openStore(t, dsn)
@@ -346,29 +345,14 @@ func TestVerifyRealGoSum(t *testing.T) {
 	file := writeFile(t, dir, "go.sum", gosum)
 	lines := bytes.Count(gosum, []byte("\n"))
 
-	// Whole-process wall time, with and without the go env lookup
-	// (skipped when GONOSUMDB, GOPRIVATE and GOSUMDB are all set).
-	// The wall time depends on what else the machine runs; the process's
-	// CPU time much less, so that is what is held to the budget.
+	// With and without the go env lookup (skipped when GONOSUMDB, GOPRIVATE
+	// and GOSUMDB are all set). How long it takes is measured by make bench
+	// (bench/realdata), never asserted here: the machines are shared.
 	for _, extra := range [][]string{nil, {"GONOSUMDB=none.invalid", "GOPRIVATE=none.invalid", "GOSUMDB=sum.golang.org"}} {
-		var times, cpu []time.Duration
-		for range 7 {
-			start := time.Now()
-			p := startSumkeepEnv(t, extra, "verify", "--db", dsn, file)
-			code := p.wait(t, time.Minute)
-			times = append(times, time.Since(start))
-			cpu = append(cpu, p.cmd.ProcessState.UserTime()+p.cmd.ProcessState.SystemTime())
-			if code != 0 || !strings.Contains(p.stdout.String(), fmt.Sprintf("ok: %d lines in 1 file: %d verified", lines, lines)) {
-				t.Fatalf("sumkeep verify (real go.sum): exit %d\n%s%s", code, p.stdout, p.stderr)
-			}
-		}
-		slices.Sort(times)
-		slices.Sort(cpu)
-		t.Logf("real go.sum, %d lines, env %v: whole process wall min %v, median %v, max %v; CPU median %v", lines, extra,
-			times[0].Round(time.Millisecond), times[len(times)/2].Round(time.Millisecond), times[len(times)-1].Round(time.Millisecond),
-			cpu[len(cpu)/2].Round(time.Millisecond))
-		if c := cpu[len(cpu)/2]; c > 500*time.Millisecond {
-			t.Errorf("verifying the real go.sum took %v of CPU (median), over the 0.5 s budget", c)
+		p := startSumkeepEnv(t, extra, "verify", "--db", dsn, file)
+		code := p.wait(t, 5*time.Minute)
+		if code != 0 || !strings.Contains(p.stdout.String(), fmt.Sprintf("ok: %d lines in 1 file: %d verified", lines, lines)) {
+			t.Fatalf("sumkeep verify (real go.sum, env %v): exit %d\n%s%s", extra, code, p.stdout, p.stderr)
 		}
 	}
 
@@ -420,16 +404,8 @@ func TestVerifyCLISQLite(t *testing.T) {
 		t.Fatal(err)
 	}
 	file := writeFile(t, dir, "real.sum", realsum.GoSum())
-	var times []time.Duration
-	for range 5 {
-		start := time.Now()
-		p := startSumkeep(t, "verify", "--db", realDB, file)
-		code := p.wait(t, time.Minute)
-		times = append(times, time.Since(start))
-		if code != 0 {
-			t.Fatalf("verify the real go.sum against SQLite: exit %d\n%s%s", code, p.stdout, p.stderr)
-		}
+	p := startSumkeep(t, "verify", "--db", realDB, file)
+	if code := p.wait(t, 5*time.Minute); code != 0 {
+		t.Fatalf("verify the real go.sum against SQLite: exit %d\n%s%s", code, p.stdout, p.stderr)
 	}
-	slices.Sort(times)
-	t.Logf("real go.sum against SQLite: whole process min %v, median %v", times[0].Round(time.Millisecond), times[len(times)/2].Round(time.Millisecond))
 }
