@@ -34,8 +34,8 @@ Modules matched by GONOSUMDB or GOPRIVATE (from the environment, else from
 Exit status: 0 every line verified (skips allowed), 1 a line failed,
 2 usage or environment error (no database, wrong key, unreadable file).
 Under GitHub Actions (GITHUB_ACTIONS=true) failures are also printed to
-standard output as ::error annotations (use --output for a report file
-without them).
+standard error as ::error annotations; standard output (or --output) holds
+the report alone.
 
 Flags:
 `
@@ -132,8 +132,11 @@ func cmdVerify(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stderr, "%s\n", strings.TrimSpace(msg))
 		}
 	}
+	// Annotations go to standard error, which GitHub reads as well:
+	// standard output is exactly the report, so that a JSON or JUnit
+	// report redirected to a file parses.
 	if gha, _ := e.getenv("GITHUB_ACTIONS"); gha == "true" {
-		if err := rep.WriteGitHubAnnotations(e.stdout); err != nil {
+		if err := rep.WriteGitHubAnnotations(e.stderr); err != nil {
 			return envError{err}
 		}
 	}

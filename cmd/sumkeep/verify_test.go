@@ -192,16 +192,28 @@ func TestVerifyCLI(t *testing.T) {
 		t.Errorf("junit: %d tests, %d failures:\n%s", ju.Tests, ju.Failures, stdout)
 	}
 
-	// GitHub Actions: annotations on stdout besides the report.
-	code, stdout, _ = runIn(t, verifyEnv("GITHUB_ACTIONS", "true"), "verify", "--db", dsn, "--key", key, badSum)
+	// GitHub Actions: annotations on stderr (GitHub reads both streams);
+	// standard output is exactly the report, in every format.
+	code, stdout, stderr = runIn(t, verifyEnv("GITHUB_ACTIONS", "true"), "verify", "--db", dsn, "--key", key, badSum)
 	ann := 0
-	for _, l := range strings.Split(stdout, "\n") {
+	for _, l := range strings.Split(stderr, "\n") {
 		if strings.HasPrefix(l, "::error file="+badSum+",line=") {
 			ann++
 		}
 	}
-	if code != 1 || ann != 6 || !strings.Contains(stdout, "::error file="+badSum+",line=3,") || !strings.Contains(stdout, "FAIL: 10 lines") {
-		t.Errorf("GitHub annotations: exit %d, %d annotations:\n%s", code, ann, stdout)
+	if code != 1 || ann != 6 || !strings.Contains(stderr, "::error file="+badSum+",line=3,") || !strings.Contains(stdout, "FAIL: 10 lines") || strings.Contains(stdout, "::error") {
+		t.Errorf("GitHub annotations: exit %d, %d annotations on stderr:\n%s\nstdout:\n%s", code, ann, stderr, stdout)
+	}
+	code, stdout, stderr = runIn(t, verifyEnv("GITHUB_ACTIONS", "true"), "verify", "--db", dsn, "--key", key, "--format", "json", badSum)
+	var ghaDoc struct {
+		Summary struct{ Failed int }
+	}
+	if err := json.Unmarshal([]byte(stdout), &ghaDoc); code != 1 || err != nil || ghaDoc.Summary.Failed != 6 || !strings.Contains(stderr, "::error file=") {
+		t.Errorf("--format json under GitHub Actions: exit %d, report does not parse (%v):\n%s\nstderr:\n%s", code, err, stdout, stderr)
+	}
+	code, stdout, _ = runIn(t, verifyEnv("GITHUB_ACTIONS", "true"), "verify", "--db", dsn, "--key", key, "--format", "junit", badSum)
+	if err := xml.Unmarshal([]byte(stdout), new(struct{})); code != 1 || err != nil || !strings.HasPrefix(stdout, "<?xml") {
+		t.Errorf("--format junit under GitHub Actions: exit %d, report does not parse (%v):\n%s", code, err, stdout)
 	}
 
 	// Skipping, from the environment and from a go env file.
