@@ -269,3 +269,41 @@ func TestGoProxy(t *testing.T) {
 		t.Errorf("with no go command: %q, want direct", got)
 	}
 }
+
+// TestHelp: 'sumkeep help CMD' and 'sumkeep CMD --help' say what the command
+// does, not just its flags; and flags may follow the other arguments.
+func TestHelp(t *testing.T) {
+	none := map[string]string{}
+	for _, c := range commands {
+		for _, args := range [][]string{{"help", c.name}, {c.name, "--help"}} {
+			code, stdout, stderr := runIn(t, none, args...)
+			about := commandHelp[c.name].about
+			if c.name == "verify" {
+				about = verifyUsage
+			}
+			first, _, _ := strings.Cut(about, "\n")
+			if code != 0 || stdout != "" || !strings.HasPrefix(stderr, "usage: sumkeep "+c.name) || first == "" || !strings.Contains(stderr, first) || !strings.Contains(stderr, "-db") {
+				t.Errorf("sumkeep %q: exit %d, stdout %q, stderr:\n%s\nwant the usage of %s with what it does and its flags", args, code, stdout, stderr, c.name)
+			}
+		}
+	}
+	if code, _, stderr := runIn(t, none, "help", "frobnicate"); code != 2 || !strings.Contains(stderr, `unknown command "frobnicate"`) {
+		t.Errorf("sumkeep help frobnicate: exit %d\n%s", code, stderr)
+	}
+
+	// Flags after file names are flags, not files; after "--", files.
+	dir := t.TempDir()
+	gosum := writeFile(t, dir, "go.sum", []byte("example.com/m v1.0.0 "+h1Of("m")+"\n"))
+	code, _, stderr := runIn(t, none, "verify", gosum, "--format", "bogus")
+	if code != 2 || !strings.Contains(stderr, `--format "bogus"`) {
+		t.Errorf("verify FILE --format bogus: exit %d\n%s\nwant the --format value refused", code, stderr)
+	}
+	code, _, stderr = runIn(t, none, "verify", "--db", filepath.Join(dir, "none.db"), gosum, "--", "--format")
+	if code != 2 || !strings.Contains(stderr, "none.db") {
+		t.Errorf("verify FILE -- --format: exit %d\n%s", code, stderr)
+	}
+	code, _, stderr = runIn(t, none, "seed", gosum, "--concurrency", "0")
+	if code != 2 || !strings.Contains(stderr, "--concurrency") {
+		t.Errorf("seed FILE --concurrency 0: exit %d\n%s", code, stderr)
+	}
+}

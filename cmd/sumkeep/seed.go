@@ -21,10 +21,6 @@ import (
 func cmdSeed(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("seed")
 	concurrency := fs.Int("concurrency", 32, "upstream fetches in flight")
-	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "usage: sumkeep seed [flags] FILE...\n\nFetch, verify and keep the checksum database records that go.sum / go.work.sum files need.\n\n")
-		fs.PrintDefaults()
-	}
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}

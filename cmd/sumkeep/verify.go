@@ -37,7 +37,7 @@ Under GitHub Actions (GITHUB_ACTIONS=true) failures are also printed to
 standard error as ::error annotations; standard output (or --output) holds
 the report alone.
 
-Flags:
+Flags (they may come before or after the files; -- ends them):
 `
 
 func cmdVerify(ctx context.Context, e *env, args []string) error {

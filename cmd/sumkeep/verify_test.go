@@ -204,7 +204,7 @@ func TestVerifyCLI(t *testing.T) {
 	if code != 1 || ann != 6 || !strings.Contains(stderr, "::error file="+badSum+",line=3,") || !strings.Contains(stdout, "FAIL: 10 lines") || strings.Contains(stdout, "::error") {
 		t.Errorf("GitHub annotations: exit %d, %d annotations on stderr:\n%s\nstdout:\n%s", code, ann, stderr, stdout)
 	}
-	code, stdout, stderr = runIn(t, verifyEnv("GITHUB_ACTIONS", "true"), "verify", "--db", dsn, "--key", key, "--format", "json", badSum)
+	code, stdout, stderr = runIn(t, verifyEnv("GITHUB_ACTIONS", "true"), "verify", "--db", dsn, "--key", key, badSum, "--format", "json") // flags after files too
 	var ghaDoc struct {
 		Summary struct{ Failed int }
 	}
