@@ -11,6 +11,7 @@ import (
 
 	"github.com/sumkeep/sumkeep/store/sqlite"
 	skSync "github.com/sumkeep/sumkeep/sync"
+	"github.com/sumkeep/sumkeep/verifier"
 )
 
 // stringsFlag collects a repeatable flag.
@@ -39,7 +40,7 @@ func cmdExport(ctx context.Context, e *env, args []string) error {
 	if _, err := os.Stat(*out); err == nil {
 		return envError{fmt.Errorf("-o %s: the file exists; a bundle is written to a new file", *out)}
 	}
-	mods, skipped, malformed, err := goSumModules(e, sums)
+	mods, skipped, malformed, err := e.goSumModules(ctx, "export", sums)
 	if err != nil {
 		return err
 	}
@@ -111,31 +112,34 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-// goSumModules reads go.sum files: the module@versions to look up (those
-// GONOSUMDB / GOPRIVATE do not exclude), how many were skipped, and how many
-// lines were malformed (each reported on stderr).
-func goSumModules(e *env, names []string) (mods []module.Version, skipped, malformed int, err error) {
-	noSumDB := noSumDBPatterns(e.getenv)
-	seen := make(map[module.Version]bool)
-	for _, name := range names {
-		ms, bad, err := readGoSumModules(name)
-		if err != nil {
-			return nil, 0, 0, envError{err}
-		}
-		for _, b := range bad {
-			fmt.Fprintln(e.stderr, b)
-		}
-		malformed += len(bad)
-		for _, m := range ms {
-			if seen[m] {
-				continue
-			}
-			seen[m] = true
-			if m.Path != "golang.org/toolchain" && module.MatchPrefixPatterns(noSumDB, m.Path) {
+// goSumModules reads go.sum files: the module@versions whose records
+// 'sumkeep verify' looks up (those GONOSUMDB / GOPRIVATE / GOSUMDB=off do
+// not exclude, from the environment or else 'go env', on lines that
+// parse), how many module@versions were skipped, and how many lines are
+// malformed (each reported on stderr). It is the verifier's own parser and
+// policy, so seed and export fetch and carry exactly what verify needs.
+func (e *env) goSumModules(ctx context.Context, cmd string, names []string) (mods []module.Version, skipped, malformed int, err error) {
+	inputs, err := verifier.ReadInputs(names)
+	if err != nil {
+		return nil, 0, 0, envError{err}
+	}
+	v := &verifier.Verifier{Policy: e.policy(ctx, cmd)}
+	mods, decided := v.Lookups(inputs)
+	looked := make(map[module.Version]bool, len(mods))
+	for _, m := range mods {
+		looked[m] = true
+	}
+	skip := make(map[module.Version]bool)
+	for _, r := range decided {
+		switch r.Status {
+		case verifier.StatusSkipped:
+			if m := (module.Version{Path: r.Module, Version: r.Version}); !looked[m] && !skip[m] {
+				skip[m] = true
 				skipped++
-				continue
 			}
-			mods = append(mods, m)
+		case verifier.StatusFailed:
+			fmt.Fprintln(e.stderr, r.String())
+			malformed++
 		}
 	}
 	return mods, skipped, malformed, nil

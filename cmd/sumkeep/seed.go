@@ -1,17 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/mod/module"
 
 	skSync "github.com/sumkeep/sumkeep/sync"
 )
@@ -30,7 +26,7 @@ func cmdSeed(ctx context.Context, e *env, args []string) error {
 	if *concurrency < 1 {
 		return usageError{"--concurrency must be at least 1"}
 	}
-	mods, skipped, malformed, err := goSumModules(e, fs.Args())
+	mods, skipped, malformed, err := e.goSumModules(ctx, "seed", fs.Args())
 	if err != nil {
 		return err
 	}
@@ -62,68 +58,6 @@ func cmdSeed(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("%d module@versions failed and %d lines were malformed", counts.Failed, malformed)
 	}
 	return nil
-}
-
-// noSumDBPatterns returns the patterns of module paths the go command does
-// not look up in the checksum database: GONOSUMDB, which defaults to
-// GOPRIVATE.
-func noSumDBPatterns(getenv func(string) (string, bool)) string {
-	if v, ok := getenv("GONOSUMDB"); ok && v != "" {
-		return v
-	}
-	v, _ := getenv("GOPRIVATE")
-	return v
-}
-
-// maxGoSumLine bounds a go.sum line; real ones are well under 1 KB.
-const maxGoSumLine = 64 << 10
-
-// readGoSumModules returns the module@versions a go.sum (or go.work.sum)
-// file names, in order of first appearance, and a message for each line
-// that is not a go.sum line.
-func readGoSumModules(name string) ([]module.Version, []string, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	var mods []module.Version
-	var bad []string
-	seen := make(map[module.Version]bool)
-	r := bufio.NewReaderSize(f, 64<<10)
-	for n := 1; ; n++ {
-		line, err := r.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			bad = append(bad, fmt.Sprintf("%s:%d: line longer than %d bytes", name, n, maxGoSumLine))
-			for errors.Is(err, bufio.ErrBufferFull) {
-				_, err = r.ReadSlice('\n')
-			}
-			if err == io.EOF {
-				break
-			}
-			continue
-		}
-		if err != nil && err != io.EOF {
-			return nil, nil, fmt.Errorf("reading %s: %w", name, err)
-		}
-		if text := strings.TrimSpace(string(line)); text != "" {
-			f := strings.Fields(text)
-			m := module.Version{}
-			if len(f) == 3 {
-				m = module.Version{Path: f[0], Version: strings.TrimSuffix(f[1], "/go.mod")}
-			}
-			if m.Path == "" || module.Check(m.Path, m.Version) != nil {
-				bad = append(bad, fmt.Sprintf("%s:%d: malformed go.sum line", name, n))
-			} else if !seen[m] {
-				seen[m] = true
-				mods = append(mods, m)
-			}
-		}
-		if err == io.EOF {
-			break
-		}
-	}
-	return mods, bad, nil
 }
 
 // isTerminal reports whether w is a character device (a terminal).

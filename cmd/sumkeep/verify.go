@@ -77,13 +77,7 @@ func cmdVerify(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 
-	policy, err := verifier.PolicyFromEnv(ctx, e.getenv, verifier.GoCommandEnv(e.getenv))
-	if err != nil {
-		fmt.Fprintf(e.stderr, "sumkeep verify: warning: %v; using GONOSUMDB, GOPRIVATE and GOSUMDB from the environment only\n", err)
-	}
-	if policy.SumDBOff {
-		fmt.Fprintf(e.stderr, "sumkeep verify: warning: GOSUMDB=off: the go command consults no checksum database, so only golang.org/toolchain lines are checked\n")
-	}
+	policy := e.policy(ctx, "verify")
 
 	var src verifier.Source
 	var mirrorSrc *verifier.MirrorSource
@@ -173,4 +167,19 @@ func pathComponent(name string) string {
 		return "_" + c
 	}
 	return c
+}
+
+// policy returns the modules the go command would not look up in the
+// checksum database, as it decides: GONOSUMDB, GOPRIVATE and GOSUMDB from
+// the environment, else from 'go env' (so values set with 'go env -w'
+// count). Problems are warnings on stderr, naming the command.
+func (e *env) policy(ctx context.Context, cmd string) verifier.Policy {
+	policy, err := verifier.PolicyFromEnv(ctx, e.getenv, verifier.GoCommandEnv(e.getenv))
+	if err != nil {
+		fmt.Fprintf(e.stderr, "sumkeep %s: warning: %v; using GONOSUMDB, GOPRIVATE and GOSUMDB from the environment only\n", cmd, err)
+	}
+	if policy.SumDBOff {
+		fmt.Fprintf(e.stderr, "sumkeep %s: warning: GOSUMDB=off: the go command consults no checksum database, so only golang.org/toolchain lines count\n", cmd)
+	}
+	return policy
 }
