@@ -289,6 +289,9 @@ func (s *Syncer) fetchHead(ctx context.Context) (store.Head, error) {
 
 func (s *Syncer) openHead(msg []byte, where string) (store.Head, error) {
 	n, err := note.Open(msg, note.VerifierList(s.verifier))
+	if _, ok := errors.AsType[*note.UnverifiedNoteError](err); ok {
+		return store.Head{}, fmt.Errorf("%s: signed tree head does not verify with key %s: %w: %w", where, s.cfg.Key, ErrWrongKey, err)
+	}
 	if err != nil {
 		return store.Head{}, fmt.Errorf("%s: signed tree head does not verify with key %s: %w", where, s.cfg.Key, err)
 	}

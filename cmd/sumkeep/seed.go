@@ -1,10 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,8 +21,12 @@ import (
 func cmdSeed(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("seed")
 	concurrency := fs.Int("concurrency", 32, "upstream fetches in flight")
+	format := fs.String("format", "text", "the summary on standard output: text, or json (with every module@version not fetched and why)")
 	if err := e.parse(fs, args); err != nil {
 		return err
+	}
+	if *format != "text" && *format != "json" {
+		return usageError{fmt.Sprintf("--format %q: want text or json", *format)}
 	}
 	if fs.NArg() == 0 {
 		return usageError{"name at least one go.sum or go.work.sum file"}
@@ -44,20 +52,87 @@ func cmdSeed(ctx context.Context, e *env, args []string) error {
 	bar := newProgress(e.stderr, isTerminal(e.stderr))
 	counts, failures, err := s.Seed(ctx, mods, *concurrency, bar.update)
 	bar.finish(counts)
+	slices.SortFunc(failures, func(a, b skSync.SeedFailure) int {
+		return cmp.Or(cmp.Compare(a.Module.Path, b.Module.Path), cmp.Compare(a.Module.Version, b.Module.Version))
+	})
 	for _, f := range failures {
-		fmt.Fprintf(e.stderr, "%s@%s: %v\n", f.Module.Path, f.Module.Version, f.Err)
+		fmt.Fprintf(e.stderr, "%s@%s: not fetched: %s\n", f.Module.Path, f.Module.Version, seedFailureText(f))
+	}
+	if errors.Is(err, skSync.ErrWrongKey) {
+		return envError{fmt.Errorf("%w: check --key (it names log %s)", err, s.Log())}
 	}
 	if err != nil {
 		return err
 	}
 	elapsed := time.Since(start)
-	fmt.Fprintf(e.stdout, "seeded %s: %d module@versions: %d fetched, %d already present, %d not in the log, %d skipped (GONOSUMDB/GOPRIVATE), %d failed; %d malformed lines; %s (%.0f records/s)\n",
-		s.Log(), len(mods)+skipped, counts.Fetched, counts.Present, counts.NotInLog, skipped, counts.Failed, malformed,
-		elapsed.Round(time.Millisecond), float64(counts.Fetched)/max(elapsed.Seconds(), 1e-9))
-	if counts.Failed > 0 || malformed > 0 {
-		return fmt.Errorf("%d module@versions failed and %d lines were malformed", counts.Failed, malformed)
+	switch *format {
+	case "json":
+		if err := writeSeedJSON(e.stdout, s.Log(), len(mods)+skipped, counts, skipped, malformed, failures); err != nil {
+			return envError{fmt.Errorf("writing the summary: %w", err)}
+		}
+	default:
+		fmt.Fprintf(e.stdout, "seeded %s: %d module@versions: %d fetched, %d already present, %d not in the log, %d refused by the upstream, %d unreachable, %d skipped (GONOSUMDB/GOPRIVATE), %d failed; %d malformed lines; %s (%.0f records/s)\n",
+			s.Log(), len(mods)+skipped, counts.Fetched, counts.Present, counts.NotInLog, counts.Refused, counts.Unreachable, skipped, counts.Failed, malformed,
+			elapsed.Round(time.Millisecond), float64(counts.Fetched)/max(elapsed.Seconds(), 1e-9))
+	}
+	if bad := counts.Refused + counts.Unreachable + counts.Failed; bad > 0 || malformed > 0 {
+		return fmt.Errorf("%d module@versions could not be fetched (listed above) and %d lines were malformed", bad, malformed)
 	}
 	return nil
+}
+
+// seedFailureText says why a module@version was not seeded.
+func seedFailureText(f skSync.SeedFailure) string {
+	switch f.Kind {
+	case skSync.FetchNotInLog:
+		return "not in the log: " + f.Reason
+	case skSync.FetchRefused:
+		return "refused by the upstream: " + f.Reason
+	case skSync.FetchUnreachable:
+		return "upstream unreachable: " + f.Reason
+	case skSync.FetchUnverified:
+		return "failed verification: " + f.Err.Error()
+	}
+	return "failed: " + f.Err.Error()
+}
+
+// writeSeedJSON writes seed's summary as one JSON object.
+func writeSeedJSON(w io.Writer, log string, total int, c skSync.SeedCounts, skipped, malformed int, failures []skSync.SeedFailure) error {
+	type notFetched struct {
+		Module  string `json:"module"`
+		Version string `json:"version"`
+		Kind    string `json:"kind"`
+		Reason  string `json:"reason"`
+	}
+	doc := struct {
+		Log            string       `json:"log"`
+		OK             bool         `json:"ok"`
+		ModuleVersions int          `json:"module_versions"`
+		Fetched        int          `json:"fetched"`
+		Present        int          `json:"present"`
+		NotInLog       int          `json:"not_in_log"`
+		Refused        int          `json:"refused"`
+		Unreachable    int          `json:"unreachable"`
+		Failed         int          `json:"failed"`
+		Skipped        int          `json:"skipped"`
+		MalformedLines int          `json:"malformed_lines"`
+		NotFetched     []notFetched `json:"not_fetched"`
+	}{
+		Log: log, OK: c.Refused+c.Unreachable+c.Failed+malformed == 0, ModuleVersions: total,
+		Fetched: c.Fetched, Present: c.Present, NotInLog: c.NotInLog, Refused: c.Refused,
+		Unreachable: c.Unreachable, Failed: c.Failed, Skipped: skipped, MalformedLines: malformed,
+		NotFetched: []notFetched{},
+	}
+	for _, f := range failures {
+		reason := f.Reason
+		if f.Kind == skSync.FetchUnverified || f.Kind == skSync.FetchFailed {
+			reason = f.Err.Error()
+		}
+		doc.NotFetched = append(doc.NotFetched, notFetched{f.Module.Path, f.Module.Version, f.Kind, reason})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(doc)
 }
 
 // isTerminal reports whether w is a character device (a terminal).
@@ -101,8 +176,8 @@ func (p *progress) update(c skSync.SeedCounts) {
 
 func (p *progress) draw(c skSync.SeedCounts) {
 	if !p.tty {
-		fmt.Fprintf(p.w, "seed: %d/%d done (%d fetched, %d present, %d not in the log, %d failed) after %s\n",
-			c.Done(), c.Total, c.Fetched, c.Present, c.NotInLog, c.Failed, time.Since(p.start).Round(time.Second))
+		fmt.Fprintf(p.w, "seed: %d/%d done (%d fetched, %d present, %d not in the log, %d refused, %d unreachable, %d failed) after %s\n",
+			c.Done(), c.Total, c.Fetched, c.Present, c.NotInLog, c.Refused, c.Unreachable, c.Failed, time.Since(p.start).Round(time.Second))
 		return
 	}
 	const width = 30
@@ -110,8 +185,8 @@ func (p *progress) draw(c skSync.SeedCounts) {
 	if c.Total > 0 {
 		filled = width * c.Done() / c.Total
 	}
-	fmt.Fprintf(p.w, "\r[%s%s] %d/%d  fetched %d  present %d  not in log %d  failed %d ",
-		strings.Repeat("=", filled), strings.Repeat(" ", width-filled), c.Done(), c.Total, c.Fetched, c.Present, c.NotInLog, c.Failed)
+	fmt.Fprintf(p.w, "\r[%s%s] %d/%d  fetched %d  present %d  not in log %d  refused %d  unreachable %d  failed %d ",
+		strings.Repeat("=", filled), strings.Repeat(" ", width-filled), c.Done(), c.Total, c.Fetched, c.Present, c.NotInLog, c.Refused, c.Unreachable, c.Failed)
 	p.drawn = true
 }
 
