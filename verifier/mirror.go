@@ -88,7 +88,7 @@ func NewMirrorSource(cfg MirrorConfig) (*MirrorSource, error) {
 	ops := &mirrorOps{
 		base: strings.TrimSuffix(cfg.URL, "/"), key: cfg.Key, name: v.Name(), state: cfg.StateFile,
 		hc: hc, timeout: cfg.Timeout, ctx: context.Background(),
-		cache: make(map[string][]byte), notFound: make(map[string]bool),
+		cache: make(map[string][]byte), notFound: make(map[string]string),
 	}
 	latest, err := ops.readLatest()
 	if err != nil {
@@ -174,7 +174,8 @@ func (s *MirrorSource) classify(m module.Version, err error) (answer, fatal erro
 	epath, _ := module.EscapePath(m.Path)
 	evers, _ := module.EscapeVersion(m.Version)
 	o.mu.Lock()
-	notFound, transport := o.notFound["/lookup/"+epath+"@"+evers], o.transport
+	said, notFound := o.notFound["/lookup/"+epath+"@"+evers]
+	transport := o.transport
 	o.mu.Unlock()
 	msg := err.Error()
 	// The client's first step links the head kept in the state file to
@@ -187,7 +188,7 @@ func (s *MirrorSource) classify(m module.Version, err error) (answer, fatal erro
 			Detail: strings.Join(s.SecurityErrors(), "\n"),
 		}, nil
 	case notFound:
-		return fmt.Errorf("%w (asked %s)", ErrNotFound, o.base), nil
+		return &notFoundError{fmt.Sprintf("not in the checksum database as far as the server at %s knows: it answered %s", o.base, said)}, nil
 	case strings.Contains(msg, (&note.UnverifiedNoteError{}).Error()):
 		return nil, fmt.Errorf("%s: %w (wrong key?): %v", o.base, ErrHeadNotVerified, err)
 	case transport != nil:
@@ -222,8 +223,8 @@ type mirrorOps struct {
 	ctx       context.Context
 	latest    []byte // the newest verified head
 	cache     map[string][]byte
-	notFound  map[string]bool // lookup paths answered 404 or 410
-	transport error           // the first failure to reach the server
+	notFound  map[string]string // lookup paths answered 404 or 410: what the server said
+	transport error             // the first failure to reach the server
 	security  []string
 	stateMu   sync.Mutex // serializes state file updates
 }
@@ -260,7 +261,9 @@ func (o *mirrorOps) ReadRemote(path string) ([]byte, error) {
 	case http.StatusNotFound, http.StatusGone:
 		if strings.HasPrefix(path, "/lookup/") {
 			o.mu.Lock()
-			o.notFound[path] = true
+			// What it said, made printable: a sumkeep mirror says why
+			// (not in the log, refused by its upstream, ...).
+			o.notFound[path] = printableAnswer(resp.Status, data)
 			o.mu.Unlock()
 		}
 		return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
@@ -389,4 +392,24 @@ func (o *mirrorOps) SecurityError(msg string) {
 	o.mu.Lock()
 	o.security = append(o.security, msg)
 	o.mu.Unlock()
+}
+
+// printableAnswer returns a server's status and the first line of its
+// answer, as printable ASCII of bounded length (the server is not trusted).
+func printableAnswer(status string, body []byte) string {
+	line, _, _ := bytes.Cut(bytes.TrimSpace(body), []byte("\n"))
+	s := strings.TrimSpace(status)
+	if len(line) > 0 {
+		s += ": " + string(line)
+	}
+	b := []byte(s)
+	if len(b) > 300 {
+		b = b[:300]
+	}
+	for i, c := range b {
+		if c < 0x20 || c > 0x7e {
+			b[i] = '?'
+		}
+	}
+	return string(b)
 }

@@ -93,6 +93,12 @@ func TestSeedExportGoEnvPolicy(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "2 records") || !strings.Contains(stdout, "1 skipped") {
 		t.Fatalf("export with GOPRIVATE from go env: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
+	// verify against the bundle, with the private module checked: it
+	// is not in the bundle, which says nothing of the log.
+	code, stdout, stderr = runIn(t, map[string]string{"GOENV": "off"}, "verify", "--db", bundle, "--key", u.VerifierKey(), gosum)
+	if want := private + "@v1.0.0: not in this store/bundle (tree "; code != 1 || !strings.Contains(stdout, want) || !strings.Contains(stdout, "it may still be in the log") {
+		t.Errorf("verify against the bundle: exit %d\nstdout:\n%s\nwant %q…it may still be in the log\nstderr:\n%s", code, stdout, want, stderr)
+	}
 	b, err := sqlite.OpenReadOnly(context.Background(), bundle)
 	if err != nil {
 		t.Fatal(err)
@@ -174,8 +180,13 @@ func TestSeedNamesWhatItDidNotFetch(t *testing.T) {
 		t.Errorf("not_fetched = %q, want %q", kinds, wantKinds)
 	}
 
-	// The mirror, fetching through, says why in its 404.
+	// The mirror, fetching through, says why in its 404; verify --mirror
+	// passes it on.
 	_, mirror := startServe(t, db, u.VerifierKey(), "--upstream", url, "--mode", "lazy")
+	code, stdout, stderr = runIn(t, env, "verify", "--mirror", mirror, "--state", filepath.Join(t.TempDir(), "state"), "--key", u.VerifierKey(), gosum)
+	if want := "refused.example.com/m@v1.0.0: not in the checksum database as far as the server at " + mirror + " knows: it answered 404 Not Found: not found: the upstream refused it: 403 Forbidden: Go module path not permitted\n"; code != 1 || !strings.Contains(stdout, want) {
+		t.Errorf("verify --mirror: exit %d\nstdout:\n%s\nwant %q\nstderr:\n%s", code, stdout, want, stderr)
+	}
 	for path, want := range map[string]string{
 		"refused.example.com/m": "not found: the upstream refused it: 403 Forbidden: Go module path not permitted\n",
 		"host.example.com/m":    "not found: the upstream refused it: 400 Bad Request: Go module host not permitted?[31m\n",
