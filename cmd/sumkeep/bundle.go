@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/mod/module"
@@ -49,6 +50,9 @@ func cmdExport(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
+	if err := e.checkKey(ctx, st, "the store (--db)", true); err != nil {
+		return err
+	}
 	b, err := e.openStoreAt(ctx, *out)
 	if err != nil {
 		return err
@@ -75,7 +79,7 @@ func cmdExport(ctx context.Context, e *env, args []string) error {
 }
 
 // cmdImport verifies bundles completely and merges them into the store.
-func cmdImport(ctx context.Context, e *env, args []string) error {
+func cmdImport(ctx context.Context, e *env, args []string) (err error) {
 	fs := e.flags("import")
 	if err := e.parse(fs, args); err != nil {
 		return err
@@ -83,33 +87,84 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() == 0 {
 		return usageError{"name at least one bundle file"}
 	}
+	for _, name := range fs.Args() {
+		if _, err := os.Stat(name); err != nil {
+			return envError{fmt.Errorf("bundle %s: %w", name, err)}
+		}
+	}
+	// Opening a SQLite store creates it: an import that fails must not
+	// leave an empty store (nor its directory) where there was none.
+	imported := 0
+	if created := e.newSQLitePaths(); len(created) > 0 {
+		defer func() {
+			if err != nil && imported == 0 {
+				removeAll(created)
+			}
+		}()
+	}
 	st, err := e.openStore(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	if err := e.checkKey(ctx, st, "the store (--db)", false); err != nil {
+		return err
+	}
 	s, err := skSync.New(skSync.Config{Store: st, Key: e.key, Mode: skSync.ModeLazy, Logger: e.logger})
 	if err != nil {
 		return envError{err}
 	}
 	for _, name := range fs.Args() {
-		if _, err := os.Stat(name); errors.Is(err, os.ErrNotExist) {
-			return envError{fmt.Errorf("%s: %w", name, err)}
-		}
 		// A bundle is hostile input: opened read-only, never migrated.
 		b, err := sqlite.OpenReadOnly(ctx, name)
 		if err != nil {
 			return envError{err}
 		}
+		if err := e.checkKey(ctx, b, "bundle "+name, true); err != nil {
+			b.Close()
+			return err
+		}
 		res, err := s.Import(ctx, b, name)
 		b.Close()
 		if err != nil {
-			return err
+			return err // a store holding earlier bundles is kept
 		}
+		imported++
 		fmt.Fprintf(e.stdout, "imported %s: head %d, %d records, %d heads; serving head %d\n",
 			name, res.Bundle.Size, res.Records, res.Heads, res.Served.Size)
 	}
 	return nil
+}
+
+// newSQLitePaths returns, when --db is a SQLite file that does not exist
+// yet, the paths opening it would create: the file, its journal files and
+// any missing directories above it (innermost first). Otherwise nil.
+func (e *env) newSQLitePaths() []string {
+	if strings.HasPrefix(e.db, "postgres://") || strings.HasPrefix(e.db, "postgresql://") {
+		return nil
+	}
+	if _, err := os.Stat(e.db); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	paths := []string{e.db, e.db + "-wal", e.db + "-shm", e.db + "-journal"}
+	for dir := filepath.Dir(e.db); ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		paths = append(paths, dir)
+		if dir == filepath.Dir(dir) {
+			break
+		}
+	}
+	return paths
+}
+
+// removeAll removes what newSQLitePaths listed, files first; a directory
+// is removed only if empty.
+func removeAll(paths []string) {
+	for _, p := range paths {
+		os.Remove(p)
+	}
 }
 
 // goSumModules reads go.sum files: the module@versions whose records

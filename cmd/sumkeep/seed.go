@@ -44,6 +44,9 @@ func cmdSeed(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
+	if err := e.checkKey(ctx, st, "the store (--db)", false); err != nil {
+		return err
+	}
 	s, err := e.newSyncer(ctx, st, *concurrency, 64, skSync.ModeLazy)
 	if err != nil {
 		return err

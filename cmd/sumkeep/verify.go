@@ -108,6 +108,9 @@ func cmdVerify(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		defer st.Close()
+		if err := e.checkKey(ctx, st, "the store (--db)", true); err != nil {
+			return err
+		}
 		ss, err := verifier.NewStoreSource(ctx, st, e.key)
 		if err != nil {
 			return envError{err}

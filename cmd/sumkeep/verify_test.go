@@ -262,7 +262,7 @@ func TestVerifyCLI(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"--db", dsn, "--key", otherKey, goodSum}, "does not verify with the key"},
-		{[]string{"--db", dsn, "--key", otherLog, goodSum}, "serves no tree head"},
+		{[]string{"--db", dsn, "--key", otherLog, goodSum}, `--key names the log other.test, but the store (--db) holds only "sumdb.test"`},
 		{[]string{"--db", dsn, "--key", "not-a-key", goodSum}, "not-a-key"},
 		{[]string{"--db", dsn, "--key", key, filepath.Join(dir, "missing.sum")}, "missing.sum"},
 		{[]string{"--db", dsn, "--key", key, dir}, dir},
