@@ -37,7 +37,9 @@ var ErrWrongKey = errors.New("not signed by that key at all (the wrong key, or a
 
 // A FetchError says why Fetch stored no record. It wraps the cause, so
 // errors.Is(err, ErrNoRecord) and errors.As(err, *MisbehaviourError) work
-// as before; a refused or failed lookup wraps store.ErrNotFound as well.
+// as before. A refused lookup wraps store.ErrNotFound as well: to the
+// server it is, like a record not in the log, a plain 404 (with the
+// reason), not a failure to warn of.
 type FetchError struct {
 	Kind string
 	// Reason is a sentence for the clients of the mirror: what the

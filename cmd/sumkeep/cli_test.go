@@ -28,7 +28,7 @@ func runIn(t *testing.T, env map[string]string, args ...string) (code int, stdou
 // process's own alone; sets lists the values the command set it to.
 func runWithProcs(t *testing.T, env map[string]string, procs int, args ...string) (code int, stdout, stderr string, sets []int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out, errb bytes.Buffer
 	getenv := func(k string) (string, bool) {
@@ -201,13 +201,13 @@ func TestSyncScheduleAndLock(t *testing.T) {
 		})
 		t.Logf("served head reached %d in %v", size, time.Since(start).Round(time.Millisecond))
 	}
-	follows(u.Size(), 20*time.Second)
+	follows(u.Size(), 90*time.Second)
 
 	// The upstream grows; the schedule follows.
 	if err := u.AddSynthetic(1500); err != nil {
 		t.Fatal(err)
 	}
-	follows(u.Size(), 10*time.Second)
+	follows(u.Size(), 90*time.Second)
 
 	// Hold the scheduled sync inside a run (it holds the lock there) by
 	// stalling its data tile requests, then try a second syncer.
@@ -227,8 +227,8 @@ func TestSyncScheduleAndLock(t *testing.T) {
 	}
 	select {
 	case <-blocked:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("the scheduled sync did not start fetching the new records within 10s\nstderr:\n%s", sched.stderr)
+	case <-time.After(90 * time.Second):
+		t.Fatalf("the scheduled sync did not start fetching the new records within 90s\nstderr:\n%s", sched.stderr)
 	}
 	start := time.Now()
 	code, stdout, stderr := runSumkeep(t, 30*time.Second, "sync", "--once", "--db", dsn, "--upstream", url, "--key", key)
@@ -238,7 +238,7 @@ func TestSyncScheduleAndLock(t *testing.T) {
 	}
 	releaseAll()
 	u.OnRequest(nil)
-	follows(u.Size(), 10*time.Second)
+	follows(u.Size(), 90*time.Second)
 
 	// A scheduled sync stops cleanly on SIGTERM.
 	sched.stop(t, 15*time.Second)

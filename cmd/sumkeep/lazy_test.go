@@ -201,7 +201,7 @@ func TestGoCommandLazy(t *testing.T) {
 	if got := servedSize(t, st, log); got != u.Size() {
 		t.Fatalf("served head %d after sync, upstream %d", got, u.Size())
 	}
-	waitFor(t, 10*time.Second, func() string { return "the server to move to the new head" }, func() bool {
+	waitFor(t, 60*time.Second, func() string { return "the server to move to the new head" }, func() bool {
 		resp, err := http.Get(mirror + "/latest")
 		if err != nil {
 			return false
