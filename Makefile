@@ -2,10 +2,16 @@
 GO      ?= go
 BIN     := bin/sumkeep
 
-.PHONY: build run test bench vet fmt
+.PHONY: build install run test bench vet fmt
 
 build:
 	$(GO) build -o $(BIN) ./cmd/sumkeep
+
+# Install sumkeep where go install puts commands: $(go env GOBIN), else
+# $(go env GOPATH)/bin (put that directory on your PATH).
+install:
+	$(GO) install ./cmd/sumkeep
+	@dir=$$($(GO) env GOBIN); echo "installed $${dir:-$$($(GO) env GOPATH)/bin}/sumkeep"
 
 # Serve the default upstream (sum.golang.org, found through GOPROXY as the go
 # command finds it) from the embedded store ./sumkeep-data/sumkeep.db, syncing

@@ -198,7 +198,13 @@ func (s *Server) lookup(c *gin.Context, log, mod string) {
 			if !errors.Is(ferr, store.ErrNotFound) && ctx.Err() == nil {
 				s.logger.WarnContext(ctx, "fetching from the upstream", "log", log, "module", path, "version", vers, "err", ferr)
 			}
-			s.fail(c, http.StatusNotFound, "not found")
+			// The go command prints the body of a 404 ("server response:
+			// ..."): say why, not only that it is missing.
+			msg := "not found"
+			if r, ok := errors.AsType[clientReasoner](ferr); ok {
+				msg += ": " + r.ClientReason()
+			}
+			s.fail(c, http.StatusNotFound, msg)
 			return
 		}
 		if rerr := s.Refresh(ctx); rerr != nil {
@@ -355,6 +361,13 @@ func (s *Server) write(c *gin.Context, contentType, cache []string, body []byte)
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	c.Writer.WriteHeader(http.StatusOK)
 	c.Writer.Write(body)
+}
+
+// clientReasoner is a Fetcher's error that can say why to a client: a
+// sentence with no secrets (no upstream URL) and no hostile bytes.
+type clientReasoner interface {
+	error
+	ClientReason() string
 }
 
 // fail sends an error response the way http.Error does, and uncacheable.

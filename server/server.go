@@ -120,7 +120,8 @@ type Config struct {
 // may advance (sumkeep's sync.Syncer in lazy mode). It returns an error
 // wrapping store.ErrNotFound when the upstream's log has no such record, and
 // another error when the upstream could not be asked; both make the lookup
-// a 404.
+// a 404. An error with a method ClientReason() string says why in the
+// 404's body, which the go command shows ("server response: ...").
 type Fetcher interface {
 	Fetch(ctx context.Context, path, version string) error
 }

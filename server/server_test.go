@@ -541,9 +541,15 @@ func TestRefresh(t *testing.T) {
 		t.Errorf("/healthz: %d %q", w.Code, w.Body.String())
 	}
 	st2.Close()
-	time.Sleep(30 * time.Millisecond) // let a lazy refresh fail
-	if w := do(lazy, "GET", "/healthz"); w.Code != http.StatusServiceUnavailable {
-		t.Errorf("/healthz with the store closed: %d", w.Code)
+	// Wait (no fixed sleep) for a lazy refresh to find the store closed.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		w := do(lazy, "GET", "/healthz")
+		if w.Code == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz with the store closed: still %d after 10s, want 503", w.Code)
+		}
 	}
 	for range 3 {
 		if w := do(lazy, "GET", "/latest"); w.Code != 200 || w.Body.String() != string(l.note(t, 600)) {

@@ -63,7 +63,7 @@ func (s *Syncer) Fetch(ctx context.Context, path, version string) error {
 		s.flights[key] = c
 		go func() {
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
-			c.err = s.fetch(fctx, path, version)
+			c.err = classifyFetch(path, version, s.fetch(fctx, path, version))
 			cancel()
 			s.flightMu.Lock()
 			delete(s.flights, key)
@@ -126,8 +126,8 @@ func (s *Syncer) fetch(ctx context.Context, path, version string) error {
 		return err
 	}
 	body, err := s.cfg.Upstream.Lookup(ctx, path, version)
-	if errors.Is(err, upstream.ErrNotServed) || errors.Is(err, upstream.ErrRefused) {
-		return fmt.Errorf("%s@%s: %w (%v)", path, version, ErrNoRecord, err)
+	if errors.Is(err, upstream.ErrNotServed) {
+		return fmt.Errorf("%s@%s: %w (%w)", path, version, ErrNoRecord, err)
 	}
 	if err != nil {
 		return err
@@ -135,17 +135,17 @@ func (s *Syncer) fetch(ctx context.Context, path, version string) error {
 	where := s.cfg.Upstream.URL() + "/lookup/" + path + "@" + version
 	id, text, msg, err := tlog.ParseRecord(body)
 	if err != nil {
-		return fmt.Errorf("%s: malformed answer: %w", where, err)
+		return unverified(fmt.Errorf("%s: malformed answer: %w", where, err))
 	}
 	if p, v := store.RecordModule(text); p != path || v != version {
-		return fmt.Errorf("%s: the upstream answered with a record for %s@%s", where, p, v)
+		return unverified(fmt.Errorf("%s: the upstream answered with a record for %q@%q", where, p, v))
 	}
 	h, err := s.openHead(msg, where)
 	if err != nil {
-		return err
+		return unverified(err)
 	}
 	if id >= h.Size {
-		return fmt.Errorf("%s: record %d is outside the tree of size %d signed with it", where, id, h.Size)
+		return unverified(fmt.Errorf("%s: record %d is outside the tree of size %d signed with it", where, id, h.Size))
 	}
 	if _, err := s.link(ctx, h); err != nil {
 		return err

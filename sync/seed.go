@@ -14,19 +14,28 @@ import (
 
 // SeedCounts tells how a seed is going or went.
 type SeedCounts struct {
-	Total    int // module@versions to seed
-	Fetched  int // fetched, verified and stored now
-	Present  int // stored already
-	NotInLog int // the upstream's log has no record for them
-	Failed   int // could not be fetched (the upstream unreachable, ...)
+	Total       int // module@versions to seed
+	Fetched     int // fetched, verified and stored now
+	Present     int // stored already
+	NotInLog    int // the upstream's log has no record for them (it said 404 or 410)
+	Refused     int // the upstream refused to look them up (403, 400, ...)
+	Unreachable int // the upstream could not be reached, or failed (5xx)
+	Failed      int // the answer did not verify, or could not be stored
 }
 
 // Done is how many are dealt with.
-func (c SeedCounts) Done() int { return c.Fetched + c.Present + c.NotInLog + c.Failed }
+func (c SeedCounts) Done() int {
+	return c.Fetched + c.Present + c.NotInLog + c.Refused + c.Unreachable + c.Failed
+}
 
-// SeedFailure is one module@version that could not be seeded.
+// SeedFailure is one module@version that was not seeded, and why.
 type SeedFailure struct {
 	Module module.Version
+	// Kind is FetchNotInLog, FetchRefused, FetchUnreachable,
+	// FetchUnverified or FetchFailed.
+	Kind string
+	// Reason says what the upstream said, without its URL.
+	Reason string
 	Err    error
 }
 
@@ -34,8 +43,10 @@ type SeedFailure struct {
 // time, each verified and stored with its proof as Fetch does. progress, if
 // not nil, is called after each module@version, from several goroutines
 // but never concurrently. Signed proof of misbehaviour (a fork) stops the
-// seed with an error; other failures are counted and listed, and the seed
-// goes on.
+// seed with an error, and so does a head not signed by the key at all
+// (ErrWrongKey: no fetch can succeed with that key); other failures, and
+// module@versions not in the log, are counted and listed (in no particular
+// order), and the seed goes on.
 func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency int, progress func(SeedCounts)) (SeedCounts, []SeedFailure, error) {
 	counts := SeedCounts{Total: len(mods)}
 	if concurrency <= 0 {
@@ -58,12 +69,16 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 		next     atomic.Int64
 		wg       gosync.WaitGroup
 	)
-	note := func(m module.Version, kind *int, err error) {
+	note := func(m module.Version, count *int, err error) {
 		mu.Lock()
 		defer mu.Unlock()
-		*kind++
+		*count++
 		if err != nil {
-			failures = append(failures, SeedFailure{m, err})
+			f := SeedFailure{Module: m, Kind: FetchFailed, Reason: err.Error(), Err: err}
+			if fe, ok := errors.AsType[*FetchError](err); ok {
+				f.Kind, f.Reason = fe.Kind, fe.Reason
+			}
+			failures = append(failures, f)
 		}
 		if progress != nil {
 			progress(counts)
@@ -88,12 +103,11 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 					err = s.Fetch(ctx, m.Path, m.Version)
 				}
 				var mis *MisbehaviourError
+				fe, _ := errors.AsType[*FetchError](err)
 				switch {
 				case err == nil:
 					note(m, &counts.Fetched, nil)
-				case errors.Is(err, ErrNoRecord):
-					note(m, &counts.NotInLog, nil)
-				case errors.As(err, &mis) || ctx.Err() != nil:
+				case errors.As(err, &mis) || errors.Is(err, ErrWrongKey) || ctx.Err() != nil:
 					mu.Lock()
 					if fatal == nil {
 						fatal = err
@@ -101,6 +115,12 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 					mu.Unlock()
 					cancel()
 					return
+				case fe != nil && fe.Kind == FetchNotInLog:
+					note(m, &counts.NotInLog, err)
+				case fe != nil && fe.Kind == FetchRefused:
+					note(m, &counts.Refused, err)
+				case fe != nil && fe.Kind == FetchUnreachable:
+					note(m, &counts.Unreachable, err)
 				default:
 					note(m, &counts.Failed, err)
 				}

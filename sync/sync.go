@@ -319,6 +319,9 @@ func (s *Syncer) fetchHead(ctx context.Context) (store.Head, error) {
 
 func (s *Syncer) openHead(msg []byte, where string) (store.Head, error) {
 	h, err := proof.OpenHead(msg, s.verifier)
+	if _, ok := errors.AsType[*note.UnverifiedNoteError](err); ok {
+		return h, fmt.Errorf("%s: %w: %w", where, ErrWrongKey, err)
+	}
 	if err != nil {
 		return h, fmt.Errorf("%s: %w", where, err)
 	}

@@ -39,6 +39,71 @@ var ErrNotServed = errors.New("not served by upstream")
 // /sumdb/ endpoint does for data tiles ("Go module path not permitted").
 var ErrRefused = errors.New("refused by upstream")
 
+// A StatusError is an upstream's answer other than 200: its status and the
+// start of its body, made safe to print (the upstream is not trusted).
+// It wraps ErrNotServed for 404 and 410, ErrRefused for 403.
+type StatusError struct {
+	URL    string
+	Code   int
+	Status string // e.g. "403 Forbidden"
+	Body   string // printable ASCII, at most maxStatusBody bytes
+}
+
+// maxStatusBody bounds the part of an error answer's body kept.
+const maxStatusBody = 200
+
+func (e *StatusError) Error() string {
+	msg := "fetching " + e.URL + ": " + e.Status
+	if e.Body != "" {
+		msg += ": " + e.Body
+	}
+	switch e.Code {
+	case http.StatusNotFound, http.StatusGone:
+		msg += ": " + ErrNotServed.Error()
+	case http.StatusForbidden:
+		msg += ": " + ErrRefused.Error()
+	}
+	return msg
+}
+
+func (e *StatusError) Unwrap() error {
+	switch e.Code {
+	case http.StatusNotFound, http.StatusGone:
+		return ErrNotServed
+	case http.StatusForbidden:
+		return ErrRefused
+	}
+	return nil
+}
+
+// Said is what the upstream said: its status and the start of its body.
+func (e *StatusError) Said() string {
+	if e.Body == "" {
+		return e.Status
+	}
+	return e.Status + ": " + e.Body
+}
+
+// safeText returns the first line of b as printable ASCII (other bytes as
+// '?'), at most max bytes.
+func safeText(b []byte, max int) string {
+	b = bytes.TrimSpace(b)
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		b = bytes.TrimSpace(b[:i])
+	}
+	out := make([]byte, 0, min(len(b), max))
+	for _, c := range b {
+		if len(out) >= max {
+			break
+		}
+		if c < 0x20 || c > 0x7e {
+			c = '?'
+		}
+		out = append(out, c)
+	}
+	return string(out)
+}
+
 // Client fetches from a checksum database over HTTP: /latest, /lookup and
 // tiles. It retries transient failures (network errors, 5xx, 429) a few
 // times and names the URL in every error, with any credentials in it
@@ -167,18 +232,11 @@ func (c *Client) getOnce(ctx context.Context, path string, limit int64) (data []
 		return nil, true, fmt.Errorf("fetching %s: %w", url, redact.URLError(err))
 	}
 	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusOK:
-	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-		return nil, false, fmt.Errorf("fetching %s: %s: %w", url, resp.Status, ErrNotServed)
-	case resp.StatusCode == http.StatusForbidden:
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return nil, false, fmt.Errorf("fetching %s: %s: %s: %w", url, resp.Status, strings.TrimSpace(string(msg)), ErrRefused)
-	default:
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		retry := resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests
-		return nil, retry, fmt.Errorf("fetching %s: %s: %s", url, resp.Status, strings.TrimSpace(string(msg)))
+		return nil, retry, &StatusError{URL: url, Code: resp.StatusCode, Status: safeText([]byte(resp.Status), 64), Body: safeText(msg, maxStatusBody)}
 	}
 	// A declared length within the limit sizes the buffer (a tile is read
 	// in one allocation); a false one only costs a regrowth or a failure.

@@ -40,8 +40,11 @@
 //	                      an h1 hash that is not base64 of 32 bytes, a line
 //	                      too long
 //	unknown-algorithm     a hash other than "h1:…"
-//	not-found             the checksum database holds no record for
-//	                      path@version (in the tree verified against)
+//	not-found             no record for path@version (in the tree verified
+//	                      against): a store or bundle holding only some
+//	                      records lacks it (it may still be in the log), or
+//	                      a full copy or a server has none; the message
+//	                      says which
 //	hash-mismatch         the h1 hash differs from the record's
 //	go-mod-hash-mismatch  the /go.mod hash differs from the record's
 //	proof-failed          the record could not be proven in the signed tree

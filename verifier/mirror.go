@@ -189,7 +189,7 @@ func (s *MirrorSource) record(ctx context.Context, m module.Version) ([]byte, er
 	path := "/lookup/" + epath + "@" + evers
 	body, err := s.get(ctx, path)
 	if he, ok := errors.AsType[*httpError](err); ok && (he.code == http.StatusNotFound || he.code == http.StatusGone) {
-		return nil, fmt.Errorf("%w (asked %s)", ErrNotFound, s.shown)
+		return nil, &notFoundError{fmt.Sprintf("not in the checksum database as far as the server at %s knows: it answered %s", s.shown, printableAnswer(he.status, he.body))}
 	}
 	if err != nil {
 		return nil, &fatalError{fmt.Errorf("reading from %s: %w", s.shown, err)}
@@ -432,4 +432,24 @@ func writeAtomic(name string, data []byte) error {
 		os.Remove(f.Name())
 	}
 	return err
+}
+
+// printableAnswer returns a server's status and the first line of its
+// answer, as printable ASCII of bounded length (the server is not trusted).
+func printableAnswer(status string, body []byte) string {
+	line, _, _ := bytes.Cut(bytes.TrimSpace(body), []byte("\n"))
+	s := strings.TrimSpace(status)
+	if len(line) > 0 {
+		s += ": " + string(line)
+	}
+	b := []byte(s)
+	if len(b) > 300 {
+		b = b[:300]
+	}
+	for i, c := range b {
+		if c < 0x20 || c > 0x7e {
+			b[i] = '?'
+		}
+	}
+	return string(b)
 }

@@ -99,6 +99,12 @@ func (d Database) MarshalJSON() ([]byte, error) {
 	}{plain(d), d.Tree.N, hash})
 }
 
+// String returns "FILE:LINE: module@version: message", the form of a
+// problem line in the text report.
+func (res *Result) String() string {
+	return res.location() + ": " + res.Message
+}
+
 // location returns "FILE:LINE: module@version" for a result.
 func (res *Result) location() string {
 	s := fmt.Sprintf("%s:%d", res.File, res.Line)

@@ -36,6 +36,14 @@ type Answer struct {
 // module version.
 var ErrNotFound = errors.New("not in the checksum database")
 
+// A notFoundError is ErrNotFound with a message saying what is known: a
+// store or bundle may lack a record the log holds, a server's answer is
+// only its word.
+type notFoundError struct{ msg string }
+
+func (e *notFoundError) Error() string        { return e.msg }
+func (e *notFoundError) Is(target error) bool { return target == ErrNotFound }
+
 // A ProofError reports a record that could not be proven in the signed tree
 // head: a record or tile that does not hash to the signed root, a missing
 // tile, an answer from a server that does not verify.

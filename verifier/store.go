@@ -40,6 +40,7 @@ type StoreSource struct {
 	st   Store
 	name string
 	tree tlog.Tree
+	full bool // the store says it copied every record of tree
 
 	// Lookups is how many lookups are in flight (default 32); the Postgres
 	// store answers concurrent lookups in batches.
@@ -73,7 +74,28 @@ func NewStoreSource(ctx context.Context, st Store, vkey string) (*StoreSource, e
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: %v", name, ErrHeadNotVerified, err)
 	}
-	return &StoreSource{st: st, name: name, tree: signed.Tree()}, nil
+	tree := signed.Tree()
+	src := &StoreSource{st: st, name: name, tree: tree}
+	// A store that copied the whole log (a full sync) up to the served
+	// tree lacks no record of it; any other store, or a bundle, holds only
+	// some. This is the store's word (the log proves no absence), so the
+	// message says so.
+	if sy, ok := st.(interface {
+		Synced(ctx context.Context, log string) (int64, error)
+	}); ok {
+		if n, err := sy.Synced(ctx, name); err == nil && n >= tree.N {
+			src.full = true
+		}
+	}
+	return src, nil
+}
+
+// notFound says what is known of a record the store lacks.
+func (s *StoreSource) notFound() error {
+	if s.full {
+		return &notFoundError{fmt.Sprintf("not in the checksum database: this store holds a full copy of the log up to tree %d, with no record for it", s.tree.N)}
+	}
+	return &notFoundError{fmt.Sprintf("not in this store/bundle (tree %d), which holds only the records it was seeded, fetched or imported with; it may still be in the log: seed the mirror with this go.sum (sumkeep seed), then export a new bundle", s.tree.N)}
 }
 
 // Database implements Source.
@@ -124,7 +146,7 @@ func (s *StoreSource) records(ctx context.Context, mods []module.Version) ([]Ans
 		r, err := s.st.Lookup(ctx, s.name, m.Path, m.Version, s.tree.N)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			answers[i].Err = fmt.Errorf("%w (tree %d)", ErrNotFound, s.tree.N)
+			answers[i].Err = s.notFound()
 		case err != nil:
 			return fmt.Errorf("looking up %s@%s: %w", m.Path, m.Version, err)
 		default:

@@ -52,6 +52,16 @@ type Input struct {
 // VerifyFiles reads the named files and verifies them. A file that cannot be
 // read is an error: nothing is verified.
 func (v *Verifier) VerifyFiles(ctx context.Context, paths []string) (*Report, error) {
+	inputs, err := ReadInputs(paths)
+	if err != nil {
+		return nil, err
+	}
+	return v.Verify(ctx, inputs)
+}
+
+// ReadInputs reads the named go.sum files as VerifyFiles does (each at most
+// MaxFileSize bytes).
+func ReadInputs(paths []string) ([]Input, error) {
 	inputs := make([]Input, len(paths))
 	for i, p := range paths {
 		data, err := readFile(p)
@@ -60,7 +70,7 @@ func (v *Verifier) VerifyFiles(ctx context.Context, paths []string) (*Report, er
 		}
 		inputs[i] = Input{Name: p, Data: data}
 	}
-	return v.Verify(ctx, inputs)
+	return inputs, nil
 }
 
 func readFile(name string) ([]byte, error) {
@@ -83,12 +93,54 @@ func readFile(name string) ([]byte, error) {
 // the environment (see Source.Records); what is wrong with the inputs is in
 // the report.
 func (v *Verifier) Verify(ctx context.Context, inputs []Input) (*Report, error) {
-	rep := &Report{SchemaVersion: SchemaVersion}
-	type pendingLine struct {
-		res int // index in rep.Results
-		mod int // index in mods
-		l   sumLine
+	rep, pending, mods := v.plan(inputs)
+	if len(mods) > 0 {
+		answers, err := v.Source.Records(ctx, mods)
+		if err != nil {
+			return nil, err
+		}
+		if len(answers) != len(mods) {
+			return nil, fmt.Errorf("the source answered %d lookups for %d", len(answers), len(mods))
+		}
+		for _, p := range pending {
+			r := &rep.Results[p.res]
+			r.Status, r.Kind, r.Message = check(&p.l, answers[p.mod])
+		}
 	}
+	rep.Database = v.Source.Database()
+	rep.count()
+	return rep, nil
+}
+
+// Lookups returns, without a Source, what Verify would look up for inputs:
+// the module@versions, in order of first appearance; and the results of
+// the lines it would decide on their own, skipped (GONOSUMDB, GOPRIVATE,
+// GOSUMDB=off, lines the go command ignores) or failed (malformed, unknown
+// hash algorithm). seed and export fetch and carry exactly these records.
+func (v *Verifier) Lookups(inputs []Input) ([]module.Version, []Result) {
+	rep, _, mods := v.plan(inputs)
+	var decided []Result
+	for _, r := range rep.Results {
+		if r.Status != "" {
+			decided = append(decided, r)
+		}
+	}
+	return mods, decided
+}
+
+// pendingLine is a line whose result waits for its module's record.
+type pendingLine struct {
+	res int // index in rep.Results
+	mod int // index in mods
+	l   sumLine
+}
+
+// plan splits every line of every input and decides what it can without the
+// database: a report with a result for every line (Status "" where the
+// line waits for a record), the waiting lines, and the module@versions to
+// look up.
+func (v *Verifier) plan(inputs []Input) (*Report, []pendingLine, []module.Version) {
+	rep := &Report{SchemaVersion: SchemaVersion}
 	var pending []pendingLine
 	var mods []module.Version
 	modIndex := make(map[module.Version]int)
@@ -121,23 +173,7 @@ func (v *Verifier) Verify(ctx context.Context, inputs []Input) (*Report, error) 
 			rep.Results = append(rep.Results, r)
 		}
 	}
-
-	if len(mods) > 0 {
-		answers, err := v.Source.Records(ctx, mods)
-		if err != nil {
-			return nil, err
-		}
-		if len(answers) != len(mods) {
-			return nil, fmt.Errorf("the source answered %d lookups for %d", len(answers), len(mods))
-		}
-		for _, p := range pending {
-			r := &rep.Results[p.res]
-			r.Status, r.Kind, r.Message = check(&p.l, answers[p.mod])
-		}
-	}
-	rep.Database = v.Source.Database()
-	rep.count()
-	return rep, nil
+	return rep, pending, mods
 }
 
 // skip reports whether a line is skipped: lines the go command ignores, and

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/mod/module"
 
 	"github.com/sumkeep/sumkeep/store/sqlite"
 	skSync "github.com/sumkeep/sumkeep/sync"
+	"github.com/sumkeep/sumkeep/verifier"
 )
 
 // stringsFlag collects a repeatable flag.
@@ -39,7 +41,7 @@ func cmdExport(ctx context.Context, e *env, args []string) error {
 	if _, err := os.Stat(*out); err == nil {
 		return envError{fmt.Errorf("-o %s: the file exists; a bundle is written to a new file", *out)}
 	}
-	mods, skipped, malformed, err := goSumModules(e, sums)
+	mods, skipped, malformed, err := e.goSumModules(ctx, "export", sums)
 	if err != nil {
 		return err
 	}
@@ -48,6 +50,9 @@ func cmdExport(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
+	if err := e.checkKey(ctx, st, "the store (--db)", true); err != nil {
+		return err
+	}
 	b, err := e.openStoreAt(ctx, *out)
 	if err != nil {
 		return err
@@ -74,7 +79,7 @@ func cmdExport(ctx context.Context, e *env, args []string) error {
 }
 
 // cmdImport verifies bundles completely and merges them into the store.
-func cmdImport(ctx context.Context, e *env, args []string) error {
+func cmdImport(ctx context.Context, e *env, args []string) (err error) {
 	fs := e.flags("import")
 	if err := e.parse(fs, args); err != nil {
 		return err
@@ -82,60 +87,114 @@ func cmdImport(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() == 0 {
 		return usageError{"name at least one bundle file"}
 	}
+	for _, name := range fs.Args() {
+		if _, err := os.Stat(name); err != nil {
+			return envError{fmt.Errorf("bundle %s: %w", name, err)}
+		}
+	}
+	// Opening a SQLite store creates it: an import that fails must not
+	// leave an empty store (nor its directory) where there was none.
+	imported := 0
+	if created := e.newSQLitePaths(); len(created) > 0 {
+		defer func() {
+			if err != nil && imported == 0 {
+				removeAll(created)
+			}
+		}()
+	}
 	st, err := e.openStore(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	if err := e.checkKey(ctx, st, "the store (--db)", false); err != nil {
+		return err
+	}
 	s, err := skSync.New(skSync.Config{Store: st, Key: e.key, Mode: skSync.ModeLazy, Logger: e.logger})
 	if err != nil {
 		return envError{err}
 	}
 	for _, name := range fs.Args() {
-		if _, err := os.Stat(name); errors.Is(err, os.ErrNotExist) {
-			return envError{fmt.Errorf("%s: %w", name, err)}
-		}
 		// A bundle is hostile input: opened read-only, never migrated.
 		b, err := sqlite.OpenReadOnly(ctx, name)
 		if err != nil {
 			return envError{err}
 		}
+		if err := e.checkKey(ctx, b, "bundle "+name, true); err != nil {
+			b.Close()
+			return err
+		}
 		res, err := s.Import(ctx, b, name)
 		b.Close()
 		if err != nil {
-			return err
+			return err // a store holding earlier bundles is kept
 		}
+		imported++
 		fmt.Fprintf(e.stdout, "imported %s: head %d, %d records, %d heads; serving head %d\n",
 			name, res.Bundle.Size, res.Records, res.Heads, res.Served.Size)
 	}
 	return nil
 }
 
-// goSumModules reads go.sum files: the module@versions to look up (those
-// GONOSUMDB / GOPRIVATE do not exclude), how many were skipped, and how many
-// lines were malformed (each reported on stderr).
-func goSumModules(e *env, names []string) (mods []module.Version, skipped, malformed int, err error) {
-	noSumDB := noSumDBPatterns(e.getenv)
-	seen := make(map[module.Version]bool)
-	for _, name := range names {
-		ms, bad, err := readGoSumModules(name)
-		if err != nil {
-			return nil, 0, 0, envError{err}
+// newSQLitePaths returns, when --db is a SQLite file that does not exist
+// yet, the paths opening it would create: the file, its journal files and
+// any missing directories above it (innermost first). Otherwise nil.
+func (e *env) newSQLitePaths() []string {
+	if strings.HasPrefix(e.db, "postgres://") || strings.HasPrefix(e.db, "postgresql://") {
+		return nil
+	}
+	if _, err := os.Stat(e.db); !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	paths := []string{e.db, e.db + "-wal", e.db + "-shm", e.db + "-journal"}
+	for dir := filepath.Dir(e.db); ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			break
 		}
-		for _, b := range bad {
-			fmt.Fprintln(e.stderr, b)
+		paths = append(paths, dir)
+		if dir == filepath.Dir(dir) {
+			break
 		}
-		malformed += len(bad)
-		for _, m := range ms {
-			if seen[m] {
-				continue
-			}
-			seen[m] = true
-			if m.Path != "golang.org/toolchain" && module.MatchPrefixPatterns(noSumDB, m.Path) {
+	}
+	return paths
+}
+
+// removeAll removes what newSQLitePaths listed, files first; a directory
+// is removed only if empty.
+func removeAll(paths []string) {
+	for _, p := range paths {
+		os.Remove(p)
+	}
+}
+
+// goSumModules reads go.sum files: the module@versions whose records
+// 'sumkeep verify' looks up (those GONOSUMDB / GOPRIVATE / GOSUMDB=off do
+// not exclude, from the environment or else 'go env', on lines that
+// parse), how many module@versions were skipped, and how many lines are
+// malformed (each reported on stderr). It is the verifier's own parser and
+// policy, so seed and export fetch and carry exactly what verify needs.
+func (e *env) goSumModules(ctx context.Context, cmd string, names []string) (mods []module.Version, skipped, malformed int, err error) {
+	inputs, err := verifier.ReadInputs(names)
+	if err != nil {
+		return nil, 0, 0, envError{err}
+	}
+	v := &verifier.Verifier{Policy: e.policy(ctx, cmd)}
+	mods, decided := v.Lookups(inputs)
+	looked := make(map[module.Version]bool, len(mods))
+	for _, m := range mods {
+		looked[m] = true
+	}
+	skip := make(map[module.Version]bool)
+	for _, r := range decided {
+		switch r.Status {
+		case verifier.StatusSkipped:
+			if m := (module.Version{Path: r.Module, Version: r.Version}); !looked[m] && !skip[m] {
+				skip[m] = true
 				skipped++
-				continue
 			}
-			mods = append(mods, m)
+		case verifier.StatusFailed:
+			fmt.Fprintln(e.stderr, r.String())
+			malformed++
 		}
 	}
 	return mods, skipped, malformed, nil

@@ -26,7 +26,7 @@ func runIn(t *testing.T, env map[string]string, args ...string) (code int, stdou
 // process's own alone; sets lists the values the command set it to.
 func runWithProcs(t *testing.T, env map[string]string, procs int, args ...string) (code int, stdout, stderr string, sets []int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out, errb bytes.Buffer
 	getenv := func(k string) (string, bool) {
@@ -199,13 +199,13 @@ func TestSyncScheduleAndLock(t *testing.T) {
 		})
 		t.Logf("served head reached %d in %v", size, time.Since(start).Round(time.Millisecond))
 	}
-	follows(u.Size(), 20*time.Second)
+	follows(u.Size(), 90*time.Second)
 
 	// The upstream grows; the schedule follows.
 	if err := u.AddSynthetic(1500); err != nil {
 		t.Fatal(err)
 	}
-	follows(u.Size(), 10*time.Second)
+	follows(u.Size(), 90*time.Second)
 
 	// Hold the scheduled sync inside a run (it holds the lock there) by
 	// stalling its data tile requests, then try a second syncer.
@@ -225,8 +225,8 @@ func TestSyncScheduleAndLock(t *testing.T) {
 	}
 	select {
 	case <-blocked:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("the scheduled sync did not start fetching the new records within 10s\nstderr:\n%s", sched.stderr)
+	case <-time.After(90 * time.Second):
+		t.Fatalf("the scheduled sync did not start fetching the new records within 90s\nstderr:\n%s", sched.stderr)
 	}
 	start := time.Now()
 	code, stdout, stderr := runSumkeep(t, 30*time.Second, "sync", "--once", "--db", dsn, "--upstream", url, "--key", key)
@@ -236,8 +236,46 @@ func TestSyncScheduleAndLock(t *testing.T) {
 	}
 	releaseAll()
 	u.OnRequest(nil)
-	follows(u.Size(), 10*time.Second)
+	follows(u.Size(), 90*time.Second)
 
 	// A scheduled sync stops cleanly on SIGTERM.
 	sched.stop(t, 15*time.Second)
+}
+
+// TestHelp: 'sumkeep help CMD' and 'sumkeep CMD --help' say what the command
+// does, not just its flags; and flags may follow the other arguments.
+func TestHelp(t *testing.T) {
+	none := map[string]string{}
+	for _, c := range commands {
+		for _, args := range [][]string{{"help", c.name}, {c.name, "--help"}} {
+			code, stdout, stderr := runIn(t, none, args...)
+			about := commandHelp[c.name].about
+			if c.name == "verify" {
+				about = verifyUsage
+			}
+			first, _, _ := strings.Cut(about, "\n")
+			if code != 0 || stdout != "" || !strings.HasPrefix(stderr, "usage: sumkeep "+c.name) || first == "" || !strings.Contains(stderr, first) || !strings.Contains(stderr, "-db") {
+				t.Errorf("sumkeep %q: exit %d, stdout %q, stderr:\n%s\nwant the usage of %s with what it does and its flags", args, code, stdout, stderr, c.name)
+			}
+		}
+	}
+	if code, _, stderr := runIn(t, none, "help", "frobnicate"); code != 2 || !strings.Contains(stderr, `unknown command "frobnicate"`) {
+		t.Errorf("sumkeep help frobnicate: exit %d\n%s", code, stderr)
+	}
+
+	// Flags after file names are flags, not files; after "--", files.
+	dir := t.TempDir()
+	gosum := writeFile(t, dir, "go.sum", []byte("example.com/m v1.0.0 "+h1Of("m")+"\n"))
+	code, _, stderr := runIn(t, none, "verify", gosum, "--format", "bogus")
+	if code != 2 || !strings.Contains(stderr, `--format "bogus"`) {
+		t.Errorf("verify FILE --format bogus: exit %d\n%s\nwant the --format value refused", code, stderr)
+	}
+	code, _, stderr = runIn(t, none, "verify", "--db", filepath.Join(dir, "none.db"), gosum, "--", "--format")
+	if code != 2 || !strings.Contains(stderr, "none.db") {
+		t.Errorf("verify FILE -- --format: exit %d\n%s", code, stderr)
+	}
+	code, _, stderr = runIn(t, none, "seed", gosum, "--concurrency", "0")
+	if code != 2 || !strings.Contains(stderr, "--concurrency") {
+		t.Errorf("seed FILE --concurrency 0: exit %d\n%s", code, stderr)
+	}
 }

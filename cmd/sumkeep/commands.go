@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"net"
@@ -349,6 +350,16 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
+	keyGiven := false
+	fs.Visit(func(f *flag.Flag) { keyGiven = keyGiven || f.Name == "key" })
+	if _, ok := e.getenv("SUMKEEP_KEY"); ok {
+		keyGiven = true
+	}
+	if keyGiven {
+		if _, err := e.logName(); err != nil {
+			return err
+		}
+	}
 	st, err := e.openStoreReadOnly(ctx)
 	if err != nil {
 		return err
@@ -359,8 +370,18 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if len(logs) == 0 {
-		fmt.Fprintln(e.stdout, "the store holds no log yet: run 'sumkeep sync --once'")
+		fmt.Fprintln(e.stdout, "the store holds no log yet: fill it with 'sumkeep sync --once' (from the upstream), 'sumkeep seed go.sum' (what some builds need) or, air-gapped, 'sumkeep import BUNDLE'")
+		if keyGiven {
+			return e.checkKey(ctx, st, "the store (--db)", true)
+		}
 		return nil
+	}
+	// With a --key (or SUMKEEP_KEY) given, the store must hold its log,
+	// served under a head that key signed: else the key is wrong (exit 2).
+	if keyGiven {
+		if err := e.checkKey(ctx, st, "the store (--db)", true); err != nil {
+			return err
+		}
 	}
 	bad := false
 	for _, log := range logs {

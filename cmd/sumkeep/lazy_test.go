@@ -201,7 +201,7 @@ func TestGoCommandLazy(t *testing.T) {
 	if got := servedSize(t, st, log); got != u.Size() {
 		t.Fatalf("served head %d after sync, upstream %d", got, u.Size())
 	}
-	waitFor(t, 10*time.Second, func() string { return "the server to move to the new head" }, func() bool {
+	waitFor(t, 60*time.Second, func() string { return "the server to move to the new head" }, func() bool {
 		resp, err := http.Get(mirror + "/latest")
 		if err != nil {
 			return false
@@ -299,7 +299,7 @@ func TestSeed(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("seed: exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	want := "5 module@versions: 3 fetched, 0 already present, 1 not in the log, 1 skipped (GONOSUMDB/GOPRIVATE), 0 failed"
+	want := "5 module@versions: 3 fetched, 0 already present, 1 not in the log, 0 refused by the upstream, 0 unreachable, 1 skipped (GONOSUMDB/GOPRIVATE), 0 failed"
 	if !strings.Contains(stdout, want) {
 		t.Fatalf("seed said\n%s\nwant %q\nstderr:\n%s", stdout, want, stderr)
 	}

@@ -74,11 +74,16 @@ type env struct {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) (string, bool), gomaxprocs func(int) int) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(stderr)
-		if len(args) == 0 {
-			return 2
+		if len(args) == 2 && args[0] == "help" {
+			// 'sumkeep help CMD' is 'sumkeep CMD -h'.
+			args = []string{args[1], "-h"}
+		} else {
+			usage(stderr)
+			if len(args) == 0 {
+				return 2
+			}
+			return 0
 		}
-		return 0
 	}
 	e := &env{stdout: stdout, stderr: stderr, getenv: getenv, gomaxprocs: gomaxprocs,
 		logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
@@ -114,7 +119,7 @@ func usage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(w, "\nEvery command takes --db, --upstream and --key; every flag also reads SUMKEEP_<FLAG>.\nRun 'sumkeep <command> -h' for its flags.\n")
+	fmt.Fprintf(w, "\nEvery command takes --db, --upstream and --key; every flag also reads SUMKEEP_<FLAG>.\nRun 'sumkeep help <command>' for what a command does and its flags.\n")
 }
 
 // envError is a problem with the environment (no database, bad key): exit 2.
@@ -127,6 +132,7 @@ func (e envError) Unwrap() error { return e.err }
 func (e *env) flags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("sumkeep "+name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
+	setUsage(fs, name, e.stderr)
 	fs.StringVar(&e.db, "db", defaultDB, "store: a postgres:// URL, or a SQLite file path")
 	fs.StringVar(&e.upstream, "upstream", "", "upstream checksum database URL (default: found through GOPROXY as the go command does, else https://<key name>)")
 	fs.StringVar(&e.key, "key", defaultKey, "upstream verifier key")
@@ -147,7 +153,7 @@ func (e *env) parse(fs *flag.FlagSet, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseInterspersed(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}

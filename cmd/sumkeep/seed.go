@@ -1,17 +1,17 @@
 package main
 
 import (
-	"bufio"
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/mod/module"
 
 	skSync "github.com/sumkeep/sumkeep/sync"
 )
@@ -21,12 +21,12 @@ import (
 func cmdSeed(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("seed")
 	concurrency := fs.Int("concurrency", 32, "upstream fetches in flight")
-	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "usage: sumkeep seed [flags] FILE...\n\nFetch, verify and keep the checksum database records that go.sum / go.work.sum files need.\n\n")
-		fs.PrintDefaults()
-	}
+	format := fs.String("format", "text", "the summary on standard output: text, or json (with every module@version not fetched and why)")
 	if err := e.parse(fs, args); err != nil {
 		return err
+	}
+	if *format != "text" && *format != "json" {
+		return usageError{fmt.Sprintf("--format %q: want text or json", *format)}
 	}
 	if fs.NArg() == 0 {
 		return usageError{"name at least one go.sum or go.work.sum file"}
@@ -34,7 +34,7 @@ func cmdSeed(ctx context.Context, e *env, args []string) error {
 	if *concurrency < 1 {
 		return usageError{"--concurrency must be at least 1"}
 	}
-	mods, skipped, malformed, err := goSumModules(e, fs.Args())
+	mods, skipped, malformed, err := e.goSumModules(ctx, "seed", fs.Args())
 	if err != nil {
 		return err
 	}
@@ -44,6 +44,9 @@ func cmdSeed(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
+	if err := e.checkKey(ctx, st, "the store (--db)", false); err != nil {
+		return err
+	}
 	s, err := e.newSyncer(ctx, st, *concurrency, 64, skSync.ModeLazy)
 	if err != nil {
 		return err
@@ -52,82 +55,87 @@ func cmdSeed(ctx context.Context, e *env, args []string) error {
 	bar := newProgress(e.stderr, isTerminal(e.stderr))
 	counts, failures, err := s.Seed(ctx, mods, *concurrency, bar.update)
 	bar.finish(counts)
+	slices.SortFunc(failures, func(a, b skSync.SeedFailure) int {
+		return cmp.Or(cmp.Compare(a.Module.Path, b.Module.Path), cmp.Compare(a.Module.Version, b.Module.Version))
+	})
 	for _, f := range failures {
-		fmt.Fprintf(e.stderr, "%s@%s: %v\n", f.Module.Path, f.Module.Version, f.Err)
+		fmt.Fprintf(e.stderr, "%s@%s: not fetched: %s\n", f.Module.Path, f.Module.Version, seedFailureText(f))
+	}
+	if errors.Is(err, skSync.ErrWrongKey) {
+		return envError{fmt.Errorf("%w: check --key (it names log %s)", err, s.Log())}
 	}
 	if err != nil {
 		return err
 	}
 	elapsed := time.Since(start)
-	fmt.Fprintf(e.stdout, "seeded %s: %d module@versions: %d fetched, %d already present, %d not in the log, %d skipped (GONOSUMDB/GOPRIVATE), %d failed; %d malformed lines; %s (%.0f records/s)\n",
-		s.Log(), len(mods)+skipped, counts.Fetched, counts.Present, counts.NotInLog, skipped, counts.Failed, malformed,
-		elapsed.Round(time.Millisecond), float64(counts.Fetched)/max(elapsed.Seconds(), 1e-9))
-	if counts.Failed > 0 || malformed > 0 {
-		return fmt.Errorf("%d module@versions failed and %d lines were malformed", counts.Failed, malformed)
+	switch *format {
+	case "json":
+		if err := writeSeedJSON(e.stdout, s.Log(), len(mods)+skipped, counts, skipped, malformed, failures); err != nil {
+			return envError{fmt.Errorf("writing the summary: %w", err)}
+		}
+	default:
+		fmt.Fprintf(e.stdout, "seeded %s: %d module@versions: %d fetched, %d already present, %d not in the log, %d refused by the upstream, %d unreachable, %d skipped (GONOSUMDB/GOPRIVATE), %d failed; %d malformed lines; %s (%.0f records/s)\n",
+			s.Log(), len(mods)+skipped, counts.Fetched, counts.Present, counts.NotInLog, counts.Refused, counts.Unreachable, skipped, counts.Failed, malformed,
+			elapsed.Round(time.Millisecond), float64(counts.Fetched)/max(elapsed.Seconds(), 1e-9))
+	}
+	if bad := counts.Refused + counts.Unreachable + counts.Failed; bad > 0 || malformed > 0 {
+		return fmt.Errorf("%d module@versions could not be fetched (listed above) and %d lines were malformed", bad, malformed)
 	}
 	return nil
 }
 
-// noSumDBPatterns returns the patterns of module paths the go command does
-// not look up in the checksum database: GONOSUMDB, which defaults to
-// GOPRIVATE.
-func noSumDBPatterns(getenv func(string) (string, bool)) string {
-	if v, ok := getenv("GONOSUMDB"); ok && v != "" {
-		return v
+// seedFailureText says why a module@version was not seeded.
+func seedFailureText(f skSync.SeedFailure) string {
+	switch f.Kind {
+	case skSync.FetchNotInLog:
+		return "not in the log: " + f.Reason
+	case skSync.FetchRefused:
+		return "refused by the upstream: " + f.Reason
+	case skSync.FetchUnreachable:
+		return "upstream unreachable: " + f.Reason
+	case skSync.FetchUnverified:
+		return "failed verification: " + f.Err.Error()
 	}
-	v, _ := getenv("GOPRIVATE")
-	return v
+	return "failed: " + f.Err.Error()
 }
 
-// maxGoSumLine bounds a go.sum line; real ones are well under 1 KB.
-const maxGoSumLine = 64 << 10
-
-// readGoSumModules returns the module@versions a go.sum (or go.work.sum)
-// file names, in order of first appearance, and a message for each line
-// that is not a go.sum line.
-func readGoSumModules(name string) ([]module.Version, []string, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, nil, err
+// writeSeedJSON writes seed's summary as one JSON object.
+func writeSeedJSON(w io.Writer, log string, total int, c skSync.SeedCounts, skipped, malformed int, failures []skSync.SeedFailure) error {
+	type notFetched struct {
+		Module  string `json:"module"`
+		Version string `json:"version"`
+		Kind    string `json:"kind"`
+		Reason  string `json:"reason"`
 	}
-	defer f.Close()
-	var mods []module.Version
-	var bad []string
-	seen := make(map[module.Version]bool)
-	r := bufio.NewReaderSize(f, 64<<10)
-	for n := 1; ; n++ {
-		line, err := r.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			bad = append(bad, fmt.Sprintf("%s:%d: line longer than %d bytes", name, n, maxGoSumLine))
-			for errors.Is(err, bufio.ErrBufferFull) {
-				_, err = r.ReadSlice('\n')
-			}
-			if err == io.EOF {
-				break
-			}
-			continue
-		}
-		if err != nil && err != io.EOF {
-			return nil, nil, fmt.Errorf("reading %s: %w", name, err)
-		}
-		if text := strings.TrimSpace(string(line)); text != "" {
-			f := strings.Fields(text)
-			m := module.Version{}
-			if len(f) == 3 {
-				m = module.Version{Path: f[0], Version: strings.TrimSuffix(f[1], "/go.mod")}
-			}
-			if m.Path == "" || module.Check(m.Path, m.Version) != nil {
-				bad = append(bad, fmt.Sprintf("%s:%d: malformed go.sum line", name, n))
-			} else if !seen[m] {
-				seen[m] = true
-				mods = append(mods, m)
-			}
-		}
-		if err == io.EOF {
-			break
-		}
+	doc := struct {
+		Log            string       `json:"log"`
+		OK             bool         `json:"ok"`
+		ModuleVersions int          `json:"module_versions"`
+		Fetched        int          `json:"fetched"`
+		Present        int          `json:"present"`
+		NotInLog       int          `json:"not_in_log"`
+		Refused        int          `json:"refused"`
+		Unreachable    int          `json:"unreachable"`
+		Failed         int          `json:"failed"`
+		Skipped        int          `json:"skipped"`
+		MalformedLines int          `json:"malformed_lines"`
+		NotFetched     []notFetched `json:"not_fetched"`
+	}{
+		Log: log, OK: c.Refused+c.Unreachable+c.Failed+malformed == 0, ModuleVersions: total,
+		Fetched: c.Fetched, Present: c.Present, NotInLog: c.NotInLog, Refused: c.Refused,
+		Unreachable: c.Unreachable, Failed: c.Failed, Skipped: skipped, MalformedLines: malformed,
+		NotFetched: []notFetched{},
 	}
-	return mods, bad, nil
+	for _, f := range failures {
+		reason := f.Reason
+		if f.Kind == skSync.FetchUnverified || f.Kind == skSync.FetchFailed {
+			reason = f.Err.Error()
+		}
+		doc.NotFetched = append(doc.NotFetched, notFetched{f.Module.Path, f.Module.Version, f.Kind, reason})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(doc)
 }
 
 // isTerminal reports whether w is a character device (a terminal).
@@ -171,8 +179,8 @@ func (p *progress) update(c skSync.SeedCounts) {
 
 func (p *progress) draw(c skSync.SeedCounts) {
 	if !p.tty {
-		fmt.Fprintf(p.w, "seed: %d/%d done (%d fetched, %d present, %d not in the log, %d failed) after %s\n",
-			c.Done(), c.Total, c.Fetched, c.Present, c.NotInLog, c.Failed, time.Since(p.start).Round(time.Second))
+		fmt.Fprintf(p.w, "seed: %d/%d done (%d fetched, %d present, %d not in the log, %d refused, %d unreachable, %d failed) after %s\n",
+			c.Done(), c.Total, c.Fetched, c.Present, c.NotInLog, c.Refused, c.Unreachable, c.Failed, time.Since(p.start).Round(time.Second))
 		return
 	}
 	const width = 30
@@ -180,8 +188,8 @@ func (p *progress) draw(c skSync.SeedCounts) {
 	if c.Total > 0 {
 		filled = width * c.Done() / c.Total
 	}
-	fmt.Fprintf(p.w, "\r[%s%s] %d/%d  fetched %d  present %d  not in log %d  failed %d ",
-		strings.Repeat("=", filled), strings.Repeat(" ", width-filled), c.Done(), c.Total, c.Fetched, c.Present, c.NotInLog, c.Failed)
+	fmt.Fprintf(p.w, "\r[%s%s] %d/%d  fetched %d  present %d  not in log %d  refused %d  unreachable %d  failed %d ",
+		strings.Repeat("=", filled), strings.Repeat(" ", width-filled), c.Done(), c.Total, c.Fetched, c.Present, c.NotInLog, c.Refused, c.Unreachable, c.Failed)
 	p.drawn = true
 }
 

@@ -34,10 +34,10 @@ Modules matched by GONOSUMDB or GOPRIVATE (from the environment, else from
 Exit status: 0 every line verified (skips allowed), 1 a line failed,
 2 usage or environment error (no database, wrong key, unreadable file).
 Under GitHub Actions (GITHUB_ACTIONS=true) failures are also printed to
-standard output as ::error annotations (use --output for a report file
-without them).
+standard error as ::error annotations; standard output (or --output) holds
+the report alone.
 
-Flags:
+Flags (they may come before or after the files; -- ends them):
 `
 
 func cmdVerify(ctx context.Context, e *env, args []string) error {
@@ -77,13 +77,7 @@ func cmdVerify(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 
-	policy, err := verifier.PolicyFromEnv(ctx, e.getenv, verifier.GoCommandEnv(e.getenv))
-	if err != nil {
-		fmt.Fprintf(e.stderr, "sumkeep verify: warning: %v; using GONOSUMDB, GOPRIVATE and GOSUMDB from the environment only\n", err)
-	}
-	if policy.SumDBOff {
-		fmt.Fprintf(e.stderr, "sumkeep verify: warning: GOSUMDB=off: the go command consults no checksum database, so only golang.org/toolchain lines are checked\n")
-	}
+	policy := e.policy(ctx, "verify")
 
 	var src verifier.Source
 	var mirrorSrc *verifier.MirrorSource
@@ -107,6 +101,9 @@ func cmdVerify(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		defer st.Close()
+		if err := e.checkKey(ctx, st, "the store (--db)", true); err != nil {
+			return err
+		}
 		ss, err := verifier.NewStoreSource(ctx, st, e.key)
 		if err != nil {
 			return envError{err}
@@ -125,8 +122,11 @@ func cmdVerify(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stderr, "%s\n", strings.TrimSpace(msg))
 		}
 	}
+	// Annotations go to standard error, which GitHub reads as well:
+	// standard output is exactly the report, so that a JSON or JUnit
+	// report redirected to a file parses.
 	if gha, _ := e.getenv("GITHUB_ACTIONS"); gha == "true" {
-		if err := rep.WriteGitHubAnnotations(e.stdout); err != nil {
+		if err := rep.WriteGitHubAnnotations(e.stderr); err != nil {
 			return envError{err}
 		}
 	}
@@ -163,4 +163,19 @@ func pathComponent(name string) string {
 		return "_" + c
 	}
 	return c
+}
+
+// policy returns the modules the go command would not look up in the
+// checksum database, as it decides: GONOSUMDB, GOPRIVATE and GOSUMDB from
+// the environment, else from 'go env' (so values set with 'go env -w'
+// count). Problems are warnings on stderr, naming the command.
+func (e *env) policy(ctx context.Context, cmd string) verifier.Policy {
+	policy, err := verifier.PolicyFromEnv(ctx, e.getenv, verifier.GoCommandEnv(e.getenv))
+	if err != nil {
+		fmt.Fprintf(e.stderr, "sumkeep %s: warning: %v; using GONOSUMDB, GOPRIVATE and GOSUMDB from the environment only\n", cmd, err)
+	}
+	if policy.SumDBOff {
+		fmt.Fprintf(e.stderr, "sumkeep %s: warning: GOSUMDB=off: the go command consults no checksum database, so only golang.org/toolchain lines count\n", cmd)
+	}
+	return policy
 }

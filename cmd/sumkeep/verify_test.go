@@ -192,16 +192,28 @@ func TestVerifyCLI(t *testing.T) {
 		t.Errorf("junit: %d tests, %d failures:\n%s", ju.Tests, ju.Failures, stdout)
 	}
 
-	// GitHub Actions: annotations on stdout besides the report.
-	code, stdout, _ = runIn(t, verifyEnv("GITHUB_ACTIONS", "true"), "verify", "--db", dsn, "--key", key, badSum)
+	// GitHub Actions: annotations on stderr (GitHub reads both streams);
+	// standard output is exactly the report, in every format.
+	code, stdout, stderr = runIn(t, verifyEnv("GITHUB_ACTIONS", "true"), "verify", "--db", dsn, "--key", key, badSum)
 	ann := 0
-	for _, l := range strings.Split(stdout, "\n") {
+	for _, l := range strings.Split(stderr, "\n") {
 		if strings.HasPrefix(l, "::error file="+badSum+",line=") {
 			ann++
 		}
 	}
-	if code != 1 || ann != 6 || !strings.Contains(stdout, "::error file="+badSum+",line=3,") || !strings.Contains(stdout, "FAIL: 10 lines") {
-		t.Errorf("GitHub annotations: exit %d, %d annotations:\n%s", code, ann, stdout)
+	if code != 1 || ann != 6 || !strings.Contains(stderr, "::error file="+badSum+",line=3,") || !strings.Contains(stdout, "FAIL: 10 lines") || strings.Contains(stdout, "::error") {
+		t.Errorf("GitHub annotations: exit %d, %d annotations on stderr:\n%s\nstdout:\n%s", code, ann, stderr, stdout)
+	}
+	code, stdout, stderr = runIn(t, verifyEnv("GITHUB_ACTIONS", "true"), "verify", "--db", dsn, "--key", key, badSum, "--format", "json") // flags after files too
+	var ghaDoc struct {
+		Summary struct{ Failed int }
+	}
+	if err := json.Unmarshal([]byte(stdout), &ghaDoc); code != 1 || err != nil || ghaDoc.Summary.Failed != 6 || !strings.Contains(stderr, "::error file=") {
+		t.Errorf("--format json under GitHub Actions: exit %d, report does not parse (%v):\n%s\nstderr:\n%s", code, err, stdout, stderr)
+	}
+	code, stdout, _ = runIn(t, verifyEnv("GITHUB_ACTIONS", "true"), "verify", "--db", dsn, "--key", key, "--format", "junit", badSum)
+	if err := xml.Unmarshal([]byte(stdout), new(struct{})); code != 1 || err != nil || !strings.HasPrefix(stdout, "<?xml") {
+		t.Errorf("--format junit under GitHub Actions: exit %d, report does not parse (%v):\n%s", code, err, stdout)
 	}
 
 	// Skipping, from the environment and from a go env file.
@@ -250,7 +262,7 @@ func TestVerifyCLI(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"--db", dsn, "--key", otherKey, goodSum}, "does not verify with the key"},
-		{[]string{"--db", dsn, "--key", otherLog, goodSum}, "serves no tree head"},
+		{[]string{"--db", dsn, "--key", otherLog, goodSum}, `--key names the log other.test, but the store (--db) holds only "sumdb.test"`},
 		{[]string{"--db", dsn, "--key", "not-a-key", goodSum}, "not-a-key"},
 		{[]string{"--db", dsn, "--key", key, filepath.Join(dir, "missing.sum")}, "missing.sum"},
 		{[]string{"--db", dsn, "--key", key, dir}, dir},
@@ -331,8 +343,7 @@ func TestVerifyCLIMirror(t *testing.T) {
 }
 
 // TestVerifyRealGoSum verifies a real project's go.sum (recorded
-// sum.golang.org data, its real key: the default) with the sumkeep binary,
-// and measures the whole process.
+// sum.golang.org data, its real key: the default) with the sumkeep binary.
 func TestVerifyRealGoSum(t *testing.T) {
 	dsn := pgtest.NewDSN(t)
 	st := openStore(t, dsn)
@@ -346,29 +357,14 @@ func TestVerifyRealGoSum(t *testing.T) {
 	file := writeFile(t, dir, "go.sum", gosum)
 	lines := bytes.Count(gosum, []byte("\n"))
 
-	// Whole-process wall time, with and without the go env lookup
-	// (skipped when GONOSUMDB, GOPRIVATE and GOSUMDB are all set).
-	// The wall time depends on what else the machine runs; the process's
-	// CPU time much less, so that is what is held to the budget.
+	// With and without the go env lookup (skipped when GONOSUMDB, GOPRIVATE
+	// and GOSUMDB are all set). How long it takes is measured by make bench
+	// (bench/realdata), never asserted here: the machines are shared.
 	for _, extra := range [][]string{nil, {"GONOSUMDB=none.invalid", "GOPRIVATE=none.invalid", "GOSUMDB=sum.golang.org"}} {
-		var times, cpu []time.Duration
-		for range 7 {
-			start := time.Now()
-			p := startSumkeepEnv(t, extra, "verify", "--db", dsn, file)
-			code := p.wait(t, time.Minute)
-			times = append(times, time.Since(start))
-			cpu = append(cpu, p.cmd.ProcessState.UserTime()+p.cmd.ProcessState.SystemTime())
-			if code != 0 || !strings.Contains(p.stdout.String(), fmt.Sprintf("ok: %d lines in 1 file: %d verified", lines, lines)) {
-				t.Fatalf("sumkeep verify (real go.sum): exit %d\n%s%s", code, p.stdout, p.stderr)
-			}
-		}
-		slices.Sort(times)
-		slices.Sort(cpu)
-		t.Logf("real go.sum, %d lines, env %v: whole process wall min %v, median %v, max %v; CPU median %v", lines, extra,
-			times[0].Round(time.Millisecond), times[len(times)/2].Round(time.Millisecond), times[len(times)-1].Round(time.Millisecond),
-			cpu[len(cpu)/2].Round(time.Millisecond))
-		if c := cpu[len(cpu)/2]; c > 500*time.Millisecond {
-			t.Errorf("verifying the real go.sum took %v of CPU (median), over the 0.5 s budget", c)
+		p := startSumkeepEnv(t, extra, "verify", "--db", dsn, file)
+		code := p.wait(t, 5*time.Minute)
+		if code != 0 || !strings.Contains(p.stdout.String(), fmt.Sprintf("ok: %d lines in 1 file: %d verified", lines, lines)) {
+			t.Fatalf("sumkeep verify (real go.sum, env %v): exit %d\n%s%s", extra, code, p.stdout, p.stderr)
 		}
 	}
 
@@ -420,16 +416,8 @@ func TestVerifyCLISQLite(t *testing.T) {
 		t.Fatal(err)
 	}
 	file := writeFile(t, dir, "real.sum", realsum.GoSum())
-	var times []time.Duration
-	for range 5 {
-		start := time.Now()
-		p := startSumkeep(t, "verify", "--db", realDB, file)
-		code := p.wait(t, time.Minute)
-		times = append(times, time.Since(start))
-		if code != 0 {
-			t.Fatalf("verify the real go.sum against SQLite: exit %d\n%s%s", code, p.stdout, p.stderr)
-		}
+	p := startSumkeep(t, "verify", "--db", realDB, file)
+	if code := p.wait(t, 5*time.Minute); code != 0 {
+		t.Fatalf("verify the real go.sum against SQLite: exit %d\n%s%s", code, p.stdout, p.stderr)
 	}
-	slices.Sort(times)
-	t.Logf("real go.sum against SQLite: whole process min %v, median %v", times[0].Round(time.Millisecond), times[len(times)/2].Round(time.Millisecond))
 }

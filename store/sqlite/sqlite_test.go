@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"bytes"
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -423,8 +424,9 @@ func TestKilledWriter(t *testing.T) {
 		}
 	}
 	path := filepath.Join(t.TempDir(), "sumkeep.db")
+	// The child says "writing" after its fifth commit and goes on
+	// committing: killed as soon as it says so, it is killed mid-write.
 	cmd, said := startChild(t, "TestKilledWriter", "SUMKEEP_SQLITE_WRITER_CHILD="+path)
-	time.Sleep(200 * time.Millisecond)
 	cmd.Process.Kill()
 	cmd.Wait()
 	if !strings.Contains(said, "writing") {
@@ -456,7 +458,8 @@ func TestKilledWriter(t *testing.T) {
 }
 
 // startChild runs this test binary's test in a child process with env set,
-// and returns it with the first output it printed.
+// and returns it with the first line it printed (waiting for the whole
+// line, however long the child takes to print it).
 func startChild(t *testing.T, test, env string) (*exec.Cmd, string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
@@ -468,9 +471,8 @@ func startChild(t *testing.T, test, env string) (*exec.Cmd, string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	buf := make([]byte, 100)
-	n, _ := out.Read(buf)
-	return cmd, string(buf[:n])
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	return cmd, line
 }
 
 // TestReadOnlyCreatesNothing (issue 15): OpenReadOnly of a path where no
