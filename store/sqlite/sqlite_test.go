@@ -1,8 +1,8 @@
 package sqlite_test
 
 import (
-	"bytes"
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
