@@ -90,6 +90,9 @@ func TestWrongKey(t *testing.T) {
 	}
 	// An empty store's status names every way to fill it, import included.
 	empty := filepath.Join(dir, "fresh.db")
+	if code, _, stderr := runIn(t, env, "migrate", "--db", empty); code != 0 {
+		t.Fatalf("migrate: exit %d\n%s", code, stderr)
+	}
 	if code, stdout, _ := runIn(t, env, "status", "--db", empty); code != 0 || !strings.Contains(stdout, "sumkeep import BUNDLE") {
 		t.Errorf("status of an empty store: exit %d\n%s", code, stdout)
 	}
