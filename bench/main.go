@@ -42,7 +42,7 @@ import (
 	"github.com/sumkeep/sumkeep/server"
 	"github.com/sumkeep/sumkeep/store"
 	"github.com/sumkeep/sumkeep/store/postgres"
-	sksync "github.com/sumkeep/sumkeep/sync"
+	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/upstream"
 )
 
@@ -266,7 +266,7 @@ func timedSync(ctx context.Context, u *sumdbtest.Upstream, url string, last bool
 	if st.OnThisMachine() {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)-1)))
 	}
-	s, err := sksync.New(sksync.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: u.VerifierKey(),
+	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: u.VerifierKey(),
 		BatchTiles: batchTiles, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), ProgressEvery: 3 * time.Second})
 	if err != nil {
 		return fail(err)

@@ -11,7 +11,7 @@ import (
 	"github.com/sumkeep/sumkeep/internal/pgtest"
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
 	"github.com/sumkeep/sumkeep/store/postgres"
-	sksync "github.com/sumkeep/sumkeep/sync"
+	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/upstream"
 	"github.com/sumkeep/sumkeep/verifier"
 )
@@ -51,7 +51,7 @@ func newFixture(t testing.TB, n int, add func(u *sumdbtest.Upstream) error) *fix
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	s, err := sksync.New(sksync.Config{Store: st, Upstream: upstream.NewClient(u.URL(), nil), Key: u.VerifierKey(), Mode: sksync.ModeFull})
+	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(u.URL(), nil), Key: u.VerifierKey(), Mode: mirror.ModeFull})
 	if err != nil {
 		t.Fatal(err)
 	}

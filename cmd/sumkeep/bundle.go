@@ -11,7 +11,7 @@ import (
 	"golang.org/x/mod/module"
 
 	"github.com/sumkeep/sumkeep/store/sqlite"
-	skSync "github.com/sumkeep/sumkeep/sync"
+	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/verifier"
 )
 
@@ -57,7 +57,7 @@ func cmdExport(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := skSync.Export(ctx, st, e.key, mods, b)
+	res, err := mirror.Export(ctx, st, e.key, mods, b)
 	b.Close()
 	if err != nil {
 		os.Remove(*out)
@@ -110,7 +110,7 @@ func cmdImport(ctx context.Context, e *env, args []string) (err error) {
 	if err := e.checkKey(ctx, st, "the store (--db)", false); err != nil {
 		return err
 	}
-	s, err := skSync.New(skSync.Config{Store: st, Key: e.key, Mode: skSync.ModeLazy, Logger: e.logger})
+	s, err := mirror.New(mirror.Config{Store: st, Key: e.key, Mode: mirror.ModeLazy, Logger: e.logger})
 	if err != nil {
 		return envError{err}
 	}

@@ -22,7 +22,7 @@ import (
 	"github.com/sumkeep/sumkeep/store"
 	"github.com/sumkeep/sumkeep/store/postgres"
 	"github.com/sumkeep/sumkeep/store/sqlite"
-	skSync "github.com/sumkeep/sumkeep/sync"
+	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/upstream"
 )
 
@@ -117,7 +117,7 @@ func (e *env) logName() (string, error) {
 // modeFlag checks a --mode value.
 func modeFlag(mode string) error {
 	switch mode {
-	case skSync.ModeAuto, skSync.ModeFull, skSync.ModeLazy:
+	case mirror.ModeAuto, mirror.ModeFull, mirror.ModeLazy:
 		return nil
 	}
 	return usageError{fmt.Sprintf("--mode %q: want auto, full or lazy", mode)}
@@ -125,7 +125,7 @@ func modeFlag(mode string) error {
 
 const modeUsage = "auto, full or lazy: full copies every record and tile (the upstream must serve data tiles); lazy keeps what is asked for (fetched on demand or by seed) provable under the newest head; auto picks full where the upstream serves data tiles"
 
-func (e *env) newSyncer(ctx context.Context, st store.Store, concurrency, batch int, mode string) (*skSync.Syncer, error) {
+func (e *env) newSyncer(ctx context.Context, st store.Store, concurrency, batch int, mode string) (*mirror.Syncer, error) {
 	name, err := e.logName()
 	if err != nil {
 		return nil, err
@@ -143,7 +143,7 @@ func (e *env) newSyncer(ctx context.Context, st store.Store, concurrency, batch 
 			return nil, envError{err}
 		}
 	}
-	return skSync.New(skSync.Config{
+	return mirror.New(mirror.Config{
 		Mode:        mode,
 		Store:       st,
 		Upstream:    upstream.NewClient(base, nil),
@@ -172,7 +172,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("sync")
 	once := fs.Bool("once", false, "sync once and exit")
 	schedule := fs.String("schedule", "", "keep running, syncing on this cron schedule (e.g. '@every 5m' or '*/10 * * * *')")
-	mode := fs.String("mode", skSync.ModeAuto, modeUsage)
+	mode := fs.String("mode", mirror.ModeAuto, modeUsage)
 	concurrency := fs.Int("concurrency", 32, "upstream requests in flight")
 	batch := fs.Int("batch", 64, "data tiles (of 256 records) per transaction")
 	if err := e.parse(fs, args); err != nil {
@@ -230,7 +230,7 @@ func (e *env) leaveCoreToDatabase() {
 
 // runScheduled syncs on a cron schedule until ctx ends. A run that is still
 // going when the next is due makes that one skip.
-func runScheduled(ctx context.Context, e *env, spec string, s *skSync.Syncer) error {
+func runScheduled(ctx context.Context, e *env, spec string, s *mirror.Syncer) error {
 	c := cron.New()
 	var running atomic.Bool
 	job := func() {
@@ -266,7 +266,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	schedule := fs.String("sync-schedule", "", "also sync on this cron schedule (e.g. '@every 5m')")
 	cacheRecords := fs.Int("cache-records", server.DefaultCacheRecords, "records kept in memory for lookups (~300 bytes each); 0 disables the cache")
 	cacheTiles := fs.Int("cache-tiles", server.DefaultCacheTiles, "full hash tiles kept in memory (8 KiB each); 0 disables the cache")
-	mode := fs.String("mode", skSync.ModeAuto, modeUsage+"; in lazy mode a lookup the store lacks is fetched from the upstream, verified and kept")
+	mode := fs.String("mode", mirror.ModeAuto, modeUsage+"; in lazy mode a lookup the store lacks is fetched from the upstream, verified and kept")
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -299,7 +299,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	defer st.Close()
 	// The upstream may be out of reach (an air-gapped site serving what it
 	// imported): then serve what the store holds, with no fetch-through.
-	var syncer *skSync.Syncer
+	var syncer *mirror.Syncer
 	var fetch map[string]server.Fetcher
 	if s, err := e.newSyncer(ctx, st, 32, 64, *mode); err != nil {
 		var ee envError
@@ -309,7 +309,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		e.logger.Warn("no upstream: serving what the store holds, without fetching on demand", "err", err)
 	} else {
 		syncer = s
-		if *mode != skSync.ModeFull {
+		if *mode != mirror.ModeFull {
 			fetch = map[string]server.Fetcher{name: s}
 		}
 	}

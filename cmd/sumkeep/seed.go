@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	skSync "github.com/sumkeep/sumkeep/sync"
+	"github.com/sumkeep/sumkeep/mirror"
 )
 
 // cmdSeed fills the store with exactly the records that go.sum files need,
@@ -47,7 +47,7 @@ func cmdSeed(ctx context.Context, e *env, args []string) error {
 	if err := e.checkKey(ctx, st, "the store (--db)", false); err != nil {
 		return err
 	}
-	s, err := e.newSyncer(ctx, st, *concurrency, 64, skSync.ModeLazy)
+	s, err := e.newSyncer(ctx, st, *concurrency, 64, mirror.ModeLazy)
 	if err != nil {
 		return err
 	}
@@ -55,13 +55,13 @@ func cmdSeed(ctx context.Context, e *env, args []string) error {
 	bar := newProgress(e.stderr, isTerminal(e.stderr))
 	counts, failures, err := s.Seed(ctx, mods, *concurrency, bar.update)
 	bar.finish(counts)
-	slices.SortFunc(failures, func(a, b skSync.SeedFailure) int {
+	slices.SortFunc(failures, func(a, b mirror.SeedFailure) int {
 		return cmp.Or(cmp.Compare(a.Module.Path, b.Module.Path), cmp.Compare(a.Module.Version, b.Module.Version))
 	})
 	for _, f := range failures {
 		fmt.Fprintf(e.stderr, "%s@%s: not fetched: %s\n", f.Module.Path, f.Module.Version, seedFailureText(f))
 	}
-	if errors.Is(err, skSync.ErrWrongKey) {
+	if errors.Is(err, mirror.ErrWrongKey) {
 		return envError{fmt.Errorf("%w: check --key (it names log %s)", err, s.Log())}
 	}
 	if err != nil {
@@ -85,22 +85,22 @@ func cmdSeed(ctx context.Context, e *env, args []string) error {
 }
 
 // seedFailureText says why a module@version was not seeded.
-func seedFailureText(f skSync.SeedFailure) string {
+func seedFailureText(f mirror.SeedFailure) string {
 	switch f.Kind {
-	case skSync.FetchNotInLog:
+	case mirror.FetchNotInLog:
 		return "not in the log: " + f.Reason
-	case skSync.FetchRefused:
+	case mirror.FetchRefused:
 		return "refused by the upstream: " + f.Reason
-	case skSync.FetchUnreachable:
+	case mirror.FetchUnreachable:
 		return "upstream unreachable: " + f.Reason
-	case skSync.FetchUnverified:
+	case mirror.FetchUnverified:
 		return "failed verification: " + f.Err.Error()
 	}
 	return "failed: " + f.Err.Error()
 }
 
 // writeSeedJSON writes seed's summary as one JSON object.
-func writeSeedJSON(w io.Writer, log string, total int, c skSync.SeedCounts, skipped, malformed int, failures []skSync.SeedFailure) error {
+func writeSeedJSON(w io.Writer, log string, total int, c mirror.SeedCounts, skipped, malformed int, failures []mirror.SeedFailure) error {
 	type notFetched struct {
 		Module  string `json:"module"`
 		Version string `json:"version"`
@@ -128,7 +128,7 @@ func writeSeedJSON(w io.Writer, log string, total int, c skSync.SeedCounts, skip
 	}
 	for _, f := range failures {
 		reason := f.Reason
-		if f.Kind == skSync.FetchUnverified || f.Kind == skSync.FetchFailed {
+		if f.Kind == mirror.FetchUnverified || f.Kind == mirror.FetchFailed {
 			reason = f.Err.Error()
 		}
 		doc.NotFetched = append(doc.NotFetched, notFetched{f.Module.Path, f.Module.Version, f.Kind, reason})
@@ -163,7 +163,7 @@ func newProgress(w io.Writer, tty bool) *progress {
 	return &progress{w: w, tty: tty, start: time.Now()}
 }
 
-func (p *progress) update(c skSync.SeedCounts) {
+func (p *progress) update(c mirror.SeedCounts) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	every := 5 * time.Second
@@ -177,7 +177,7 @@ func (p *progress) update(c skSync.SeedCounts) {
 	p.draw(c)
 }
 
-func (p *progress) draw(c skSync.SeedCounts) {
+func (p *progress) draw(c mirror.SeedCounts) {
 	if !p.tty {
 		fmt.Fprintf(p.w, "seed: %d/%d done (%d fetched, %d present, %d not in the log, %d refused, %d unreachable, %d failed) after %s\n",
 			c.Done(), c.Total, c.Fetched, c.Present, c.NotInLog, c.Refused, c.Unreachable, c.Failed, time.Since(p.start).Round(time.Second))
@@ -193,7 +193,7 @@ func (p *progress) draw(c skSync.SeedCounts) {
 	p.drawn = true
 }
 
-func (p *progress) finish(c skSync.SeedCounts) {
+func (p *progress) finish(c mirror.SeedCounts) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.tty {

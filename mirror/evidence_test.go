@@ -1,4 +1,4 @@
-package sync_test
+package mirror_test
 
 import (
 	"context"
@@ -8,8 +8,8 @@ import (
 	"golang.org/x/mod/module"
 
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
+	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/store"
-	sksync "github.com/sumkeep/sumkeep/sync"
 	"github.com/sumkeep/sumkeep/upstream"
 )
 
@@ -32,7 +32,7 @@ func TestLieStopsSeedWhenEvidenceFails(t *testing.T) {
 	u, url := newUpstream(t, 3000)
 	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
 	st := evidenceFails{newStore(t)}
-	s, err := sksync.New(sksync.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: u.VerifierKey(), Concurrency: 1})
+	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: u.VerifierKey(), Concurrency: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestLieStopsSeedWhenEvidenceFails(t *testing.T) {
 		mods = append(mods, module.Version{Path: p, Version: v})
 	}
 	counts, failures, err := s.Seed(ctx, mods, 1, nil)
-	var me *sksync.MisbehaviourError
+	var me *mirror.MisbehaviourError
 	if !errors.As(err, &me) || me.Evidence.Kind != store.EvidenceFork {
 		t.Fatalf("seed through a fork with evidence failing: err = %v (counts %+v, failures %v); want a MisbehaviourError of kind %s",
 			err, counts, failures, store.EvidenceFork)

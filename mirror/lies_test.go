@@ -1,4 +1,4 @@
-package sync_test
+package mirror_test
 
 // Tests that a lying upstream is refused: for every kind of lie, the sync
 // fails with a message naming what was wrong, stores nothing of the lie,
@@ -13,7 +13,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 
 	"github.com/gin-gonic/gin"
@@ -21,10 +21,10 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
+	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/server"
 	"github.com/sumkeep/sumkeep/store"
 	"github.com/sumkeep/sumkeep/store/storetest"
-	sksync "github.com/sumkeep/sumkeep/sync"
 )
 
 const (
@@ -32,7 +32,7 @@ const (
 	lieGrowth = 1500 // records the upstream adds before it lies
 )
 
-var ginQuiet gosync.Once
+var ginQuiet sync.Once
 
 // newServer returns the handler of a server over st serving logName at the
 // root.
@@ -81,12 +81,12 @@ type goodState struct {
 	newPaths []string          // lookups of records beyond the served tree
 }
 
-// mirror is an honestly synced store, its syncer and a server over it.
-type mirror struct {
+// honest is an honestly synced store, its syncer and a server over it.
+type honest struct {
 	u    *sumdbtest.Upstream
 	url  string
 	st   store.Store
-	s    *sksync.Syncer
+	s    *mirror.Syncer
 	srv  *server.Server
 	h    http.Handler
 	good goodState
@@ -95,7 +95,7 @@ type mirror struct {
 // newMirror syncs n honest records into a fresh store and records the good
 // state: the store's digest, heads, cursor and served head, and the server's
 // answers to /latest, a lookup and the right-edge tile.
-func newMirror(t *testing.T, n int) *mirror {
+func newMirror(t *testing.T, n int) *honest {
 	t.Helper()
 	ctx := context.Background()
 	u, url := newUpstream(t, n)
@@ -105,7 +105,7 @@ func newMirror(t *testing.T, n int) *mirror {
 		t.Fatalf("honest sync = %+v, %v", res, err)
 	}
 	checkMirror(t, st, u)
-	m := &mirror{u: u, url: url, st: st, s: s}
+	m := &honest{u: u, url: url, st: st, s: s}
 	m.srv, m.h = newServer(t, st)
 	m.good = m.state(t)
 	if !bytes.Equal(m.good.served.Note, u.SignedHead()) {
@@ -126,7 +126,7 @@ func newMirror(t *testing.T, n int) *mirror {
 	return m
 }
 
-func (m *mirror) state(t *testing.T) goodState {
+func (m *honest) state(t *testing.T) goodState {
 	t.Helper()
 	ctx := context.Background()
 	var g goodState
@@ -148,7 +148,7 @@ func (m *mirror) state(t *testing.T) goodState {
 
 // grow adds k honest records to the upstream and remembers some of them as
 // records the mirror must not serve until it has verified them.
-func (m *mirror) grow(t *testing.T, k int) {
+func (m *honest) grow(t *testing.T, k int) {
 	t.Helper()
 	old := m.u.Size()
 	if err := m.u.AddSynthetic(k); err != nil {
@@ -176,7 +176,7 @@ type expect struct {
 
 // checkKept checks that the store and the server still hold and serve the
 // good state, with only what exp allows added.
-func (m *mirror) checkKept(t *testing.T, exp expect) {
+func (m *honest) checkKept(t *testing.T, exp expect) {
 	t.Helper()
 	ctx := context.Background()
 	g := m.good
@@ -305,7 +305,7 @@ func wantError(t *testing.T, err error, substrs ...string) {
 // that the error returned is a MisbehaviourError carrying it.
 func wantEvidence(t *testing.T, st store.Store, err error, kind string) store.Evidence {
 	t.Helper()
-	var me *sksync.MisbehaviourError
+	var me *mirror.MisbehaviourError
 	if !errors.As(err, &me) || me.Evidence.Kind != kind {
 		t.Errorf("error %v is not a MisbehaviourError of kind %q", err, kind)
 	}
@@ -340,9 +340,9 @@ func TestLies(t *testing.T) {
 	tests := []struct {
 		name string
 		// grow grows the upstream (default: by lieGrowth honest records).
-		grow func(t *testing.T, m *mirror)
+		grow func(t *testing.T, m *honest)
 		// start makes the grown upstream lie.
-		start func(t *testing.T, m *mirror) lie
+		start func(t *testing.T, m *honest) lie
 		// errWant are substrings of the error.
 		errWant []string
 		kind    string // evidence kind; "" for none
@@ -354,7 +354,7 @@ func TestLies(t *testing.T) {
 	}{
 		{
 			name: "FlipLevel0TileByte",
-			start: func(t *testing.T, m *mirror) lie {
+			start: func(t *testing.T, m *honest) lie {
 				m.u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultFlipTileByte, L: 0, N: 5, Offset: 100})
 				return lie{}
 			},
@@ -366,7 +366,7 @@ func TestLies(t *testing.T) {
 		},
 		{
 			name: "FlipLevel0TileByteLaterBatch",
-			start: func(t *testing.T, m *mirror) lie {
+			start: func(t *testing.T, m *honest) lie {
 				m.u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultFlipTileByte, L: 0, N: 8, Offset: 7})
 				return lie{}
 			},
@@ -377,7 +377,7 @@ func TestLies(t *testing.T) {
 		},
 		{
 			name: "FlipLevel1TileByte",
-			start: func(t *testing.T, m *mirror) lie {
+			start: func(t *testing.T, m *honest) lie {
 				m.u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultFlipTileByte, L: 1, N: 0, Offset: 3})
 				return lie{}
 			},
@@ -388,7 +388,7 @@ func TestLies(t *testing.T) {
 		},
 		{
 			name: "AlterRecordFirstBatch",
-			start: func(t *testing.T, m *mirror) lie {
+			start: func(t *testing.T, m *honest) lie {
 				m.u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultAlterRecord, ID: 1100})
 				return lie{id: 1100}
 			},
@@ -398,7 +398,7 @@ func TestLies(t *testing.T) {
 		},
 		{
 			name: "AlterRecord",
-			start: func(t *testing.T, m *mirror) lie {
+			start: func(t *testing.T, m *honest) lie {
 				m.u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultAlterRecord, ID: 1800})
 				return lie{id: 1800}
 			},
@@ -409,7 +409,7 @@ func TestLies(t *testing.T) {
 		},
 		{
 			name: "BadSignature",
-			start: func(t *testing.T, m *mirror) lie {
+			start: func(t *testing.T, m *honest) lie {
 				m.u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultBadSignature})
 				return lie{}
 			},
@@ -417,7 +417,7 @@ func TestLies(t *testing.T) {
 		},
 		{
 			name: "UnknownKey",
-			start: func(t *testing.T, m *mirror) lie {
+			start: func(t *testing.T, m *honest) lie {
 				m.u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultUnknownKey})
 				return lie{}
 			},
@@ -425,7 +425,7 @@ func TestLies(t *testing.T) {
 		},
 		{
 			name: "ForkLarger",
-			start: func(t *testing.T, m *mirror) lie {
+			start: func(t *testing.T, m *honest) lie {
 				f := fork(t, m.u, 500, lieBase+lieGrowth+200-500)
 				m.u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultFork, Fork: f})
 				return lie{fork: f}
@@ -436,7 +436,7 @@ func TestLies(t *testing.T) {
 		},
 		{
 			name: "ForkSmaller",
-			start: func(t *testing.T, m *mirror) lie {
+			start: func(t *testing.T, m *honest) lie {
 				f := fork(t, m.u, 500, 300)
 				m.u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultFork, Fork: f})
 				return lie{fork: f}
@@ -447,7 +447,7 @@ func TestLies(t *testing.T) {
 		},
 		{
 			name: "ForkAtStoredSize",
-			start: func(t *testing.T, m *mirror) lie {
+			start: func(t *testing.T, m *honest) lie {
 				f := fork(t, m.u, 500, lieBase-500)
 				m.u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultFork, Fork: f})
 				return lie{fork: f}
@@ -458,7 +458,7 @@ func TestLies(t *testing.T) {
 		},
 		{
 			name: "DuplicateFirstBatch",
-			grow: func(t *testing.T, m *mirror) {
+			grow: func(t *testing.T, m *honest) {
 				// An honestly signed log holding a second record (1100)
 				// for the module@version of record 10, in the first batch.
 				m.grow(t, 100)
@@ -467,7 +467,7 @@ func TestLies(t *testing.T) {
 				}
 				m.grow(t, lieGrowth-101)
 			},
-			start:      func(t *testing.T, m *mirror) lie { return lie{id: 1100} },
+			start:      func(t *testing.T, m *honest) lie { return lie{id: 1100} },
 			errWant:    []string{"duplicate-record", "two records for", "10 and 1100"},
 			kind:       store.EvidenceDuplicate,
 			headStored: true,
@@ -475,7 +475,7 @@ func TestLies(t *testing.T) {
 		},
 		{
 			name: "DuplicateWithinBatch",
-			grow: func(t *testing.T, m *mirror) {
+			grow: func(t *testing.T, m *honest) {
 				// Both records for one module@version are new and in one
 				// batch (tiles 3..6).
 				m.grow(t, 50)
@@ -484,7 +484,7 @@ func TestLies(t *testing.T) {
 				}
 				m.grow(t, lieGrowth-51)
 			},
-			start:      func(t *testing.T, m *mirror) lie { return lie{id: 1050} },
+			start:      func(t *testing.T, m *honest) lie { return lie{id: 1050} },
 			errWant:    []string{"two records for", "1020 and 1050"},
 			kind:       store.EvidenceDuplicate,
 			headStored: true,
@@ -492,7 +492,7 @@ func TestLies(t *testing.T) {
 		},
 		{
 			name: "DuplicateAcrossBatchesInFlight",
-			grow: func(t *testing.T, m *mirror) {
+			grow: func(t *testing.T, m *honest) {
 				// Record 1900 (batch 7..10) repeats record 1100 (batch
 				// 3..6): a staging store writes the second batch while
 				// the first is still committing.
@@ -502,7 +502,7 @@ func TestLies(t *testing.T) {
 				}
 				m.grow(t, 1599)
 			},
-			start:      func(t *testing.T, m *mirror) lie { return lie{id: 1900} },
+			start:      func(t *testing.T, m *honest) lie { return lie{id: 1900} },
 			errWant:    []string{"two records for", "1100 and 1900"},
 			kind:       store.EvidenceDuplicate,
 			headStored: true,
@@ -511,13 +511,13 @@ func TestLies(t *testing.T) {
 		},
 		{
 			name: "DuplicateLastBatch",
-			grow: func(t *testing.T, m *mirror) {
+			grow: func(t *testing.T, m *honest) {
 				m.grow(t, lieGrowth-1)
 				if id, err := m.u.AddDuplicate(10); err != nil || id != lieBase+lieGrowth-1 {
 					t.Fatalf("AddDuplicate = %d, %v", id, err)
 				}
 			},
-			start:      func(t *testing.T, m *mirror) lie { return lie{id: lieBase + lieGrowth - 1} },
+			start:      func(t *testing.T, m *honest) lie { return lie{id: lieBase + lieGrowth - 1} },
 			errWant:    []string{"two records for", "10 and 2499"},
 			kind:       store.EvidenceDuplicate,
 			headStored: true,
@@ -748,7 +748,7 @@ func TestServerError(t *testing.T) {
 			res, err := m.s.Once(ctx)
 			wantError(t, err, m.url+tc.prefix, "503 Service Unavailable")
 			t.Logf("failed: %v", err)
-			var me *sksync.MisbehaviourError
+			var me *mirror.MisbehaviourError
 			if errors.As(err, &me) {
 				t.Errorf("a server error was taken for misbehaviour: %v", err)
 			}

@@ -1,4 +1,4 @@
-package sync_test
+package mirror_test
 
 import (
 	"bytes"
@@ -6,17 +6,17 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumkeep/sumkeep/internal/pgtest"
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
+	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/store"
 	"github.com/sumkeep/sumkeep/store/postgres"
 	"github.com/sumkeep/sumkeep/store/storetest"
-	sksync "github.com/sumkeep/sumkeep/sync"
 	"github.com/sumkeep/sumkeep/upstream"
 )
 
@@ -46,9 +46,9 @@ func newStore(t *testing.T) store.Store {
 	return s
 }
 
-func newSyncer(t *testing.T, st store.Store, url, key string) *sksync.Syncer {
+func newSyncer(t *testing.T, st store.Store, url, key string) *mirror.Syncer {
 	t.Helper()
-	s, err := sksync.New(sksync.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: key, BatchTiles: 4, Concurrency: 8})
+	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: key, BatchTiles: 4, Concurrency: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,11 +165,11 @@ func TestCancelAndResume(t *testing.T) {
 	st := newStore(t)
 	// One tile a batch: the fetch stage runs at most a few batches ahead of
 	// the commits, so stopping after k tile requests stops part-way.
-	s, err := sksync.New(sksync.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: u.VerifierKey(), BatchTiles: 1, Concurrency: 2})
+	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: u.VerifierKey(), BatchTiles: 1, Concurrency: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu gosync.Mutex
+	var mu sync.Mutex
 	var cancel context.CancelFunc
 	var stopAfter, seen int
 	u.OnRequest(func(r *http.Request) {

@@ -1,11 +1,11 @@
-package sync
+package mirror
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	gosync "sync"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -21,7 +21,7 @@ type job struct {
 	data       [][]byte
 	hashes     [][]byte
 	errs       []error
-	wg         gosync.WaitGroup
+	wg         sync.WaitGroup
 }
 
 // full copies records [cursor, target.Size) and the tiles of the target tree,

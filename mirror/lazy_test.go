@@ -1,4 +1,4 @@
-package sync_test
+package mirror_test
 
 import (
 	"bytes"
@@ -7,15 +7,15 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
+	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/store"
-	sksync "github.com/sumkeep/sumkeep/sync"
 	"github.com/sumkeep/sumkeep/upstream"
 )
 
@@ -90,19 +90,19 @@ func checkProvable(t *testing.T, st store.Store, u *sumdbtest.Upstream) int {
 	return n
 }
 
-func newLazy(t *testing.T, n int) (*sumdbtest.Upstream, store.Store, *sksync.Syncer) {
+func newLazy(t *testing.T, n int) (*sumdbtest.Upstream, store.Store, *mirror.Syncer) {
 	t.Helper()
 	u, url := newUpstream(t, n)
 	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
 	st := newStore(t)
-	s, err := sksync.New(sksync.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: u.VerifierKey(), Concurrency: 8})
+	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: u.VerifierKey(), Concurrency: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return u, st, s
 }
 
-func fetchID(t *testing.T, s *sksync.Syncer, u *sumdbtest.Upstream, id int64) {
+func fetchID(t *testing.T, s *mirror.Syncer, u *sumdbtest.Upstream, id int64) {
 	t.Helper()
 	p, v, ok := u.Module(id)
 	if !ok {
@@ -124,7 +124,7 @@ func TestLazy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Mode != sksync.ModeLazy || res.Served.Size != 70000 || res.Records != 0 {
+	if res.Mode != mirror.ModeLazy || res.Served.Size != 70000 || res.Records != 0 {
 		t.Fatalf("first run = %+v", res)
 	}
 	if u.Requests("/tile/8/data/") != 1 {
@@ -181,7 +181,7 @@ func TestLazy(t *testing.T) {
 	}
 	checkProvable(t, st, u)
 
-	if err := s.Fetch(ctx, "example.com/no/such/module", "v1.0.0"); !errors.Is(err, sksync.ErrNoRecord) || !errors.Is(err, store.ErrNotFound) {
+	if err := s.Fetch(ctx, "example.com/no/such/module", "v1.0.0"); !errors.Is(err, mirror.ErrNoRecord) || !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Fetch of a missing module: %v", err)
 	}
 }
@@ -201,7 +201,7 @@ func TestLazyOneFetchPerRecord(t *testing.T) {
 		}
 	})
 	p, v, _ := u.Module(1234)
-	var wg gosync.WaitGroup
+	var wg sync.WaitGroup
 	errs := make([]error, 20)
 	for i := range errs {
 		wg.Add(1)
@@ -323,7 +323,7 @@ func TestLazyConflict(t *testing.T) {
 	if _, err := s.Once(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := sksync.New(sksync.Config{Store: st, Upstream: upstream.NewClient(u.URL(), nil), Key: u.VerifierKey(), Concurrency: 4})
+	s2, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(u.URL(), nil), Key: u.VerifierKey(), Concurrency: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +331,7 @@ func TestLazyConflict(t *testing.T) {
 		if err := u.AddSynthetic(700); err != nil {
 			t.Fatal(err)
 		}
-		var wg gosync.WaitGroup
+		var wg sync.WaitGroup
 		wg.Add(2)
 		go func() {
 			defer wg.Done()

@@ -1,4 +1,4 @@
-package sync_test
+package mirror_test
 
 import (
 	"context"
@@ -11,16 +11,16 @@ import (
 	"golang.org/x/mod/module"
 
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
+	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/store"
 	"github.com/sumkeep/sumkeep/store/sqlite"
-	sksync "github.com/sumkeep/sumkeep/sync"
 	"github.com/sumkeep/sumkeep/upstream"
 )
 
 // offline returns a syncer with no upstream, as an air-gapped site runs.
-func offline(t *testing.T, st store.Store, key string) *sksync.Syncer {
+func offline(t *testing.T, st store.Store, key string) *mirror.Syncer {
 	t.Helper()
-	s, err := sksync.New(sksync.Config{Store: st, Key: key, Mode: sksync.ModeLazy})
+	s, err := mirror.New(mirror.Config{Store: st, Key: key, Mode: mirror.ModeLazy})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func export(t *testing.T, from store.Store, key string, ms []module.Version) sto
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	res, err := sksync.Export(context.Background(), from, key, ms, b)
+	res, err := mirror.Export(context.Background(), from, key, ms, b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestBundleTampered(t *testing.T) {
 		t.Fatal(err)
 	}
 	oo := newStore(t)
-	os, err := sksync.New(sksync.Config{Store: oo, Upstream: upstream.NewClient(other.Start(), nil), Key: other.VerifierKey(), Mode: sksync.ModeLazy})
+	os, err := mirror.New(mirror.Config{Store: oo, Upstream: upstream.NewClient(other.Start(), nil), Key: other.VerifierKey(), Mode: mirror.ModeLazy})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-// Package sync copies a checksum database into a store, verifying every byte
+// Package mirror copies a checksum database into a store, verifying every byte
 // before it is stored.
 //
 // One run (Syncer.Once) does this:
@@ -25,14 +25,14 @@
 // bad signature, a tile that does not hash to the signed root and a record
 // that does not match its leaf hash each stop the run with an error naming
 // what was wrong, and nothing of the lie is stored.
-package sync
+package mirror
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	gosync "sync"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -88,18 +88,18 @@ type Syncer struct {
 	log      string
 	logger   *slog.Logger
 
-	modeMu   gosync.Mutex
+	modeMu   sync.Mutex
 	lastMode string // the mode auto chose, once per Syncer
 
 	src tileSource // where tiles the store lacks come from: the upstream, or a bundle
 
-	linkMu gosync.Mutex // one link at a time in this process
+	linkMu sync.Mutex // one link at a time in this process
 	// commitMu makes on-demand commits take turns: they take turns on the
 	// log's row in the store anyway, and waiting there each would hold a
 	// connection of a pool they may all need.
-	commitMu  gosync.Mutex
-	advanceMu gosync.Mutex // one Advance at a time in this process
-	flightMu  gosync.Mutex
+	commitMu  sync.Mutex
+	advanceMu sync.Mutex // one Advance at a time in this process
+	flightMu  sync.Mutex
 	flights   map[string]*flight // Fetch calls under way, by module@version
 }
 

@@ -1,4 +1,4 @@
-package sync_test
+package mirror_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
-	sksync "github.com/sumkeep/sumkeep/sync"
+	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/upstream"
 )
 
@@ -35,8 +35,8 @@ func TestClientReusesConnections(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	const concurrency = 8
-	s, err := sksync.New(sksync.Config{Store: newStore(t), Upstream: upstream.NewClient(srv.URL, nil),
-		Key: u.VerifierKey(), BatchTiles: 4, Concurrency: concurrency, Mode: sksync.ModeFull})
+	s, err := mirror.New(mirror.Config{Store: newStore(t), Upstream: upstream.NewClient(srv.URL, nil),
+		Key: u.VerifierKey(), BatchTiles: 4, Concurrency: concurrency, Mode: mirror.ModeFull})
 	if err != nil {
 		t.Fatal(err)
 	}

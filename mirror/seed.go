@@ -1,10 +1,10 @@
-package sync
+package mirror
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	gosync "sync"
+	"sync"
 	"sync/atomic"
 
 	"golang.org/x/mod/module"
@@ -63,11 +63,11 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
-		mu       gosync.Mutex
+		mu       sync.Mutex
 		failures []SeedFailure
 		fatal    error
 		next     atomic.Int64
-		wg       gosync.WaitGroup
+		wg       sync.WaitGroup
 	)
 	note := func(m module.Version, count *int, err error) {
 		mu.Lock()
