@@ -13,6 +13,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -48,9 +49,38 @@ var _ store.Store = (*Store)(nil)
 // string) and brings its schema up to date. The pool holds room for a
 // syncer and the lookup workers unless dsn sets pool_max_conns.
 func Open(ctx context.Context, dsn string) (*Store, error) {
+	s, err := Connect(ctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		s.Close()
+		cc := s.pool.Config().ConnConfig
+		return nil, fmt.Errorf("postgres: connecting to %s:%d: %w", cc.Host, cc.Port, err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// defaultConnectTimeout bounds dialling and the startup handshake when dsn
+// sets no connect_timeout: a server that accepts connections but does not
+// answer (stopped, swapped out) must not hold a caller without a deadline
+// of its own.
+const defaultConnectTimeout = 10 * time.Second
+
+// Connect is Open without touching the database: it checks dsn and makes the
+// pool, which connects on first use. A server that waits for its database
+// uses it, then Migrate once the database answers.
+func Connect(ctx context.Context, dsn string) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: parsing connection string: %w", err)
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
 	workers := lookupWorkers()
 	if !strings.Contains(dsn, "pool_max_conns") {
@@ -65,16 +95,8 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connecting: %w", err)
 	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("postgres: connecting to %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
-	}
 	s := &Store{pool: pool, logs: make(map[string]int16), commitTurn: make(turn, 1), copyTurn: make(turn, 1)}
 	s.brin.ctx, s.brin.cancel = context.WithCancel(context.Background())
-	if err := s.Migrate(ctx); err != nil {
-		pool.Close()
-		return nil, err
-	}
 	s.startLookups(workers)
 	return s, nil
 }
