@@ -259,11 +259,52 @@ func (c *Cluster) Pause() {
 		c.tb.Fatalf("pausing postmaster %d: %v", pid, err)
 	}
 	c.paused = []int{pid}
-	// With the postmaster stopped, no new backend appears.
-	for _, child := range children(pid) {
-		if syscall.Kill(child, syscall.SIGSTOP) == nil {
-			c.paused = append(c.paused, child)
+	// kill returns before the postmaster stops: it may still be forking a
+	// backend. Once it is stopped no new backend appears, and a scan
+	// that finds no child it has not stopped has them all.
+	if err := waitStopped(pid); err != nil {
+		c.tb.Fatal(err)
+	}
+	stopped := map[int]bool{}
+	for {
+		more := false
+		for _, child := range children(pid) {
+			if stopped[child] {
+				continue
+			}
+			more = true
+			stopped[child] = true
+			if syscall.Kill(child, syscall.SIGSTOP) == nil {
+				c.paused = append(c.paused, child)
+			}
 		}
+		if !more {
+			break
+		}
+	}
+	for _, child := range c.paused[1:] {
+		waitStopped(child) // one that exited meanwhile is fine
+	}
+}
+
+// waitStopped waits until process pid is in the stopped state (or has
+// exited: a zombie, as its parent is stopped too).
+func waitStopped(pid int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+		if err != nil {
+			return fmt.Errorf("process %d: %w", pid, err)
+		}
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 {
+			if f := strings.Fields(string(b[i+1:])); len(f) > 0 && strings.ContainsAny(f[0], "TtZX") {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("process %d did not stop within 30s of SIGSTOP", pid)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
