@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/user"
@@ -113,6 +114,7 @@ func newCluster(tb testing.TB) (*Cluster, error) {
 			continue
 		}
 		c.port, c.lock = port, lock
+		c.reclaim()
 		if err = c.start(); err == nil {
 			return c, nil
 		}
@@ -156,6 +158,21 @@ func lockPort(port int) (*os.File, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// reclaim stops and removes the cluster that a test process which died
+// without cleaning up (killed at a timeout, say) left on the port whose
+// lock c now holds, and records c's own files in the lock file instead.
+func (c *Cluster) reclaim() {
+	b, _ := io.ReadAll(c.lock)
+	if old := strings.TrimSpace(string(b)); strings.HasPrefix(old, filepath.Join(os.TempDir(), "sumkeep-pgtest-")) && old != c.dir {
+		if _, err := os.Stat(filepath.Join(old, "data", "postmaster.pid")); err == nil {
+			c.run("pg_ctl", "stop", "-w", "-t", "60", "-m", "immediate", "-D", filepath.Join(old, "data"))
+		}
+		os.RemoveAll(old)
+	}
+	c.lock.Truncate(0)
+	c.lock.WriteAt([]byte(c.dir+"\n"), 0)
 }
 
 // chown gives path to the user the server runs as.
