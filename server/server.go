@@ -175,6 +175,7 @@ type Server struct {
 	refreshSem  chan struct{} // held while a refresh runs (a lock that can be waited for with a deadline)
 	flightMu    sync.Mutex
 	flight      chan struct{} // closed when the background refresh under way ends; nil: none
+	refreshing  atomic.Bool   // flight != nil, read without the mutex on the hot path
 	epoch       time.Time     // origin of lastAttempt (monotonic clock)
 	lastAttempt atomic.Int64  // time.Since(epoch) at the start of the last refresh
 	failing     atomic.Bool   // the last refresh failed (to log transitions only)
@@ -343,7 +344,7 @@ func (s *Server) current(ctx context.Context) *snapshot {
 		}
 		return s.snap.Load() // nil if the store is down
 	}
-	if time.Since(s.epoch)-time.Duration(s.lastAttempt.Load()) >= s.refresh {
+	if time.Since(s.epoch)-time.Duration(s.lastAttempt.Load()) >= s.refresh && !s.refreshing.Load() {
 		s.refreshInBackground(ctx)
 	}
 	return snap
@@ -360,6 +361,7 @@ func (s *Server) refreshInBackground(ctx context.Context) <-chan struct{} {
 	}
 	done := make(chan struct{})
 	s.flight = done
+	s.refreshing.Store(true)
 	ctx = context.WithoutCancel(ctx)
 	go func() {
 		defer func() {
@@ -368,6 +370,7 @@ func (s *Server) refreshInBackground(ctx context.Context) <-chan struct{} {
 			}
 			s.flightMu.Lock()
 			s.flight = nil
+			s.refreshing.Store(false)
 			s.flightMu.Unlock()
 			close(done)
 		}()
