@@ -7,7 +7,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
@@ -32,9 +31,8 @@ var (
 )
 
 const (
-	tileWidth     = 1 << store.TileHeight
-	maxPooledBuf  = 256 << 10
-	healthTimeout = 5 * time.Second
+	tileWidth    = 1 << store.TileHeight
+	maxPooledBuf = 256 << 10
 )
 
 func (s *Server) newEngine() *gin.Engine {
@@ -50,6 +48,7 @@ func (s *Server) newEngine() *gin.Engine {
 		e.Handle(m, "/lookup/*mv", s.rootLookup)
 		e.Handle(m, "/tile/*tile", s.rootTile)
 		e.Handle(m, "/healthz", s.healthz)
+		e.Handle(m, "/readyz", s.readyz)
 		e.Handle(m, "/sumdb/:name/*rest", s.proxy)
 	}
 	return e
@@ -106,7 +105,7 @@ func (s *Server) proxy(c *gin.Context) {
 func (s *Server) served(c *gin.Context, log string) *store.Head {
 	snap := s.current(c.Request.Context())
 	if snap == nil {
-		s.fail(c, http.StatusInternalServerError, "store unavailable")
+		s.unavailable(c)
 		return nil
 	}
 	if log == "" {
@@ -124,7 +123,7 @@ func (s *Server) served(c *gin.Context, log string) *store.Head {
 func (s *Server) supported(c *gin.Context, log string) {
 	snap := s.current(c.Request.Context())
 	if snap == nil {
-		s.fail(c, http.StatusInternalServerError, "store unavailable")
+		s.unavailable(c)
 		return
 	}
 	if st := snap.logs[log]; st == nil || !st.listed {
@@ -177,7 +176,11 @@ func (s *Server) lookup(c *gin.Context, log, mod string) {
 		if head = s.served(c, log); head == nil {
 			return
 		}
-	} else if snap := s.current(ctx); snap != nil && snap.logs[log] != nil {
+	} else if snap := s.current(ctx); snap == nil {
+		// The store does not answer: fetching into it would not either.
+		s.unavailable(c)
+		return
+	} else if snap.logs[log] != nil {
 		head = snap.logs[log].head // nil until the first fetch serves a head
 	}
 	key := cacheKey(log, path, vers)
@@ -342,15 +345,55 @@ func inTree(t tlog.Tile, n int64) bool {
 	return t.N<<store.TileHeight+int64(t.W) <= hashes
 }
 
+// healthz answers 200 when the store answers (within StoreTimeout).
 func (s *Server) healthz(c *gin.Context) {
-	ctx, cancel := context.WithTimeout(c.Request.Context(), healthTimeout)
-	defer cancel()
+	ctx := c.Request.Context()
 	if _, err := s.store.Logs(ctx); err != nil {
-		s.logger.ErrorContext(ctx, "health check: store does not answer", "err", err)
-		s.fail(c, http.StatusServiceUnavailable, "store unavailable")
+		s.logger.WarnContext(ctx, "health check: store does not answer", "err", err)
+		s.unavailable(c)
 		return
 	}
 	s.write(c, hdrErrorText, hdrNoStore, []byte("ok"))
+}
+
+// readyz answers 200 when the server can answer the protocol: the store
+// answers and the root log (or, without one, some log) has a served head.
+// A root log fetched on demand (lazy mode) needs none: its first lookup
+// fetches one.
+func (s *Server) readyz(c *gin.Context) {
+	ctx := c.Request.Context()
+	names, err := s.store.Logs(ctx)
+	if err != nil {
+		s.logger.WarnContext(ctx, "readiness check: store does not answer", "err", err)
+		s.unavailable(c)
+		return
+	}
+	logs := names
+	if s.log != "" {
+		if s.fetch[s.log] != nil {
+			s.write(c, hdrErrorText, hdrNoStore, []byte("ready"))
+			return
+		}
+		logs = []string{s.log}
+	}
+	for _, log := range logs {
+		_, err := s.store.ServedHead(ctx, log)
+		switch {
+		case err == nil:
+			s.write(c, hdrErrorText, hdrNoStore, []byte("ready"))
+			return
+		case store.Unavailable(err):
+			s.logger.WarnContext(ctx, "readiness check: store does not answer", "err", err)
+			s.unavailable(c)
+			return
+		case !errors.Is(err, store.ErrNotFound):
+			s.logger.ErrorContext(ctx, "readiness check: reading the served head", "log", log, "err", err)
+			s.fail(c, http.StatusServiceUnavailable, "cannot read the served head")
+			return
+		}
+	}
+	c.Writer.Header()["Retry-After"] = s.retryAfter
+	s.fail(c, http.StatusServiceUnavailable, "no served head yet: run a sync")
 }
 
 // write sends a 200 response with the given body.
@@ -381,8 +424,14 @@ func (s *Server) fail(c *gin.Context, code int, msg string) {
 	c.Writer.WriteString(msg + "\n")
 }
 
-// storeError answers a store failure: 404 for not-found, otherwise a logged
-// 500 that does not show the error.
+// unavailable answers 503: the store is down or too slow; ask again later.
+func (s *Server) unavailable(c *gin.Context) {
+	c.Writer.Header()["Retry-After"] = s.retryAfter
+	s.fail(c, http.StatusServiceUnavailable, "store unavailable, try again later")
+}
+
+// storeError answers a store failure: 404 for not-found, 503 when the store
+// is unavailable, otherwise a logged 500 that does not show the error.
 func (s *Server) storeError(ctx context.Context, c *gin.Context, err error, what string, args ...any) {
 	if errors.Is(err, store.ErrNotFound) {
 		s.fail(c, http.StatusNotFound, "not found")
@@ -391,6 +440,13 @@ func (s *Server) storeError(ctx context.Context, c *gin.Context, err error, what
 	if ctx.Err() != nil {
 		// The client went away; nobody reads the answer.
 		s.fail(c, http.StatusInternalServerError, "canceled")
+		return
+	}
+	if store.Unavailable(err) {
+		// One message for every request that finds the store down, so that
+		// the log's rate limit counts them together.
+		s.logger.WarnContext(ctx, "store unavailable", append(args, "while", what, "err", err)...)
+		s.unavailable(c)
 		return
 	}
 	s.logger.ErrorContext(ctx, "store: "+what, append(args, "err", err)...)

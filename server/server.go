@@ -48,6 +48,21 @@
 //   - 404: no such log, no served head yet, a record or tile not stored, or a
 //     tile or record outside the served tree.
 //   - 500: the store failed (the error is logged, not shown).
+//   - 503 with Retry-After: the store is unavailable (down, unreachable, or
+//     it did not answer within Config.StoreTimeout: every store call made
+//     for a request has that deadline), or no served head could be read yet.
+//     The request was fine; ask again later.
+//
+// # Health
+//
+//   - GET /healthz: 200 when the store answers within StoreTimeout, else 503.
+//   - GET /readyz: 200 when the store answers and the root log has a served
+//     head (or, in lazy mode, can fetch its first one), else 503: a load
+//     balancer sends no traffic to a server that can only fail.
+//
+// Errors are logged through a rate limiter (internal/lograte): during an
+// outage every request fails the same way, and one line per second for each
+// kind of failure, with a count, says as much as one per request.
 //
 // # Caching
 //
@@ -72,20 +87,29 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumkeep/sumkeep/internal/lograte"
 	"github.com/sumkeep/sumkeep/store"
 )
 
 // DefaultHeadRefresh is how often served heads are re-read when
 // Config.HeadRefresh is zero.
 const DefaultHeadRefresh = time.Second
+
+// DefaultStoreTimeout is the deadline of every store call made for a
+// request when Config.StoreTimeout is zero.
+const DefaultStoreTimeout = 5 * time.Second
 
 // Config configures a Server.
 type Config struct {
@@ -96,7 +120,13 @@ type Config struct {
 	// Empty serves no log at the root; /sumdb/<name>/ works regardless.
 	Log string
 	// Logger receives store errors and recovered panics; nil discards them.
+	// Records of level Warn and above are rate-limited (one per second for
+	// each message, with a count of those dropped).
 	Logger *slog.Logger
+	// StoreTimeout is the deadline of every store call made for a request;
+	// a request whose store does not answer in time gets a 503. Zero means
+	// DefaultStoreTimeout.
+	StoreTimeout time.Duration
 	// HeadRefresh is how often the served heads (and the list of logs) are
 	// re-read from the store; zero means DefaultHeadRefresh.
 	HeadRefresh time.Duration
@@ -135,21 +165,25 @@ const DefaultCacheTiles = 4096
 // Server answers the checksum database protocol from a store. It is safe for
 // concurrent use.
 type Server struct {
-	store   store.Reader
-	log     string
-	logger  *slog.Logger
-	refresh time.Duration
-	engine  *gin.Engine
+	store        store.Reader // every call with the deadline storeTimeout
+	log          string
+	logger       *slog.Logger
+	refresh      time.Duration
+	storeTimeout time.Duration
+	retryAfter   []string // Retry-After of 503 answers
+	engine       *gin.Engine
 
 	snap        atomic.Pointer[snapshot]
-	refreshMu   sync.Mutex   // serializes refreshes
-	refreshing  atomic.Bool  // a lazy background refresh is under way
-	epoch       time.Time    // origin of lastAttempt (monotonic clock)
-	lastAttempt atomic.Int64 // time.Since(epoch) at the start of the last refresh
-	failing     atomic.Bool  // the last refresh failed (to log transitions only)
-	bufs        sync.Pool    // *[]byte response buffers
-	cache       *recordCache // nil: no caching
-	tiles       *recordCache // full hash tiles; nil: no caching
+	refreshSem  chan struct{} // held while a refresh runs (a lock that can be waited for with a deadline)
+	flightMu    sync.Mutex
+	flight      chan struct{} // closed when the background refresh under way ends; nil: none
+	refreshing  atomic.Bool   // flight != nil, read without the mutex on the hot path
+	epoch       time.Time     // origin of lastAttempt (monotonic clock)
+	lastAttempt atomic.Int64  // time.Since(epoch) at the start of the last refresh
+	failing     atomic.Bool   // the last refresh failed (to log transitions only)
+	bufs        sync.Pool     // *[]byte response buffers
+	cache       *recordCache  // nil: no caching
+	tiles       *recordCache  // full hash tiles; nil: no caching
 	fetch       map[string]Fetcher
 }
 
@@ -168,21 +202,28 @@ type logState struct {
 // by Refresh, by Run, or on the first request.
 func New(cfg Config) *Server {
 	s := &Server{
-		store:   cfg.Store,
-		log:     cfg.Log,
-		logger:  cfg.Logger,
-		refresh: cfg.HeadRefresh,
-		epoch:   time.Now(),
-		cache:   newRecordCache(cmp.Or(cfg.CacheRecords, DefaultCacheRecords)),
-		tiles:   newRecordCache(cmp.Or(cfg.CacheTiles, DefaultCacheTiles)),
-		fetch:   cfg.Fetch,
+		log:          cfg.Log,
+		refresh:      cfg.HeadRefresh,
+		storeTimeout: cfg.StoreTimeout,
+		refreshSem:   make(chan struct{}, 1),
+		epoch:        time.Now(),
+		cache:        newRecordCache(cmp.Or(cfg.CacheRecords, DefaultCacheRecords)),
+		tiles:        newRecordCache(cmp.Or(cfg.CacheTiles, DefaultCacheTiles)),
+		fetch:        cfg.Fetch,
 	}
-	if s.logger == nil {
+	if cfg.Logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
+	} else {
+		s.logger = slog.New(lograte.New(cfg.Logger.Handler(), lograte.Options{}))
 	}
 	if s.refresh <= 0 {
 		s.refresh = DefaultHeadRefresh
 	}
+	if s.storeTimeout <= 0 {
+		s.storeTimeout = DefaultStoreTimeout
+	}
+	s.store = deadlineReader{r: cfg.Store, d: s.storeTimeout}
+	s.retryAfter = []string{strconv.Itoa(max(1, int(s.storeTimeout.Round(time.Second)/time.Second)))}
 	s.bufs.New = func() any {
 		b := make([]byte, 0, 1024)
 		return &b
@@ -216,8 +257,12 @@ func (s *Server) Run(ctx context.Context) {
 // backwards. When reading some log's head fails, the others are still
 // updated and the error is returned.
 func (s *Server) Refresh(ctx context.Context) error {
-	s.refreshMu.Lock()
-	defer s.refreshMu.Unlock()
+	select {
+	case s.refreshSem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.refreshSem }()
 	return s.refreshLocked(ctx)
 }
 
@@ -281,28 +326,108 @@ func (s *Server) refreshTimeout() time.Duration {
 	return max(10*time.Second, 5*s.refresh)
 }
 
-// current returns the snapshot to answer a request with. The first request
-// waits for the first load; later ones never wait: when the snapshot is older
+// current returns the snapshot to answer a request with. Requests never wait
+// on a refresh longer than StoreTimeout: before the first load has
+// succeeded, a request starts one in the background (or joins the one under
+// way) and waits for it at most that long, then answers 503 if there is
+// still nothing to serve; later ones never wait: when the snapshot is older
 // than HeadRefresh, one background refresh is started and the current
 // snapshot is used meanwhile.
 func (s *Server) current(ctx context.Context) *snapshot {
 	snap := s.snap.Load()
 	if snap == nil {
-		s.refreshMu.Lock()
-		if s.snap.Load() == nil {
-			if err := s.refreshLocked(ctx); err != nil {
-				s.logger.ErrorContext(ctx, "reading served heads from the store", "err", err)
-			}
+		done := s.refreshInBackground(ctx)
+		t := time.NewTimer(s.storeTimeout)
+		defer t.Stop()
+		select {
+		case <-done:
+		case <-t.C:
+		case <-ctx.Done():
 		}
-		s.refreshMu.Unlock()
 		return s.snap.Load() // nil if the store is down
 	}
-	if time.Since(s.epoch)-time.Duration(s.lastAttempt.Load()) >= s.refresh &&
-		s.refreshing.CompareAndSwap(false, true) {
-		go func() {
-			defer s.refreshing.Store(false)
-			s.refreshAndLog(context.WithoutCancel(ctx))
-		}()
+	if time.Since(s.epoch)-time.Duration(s.lastAttempt.Load()) >= s.refresh && !s.refreshing.Load() {
+		s.refreshInBackground(ctx)
 	}
 	return snap
+}
+
+// refreshInBackground starts a refresh unless one is under way and returns
+// a channel closed when the one under way ends. A panic in it is logged,
+// not fatal.
+func (s *Server) refreshInBackground(ctx context.Context) <-chan struct{} {
+	s.flightMu.Lock()
+	defer s.flightMu.Unlock()
+	if s.flight != nil {
+		return s.flight
+	}
+	done := make(chan struct{})
+	s.flight = done
+	s.refreshing.Store(true)
+	ctx = context.WithoutCancel(ctx)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				s.logger.Error("panic reading served heads from the store", "panic", r, "stack", string(debug.Stack()))
+			}
+			s.flightMu.Lock()
+			s.flight = nil
+			s.refreshing.Store(false)
+			s.flightMu.Unlock()
+			close(done)
+		}()
+		s.refreshAndLog(ctx)
+	}()
+	return done
+}
+
+// deadlineReader gives every call a deadline: a database that stopped
+// answering (a paused server, a dead network path) must cost a request
+// StoreTimeout, not minutes. A call that runs out of time fails with an
+// error wrapping store.ErrUnavailable.
+type deadlineReader struct {
+	r store.Reader
+	d time.Duration
+}
+
+func (d deadlineReader) err(ctx context.Context, err error) error {
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w: no answer within %v: %w", store.ErrUnavailable, d.d, err)
+	}
+	return err
+}
+
+func (d deadlineReader) Logs(ctx context.Context) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.d)
+	defer cancel()
+	v, err := d.r.Logs(ctx)
+	return v, d.err(ctx, err)
+}
+
+func (d deadlineReader) ServedHead(ctx context.Context, log string) (store.Head, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.d)
+	defer cancel()
+	v, err := d.r.ServedHead(ctx, log)
+	return v, d.err(ctx, err)
+}
+
+func (d deadlineReader) Lookup(ctx context.Context, log, path, version string, maxID int64) (store.Record, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.d)
+	defer cancel()
+	v, err := d.r.Lookup(ctx, log, path, version, maxID)
+	return v, d.err(ctx, err)
+}
+
+func (d deadlineReader) ReadRecords(ctx context.Context, log string, start, n int64) ([]store.Record, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.d)
+	defer cancel()
+	v, err := d.r.ReadRecords(ctx, log, start, n)
+	return v, d.err(ctx, err)
+}
+
+func (d deadlineReader) ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([][]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.d)
+	defer cancel()
+	v, err := d.r.ReadTiles(ctx, log, tiles)
+	return v, d.err(ctx, err)
 }

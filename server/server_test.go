@@ -564,8 +564,9 @@ func TestRefresh(t *testing.T) {
 	if err := failed.Refresh(ctx); err == nil {
 		t.Errorf("Refresh with the store closed succeeded")
 	}
-	if w := do(failed.Handler(), "GET", "/latest"); w.Code != http.StatusInternalServerError {
-		t.Errorf("/latest from a server that never read the store: %d, want 500", w.Code)
+	if w := do(failed.Handler(), "GET", "/latest"); w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+		t.Errorf("/latest from a server that never read the store: %d (Retry-After %q), want 503 with Retry-After",
+			w.Code, w.Header().Get("Retry-After"))
 	}
 }
 

@@ -10,8 +10,8 @@ import (
 
 	"golang.org/x/mod/module"
 
-	"github.com/sumkeep/sumkeep/store/sqlite"
 	"github.com/sumkeep/sumkeep/mirror"
+	"github.com/sumkeep/sumkeep/store/sqlite"
 	"github.com/sumkeep/sumkeep/verifier"
 )
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"net/http"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -18,11 +17,11 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sumkeep/sumkeep/internal/redact"
+	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/server"
 	"github.com/sumkeep/sumkeep/store"
 	"github.com/sumkeep/sumkeep/store/postgres"
 	"github.com/sumkeep/sumkeep/store/sqlite"
-	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/upstream"
 )
 
@@ -175,8 +174,12 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	mode := fs.String("mode", mirror.ModeAuto, modeUsage)
 	concurrency := fs.Int("concurrency", 32, "upstream requests in flight")
 	batch := fs.Int("batch", 64, "data tiles (of 256 records) per transaction")
+	storeTimeout := fs.Duration("store-timeout", defaultSyncStoreTimeout, "stop a sync whose store does not answer a probe within this time (it resumes on the next run)")
 	if err := e.parse(fs, args); err != nil {
 		return err
+	}
+	if *storeTimeout <= 0 {
+		return usageError{"--store-timeout must be positive"}
 	}
 	if *once == (*schedule != "") {
 		return usageError{"give exactly one of --once and --schedule"}
@@ -184,11 +187,13 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	if err := modeFlag(*mode); err != nil {
 		return err
 	}
-	st, err := e.openStore(ctx)
+	octx, cancel := context.WithTimeout(ctx, openTimeout)
+	st, err := e.openStore(octx)
+	cancel()
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeWithin(st, shutdownTimeout, e)
 	if pg, ok := st.(*postgres.Store); ok && pg.OnThisMachine() {
 		e.leaveCoreToDatabase()
 	}
@@ -197,7 +202,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *once {
-		res, err := s.Once(ctx)
+		res, err := syncOnce(ctx, s, st, *storeTimeout)
 		if err != nil {
 			return err
 		}
@@ -209,8 +214,12 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 			res.Log, res.Served.Size, res.Previous, res.Records, res.Elapsed.Round(time.Millisecond), how)
 		return nil
 	}
-	return runScheduled(ctx, e, *schedule, s)
+	return runScheduled(ctx, e, *schedule, s, st, *storeTimeout, nil)
 }
+
+// shutdownTimeout bounds stopping: finishing the requests under way, and
+// closing the store.
+const shutdownTimeout = 10 * time.Second
 
 // leaveCoreToDatabase lowers GOMAXPROCS by one, to no less than one, unless
 // the GOMAXPROCS environment variable sets it. A full sync keeps one
@@ -229,17 +238,23 @@ func (e *env) leaveCoreToDatabase() {
 }
 
 // runScheduled syncs on a cron schedule until ctx ends. A run that is still
-// going when the next is due makes that one skip.
-func runScheduled(ctx context.Context, e *env, spec string, s *mirror.Syncer) error {
+// going when the next is due makes that one skip, and so does a run due
+// while ready (nil: always ready) reports the store not ready. A run whose
+// store stops answering for storeTimeout is stopped.
+func runScheduled(ctx context.Context, e *env, spec string, s *mirror.Syncer, st store.Store, storeTimeout time.Duration, ready func() bool) error {
 	c := cron.New()
 	var running atomic.Bool
 	job := func() {
+		if ready != nil && !ready() {
+			e.logger.Info("waiting for the database; skipping this sync", "log", s.Log())
+			return
+		}
 		if !running.CompareAndSwap(false, true) {
 			e.logger.Info("previous sync still running; skipping this one")
 			return
 		}
 		defer running.Store(false)
-		res, err := s.Once(ctx)
+		res, err := syncOnce(ctx, s, st, storeTimeout)
 		if errors.Is(err, store.ErrLocked) {
 			e.logger.Info("another process is syncing this log; skipping", "log", s.Log())
 			return
@@ -267,8 +282,12 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	cacheRecords := fs.Int("cache-records", server.DefaultCacheRecords, "records kept in memory for lookups (~300 bytes each); 0 disables the cache")
 	cacheTiles := fs.Int("cache-tiles", server.DefaultCacheTiles, "full hash tiles kept in memory (8 KiB each); 0 disables the cache")
 	mode := fs.String("mode", mirror.ModeAuto, modeUsage+"; in lazy mode a lookup the store lacks is fetched from the upstream, verified and kept")
+	storeTimeout := fs.Duration("store-timeout", server.DefaultStoreTimeout, "answer 503 to a request whose store does not answer within this time")
 	if err := e.parse(fs, args); err != nil {
 		return err
+	}
+	if *storeTimeout <= 0 {
+		return usageError{"--store-timeout must be positive"}
 	}
 	if err := modeFlag(*mode); err != nil {
 		return err
@@ -292,16 +311,16 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := e.openStore(ctx)
+	st, raw, ready, err := e.openStoreWaiting(ctx)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeWithin(st, shutdownTimeout, e)
 	// The upstream may be out of reach (an air-gapped site serving what it
 	// imported): then serve what the store holds, with no fetch-through.
 	var syncer *mirror.Syncer
 	var fetch map[string]server.Fetcher
-	if s, err := e.newSyncer(ctx, st, 32, 64, *mode); err != nil {
+	if s, err := e.newSyncer(ctx, raw, 32, 64, *mode); err != nil {
 		var ee envError
 		if !errors.As(err, &ee) || *schedule != "" {
 			return err
@@ -314,21 +333,18 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	gin.SetMode(gin.ReleaseMode) // gin's mode is process-wide; the command owns the process
-	srv := server.New(server.Config{Store: st, Log: name, Logger: e.logger, CacheRecords: records, CacheTiles: tiles, Fetch: fetch})
+	srv := server.New(server.Config{Store: st, Log: name, Logger: e.logger, CacheRecords: records, CacheTiles: tiles, Fetch: fetch,
+		StoreTimeout: *storeTimeout})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return envError{fmt.Errorf("--listen: %w", err)}
 	}
-	hs := &http.Server{
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
+	hs := srv.HTTPServer(server.HTTPLimits{})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go srv.Run(ctx)
 	if *schedule != "" {
-		go runScheduled(ctx, e, *schedule, syncer)
+		go runScheduled(ctx, e, *schedule, syncer, raw, defaultSyncStoreTimeout, ready)
 	}
 	url := "http://" + ln.Addr().String()
 	e.logger.Info("serving", "log", name, "url", url)
@@ -340,9 +356,14 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return err
 	case <-ctx.Done():
 	}
-	shutdown, done := context.WithTimeout(context.Background(), 10*time.Second)
+	shutdown, done := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer done()
-	return hs.Shutdown(shutdown)
+	if err := hs.Shutdown(shutdown); err != nil {
+		// Requests still under way after shutdownTimeout are cut.
+		hs.Close()
+		return fmt.Errorf("requests still under way after %v were cut: %w", shutdownTimeout, err)
+	}
+	return nil
 }
 
 func cmdStatus(ctx context.Context, e *env, args []string) error {

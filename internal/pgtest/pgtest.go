@@ -4,6 +4,9 @@
 // postgres://postgres@127.0.0.1:5432/postgres). When it cannot be reached the
 // test is skipped, except under CI (CI=true), where Postgres tests must run
 // and an unreachable server fails them.
+//
+// NewCluster gives a test a whole cluster of its own on another port
+// (55433-55439), which it may pause, stop and start to play an outage.
 package pgtest
 
 import (

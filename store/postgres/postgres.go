@@ -13,6 +13,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -51,7 +52,18 @@ var ErrDSN = errors.New("postgres: the connection string does not parse (it is n
 // string) and brings its schema up to date. The pool holds room for a
 // syncer and the lookup workers unless dsn sets pool_max_conns.
 func Open(ctx context.Context, dsn string) (*Store, error) {
-	return open(ctx, dsn, false)
+	s, err := connect(ctx, dsn, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.ping(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.Migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // OpenReadOnly connects to an existing sumkeep store for reading only, as
@@ -61,10 +73,44 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 // database without sumkeep's tables gives store.ErrNotStore; a schema of
 // another version store.ErrSchemaVersion.
 func OpenReadOnly(ctx context.Context, dsn string) (*Store, error) {
-	return open(ctx, dsn, true)
+	s, err := connect(ctx, dsn, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.ping(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.checkSchema(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
-func open(ctx context.Context, dsn string, readOnly bool) (*Store, error) {
+// ping checks that the database answers, closing s if it does not.
+func (s *Store) ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		s.Close()
+		cc := s.pool.Config().ConnConfig
+		return fmt.Errorf("postgres: connecting to %s:%d: %w", cc.Host, cc.Port, err)
+	}
+	return nil
+}
+
+// defaultConnectTimeout bounds dialling and the startup handshake when dsn
+// sets no connect_timeout: a server that accepts connections but does not
+// answer (stopped, swapped out) must not hold a caller without a deadline
+// of its own.
+const defaultConnectTimeout = 10 * time.Second
+
+// Connect is Open without touching the database: it checks dsn and makes the
+// pool, which connects on first use. A server that waits for its database
+// uses it, then Migrate once the database answers.
+func Connect(ctx context.Context, dsn string) (*Store, error) {
+	return connect(ctx, dsn, false)
+}
+
+func connect(ctx context.Context, dsn string, readOnly bool) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx's error quotes the string, masking the passwords it
@@ -73,6 +119,9 @@ func open(ctx context.Context, dsn string, readOnly bool) (*Store, error) {
 	}
 	if readOnly {
 		cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
 	workers := lookupWorkers()
 	if !strings.Contains(dsn, "pool_max_conns") {
@@ -87,21 +136,8 @@ func open(ctx context.Context, dsn string, readOnly bool) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connecting: %w", err)
 	}
-	if err := pool.Ping(ctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("postgres: connecting to %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
-	}
 	s := &Store{pool: pool, logs: make(map[string]int16), commitTurn: make(turn, 1), copyTurn: make(turn, 1)}
 	s.brin.ctx, s.brin.cancel = context.WithCancel(context.Background())
-	if readOnly {
-		err = s.checkSchema(ctx)
-	} else {
-		err = s.Migrate(ctx)
-	}
-	if err != nil {
-		pool.Close()
-		return nil, err
-	}
 	s.startLookups(workers)
 	return s, nil
 }

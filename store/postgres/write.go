@@ -565,6 +565,9 @@ func (s *Store) Evidence(ctx context.Context, log string) ([]store.Evidence, err
 	return es, nil
 }
 
+// unlockTimeout bounds releasing the sync lock.
+const unlockTimeout = 10 * time.Second
+
 // LockSync implements store.Store with a session-level advisory lock held on
 // a connection taken out of the pool until unlock. If the process dies, the
 // session ends and the lock with it.
@@ -584,10 +587,16 @@ func (s *Store) LockSync(ctx context.Context, log string) (func(), error) {
 		return nil, fmt.Errorf("sync lock for %s: %w", log, store.ErrLocked)
 	}
 	return func() {
-		// A fresh context: unlock must happen even when ctx is cancelled.
-		if _, err := conn.Exec(context.Background(), `SELECT pg_advisory_unlock($1)`, key); err != nil {
+		// A fresh context: unlock must happen even when ctx is cancelled;
+		// bounded, as a database that stopped answering must not hold the
+		// syncer forever.
+		uctx, cancel := context.WithTimeout(context.Background(), unlockTimeout)
+		defer cancel()
+		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, key); err != nil {
 			// The lock dies with the session: drop the connection.
-			conn.Conn().Close(context.Background())
+			cctx, cancel := context.WithTimeout(context.Background(), unlockTimeout)
+			defer cancel()
+			conn.Conn().Close(cctx)
 		}
 		conn.Release()
 	}, nil
