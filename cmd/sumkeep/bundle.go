@@ -11,7 +11,7 @@ import (
 	"golang.org/x/mod/module"
 
 	"github.com/sumkeep/sumkeep/mirror"
-	"github.com/sumkeep/sumkeep/store/sqlite"
+	"github.com/sumkeep/sumkeep/store/backend"
 	"github.com/sumkeep/sumkeep/verifier"
 )
 
@@ -116,7 +116,7 @@ func cmdImport(ctx context.Context, e *env, args []string) (err error) {
 	}
 	for _, name := range fs.Args() {
 		// A bundle is hostile input: opened read-only, never migrated.
-		b, err := sqlite.OpenReadOnly(ctx, name)
+		b, err := backend.OpenBundle(ctx, name)
 		if err != nil {
 			return envError{err}
 		}

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"regexp"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,8 +18,7 @@ import (
 	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/server"
 	"github.com/sumkeep/sumkeep/store"
-	"github.com/sumkeep/sumkeep/store/postgres"
-	"github.com/sumkeep/sumkeep/store/sqlite"
+	"github.com/sumkeep/sumkeep/store/backend"
 	"github.com/sumkeep/sumkeep/upstream"
 )
 
@@ -33,24 +30,11 @@ func (e *env) openStore(ctx context.Context) (store.Store, error) {
 // openStoreAt opens a store: Postgres for a postgres:// URL, else the
 // SQLite file at that path (created if missing).
 func (e *env) openStoreAt(ctx context.Context, db string) (store.Store, error) {
-	if err := notKeyValueDSN(db); err != nil {
-		return nil, err
-	}
-	if isPostgres(db) {
-		s, err := postgres.Open(ctx, db)
-		if errors.Is(err, postgres.ErrDSN) {
-			return nil, envError{fmt.Errorf("--db: %w", err)}
-		}
-		if err != nil {
-			return nil, envError{err}
-		}
-		return s, nil
-	}
-	s, err := sqlite.Open(ctx, db)
+	st, err := backend.Open(ctx, db)
 	if err != nil {
-		return nil, envError{err}
+		return nil, dbError(db, err)
 	}
-	return s, nil
+	return st, nil
 }
 
 // openStoreReadOnly opens the existing store --db names for the commands
@@ -58,50 +42,41 @@ func (e *env) openStoreAt(ctx context.Context, db string) (store.Store, error) {
 // nothing: a store that is not there, or a database that is not a
 // sumkeep store, is an environment error (exit 2) saying so.
 func (e *env) openStoreReadOnly(ctx context.Context) (store.Store, error) {
-	if err := notKeyValueDSN(e.db); err != nil {
-		return nil, err
+	st, err := backend.OpenReadOnly(ctx, e.db)
+	if err != nil {
+		return nil, dbError(e.db, err)
 	}
-	var st store.Store
-	var err error
-	if isPostgres(e.db) {
-		st, err = postgres.OpenReadOnly(ctx, e.db)
-	} else {
-		st, err = sqlite.OpenReadOnly(ctx, e.db)
+	return st, nil
+}
+
+// openStoreWaiting opens the store for serve (see backend.OpenWaiting).
+func (e *env) openStoreWaiting(ctx context.Context) (serve, raw store.Store, ready func() bool, err error) {
+	serve, raw, ready, err = backend.OpenWaiting(ctx, e.db, openTimeout, e.logger)
+	if err != nil {
+		return nil, nil, nil, dbError(e.db, err)
 	}
+	return serve, raw, ready, nil
+}
+
+// dbError says what is wrong with the store --db names, masking any
+// password in it: a keyword=value string is a usage error, everything
+// else an environment error (exit 2).
+func dbError(db string, err error) error {
 	switch {
-	case err == nil:
-		return st, nil
+	case errors.Is(err, backend.ErrKeyValueDSN):
+		return usageError{err.Error()}
+	case errors.Is(err, backend.ErrDSN):
+		return envError{fmt.Errorf("--db: %w", err)}
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, envError{fmt.Errorf("--db %s: no sumkeep store there (sumkeep sync, seed or import make one): %w", redact.DSN(e.db), err)}
-	case errors.Is(err, store.ErrNotStore) && isPostgres(e.db):
-		return nil, envError{fmt.Errorf("--db %s: %w; run sumkeep migrate to make it one", redact.DSN(e.db), err)}
+		return envError{fmt.Errorf("--db %s: no sumkeep store there (sumkeep sync, seed or import make one): %w", redact.DSN(db), err)}
+	case errors.Is(err, store.ErrNotStore) && backend.IsPostgres(db):
+		return envError{fmt.Errorf("--db %s: %w; run sumkeep migrate to make it one", redact.DSN(db), err)}
 	case errors.Is(err, store.ErrNotStore):
-		return nil, envError{fmt.Errorf("--db %s: %w; it is left as it is", redact.DSN(e.db), err)}
+		return envError{fmt.Errorf("--db %s: %w; it is left as it is", redact.DSN(db), err)}
 	case errors.Is(err, store.ErrSchemaVersion):
-		return nil, envError{fmt.Errorf("--db %s: %w", redact.DSN(e.db), err)}
-	case errors.Is(err, postgres.ErrDSN):
-		return nil, envError{fmt.Errorf("--db: %w", err)}
+		return envError{fmt.Errorf("--db %s: %w", redact.DSN(db), err)}
 	}
-	return nil, envError{err}
-}
-
-// keyValueDSN matches a Postgres connection string in keyword=value form.
-var keyValueDSN = regexp.MustCompile(`(?i)(^|\s)(host|hostaddr|port|dbname|user|password|passfile|sslmode|service)\s*=`)
-
-// notKeyValueDSN refuses a --db value that is a Postgres connection
-// string in keyword=value form: it would be taken for a SQLite file path,
-// created under that name, and its password printed in every message
-// naming the file.
-func notKeyValueDSN(db string) error {
-	if isPostgres(db) || !keyValueDSN.MatchString(db) {
-		return nil
-	}
-	return usageError{"--db looks like a keyword=value Postgres connection string (not repeated here: it may hold a password); give Postgres as a postgres:// URL, e.g. postgres://user:password@host:5432/database"}
-}
-
-// isPostgres says whether a --db value names Postgres.
-func isPostgres(db string) bool {
-	return strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://")
+	return envError{err}
 }
 
 // logName is the name of the upstream log: the name in its key.
@@ -194,7 +169,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeWithin(st, shutdownTimeout, e)
-	if pg, ok := st.(*postgres.Store); ok && pg.OnThisMachine() {
+	if backend.OnThisMachine(st) {
 		e.leaveCoreToDatabase()
 	}
 	s, err := e.newSyncer(ctx, st, *concurrency, *batch, *mode)
