@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/robfig/cron/v3"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sumkeep/sumkeep/internal/redact"
@@ -177,7 +175,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if *once {
-		res, err := syncOnce(ctx, s, st, *storeTimeout)
+		res, err := s.OnceWatched(ctx, *storeTimeout)
 		if err != nil {
 			return err
 		}
@@ -189,7 +187,12 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 			res.Log, res.Served.Size, res.Previous, res.Records, res.Elapsed.Round(time.Millisecond), how)
 		return nil
 	}
-	return runScheduled(ctx, e, *schedule, s, st, *storeTimeout, nil)
+	if err := s.RunScheduled(ctx, mirror.Schedule{Spec: *schedule, StoreTimeout: *storeTimeout}); errors.Is(err, mirror.ErrSchedule) {
+		return usageError{err.Error()}
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // shutdownTimeout bounds stopping: finishing the requests under way, and
@@ -210,44 +213,6 @@ func (e *env) leaveCoreToDatabase() {
 		e.gomaxprocs(n - 1)
 		e.logger.Info("leaving a core to the database on this machine (set GOMAXPROCS to choose)", "GOMAXPROCS", n-1)
 	}
-}
-
-// runScheduled syncs on a cron schedule until ctx ends. A run that is still
-// going when the next is due makes that one skip, and so does a run due
-// while ready (nil: always ready) reports the store not ready. A run whose
-// store stops answering for storeTimeout is stopped.
-func runScheduled(ctx context.Context, e *env, spec string, s *mirror.Syncer, st store.Store, storeTimeout time.Duration, ready func() bool) error {
-	c := cron.New()
-	var running atomic.Bool
-	job := func() {
-		if ready != nil && !ready() {
-			e.logger.Info("waiting for the database; skipping this sync", "log", s.Log())
-			return
-		}
-		if !running.CompareAndSwap(false, true) {
-			e.logger.Info("previous sync still running; skipping this one")
-			return
-		}
-		defer running.Store(false)
-		res, err := syncOnce(ctx, s, st, storeTimeout)
-		if errors.Is(err, store.ErrLocked) {
-			e.logger.Info("another process is syncing this log; skipping", "log", s.Log())
-			return
-		}
-		if err != nil {
-			e.logger.Error("sync failed", "log", s.Log(), "err", err)
-			return
-		}
-		e.logger.Info("sync done", "log", res.Log, "served", res.Served.Size, "records", res.Records)
-	}
-	if _, err := c.AddFunc(spec, job); err != nil {
-		return usageError{fmt.Sprintf("schedule %q: %v", spec, err)}
-	}
-	c.Start()
-	go job() // do not wait for the first tick
-	<-ctx.Done()
-	<-c.Stop().Done()
-	return nil
 }
 
 func cmdServe(ctx context.Context, e *env, args []string) error {
@@ -278,8 +243,8 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if *schedule != "" {
 		// Checked now: the scheduler runs in the background, where a bad
 		// spec would leave a server that silently never syncs.
-		if _, err := cron.ParseStandard(*schedule); err != nil {
-			return usageError{fmt.Sprintf("--sync-schedule %q: %v", *schedule, err)}
+		if err := mirror.CheckSchedule(*schedule); err != nil {
+			return usageError{"--sync-schedule: " + err.Error()}
 		}
 	}
 	name, err := e.logName()
@@ -319,7 +284,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	defer cancel()
 	go srv.Run(ctx)
 	if *schedule != "" {
-		go runScheduled(ctx, e, *schedule, syncer, raw, defaultSyncStoreTimeout, ready)
+		go syncer.RunScheduled(ctx, mirror.Schedule{Spec: *schedule, StoreTimeout: defaultSyncStoreTimeout, Ready: ready})
 	}
 	url := "http://" + ln.Addr().String()
 	e.logger.Info("serving", "log", name, "url", url)
