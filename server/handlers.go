@@ -380,6 +380,16 @@ func (s *Server) readyz(c *gin.Context) {
 		_, err := s.store.ServedHead(ctx, log)
 		switch {
 		case err == nil:
+			// Ready means the protocol is answered from that head: if the
+			// heads requests are answered from do not hold it yet, read
+			// them now, so that a lookup right after this 200 finds it.
+			if snap := s.snap.Load(); snap == nil || snap.logs[log] == nil || snap.logs[log].head == nil {
+				if err := s.Refresh(ctx); err != nil {
+					s.logger.WarnContext(ctx, "readiness check: reading the served heads", "err", err)
+					s.unavailable(c)
+					return
+				}
+			}
 			s.write(c, hdrErrorText, hdrNoStore, []byte("ready"))
 			return
 		case store.Unavailable(err):

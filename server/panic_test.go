@@ -130,7 +130,9 @@ func TestReadyz(t *testing.T) {
 			t.Errorf("/readyz: 503 without Retry-After")
 		}
 	}
-	full := New(Config{Store: st, Log: l.name}).Handler()
+	// Heads re-read only every hour: readiness must not run ahead of
+	// the heads requests are answered from.
+	full := New(Config{Store: st, Log: l.name, HeadRefresh: time.Hour}).Handler()
 	lazy := New(Config{Store: st, Log: l.name, Fetch: map[string]Fetcher{l.name: noFetch{}}}).Handler()
 	noRoot := New(Config{Store: st}).Handler()
 	check(full, http.StatusServiceUnavailable)   // no served head yet
@@ -138,10 +140,16 @@ func TestReadyz(t *testing.T) {
 	check(lazy, http.StatusOK)                   // the first lookup fetches one
 	l.sync(t, st, 0, 300, 300, false)
 	check(full, http.StatusServiceUnavailable) // a head, but not served
+	if w := do(full, "GET", "/latest"); w.Code == http.StatusOK {
+		t.Fatalf("/latest with no served head: %d", w.Code)
+	}
 	if err := st.Commit(context.Background(), l.name, store.Batch{Synced: -1, Serve: 300}); err != nil {
 		t.Fatal(err)
 	}
 	check(full, http.StatusOK)
+	if w := do(full, "GET", "/latest"); w.Code != http.StatusOK {
+		t.Errorf("/latest right after /readyz said ready: %d %q", w.Code, w.Body.String())
+	}
 	check(noRoot, http.StatusOK)
 	if w := do(full, "GET", "/healthz"); w.Code != http.StatusOK {
 		t.Errorf("/healthz: %d", w.Code)
