@@ -409,6 +409,7 @@ func (s *Store) remember(log string, id int64) {
 
 // logRow is a log's row as a write transaction found it.
 type logRow struct {
+	name                              string
 	id                                int64
 	synced, served, maxID, generation int64
 	created                           bool // by this transaction
@@ -418,11 +419,11 @@ type logRow struct {
 // the log is new. The transaction holds the write lock: nobody changes the
 // row until it ends.
 func logForWrite(ctx context.Context, tx *sql.Tx, log string) (logRow, error) {
-	var l logRow
+	l := logRow{name: log}
 	err := tx.QueryRowContext(ctx, `SELECT id, synced, served, max_id, generation FROM logs WHERE name = ?`, log).
 		Scan(&l.id, &l.synced, &l.served, &l.maxID, &l.generation)
 	if errors.Is(err, sql.ErrNoRows) {
-		l = logRow{maxID: -1, created: true}
+		l = logRow{name: log, maxID: -1, created: true}
 		err = tx.QueryRowContext(ctx, `INSERT INTO logs (name) VALUES (?) RETURNING id`, log).Scan(&l.id)
 	}
 	if err != nil {
@@ -464,19 +465,14 @@ const headCols = `size, hash, note, first_seen`
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanHead(row scanner) (store.Head, error) {
-	var h store.Head
-	var hash []byte
-	var firstSeen int64
-	if err := row.Scan(&h.Size, &hash, &h.Note, &firstSeen); err != nil {
-		return h, err
+// scanHead reads a row of headCols and checks it (store.HeadRow).
+func scanHead(row scanner, log string) (store.Head, error) {
+	var size, firstSeen int64
+	var hash, note []byte
+	if err := row.Scan(&size, &hash, &note, &firstSeen); err != nil {
+		return store.Head{}, err
 	}
-	if len(hash) != tlog.HashSize {
-		return h, fmt.Errorf("stored head %d has a %d-byte hash", h.Size, len(hash))
-	}
-	h.Hash = tlog.Hash(hash)
-	h.FirstSeen = time.UnixMicro(firstSeen)
-	return h, nil
+	return store.HeadRow(log, size, hash, note, time.UnixMicro(firstSeen))
 }
 
 func (s *Store) head(ctx context.Context, log, what, query string) (store.Head, error) {
@@ -484,7 +480,7 @@ func (s *Store) head(ctx context.Context, log, what, query string) (store.Head, 
 	if err != nil {
 		return store.Head{}, err
 	}
-	h, err := scanHead(s.r.QueryRowContext(ctx, query, id))
+	h, err := scanHead(s.r.QueryRowContext(ctx, query, id), log)
 	if errors.Is(err, sql.ErrNoRows) {
 		return h, fmt.Errorf("%s head of %s: %w", what, log, store.ErrNotFound)
 	}
@@ -523,7 +519,7 @@ func (s *Store) Heads(ctx context.Context, log string) ([]store.Head, error) {
 	defer rows.Close()
 	var hs []store.Head
 	for rows.Next() {
-		h, err := scanHead(rows)
+		h, err := scanHead(rows, log)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: listing heads of %s: %w", log, err)
 		}

@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -468,4 +469,25 @@ func startChild(t *testing.T, test, env string) (*exec.Cmd, string) {
 	buf := make([]byte, 100)
 	n, _ := out.Read(buf)
 	return cmd, string(buf[:n])
+}
+
+// TestHostileRows: rows no store writes, put into the file behind the
+// store's back, are errors naming the row on every read path.
+func TestHostileRows(t *testing.T) {
+	storetest.RunHostile(t, func(t *testing.T) storetest.Hostile {
+		path := filepath.Join(t.TempDir(), "sumkeep.db")
+		s := open(t, path)
+		return storetest.Hostile{Store: s, Exec: func(ctx context.Context, query string, args ...any) (int64, error) {
+			db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(30000)")
+			if err != nil {
+				return 0, err
+			}
+			defer db.Close()
+			res, err := db.ExecContext(ctx, query, args...)
+			if err != nil {
+				return 0, err
+			}
+			return res.RowsAffected()
+		}}
+	})
 }

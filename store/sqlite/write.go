@@ -208,7 +208,7 @@ func writeRecords(ctx context.Context, tx *sql.Tx, l *logRow, e *encoded) (int, 
 	lo, hi := recs[0].ID, recs[len(recs)-1].ID
 	have := make(map[int64]bool)
 	if lo <= l.maxID {
-		if err := checkStored(ctx, tx, l.id, recs, have); err != nil {
+		if err := checkStored(ctx, tx, l.name, l.id, recs, have); err != nil {
 			return 0, err
 		}
 	}
@@ -254,9 +254,9 @@ func writeRecords(ctx context.Context, tx *sql.Tx, l *logRow, e *encoded) (int, 
 // checkStored marks in have the records of recs that are stored already,
 // and fails if one is stored with other bytes. A dense batch reads its id
 // range; a scattered one (on-demand fetches) reads its ids one by one.
-func checkStored(ctx context.Context, tx *sql.Tx, logID int64, recs []store.Record, have map[int64]bool) error {
+func checkStored(ctx context.Context, tx *sql.Tx, log string, logID int64, recs []store.Record, have map[int64]bool) error {
 	lo, hi := recs[0].ID, recs[len(recs)-1].ID
-	stored := store.NewStoredCheck(recs, have)
+	stored := store.NewStoredCheck(log, recs, have)
 	check := func(rows *sql.Rows) error {
 		defer rows.Close()
 		for rows.Next() {
