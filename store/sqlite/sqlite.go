@@ -39,7 +39,8 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	msqlite "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/sumkeep/sumkeep/migrations"
 	"github.com/sumkeep/sumkeep/store"
@@ -104,6 +105,19 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
 	}
 	abs = resolve(abs)
+	// A file of someone else's is not made into a store: it is looked at
+	// read-only first (the writer's settings would change it).
+	if fi, err := os.Stat(abs); err == nil && fi.Size() > 0 {
+		db, err := sql.Open("sqlite", dsn(abs, url.Values{"mode": {"ro"}}))
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
+		}
+		err = checkStore(ctx, db, path, true)
+		db.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
 	s := &Store{path: abs, logs: make(map[string]int64), locks: make(map[*os.File]struct{})}
 	// The writer: one connection, so that Go queues the writers of this
 	// process; synchronous is set per transaction (see write).
@@ -133,7 +147,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	s.w.SetConnMaxLifetime(0)
 	if err := s.w.PingContext(ctx); err != nil {
 		s.w.Close()
-		return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
+		return nil, notStore(path, err)
 	}
 	if err := s.Migrate(ctx); err != nil {
 		s.w.Close()
@@ -183,6 +197,50 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 	return s, nil
 }
 
+// ErrNotStore reports a file that is not a sumkeep store (or bundle).
+var ErrNotStore = errors.New("not a sumkeep store or bundle")
+
+// NotStoreError names a file that is not a sumkeep store, and why.
+type NotStoreError struct {
+	Path string
+	Why  string
+}
+
+func (e *NotStoreError) Error() string {
+	return fmt.Sprintf("%s is not a sumkeep store or bundle: %s", e.Path, e.Why)
+}
+
+func (e *NotStoreError) Unwrap() error { return ErrNotStore }
+
+// notStore turns SQLite's report that a file is not a database into a
+// *NotStoreError; other errors are wrapped as failures to open path.
+func notStore(path string, err error) error {
+	var se *msqlite.Error
+	if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_NOTADB {
+		return &NotStoreError{Path: path, Why: "it is not an SQLite database"}
+	}
+	return fmt.Errorf("sqlite: opening %s: %w", path, err)
+}
+
+// checkStore fails with a *NotStoreError unless db is a sumkeep store: it
+// has the schema_migrations table, or, if empty is allowed (a store being
+// created), no table at all.
+func checkStore(ctx context.Context, db *sql.DB, path string, empty bool) error {
+	var tables, migrations int
+	err := db.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(name = 'schema_migrations'), 0)
+		FROM sqlite_master WHERE type = 'table'`).Scan(&tables, &migrations)
+	if err != nil {
+		return notStore(path, err)
+	}
+	switch {
+	case migrations == 1, empty && tables == 0:
+		return nil
+	case tables == 0:
+		return &NotStoreError{Path: path, Why: "it holds no table"}
+	}
+	return &NotStoreError{Path: path, Why: fmt.Sprintf("it is an SQLite database with %d tables, none of them sumkeep's schema_migrations", tables)}
+}
+
 func (s *Store) openReaders(ctx context.Context, extra url.Values) error {
 	q := url.Values{
 		"_pragma": {
@@ -206,7 +264,13 @@ func (s *Store) openReaders(ctx context.Context, extra url.Values) error {
 	r.SetConnMaxLifetime(0)
 	if err := r.PingContext(ctx); err != nil {
 		r.Close()
-		return fmt.Errorf("sqlite: opening %s: %w", s.path, err)
+		return notStore(s.path, err)
+	}
+	// Before the statements on its tables are prepared: a file that is
+	// not a store would fail that with "no such table".
+	if err := checkStore(ctx, r, s.path, false); err != nil {
+		r.Close()
+		return err
 	}
 	s.lookup, err = r.PrepareContext(ctx, lookupQuery)
 	if err != nil {
