@@ -528,8 +528,11 @@ func (s *Store) AddEvidence(ctx context.Context, log string, e store.Evidence) e
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO evidence (log_id, kind, message, note_a, note_b, data)
-		VALUES ($1, $2, $3, $4, $5, $6)`, id, e.Kind, e.Message, e.NoteA, e.NoteB, e.Data)
+	_, err = s.pool.Exec(ctx, `INSERT INTO evidence (log_id, kind, message, note_a, note_b, data, source, object)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (log_id, kind, source, object) WHERE object <> ''
+		DO UPDATE SET count = evidence.count + 1, last_seen = now()`,
+		id, e.Kind, e.Message, e.NoteA, e.NoteB, e.Data, e.Source, e.Object)
 	if err != nil {
 		return fmt.Errorf("postgres: keeping evidence for %s: %w", log, err)
 	}
@@ -545,7 +548,7 @@ func (s *Store) Evidence(ctx context.Context, log string) ([]store.Evidence, err
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, `SELECT kind, message, note_a, note_b, data, created_at
+	rows, err := s.pool.Query(ctx, `SELECT kind, message, source, object, note_a, note_b, data, created_at, count, last_seen
 		FROM evidence WHERE log_id = $1 ORDER BY id`, id)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: reading evidence for %s: %w", log, err)
@@ -554,7 +557,7 @@ func (s *Store) Evidence(ctx context.Context, log string) ([]store.Evidence, err
 	var es []store.Evidence
 	for rows.Next() {
 		var e store.Evidence
-		if err := rows.Scan(&e.Kind, &e.Message, &e.NoteA, &e.NoteB, &e.Data, &e.CreatedAt); err != nil {
+		if err := rows.Scan(&e.Kind, &e.Message, &e.Source, &e.Object, &e.NoteA, &e.NoteB, &e.Data, &e.CreatedAt, &e.Count, &e.LastSeen); err != nil {
 			return nil, fmt.Errorf("postgres: reading evidence for %s: %w", log, err)
 		}
 		es = append(es, e)
