@@ -189,6 +189,8 @@ func (s *Syncer) commitError(ctx context.Context, err error, b store.Batch, targ
 	return s.misbehaved(ctx, store.Evidence{
 		Kind:    store.EvidenceDuplicate,
 		Message: fmt.Sprintf("the log holds two records for %s@%s: %d and %d", de.Path, de.Version, de.OtherID, de.ID),
+		Source:  s.src.URL(),
+		Object:  fmt.Sprintf("records %d and %d", de.OtherID, de.ID),
 		NoteA:   target.Note,
 		Data:    data,
 	})
@@ -264,8 +266,17 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *tileReader, tree tlog.Tr
 		local[t] = h
 		indexes = append(indexes, tlog.StoredHashIndex(0, k*tileWidth+int64(t.W)-1))
 	}
-	if _, err := tlog.TileHashReader(tree, reader.withLocal(local)).ReadHashes(indexes); err != nil {
-		return nil, s.tileTrouble(ctx, fmt.Errorf("level-0 tiles %d..%d: %w", j.first, j.end-1, err), target)
+	batch := reader.withLocal(local)
+	if _, err := tlog.TileHashReader(tree, batch).ReadHashes(indexes); err != nil {
+		if isInconsistentTile(err) {
+			// Name the tile: each of the batch's that authenticates on
+			// its own is not the one.
+			for t, h := range local {
+				one := reader.withLocal(map[tlog.Tile][]byte{t: h})
+				tlog.TileHashReader(tree, one).ReadHashes([]int64{tlog.StoredHashIndex(0, t.N*tileWidth+int64(t.W)-1)})
+			}
+		}
+		return nil, s.tileTrouble(ctx, fmt.Errorf("level-0 tiles %d..%d: %w", j.first, j.end-1, err), target, batch.suspects())
 	}
 	recs := make([]store.Record, 0, len(j.data)*tileWidth)
 	for i, d := range j.data {
@@ -276,6 +287,8 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *tileReader, tree tlog.Tr
 			return nil, s.misbehaved(ctx, store.Evidence{
 				Kind:    store.EvidenceBadRecord,
 				Message: fmt.Sprintf("data tile %s from %s: %v", tlog.Tile{H: store.TileHeight, L: -1, N: k, W: w}.Path(), s.cfg.Client.URL(), err),
+				Source:  s.src.URL(),
+				Object:  tlog.Tile{H: store.TileHeight, L: -1, N: k, W: w}.Path(),
 				NoteA:   target.Note,
 				Data:    d,
 			})
@@ -286,6 +299,8 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *tileReader, tree tlog.Tr
 				return nil, s.misbehaved(ctx, store.Evidence{
 					Kind:    store.EvidenceBadRecord,
 					Message: fmt.Sprintf("record %d from %s does not match its leaf hash in tree %d", id, s.cfg.Client.URL(), tree.N),
+					Source:  s.src.URL(),
+					Object:  fmt.Sprintf("record %d", id),
 					NoteA:   target.Note,
 					Data:    text,
 				})
@@ -314,7 +329,7 @@ func (s *Syncer) upperTiles(ctx context.Context, reader *tileReader, target stor
 		return nil, nil
 	}
 	if _, err := tlog.TileHashReader(tree, reader).ReadHashes(indexes); err != nil {
-		return nil, s.tileTrouble(ctx, fmt.Errorf("upper tiles: %w", err), target)
+		return nil, s.tileTrouble(ctx, fmt.Errorf("upper tiles: %w", err), target, reader.suspects())
 	}
 	data, err := reader.ReadTiles(ts) // from the cache: the bytes just authenticated
 	if err != nil {

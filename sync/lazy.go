@@ -139,7 +139,7 @@ func (s *Syncer) fetch(ctx context.Context, path, version string) error {
 	if p, v := store.RecordModule(text); p != path || v != version {
 		return fmt.Errorf("%s: the upstream answered with a record for %s@%s", where, p, v)
 	}
-	h, err := s.openHead(msg, where)
+	h, err := s.openHead(ctx, msg, where)
 	if err != nil {
 		return err
 	}
@@ -168,19 +168,21 @@ func (s *Syncer) fetch(ctx context.Context, path, version string) error {
 		r := s.newProofReader(ctx)
 		proof, err := tlog.ProveRecord(served.Size, id, tlog.TileHashReader(served.Tree(), r))
 		if err != nil {
-			return s.tileTrouble(ctx, fmt.Errorf("proving record %d (%s@%s) in tree %d: %w", id, path, version, served.Size, err), served)
+			return s.tileTrouble(ctx, fmt.Errorf("proving record %d (%s@%s) in tree %d: %w", id, path, version, served.Size, err), served, r.suspects())
 		}
 		// The lookup's head, if older than the served one, must stay
 		// provable under it too (see the invariant above).
 		if h.Size < served.Size {
 			if _, err := tlog.ProveTree(served.Size, h.Size, tlog.TileHashReader(served.Tree(), r)); err != nil {
-				return s.tileTrouble(ctx, fmt.Errorf("proving head %d under head %d: %w", h.Size, served.Size, err), served)
+				return s.tileTrouble(ctx, fmt.Errorf("proving head %d under head %d: %w", h.Size, served.Size, err), served, r.suspects())
 			}
 		}
 		if err := tlog.CheckRecord(proof, served.Size, served.Hash, id, tlog.RecordHash(text)); err != nil {
 			return s.misbehaved(ctx, store.Evidence{
 				Kind:    store.EvidenceBadRecord,
 				Message: fmt.Sprintf("record %d from %s does not match its leaf hash in tree %d: %v", id, where, served.Size, err),
+				Source:  s.src.URL(),
+				Object:  fmt.Sprintf("record %d", id),
 				NoteA:   h.Note,
 				Data:    text,
 			})
@@ -269,7 +271,7 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 				continue
 			}
 			if _, err := tlog.ProveTree(target.Size, h.Size, hr); err != nil {
-				return target, s.tileTrouble(ctx, fmt.Errorf("proving head %d under head %d: %w", h.Size, target.Size, err), target)
+				return target, s.tileTrouble(ctx, fmt.Errorf("proving head %d under head %d: %w", h.Size, target.Size, err), target, r.suspects())
 			}
 			provenHeads[h.Size] = true
 		}
@@ -292,7 +294,7 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 					return target, fmt.Errorf("sync %s: stored record %d is outside head %d", s.log, id, target.Size)
 				}
 				if _, err := tlog.ProveRecord(target.Size, id, hr); err != nil {
-					return target, s.tileTrouble(ctx, fmt.Errorf("proving record %d under head %d: %w", id, target.Size, err), target)
+					return target, s.tileTrouble(ctx, fmt.Errorf("proving record %d under head %d: %w", id, target.Size, err), target, r.suspects())
 				}
 				provenTiles[lastTile] = true
 				n++
@@ -412,6 +414,19 @@ func (r *proofReader) SaveTiles(tiles []tlog.Tile, _ [][]byte) {
 			r.good[t] = true
 		}
 	}
+}
+
+// suspects returns the upstream tiles read and never authenticated.
+func (r *proofReader) suspects() []store.Tile {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []store.Tile
+	for t := range r.up {
+		if !r.good[t] {
+			out = append(out, store.Tile{Tile: t, Data: r.seen[t]})
+		}
+	}
+	return out
 }
 
 // verified returns the upstream tiles authenticated so far.

@@ -29,10 +29,13 @@ package sync
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	gosync "sync"
 	"time"
 
@@ -284,11 +287,25 @@ func (s *Syncer) fetchHead(ctx context.Context) (store.Head, error) {
 	if err != nil {
 		return store.Head{}, err
 	}
-	return s.openHead(msg, s.cfg.Client.URL()+"/latest")
+	return s.openHead(ctx, msg, s.cfg.Client.URL()+"/latest")
 }
 
-func (s *Syncer) openHead(msg []byte, where string) (store.Head, error) {
+// openHead verifies a signed tree head the upstream sent (from where, a
+// URL). A signature that does not verify with the key is kept as evidence,
+// once per upstream (store.Evidence), so that status shows it.
+func (s *Syncer) openHead(ctx context.Context, msg []byte, where string) (store.Head, error) {
 	n, err := note.Open(msg, note.VerifierList(s.verifier))
+	var invalid *note.InvalidSignatureError
+	var unverified *note.UnverifiedNoteError
+	if errors.As(err, &invalid) || errors.As(err, &unverified) {
+		return store.Head{}, s.misbehaved(ctx, store.Evidence{
+			Kind:    store.EvidenceBadSig,
+			Message: fmt.Sprintf("%s: signed tree head does not verify with key %s: %v", where, s.cfg.Key, err),
+			Source:  s.src.URL(),
+			Object:  "signed tree head",
+			NoteA:   msg,
+		})
+	}
 	if err != nil {
 		return store.Head{}, fmt.Errorf("%s: signed tree head does not verify with key %s: %w", where, s.cfg.Key, err)
 	}
@@ -382,7 +399,7 @@ func (s *Syncer) consistent(ctx context.Context, a, b store.Head) error {
 		var err error
 		th, err = tlog.TreeHash(small.Size, tlog.TileHashReader(big.Tree(), r))
 		if err != nil {
-			return s.tileTrouble(ctx, fmt.Errorf("proving head %d consistent with head %d: %w", small.Size, big.Size, err), big)
+			return s.tileTrouble(ctx, fmt.Errorf("proving head %d consistent with head %d: %w", small.Size, big.Size, err), big, r.suspects())
 		}
 	}
 	if th != small.Hash {
@@ -398,8 +415,10 @@ func (s *Syncer) fork(ctx context.Context, stored, h store.Head) error {
 		Kind: store.EvidenceFork,
 		Message: fmt.Sprintf("signed heads of size %d (stored %s) and %d (from %s) are not consistent: the log has forked",
 			stored.Size, stored.FirstSeen.Format(time.RFC3339), h.Size, s.src.URL()),
-		NoteA: stored.Note,
-		NoteB: h.Note,
+		Source: s.src.URL(),
+		Object: fmt.Sprintf("heads %d and %d", stored.Size, h.Size),
+		NoteA:  stored.Note,
+		NoteB:  h.Note,
 	})
 }
 
@@ -413,17 +432,45 @@ func (s *Syncer) misbehaved(ctx context.Context, e store.Evidence) error {
 }
 
 // tileTrouble turns a failed tile authentication into evidence. Other errors
-// (network, store) pass through.
-func (s *Syncer) tileTrouble(ctx context.Context, err error, against store.Head) error {
+// (network, store) pass through. suspects are the tiles read for the proof
+// that were never authenticated: the evidence names them and keeps their
+// bytes (up to maxSuspects of them).
+func (s *Syncer) tileTrouble(ctx context.Context, err error, against store.Head, suspects []store.Tile) error {
 	if !isInconsistentTile(err) {
 		return err
 	}
+	slices.SortFunc(suspects, func(a, b store.Tile) int {
+		return cmp.Or(cmp.Compare(a.Tile.L, b.Tile.L), cmp.Compare(a.Tile.N, b.Tile.N), cmp.Compare(a.Tile.W, b.Tile.W))
+	})
+	var names []string
+	var data []byte
+	for i, t := range suspects {
+		if i == maxSuspects {
+			names = append(names, fmt.Sprintf("and %d more", len(suspects)-maxSuspects))
+			break
+		}
+		names = append(names, t.Tile.Path())
+		data = append(data, t.Data...)
+	}
+	which := "tile " + strings.Join(names, ", ")
+	switch {
+	case len(names) == 0:
+		which = "tiles"
+	case len(suspects) > 1:
+		which = "one of the tiles " + strings.Join(names, ", ")
+	}
 	return s.misbehaved(ctx, store.Evidence{
 		Kind:    store.EvidenceBadTile,
-		Message: fmt.Sprintf("hash tiles from %s do not match the signed root of tree %d: %v", s.src.URL(), against.Size, err),
+		Message: fmt.Sprintf("hash tiles from %s do not match the signed root of tree %d: %s: %v", s.src.URL(), against.Size, which, err),
+		Source:  s.src.URL(),
+		Object:  which,
 		NoteA:   against.Note,
+		Data:    data,
 	})
 }
+
+// maxSuspects is how many tiles evidence of a tile mismatch names and keeps.
+const maxSuspects = 8
 
 // isInconsistentTile recognises tlog's report that tiles do not hash to the
 // tree root or to their parents.
@@ -443,12 +490,13 @@ type tileReader struct {
 }
 
 type tileCache struct {
-	mu gosync.Mutex
-	m  map[tlog.Tile][]byte
+	mu   gosync.Mutex
+	m    map[tlog.Tile][]byte
+	good map[tlog.Tile]bool // authenticated (SaveTiles)
 }
 
 func (s *Syncer) newTileReader(ctx context.Context, useStore bool) *tileReader {
-	return &tileReader{ctx: ctx, s: s, useStore: useStore, cache: &tileCache{m: make(map[tlog.Tile][]byte)}}
+	return &tileReader{ctx: ctx, s: s, useStore: useStore, cache: &tileCache{m: make(map[tlog.Tile][]byte), good: make(map[tlog.Tile]bool)}}
 }
 
 // withLocal returns a reader that answers from local first and shares r's cache.
@@ -460,7 +508,30 @@ func (r *tileReader) withLocal(local map[tlog.Tile][]byte) *tileReader {
 
 func (r *tileReader) Height() int { return store.TileHeight }
 
-func (r *tileReader) SaveTiles([]tlog.Tile, [][]byte) {}
+// SaveTiles notes the tiles tlog.TileHashReader authenticated.
+func (r *tileReader) SaveTiles(tiles []tlog.Tile, _ [][]byte) {
+	r.cache.mu.Lock()
+	defer r.cache.mu.Unlock()
+	for _, t := range tiles {
+		r.cache.good[t] = true
+	}
+}
+
+// suspects returns the tiles from the upstream (this batch's and the
+// cache's) that were never authenticated.
+func (r *tileReader) suspects() []store.Tile {
+	r.cache.mu.Lock()
+	defer r.cache.mu.Unlock()
+	var out []store.Tile
+	for _, m := range []map[tlog.Tile][]byte{r.local, r.cache.m} {
+		for t, d := range m {
+			if !r.cache.good[t] {
+				out = append(out, store.Tile{Tile: t, Data: d})
+			}
+		}
+	}
+	return out
+}
 
 func (r *tileReader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 	out := make([][]byte, len(tiles))
