@@ -108,3 +108,29 @@ func dollars(query string) string {
 	}
 	return b.String()
 }
+
+// TestCloseWithConnectionHeld: Close returns, in a bounded time, even
+// while a connection is never given back (issue 15: a leaked connection
+// made SIGTERM hang in the pool's Close for as long as the process lived).
+func TestCloseWithConnectionHeld(t *testing.T) {
+	ctx := context.Background()
+	s, err := postgres.Open(ctx, pgtest.NewDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := s.Pool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	done := make(chan struct{})
+	go func() {
+		s.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("Close hangs while a connection is held")
+	}
+}
