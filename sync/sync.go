@@ -24,7 +24,8 @@
 // Nothing the upstream sends is trusted before it is verified: a head with a
 // bad signature, a tile that does not hash to the signed root and a record
 // that does not match its leaf hash each stop the run with an error naming
-// what was wrong, and nothing of the lie is stored.
+// what was wrong, and nothing of the lie is stored but its evidence (kept
+// once per upstream and object, counted: see store.Evidence).
 package sync
 
 import (

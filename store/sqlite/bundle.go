@@ -25,10 +25,7 @@ func (s *Store) CheckBundle(ctx context.Context, log string) error {
 		return fmt.Errorf("sqlite: checking %s: %w", s.path, err)
 	}
 	defer tx.Rollback()
-	if err := checkBundle(ctx, tx, log); err != nil {
-		return fmt.Errorf("%s: %w", s.path, err)
-	}
-	return nil
+	return checkBundle(ctx, tx, log)
 }
 
 func checkBundle(ctx context.Context, tx *sql.Tx, log string) error {
