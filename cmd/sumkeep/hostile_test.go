@@ -61,3 +61,29 @@ func TestHostileBundleCLI(t *testing.T) {
 		t.Errorf("a rejected import changed the mirror's file (%v)", err)
 	}
 }
+
+// TestNotABundleCLI: a file that is not a bundle is named as such by
+// import and verify --db (issue 15: "SQL logic error: no such table:
+// records"), and left as it was.
+func TestNotABundleCLI(t *testing.T) {
+	dir := t.TempDir()
+	goSum := filepath.Join(dir, "go.sum")
+	data := []byte("example.com/m v1.0.0 h1:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n")
+	if err := os.WriteFile(goSum, data, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	none := map[string]string{}
+	target := filepath.Join(dir, "mirror.db")
+	for _, args := range [][]string{
+		{"import", "--db", target, goSum},
+		{"verify", "--db", goSum, goSum},
+	} {
+		code, stdout, stderr := runIn(t, none, args...)
+		if code != 2 || !strings.Contains(stderr, goSum+" is not a sumkeep store or bundle") || strings.Contains(stderr, "no such table") {
+			t.Errorf("sumkeep %q: exit %d\nstdout:\n%s\nstderr:\n%s", args, code, stdout, stderr)
+		}
+	}
+	if got, err := os.ReadFile(goSum); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("the go.sum was changed (%v)", err)
+	}
+}
