@@ -149,13 +149,34 @@ func (b bundleSource) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
 
 func (b bundleSource) URL() string { return "bundle " + b.name }
 
+// BundleChecker is a bundle's store that can check that each of its rows
+// is one an export of a log writes (sqlite.Store.CheckBundle does).
+type BundleChecker interface {
+	CheckBundle(ctx context.Context, log string) error
+}
+
+// ErrBundleRejected is what Import fails with (wrapped, with the reason)
+// when a bundle is not a correct, verifiable export.
+var ErrBundleRejected = errors.New("rejected")
+
 // Import verifies the bundle completely and merges it into the store. name
-// names the bundle in messages. On any failure the store is left as it was
-// (except for evidence of a fork, which is kept).
+// names the bundle in messages. The bundle must be a BundleChecker: before
+// anything else, every row of it must be one a correct export writes, so a
+// bundle with any other row (a record id of -5 that no walk of its records
+// would meet, a tile of width 0 that no proof reads) is rejected whole. On
+// any failure the store is left as it was (except for evidence of a fork,
+// which is kept).
 func (s *Syncer) Import(ctx context.Context, bundle store.Store, name string) (ImportResult, error) {
 	var res ImportResult
 	fail := func(format string, args ...any) (ImportResult, error) {
-		return res, fmt.Errorf("bundle %s rejected: %s", name, fmt.Sprintf(format, args...))
+		return res, fmt.Errorf("bundle %s %w: %s", name, ErrBundleRejected, fmt.Sprintf(format, args...))
+	}
+	bc, ok := bundle.(BundleChecker)
+	if !ok {
+		return fail("its store (%T) cannot be checked row by row", bundle)
+	}
+	if err := bc.CheckBundle(ctx, s.log); err != nil {
+		return fail("%v", err)
 	}
 	heads, err := bundle.Heads(ctx, s.log)
 	if err != nil {

@@ -1,18 +1,23 @@
 package mirror_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/mod/module"
 
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
 	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/store"
+	"github.com/sumkeep/sumkeep/store/postgres"
 	"github.com/sumkeep/sumkeep/store/sqlite"
 	"github.com/sumkeep/sumkeep/upstream"
 )
@@ -233,4 +238,151 @@ func flipByte(t *testing.T, st store.Store, table, col, where string, off int) {
 	if n, _ := res.RowsAffected(); n != 1 {
 		t.Fatalf("flipped a byte in %d rows", n)
 	}
+}
+
+// TestBundleHostileRows: a bundle with any row that a correct export does
+// not write is rejected whole, with the reason, and the mirror it was
+// imported into is left byte for byte (a SQLite file) or row for row (a
+// Postgres database) as it was. Among them the two issue 15 found: a record
+// whose id was set to -5 (imported with the record silently dropped) and a
+// tile of width 0 (accepted).
+func TestBundleHostileRows(t *testing.T) {
+	ctx := context.Background()
+	u, a, s := newLazy(t, 5000)
+	if _, err := s.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ms := mods(t, u, 10, 300, 4000)
+	for _, m := range ms {
+		if err := s.Fetch(ctx, m.Path, m.Version); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := u.VerifierKey()
+
+	// Two mirrors under attack, each holding a bundle already.
+	good := export(t, a, key, ms[:1])
+	litePath := filepath.Join(t.TempDir(), "mirror.db")
+	lite, err := sqlite.Open(ctx, litePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := offline(t, lite, key).Import(ctx, good, "good"); err != nil {
+		t.Fatal(err)
+	}
+	lite.Close()
+	pg := newStore(t)
+	if _, err := offline(t, pg, key).Import(ctx, good, "good"); err != nil {
+		t.Fatal(err)
+	}
+
+	const records = `UPDATE records SET `
+	for _, tc := range []struct {
+		name  string
+		query string
+		args  []any
+		want  []string // in the message
+	}{
+		{"ShortHashes", records + `hashes = ? WHERE id = 300`, []any{[]byte{1, 2, 3}}, []string{"table records, row id 300", "3 bytes"}},
+		{"LongHashes", records + `hashes = ? WHERE id = 300`, []any{make([]byte, 65)}, []string{"table records, row id 300", "65 bytes"}},
+		{"EmptyHashes", records + `hashes = ? WHERE id = 300`, []any{[]byte{}}, []string{"table records, row id 300"}},
+		{"NegativeID", records + `id = -5 WHERE id = 300`, nil, []string{"table records, row id -5", "negative"}},
+		{"RawNotARecord", records + `hashes = NULL, raw = ? WHERE id = 300`, []any{[]byte("garbage\n")}, []string{"table records, row id 300"}},
+		{"WrongKey", records + `key = key + 1 WHERE id = 300`, nil, []string{"table records, row id 300", "lookup key"}},
+		{"DuplicateModule", `INSERT INTO records (log_id, id, key, path, version, hashes, raw)
+			SELECT log_id, 299, key, path, version, hashes, raw FROM records WHERE id = 300`, nil, []string{"table records, row id 300", "record 299 too"}},
+		{"RecordBeyondHead", records + `id = 5000 WHERE id = 4000`, nil, []string{"table records, row id 5000", "beyond"}},
+		{"NoteDoesNotParse", `UPDATE heads SET note = ? WHERE size = 5000`, []any{[]byte("not a signed note")}, []string{"table heads, row size 5000"}},
+		{"TileWidthZero", `UPDATE tiles SET width = 0 WHERE rowid = (SELECT min(rowid) FROM tiles)`, nil, []string{"table tiles", "width 0"}},
+		{"UnusedTileWidthZero", `INSERT INTO tiles (log_id, level, idx, width, hashes) SELECT id, 1, 1, 0, x'' FROM logs`, nil, []string{"table tiles, row level 1 idx 1", "width 0"}},
+		{"TileBeyondHead", `INSERT INTO tiles (log_id, level, idx, width, hashes) SELECT id, 2, 0, 1, zeroblob(32) FROM logs`, nil, []string{"table tiles, row level 2 idx 0", "beyond"}},
+		{"Evidence", `INSERT INTO evidence (log_id, kind, message, created_at) SELECT id, 'fork', 'x', 0 FROM logs`, nil, []string{"evidence"}},
+		{"SecondLog", `INSERT INTO logs (name) VALUES ('other.log')`, nil, []string{"2 logs"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := export(t, a, key, ms).(*sqlite.Store).Path()
+			execBundle(t, path, tc.query, tc.args...)
+			bundle, err := sqlite.OpenReadOnly(ctx, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer bundle.Close()
+			check := func(err error) {
+				t.Helper()
+				if !errors.Is(err, mirror.ErrBundleRejected) {
+					t.Fatalf("import: err = %v, want a rejection", err)
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("import: %v; want the reason, with %q", err, w)
+					}
+				}
+			}
+
+			before := readFile(t, litePath)
+			lite, err := sqlite.Open(ctx, litePath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = offline(t, lite, key).Import(ctx, bundle, tc.name)
+			lite.Close()
+			check(err)
+			if after := readFile(t, litePath); !bytes.Equal(after, before) {
+				t.Errorf("a rejected bundle changed the SQLite mirror's file")
+			}
+
+			before = []byte(dumpRows(t, pg))
+			_, err = offline(t, pg, key).Import(ctx, bundle, tc.name)
+			check(err)
+			if after := dumpRows(t, pg); after != string(before) {
+				t.Errorf("a rejected bundle changed the Postgres mirror:\n%s\n%s", before, after)
+			}
+		})
+	}
+}
+
+// execBundle runs one statement on a bundle file behind its store's back;
+// it must change one row.
+func execBundle(t *testing.T, path, query string, args ...any) {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	res, err := db.Exec(query, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("%s changed %d rows", query, n)
+	}
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// dumpRows prints every row of a Postgres store's tables.
+func dumpRows(t *testing.T, st store.Store) string {
+	t.Helper()
+	pool := st.(*postgres.Store).Pool()
+	var b strings.Builder
+	for _, table := range []string{"logs", "heads", "tiles", "records", "evidence", "schema_migrations"} {
+		rows, err := pool.Query(context.Background(), `SELECT r::text FROM `+table+` r ORDER BY 1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s:\n%s\n", table, strings.Join(lines, "\n"))
+	}
+	return b.String()
 }

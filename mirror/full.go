@@ -183,6 +183,8 @@ func (s *Syncer) commitError(ctx context.Context, err error, b store.Batch, targ
 	return s.misbehaved(ctx, store.Evidence{
 		Kind:    store.EvidenceDuplicate,
 		Message: fmt.Sprintf("the log holds two records for %s@%s: %d and %d", de.Path, de.Version, de.OtherID, de.ID),
+		Source:  s.src.URL(),
+		Object:  fmt.Sprintf("records %d and %d", de.OtherID, de.ID),
 		NoteA:   target.Note,
 		Data:    data,
 	})
@@ -258,8 +260,19 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *proof.Reader, tree tlog.
 		local[t] = h
 		indexes = append(indexes, tlog.StoredHashIndex(0, k*tileWidth+int64(t.W)-1))
 	}
-	if _, err := reader.WithLocal(local).HashReader(tree).ReadHashes(indexes); err != nil {
-		return nil, s.tileTrouble(ctx, fmt.Errorf("level-0 tiles %d..%d: %w", j.first, j.end-1, err), target)
+	batch := reader.WithLocal(local)
+	if _, err := batch.HashReader(tree).ReadHashes(indexes); err != nil {
+		if _, ok := errors.AsType[*proof.InconsistentTileError](err); ok {
+			// Name the tile: each of the batch's that authenticates on
+			// its own is not the one.
+			for t, h := range local {
+				one := reader.WithLocal(map[tlog.Tile][]byte{t: h})
+				if _, err := one.HashReader(tree).ReadHashes([]int64{tlog.StoredHashIndex(0, t.N*tileWidth+int64(t.W)-1)}); err == nil {
+					batch.SaveTiles([]tlog.Tile{t}, nil)
+				}
+			}
+		}
+		return nil, s.tileTrouble(ctx, fmt.Errorf("level-0 tiles %d..%d: %w", j.first, j.end-1, err), target, batch.Suspects())
 	}
 	recs := make([]store.Record, 0, len(j.data)*tileWidth)
 	for i, d := range j.data {
@@ -270,6 +283,8 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *proof.Reader, tree tlog.
 			return nil, s.misbehaved(ctx, store.Evidence{
 				Kind:    store.EvidenceBadRecord,
 				Message: fmt.Sprintf("data tile %s from %s: %v", tlog.Tile{H: store.TileHeight, L: -1, N: k, W: w}.Path(), s.cfg.Upstream.URL(), err),
+				Source:  s.src.URL(),
+				Object:  tlog.Tile{H: store.TileHeight, L: -1, N: k, W: w}.Path(),
 				NoteA:   target.Note,
 				Data:    d,
 			})
@@ -280,6 +295,8 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *proof.Reader, tree tlog.
 				return nil, s.misbehaved(ctx, store.Evidence{
 					Kind:    store.EvidenceBadRecord,
 					Message: fmt.Sprintf("record %d from %s does not match its leaf hash in tree %d", id, s.cfg.Upstream.URL(), tree.N),
+					Source:  s.src.URL(),
+					Object:  fmt.Sprintf("record %d", id),
 					NoteA:   target.Note,
 					Data:    text,
 				})
@@ -307,8 +324,8 @@ func (s *Syncer) upperTiles(ctx context.Context, reader *proof.Reader, target st
 	if len(ts) == 0 {
 		return nil, nil
 	}
-	if _, err := reader.HashReader(tree).ReadHashes(indexes); err != nil {
-		return nil, s.tileTrouble(ctx, fmt.Errorf("upper tiles: %w", err), target)
+	if _, err := tlog.TileHashReader(tree, reader).ReadHashes(indexes); err != nil {
+		return nil, s.tileTrouble(ctx, fmt.Errorf("upper tiles: %w", err), target, reader.Suspects())
 	}
 	data, err := reader.ReadTiles(ts) // from the cache: the bytes just authenticated
 	if err != nil {

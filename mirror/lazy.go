@@ -140,7 +140,7 @@ func (s *Syncer) fetch(ctx context.Context, path, version string) error {
 	if p, v := store.RecordModule(text); p != path || v != version {
 		return unverified(fmt.Errorf("%s: the upstream answered with a record for %q@%q", where, p, v))
 	}
-	h, err := s.openHead(msg, where)
+	h, err := s.openHead(ctx, msg, where)
 	if err != nil {
 		return unverified(err)
 	}
@@ -169,19 +169,21 @@ func (s *Syncer) fetch(ctx context.Context, path, version string) error {
 		r := s.newReader(ctx)
 		proof, err := tlog.ProveRecord(served.Size, id, r.HashReader(served.Tree()))
 		if err != nil {
-			return s.tileTrouble(ctx, fmt.Errorf("proving record %d (%s@%s) in tree %d: %w", id, path, version, served.Size, err), served)
+			return s.tileTrouble(ctx, fmt.Errorf("proving record %d (%s@%s) in tree %d: %w", id, path, version, served.Size, err), served, r.Suspects())
 		}
 		// The lookup's head, if older than the served one, must stay
 		// provable under it too (see the invariant above).
 		if h.Size < served.Size {
 			if _, err := tlog.ProveTree(served.Size, h.Size, r.HashReader(served.Tree())); err != nil {
-				return s.tileTrouble(ctx, fmt.Errorf("proving head %d under head %d: %w", h.Size, served.Size, err), served)
+				return s.tileTrouble(ctx, fmt.Errorf("proving head %d under head %d: %w", h.Size, served.Size, err), served, r.Suspects())
 			}
 		}
 		if err := tlog.CheckRecord(proof, served.Size, served.Hash, id, tlog.RecordHash(text)); err != nil {
 			return s.misbehaved(ctx, store.Evidence{
 				Kind:    store.EvidenceBadRecord,
 				Message: fmt.Sprintf("record %d from %s does not match its leaf hash in tree %d: %v", id, where, served.Size, err),
+				Source:  s.src.URL(),
+				Object:  fmt.Sprintf("record %d", id),
 				NoteA:   h.Note,
 				Data:    text,
 			})
@@ -270,7 +272,7 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 				continue
 			}
 			if _, err := tlog.ProveTree(target.Size, h.Size, hr); err != nil {
-				return target, s.tileTrouble(ctx, fmt.Errorf("proving head %d under head %d: %w", h.Size, target.Size, err), target)
+				return target, s.tileTrouble(ctx, fmt.Errorf("proving head %d under head %d: %w", h.Size, target.Size, err), target, r.Suspects())
 			}
 			provenHeads[h.Size] = true
 		}
@@ -293,7 +295,7 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 					return target, fmt.Errorf("sync %s: stored record %d is outside head %d", s.log, id, target.Size)
 				}
 				if _, err := tlog.ProveRecord(target.Size, id, hr); err != nil {
-					return target, s.tileTrouble(ctx, fmt.Errorf("proving record %d under head %d: %w", id, target.Size, err), target)
+					return target, s.tileTrouble(ctx, fmt.Errorf("proving record %d under head %d: %w", id, target.Size, err), target, r.Suspects())
 				}
 				provenTiles[lastTile] = true
 				n++

@@ -260,7 +260,7 @@ func TestLazyLies(t *testing.T) {
 			return sumdbtest.Fault{Kind: sumdbtest.FaultFlipTileByte, L: 1, N: -1, Offset: 3}
 		}, 3200, "do not match the signed root", store.EvidenceBadTile},
 		{"BadSignature", func(*sumdbtest.Upstream) sumdbtest.Fault { return sumdbtest.Fault{Kind: sumdbtest.FaultBadSignature} },
-			500, "does not verify", ""},
+			500, "does not verify", store.EvidenceBadSig},
 		{"Fork", func(u *sumdbtest.Upstream) sumdbtest.Fault {
 			f, err := u.Fork(2500)
 			if err != nil {

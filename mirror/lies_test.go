@@ -358,7 +358,7 @@ func TestLies(t *testing.T) {
 				m.u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultFlipTileByte, L: 0, N: 5, Offset: 100})
 				return lie{}
 			},
-			errWant:    []string{"tile-mismatch", "do not match the signed root", "level-0 tiles 3..6", m0URL},
+			errWant:    []string{"tile-mismatch", "do not match the signed root", "level-0 tiles 3..6", m0URL, "tile tile/8/0/005:"},
 			kind:       store.EvidenceBadTile,
 			headStored: true,
 			// Tiles 3..6 are a batch of newSyncer's (BatchTiles 4) from
@@ -370,7 +370,7 @@ func TestLies(t *testing.T) {
 				m.u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultFlipTileByte, L: 0, N: 8, Offset: 7})
 				return lie{}
 			},
-			errWant:    []string{"do not match the signed root", m0URL},
+			errWant:    []string{"do not match the signed root", m0URL, "tile/8/0/008"},
 			kind:       store.EvidenceBadTile,
 			headStored: true,
 			cursor:     7 * 256, // batch 3..6 was verified and committed, unserved
@@ -383,7 +383,7 @@ func TestLies(t *testing.T) {
 			},
 			// Caught while proving the new head consistent with the
 			// stored one: the head is not stored.
-			errWant: []string{"do not match the signed root", "consistent", m0URL},
+			errWant: []string{"do not match the signed root", "consistent", m0URL, "tile/8/1/000"},
 			kind:    store.EvidenceBadTile,
 		},
 		{
@@ -413,7 +413,8 @@ func TestLies(t *testing.T) {
 				m.u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultBadSignature})
 				return lie{}
 			},
-			errWant: []string{"/latest", "does not verify"},
+			errWant: []string{"/latest", "does not verify", "bad-signature"},
+			kind:    store.EvidenceBadSig,
 		},
 		{
 			name: "UnknownKey",
@@ -421,7 +422,8 @@ func TestLies(t *testing.T) {
 				m.u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultUnknownKey})
 				return lie{}
 			},
-			errWant: []string{"/latest", "does not verify"},
+			errWant: []string{"/latest", "does not verify", "bad-signature"},
+			kind:    store.EvidenceBadSig,
 		},
 		{
 			name: "ForkLarger",
@@ -572,6 +574,14 @@ func TestLies(t *testing.T) {
 					if !bytes.Equal(e.NoteA, m.u.SignedHead()) {
 						t.Errorf("tile evidence NoteA = %q, want the upstream's new head", e.NoteA)
 					}
+					// The tiles, named and kept.
+					if !strings.Contains(e.Object, "tile/8/") || len(e.Data) == 0 || len(e.Data)%tlog.HashSize != 0 || e.Source != m.url {
+						t.Errorf("tile evidence names %q from %q and keeps %d bytes; want the tiles and their bytes", e.Object, e.Source, len(e.Data))
+					}
+				case store.EvidenceBadSig:
+					if !bytes.HasPrefix(e.NoteA, []byte("go.sum database tree\n")) || e.Source != m.url || e.Count != 1 {
+						t.Errorf("signature evidence = %+v, want the upstream's note, once", e)
+					}
 				case store.EvidenceBadRecord:
 					if !bytes.Equal(e.NoteA, m.u.SignedHead()) {
 						t.Errorf("record evidence NoteA = %q, want the upstream's new head", e.NoteA)
@@ -601,8 +611,10 @@ func TestLies(t *testing.T) {
 				wantError(t, err, "refusing to advance", "evidence", tc.kind)
 			} else {
 				wantError(t, err, want...)
-				if tc.kind != "" {
-					exp.evidence++
+				// Kept once, counted twice: a source that keeps
+				// lying does not grow the store.
+				if es, _ := m.st.Evidence(ctx, logName); tc.kind != "" && (len(es) != 1 || es[0].Count != 2) {
+					t.Errorf("after the same lie twice, evidence = %+v; want one, seen twice", es)
 				}
 			}
 			m.checkKept(t, exp)

@@ -24,14 +24,18 @@
 // Nothing the upstream sends is trusted before it is verified: a head with a
 // bad signature, a tile that does not hash to the signed root and a record
 // that does not match its leaf hash each stop the run with an error naming
-// what was wrong, and nothing of the lie is stored.
+// what was wrong, and nothing of the lie is stored but its evidence (kept
+// once per upstream and object, counted: see store.Evidence).
 package mirror
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -314,13 +318,29 @@ func (s *Syncer) fetchHead(ctx context.Context) (store.Head, error) {
 	if err != nil {
 		return store.Head{}, err
 	}
-	return s.openHead(msg, s.cfg.Upstream.URL()+"/latest")
+	return s.openHead(ctx, msg, s.cfg.Upstream.URL()+"/latest")
 }
 
-func (s *Syncer) openHead(msg []byte, where string) (store.Head, error) {
+// openHead verifies a signed tree head the upstream sent (from where, a
+// URL). A signature that does not verify with the key is kept as evidence,
+// once per upstream (store.Evidence), so that status shows it; a head
+// signed by no key of that name at all is also ErrWrongKey, since the key
+// configured may be the one at fault.
+func (s *Syncer) openHead(ctx context.Context, msg []byte, where string) (store.Head, error) {
 	h, err := proof.OpenHead(msg, s.verifier)
-	if _, ok := errors.AsType[*note.UnverifiedNoteError](err); ok {
-		return h, fmt.Errorf("%s: %w: %w", where, ErrWrongKey, err)
+	_, unverified := errors.AsType[*note.UnverifiedNoteError](err)
+	if _, invalid := errors.AsType[*note.InvalidSignatureError](err); invalid || unverified {
+		mis := s.misbehaved(ctx, store.Evidence{
+			Kind:    store.EvidenceBadSig,
+			Message: fmt.Sprintf("%s: %v", where, err),
+			Source:  s.src.URL(),
+			Object:  "signed tree head",
+			NoteA:   msg,
+		})
+		if unverified {
+			return h, fmt.Errorf("%w: %w", ErrWrongKey, mis)
+		}
+		return h, mis
 	}
 	if err != nil {
 		return h, fmt.Errorf("%s: %w", where, err)
@@ -408,9 +428,10 @@ func (s *Syncer) consistent(ctx context.Context, a, b store.Head) error {
 		th = big.Hash
 	} else {
 		var err error
-		th, err = tlog.TreeHash(small.Size, s.newReader(ctx).HashReader(big.Tree()))
+		r := s.newReader(ctx)
+		th, err = tlog.TreeHash(small.Size, r.HashReader(big.Tree()))
 		if err != nil {
-			return s.tileTrouble(ctx, fmt.Errorf("proving head %d consistent with head %d: %w", small.Size, big.Size, err), big)
+			return s.tileTrouble(ctx, fmt.Errorf("proving head %d consistent with head %d: %w", small.Size, big.Size, err), big, r.Suspects())
 		}
 	}
 	if th != small.Hash {
@@ -426,8 +447,10 @@ func (s *Syncer) fork(ctx context.Context, stored, h store.Head) error {
 		Kind: store.EvidenceFork,
 		Message: fmt.Sprintf("signed heads of size %d (stored %s) and %d (from %s) are not consistent: the log has forked",
 			stored.Size, stored.FirstSeen.Format(time.RFC3339), h.Size, s.src.URL()),
-		NoteA: stored.Note,
-		NoteB: h.Note,
+		Source: s.src.URL(),
+		Object: fmt.Sprintf("heads %d and %d", stored.Size, h.Size),
+		NoteA:  stored.Note,
+		NoteB:  h.Note,
 	})
 }
 
@@ -441,14 +464,42 @@ func (s *Syncer) misbehaved(ctx context.Context, e store.Evidence) error {
 }
 
 // tileTrouble turns a failed tile authentication into evidence. Other errors
-// (network, store) pass through.
-func (s *Syncer) tileTrouble(ctx context.Context, err error, against store.Head) error {
+// (network, store) pass through. suspects are the tiles read for the proof
+// that were never authenticated: the evidence names them and keeps their
+// bytes (up to maxSuspects of them).
+func (s *Syncer) tileTrouble(ctx context.Context, err error, against store.Head, suspects []store.Tile) error {
 	if _, ok := errors.AsType[*proof.InconsistentTileError](err); !ok {
 		return err
 	}
+	slices.SortFunc(suspects, func(a, b store.Tile) int {
+		return cmp.Or(cmp.Compare(a.Tile.L, b.Tile.L), cmp.Compare(a.Tile.N, b.Tile.N), cmp.Compare(a.Tile.W, b.Tile.W))
+	})
+	var names []string
+	var data []byte
+	for i, t := range suspects {
+		if i == maxSuspects {
+			names = append(names, fmt.Sprintf("and %d more", len(suspects)-maxSuspects))
+			break
+		}
+		names = append(names, t.Tile.Path())
+		data = append(data, t.Data...)
+	}
+	which := "tile " + strings.Join(names, ", ")
+	switch {
+	case len(names) == 0:
+		which = "tiles"
+	case len(suspects) > 1:
+		which = "one of the tiles " + strings.Join(names, ", ")
+	}
 	return s.misbehaved(ctx, store.Evidence{
 		Kind:    store.EvidenceBadTile,
-		Message: fmt.Sprintf("hash tiles from %s do not match the signed root of tree %d: %v", s.src.URL(), against.Size, err),
+		Message: fmt.Sprintf("hash tiles from %s do not match the signed root of tree %d: %s: %v", s.src.URL(), against.Size, which, err),
+		Source:  s.src.URL(),
+		Object:  which,
 		NoteA:   against.Note,
+		Data:    data,
 	})
 }
+
+// maxSuspects is how many tiles evidence of a tile mismatch names and keeps.
+const maxSuspects = 8

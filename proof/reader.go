@@ -46,16 +46,18 @@ type ReaderConfig struct {
 // signed tree and reports tiles that do not hash to it as an
 // *InconsistentTileError. A Reader may be used by several goroutines.
 type Reader struct {
-	ctx   context.Context
-	cfg   ReaderConfig
-	local map[tlog.Tile][]byte // this batch's tiles; not remembered
-	c     *memory              // shared by WithLocal copies
+	ctx         context.Context
+	cfg         ReaderConfig
+	local       map[tlog.Tile][]byte // this batch's tiles; not remembered
+	localAuthed map[tlog.Tile]bool   // local tiles authenticated
+	c           *memory              // shared by WithLocal copies
 }
 
 type memory struct {
 	mu       sync.Mutex
 	seen     map[tlog.Tile][]byte // every tile read, but local ones
 	fromSrc  map[tlog.Tile]bool   // tiles that came from the source
+	authed   map[tlog.Tile]bool   // source tiles authenticated
 	verified map[tlog.Tile]bool   // tiles to report in Verified
 }
 
@@ -67,6 +69,7 @@ func NewReader(ctx context.Context, cfg ReaderConfig) *Reader {
 	return &Reader{ctx: ctx, cfg: cfg, c: &memory{
 		seen:     make(map[tlog.Tile][]byte),
 		fromSrc:  make(map[tlog.Tile]bool),
+		authed:   make(map[tlog.Tile]bool),
 		verified: make(map[tlog.Tile]bool),
 	}}
 }
@@ -77,6 +80,7 @@ func NewReader(ctx context.Context, cfg ReaderConfig) *Reader {
 func (r *Reader) WithLocal(local map[tlog.Tile][]byte) *Reader {
 	c := *r
 	c.local = local
+	c.localAuthed = make(map[tlog.Tile]bool)
 	return &c
 }
 
@@ -195,12 +199,38 @@ func (r *Reader) SaveTiles(tiles []tlog.Tile, _ [][]byte) {
 	r.c.mu.Lock()
 	defer r.c.mu.Unlock()
 	for _, t := range tiles {
+		if _, ok := r.local[t]; ok {
+			r.localAuthed[t] = true
+			continue
+		}
+		if r.c.fromSrc[t] {
+			r.c.authed[t] = true
+		}
 		if r.c.fromSrc[t] || r.cfg.VerifyAll {
-			if _, ok := r.local[t]; !ok {
-				r.c.verified[t] = true
-			}
+			r.c.verified[t] = true
 		}
 	}
+}
+
+// Suspects returns the tiles of the batch (WithLocal) and of the source
+// that were read and never authenticated, with their bytes: after a proof
+// failed with an *InconsistentTileError, one of them is at fault. Tiles
+// that authenticated in an earlier proof are not suspects.
+func (r *Reader) Suspects() []store.Tile {
+	r.c.mu.Lock()
+	defer r.c.mu.Unlock()
+	var out []store.Tile
+	for t, d := range r.local {
+		if !r.localAuthed[t] {
+			out = append(out, store.Tile{Tile: t, Data: d})
+		}
+	}
+	for t := range r.c.fromSrc {
+		if !r.c.authed[t] {
+			out = append(out, store.Tile{Tile: t, Data: r.c.seen[t]})
+		}
+	}
+	return out
 }
 
 // Verified returns the tiles authenticated so far that came from the source

@@ -46,28 +46,34 @@ func printable(s string) bool {
 // ids with the batch's own: a record stored already (fetched on demand
 // earlier) must be the same bytes, and is then not written again.
 type StoredCheck struct {
+	log  string
 	want map[int64][]byte
 	have map[int64]bool
 }
 
-// NewStoredCheck checks stored rows against recs, marking in have the ids
-// stored already with the same bytes.
-func NewStoredCheck(recs []Record, have map[int64]bool) *StoredCheck {
+// NewStoredCheck checks stored rows of log against recs, marking in have
+// the ids stored already with the same bytes.
+func NewStoredCheck(log string, recs []Record, have map[int64]bool) *StoredCheck {
 	want := make(map[int64][]byte, len(recs))
 	for _, r := range recs {
 		want[r.ID] = r.Data
 	}
-	return &StoredCheck{want: want, have: have}
+	return &StoredCheck{log: log, want: want, have: have}
 }
 
 // Row checks one stored row, as EncodeRecord split it. Ids that are not the
-// batch's (between two ids of a scattered batch) are ignored.
+// batch's (between two ids of a scattered batch) are ignored. A row that
+// does not decode is a *CorruptError.
 func (c *StoredCheck) Row(id int64, path, version string, hashes, raw []byte) error {
 	want, ok := c.want[id]
 	if !ok {
 		return nil
 	}
-	if !bytes.Equal(DecodeRecord(path, version, hashes, raw), want) {
+	r, err := RecordRow(c.log, id, path, version, hashes, raw)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(r.Data, want) {
 		return fmt.Errorf("record %d is stored with other bytes than the log now gives", id)
 	}
 	c.have[id] = true

@@ -5,6 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -127,10 +130,33 @@ func canonicalLen(path, version string) int {
 	return 2*(len(path)+1+len(version)) + len(" h1:\n")*2 + len("/go.mod") + 2*b64Len
 }
 
-// DecodeRecord rebuilds record bytes from EncodeRecord's output.
-func DecodeRecord(path, version string, hashes, raw []byte) []byte {
+// DecodeRecord rebuilds record bytes from EncodeRecord's output. Its input
+// comes from a database row, which someone other than a store may have
+// written, so it checks that the row is exactly what EncodeRecord gives for
+// some record: either hashes of HashesSize bytes for a path and version
+// that the rebuilt bytes name, or (hashes == nil) raw bytes that name path
+// and version and are not a canonical record (which would have been kept
+// compact). Anything else is an error saying what is wrong with the row;
+// stores wrap it in a *CorruptError.
+func DecodeRecord(path, version string, hashes, raw []byte) ([]byte, error) {
+	if hashes == nil {
+		if p, v := RecordModule(raw); p != path || v != version {
+			return nil, fmt.Errorf("raw record names %q@%q, not %q@%q", p, v, path, version)
+		}
+		if _, ok := AppendHashes(nil, raw, path, version); ok {
+			return nil, errors.New("raw record is canonical: it would have been kept as hashes")
+		}
+		return raw, nil
+	}
 	if raw != nil {
-		return raw
+		return nil, errors.New("both hashes and raw are set")
+	}
+	if len(hashes) != HashesSize {
+		return nil, fmt.Errorf("hashes are %d bytes, want %d", len(hashes), HashesSize)
+	}
+	if path == "" || !plainText([]byte(path)) || !plainText([]byte(version)) ||
+		strings.ContainsRune(path, ' ') || strings.ContainsRune(version, ' ') || version == "" {
+		return nil, fmt.Errorf("%q@%q is not a module path and version a record can name", path, version)
 	}
 	b := make([]byte, 0, canonicalLen(path, version))
 	b = append(b, path...)
@@ -145,7 +171,7 @@ func DecodeRecord(path, version string, hashes, raw []byte) []byte {
 	b = append(b, "/go.mod h1:"...)
 	b = base64.StdEncoding.AppendEncode(b, hashes[sha256.Size:])
 	b = append(b, '\n')
-	return b
+	return b, nil
 }
 
 // LookupKey is the 64-bit key stores index records by. It is not unique:

@@ -47,8 +47,8 @@ func TestRecordRoundTrip(t *testing.T) {
 			if tc.compact && len(h) != HashesSize {
 				t.Errorf("len(hashes) = %d", len(h))
 			}
-			if got := DecodeRecord(p, v, h, raw); !bytes.Equal(got, tc.data) {
-				t.Errorf("round trip:\n got %q\nwant %q", got, tc.data)
+			if got, err := DecodeRecord(p, v, h, raw); err != nil || !bytes.Equal(got, tc.data) {
+				t.Errorf("round trip:\n got %q, %v\nwant %q", got, err, tc.data)
 			}
 		})
 	}
@@ -71,8 +71,8 @@ func FuzzRecordRoundTrip(f *testing.F) {
 	f.Add([]byte("a b h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\na b/go.mod h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, v, h, raw := EncodeRecord(data)
-		if got := DecodeRecord(p, v, h, raw); !bytes.Equal(got, data) {
-			t.Fatalf("round trip of %q gave %q", data, got)
+		if got, err := DecodeRecord(p, v, h, raw); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("round trip of %q gave %q, %v", data, got, err)
 		}
 		// What goes into text columns is text Postgres accepts.
 		for _, f := range []string{p, v} {

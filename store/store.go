@@ -99,13 +99,23 @@ type Tile struct {
 }
 
 // Evidence is proof of upstream misbehaviour.
+//
+// Evidence with an Object is kept once per log, Kind, Source and Object:
+// the same misbehaviour seen again only counts (Count, LastSeen), so that a
+// source that keeps lying cannot grow the store without bound; the bytes
+// kept are those seen first.
 type Evidence struct {
 	Kind      string // EvidenceFork, EvidenceBadRecord, EvidenceDuplicate, ...
 	Message   string // what was wrong, for people
+	Source    string // where the offending bytes came from (an upstream's URL, a bundle)
+	Object    string // what was wrong, as a key: "signed tree head", "tile/8/0/003", ...
 	NoteA     []byte // first signed note involved, if any
 	NoteB     []byte // second signed note involved (the fork's other side)
 	Data      []byte // offending bytes (a record, a tile), if any
 	CreatedAt time.Time
+	// Set by the store: how many times it was seen, and when last.
+	Count    int64
+	LastSeen time.Time
 }
 
 // Kinds of evidence.
@@ -114,6 +124,7 @@ const (
 	EvidenceBadRecord = "record-mismatch"  // a record that does not match its leaf hash
 	EvidenceBadTile   = "tile-mismatch"    // hash tiles that do not match the signed root
 	EvidenceDuplicate = "duplicate-record" // two records for one module@version
+	EvidenceBadSig    = "bad-signature"    // a signed tree head whose signature does not verify
 )
 
 // Batch is one unit of sync work, committed atomically.
@@ -205,7 +216,8 @@ type Writer interface {
 	// ascending order. It is how stores filled on demand are walked.
 	RecordIDs(ctx context.Context, log string, after int64, limit int) ([]int64, error)
 
-	// AddEvidence keeps evidence of misbehaviour forever.
+	// AddEvidence keeps evidence of misbehaviour forever: once per Kind,
+	// Source and Object if it has an Object (see Evidence).
 	AddEvidence(ctx context.Context, log string, e Evidence) error
 	// Evidence lists the evidence kept for a log, oldest first.
 	Evidence(ctx context.Context, log string) ([]Evidence, error)

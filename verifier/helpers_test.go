@@ -10,8 +10,8 @@ import (
 
 	"github.com/sumkeep/sumkeep/internal/pgtest"
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
-	"github.com/sumkeep/sumkeep/store/postgres"
 	"github.com/sumkeep/sumkeep/mirror"
+	"github.com/sumkeep/sumkeep/store/postgres"
 	"github.com/sumkeep/sumkeep/upstream"
 	"github.com/sumkeep/sumkeep/verifier"
 )

@@ -357,28 +357,18 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		if h, err := st.LatestHead(ctx, log); err == nil {
 			fmt.Fprintf(e.stdout, "  newest head:  %d\n", h.Size)
 		}
-		if n, err := st.Synced(ctx, log); err == nil && n > 0 {
-			fmt.Fprintf(e.stdout, "  records:      %d copied in full sync\n", n)
-		} else if err == nil {
-			// Filled on demand: count what is there.
-			count := 0
-			for after := int64(-1); ; {
-				ids, err := st.RecordIDs(ctx, log, after, 10000)
-				if err != nil || len(ids) == 0 {
-					break
-				}
-				count += len(ids)
-				after = ids[len(ids)-1]
-			}
-			fmt.Fprintf(e.stdout, "  records:      %d stored on demand (lazy mode)\n", count)
+		line, err := recordsLine(ctx, st, log)
+		if err != nil {
+			return err
 		}
+		fmt.Fprintf(e.stdout, "  records:      %s\n", line)
 		es, err := st.Evidence(ctx, log)
 		if err != nil {
 			return err
 		}
 		for _, ev := range es {
 			bad = true
-			fmt.Fprintf(e.stdout, "  EVIDENCE %s at %s: %s\n", ev.Kind, ev.CreatedAt.Format(time.RFC3339), ev.Message)
+			fmt.Fprintf(e.stdout, "  EVIDENCE %s\n", evidenceLine(ev))
 		}
 	}
 	if bad {

@@ -47,6 +47,9 @@ type lookupBatcher struct {
 	reqs chan *lookupReq
 	stop chan struct{} // closed by Close
 	wg   sync.WaitGroup
+	// ctx is cancelled by Close, ending the queries under way.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // errClosed answers lookups made during or after Close.
@@ -56,6 +59,7 @@ func (s *Store) startLookups(workers int) {
 	b := &s.lookups
 	b.reqs = make(chan *lookupReq, 1024)
 	b.stop = make(chan struct{})
+	b.ctx, b.cancel = context.WithCancel(context.Background())
 	for range workers {
 		b.wg.Add(1)
 		go s.lookupWorker()
@@ -63,6 +67,7 @@ func (s *Store) startLookups(workers int) {
 }
 
 func (s *Store) stopLookups() {
+	s.lookups.cancel()
 	close(s.lookups.stop)
 	s.lookups.wg.Wait()
 }
@@ -104,9 +109,6 @@ func (s *Store) lookupBatch(batch []*lookupReq) {
 		return
 	}
 	n := len(live)
-	// log_id + 0 and id + 0 keep the planner on the hash index of key: with
-	// stale statistics (right after a bulk sync) the BRIN index on
-	// (log_id, id) can look more selective, and would scan the table.
 	keys, maxIDs := make([]int64, n), make([]int64, n)
 	logs := make([]int16, n)
 	paths, versions := make([]string, n), make([]string, n)
@@ -114,9 +116,28 @@ func (s *Store) lookupBatch(batch []*lookupReq) {
 		keys[i], maxIDs[i], logs[i] = store.LookupKey(r.path, r.version), r.maxID, r.logID
 		paths[i], versions[i] = r.path, r.version
 	}
+	res, err := s.queryLookups(keys, logs, paths, versions, maxIDs)
+	for i, r := range live {
+		if err != nil {
+			r.done <- lookupRes{err: err}
+			continue
+		}
+		r.done <- res[i]
+	}
+}
+
+// queryLookups runs one batch of lookups. A panic in it is an error for
+// every lookup of the batch: it must not end the worker (and the process)
+// or keep the connection.
+func (s *Store) queryLookups(keys []int64, logs []int16, paths, versions []string, maxIDs []int64) (res []lookupRes, err error) {
+	defer recoverTo(&err, "looking up records")
+	n := len(keys)
 	// The batch is shared: no one caller's cancellation may fail the others.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(s.lookups.ctx, 30*time.Second)
 	defer cancel()
+	// log_id + 0 and id + 0 keep the planner on the hash index of key: with
+	// stale statistics (right after a bulk sync) the BRIN index on
+	// (log_id, id) can look more selective, and would scan the table.
 	rows, err := s.pool.Query(ctx, `SELECT q.i, r.id, r.hashes, r.raw
 		FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::text[], $5::bigint[])
 			WITH ORDINALITY AS q(key, log_id, path, version, max_id, i)
@@ -125,32 +146,24 @@ func (s *Store) lookupBatch(batch []*lookupReq) {
 			  AND records.path = q.path AND records.version = q.version AND records.id + 0 < q.max_id
 			ORDER BY id LIMIT 1) r`,
 		keys, logs, paths, versions, maxIDs)
-	res := make([]lookupRes, n)
-	if err == nil {
-		for rows.Next() {
-			var i int64
-			var r lookupRes
-			if err = rows.Scan(&i, &r.id, &r.hashes, &r.raw); err != nil {
-				break
-			}
-			if i < 1 || i > int64(n) {
-				err = fmt.Errorf("lookup batch returned row %d of %d", i, n)
-				break
-			}
-			r.found = true
-			res[i-1] = r
-		}
-		rows.Close()
-		if err == nil {
-			err = rows.Err()
-		}
+	if err != nil {
+		return nil, err
 	}
-	for i, r := range live {
-		if err != nil {
-			res[i] = lookupRes{err: err}
+	defer rows.Close()
+	res = make([]lookupRes, n)
+	for rows.Next() {
+		var i int64
+		var r lookupRes
+		if err := rows.Scan(&i, &r.id, &r.hashes, &r.raw); err != nil {
+			return nil, err
 		}
-		r.done <- res[i]
+		if i < 1 || i > int64(n) {
+			return nil, fmt.Errorf("lookup batch returned row %d of %d", i, n)
+		}
+		r.found = true
+		res[i-1] = r
 	}
+	return res, rows.Err()
 }
 
 // Lookup implements store.Store.
@@ -182,7 +195,9 @@ func (s *Store) Lookup(ctx context.Context, log, path, version string, maxID int
 	case !res.found:
 		return r, fmt.Errorf("%s@%s in %s: %w", path, version, log, store.ErrNotFound)
 	}
-	r.ID = res.id
-	r.Data = store.DecodeRecord(path, version, res.hashes, res.raw)
-	return r, nil
+	rec, err := store.RecordRow(log, res.id, path, version, res.hashes, res.raw)
+	if err != nil {
+		return r, fmt.Errorf("postgres: looking up %s@%s: %w", path, version, err)
+	}
+	return rec, nil
 }

@@ -183,13 +183,29 @@ func localHost(host string) bool {
 // Pool exposes the connection pool, for tools that measure the store.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// Close stops the lookup workers and closes all connections.
-// Closing twice is harmless.
+// closeWait bounds how long Close waits for connections in use to come
+// back to the pool.
+const closeWait = 10 * time.Second
+
+// Close stops the lookup workers and closes all connections. It waits for
+// connections in use for at most closeWait, so that a process shutting down
+// ends even if a caller never gives one back; such a connection is closed
+// when it is released. Closing twice is harmless.
 func (s *Store) Close() {
 	s.closeOnce.Do(func() {
 		s.stopLookups()
 		s.stopSummarizing()
-		s.pool.Close()
+		closed := make(chan struct{})
+		go func() {
+			s.pool.Close()
+			close(closed)
+		}()
+		t := time.NewTimer(closeWait)
+		defer t.Stop()
+		select {
+		case <-closed:
+		case <-t.C:
+		}
 	})
 }
 
@@ -304,17 +320,15 @@ func equalHash(b []byte, h tlog.Hash) bool { return len(b) == tlog.HashSize && t
 
 const headCols = `size, hash, note, first_seen`
 
-func scanHead(row pgx.Row) (store.Head, error) {
-	var h store.Head
-	var hash []byte
-	if err := row.Scan(&h.Size, &hash, &h.Note, &h.FirstSeen); err != nil {
-		return h, err
+// scanHead reads a row of headCols and checks it (store.HeadRow).
+func scanHead(row pgx.Row, log string) (store.Head, error) {
+	var size int64
+	var hash, note []byte
+	var firstSeen time.Time
+	if err := row.Scan(&size, &hash, &note, &firstSeen); err != nil {
+		return store.Head{}, err
 	}
-	if len(hash) != tlog.HashSize {
-		return h, fmt.Errorf("stored head %d has a %d-byte hash", h.Size, len(hash))
-	}
-	h.Hash = tlog.Hash(hash)
-	return h, nil
+	return store.HeadRow(log, size, hash, note, firstSeen)
 }
 
 func (s *Store) head(ctx context.Context, log, what, query string) (store.Head, error) {
@@ -322,7 +336,7 @@ func (s *Store) head(ctx context.Context, log, what, query string) (store.Head, 
 	if err != nil {
 		return store.Head{}, err
 	}
-	h, err := scanHead(s.pool.QueryRow(ctx, query, id))
+	h, err := scanHead(s.pool.QueryRow(ctx, query, id), log)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return h, fmt.Errorf("%s head of %s: %w", what, log, store.ErrNotFound)
 	}
@@ -361,7 +375,7 @@ func (s *Store) Heads(ctx context.Context, log string) ([]store.Head, error) {
 	defer rows.Close()
 	var hs []store.Head
 	for rows.Next() {
-		h, err := scanHead(rows)
+		h, err := scanHead(rows, log)
 		if err != nil {
 			return nil, fmt.Errorf("postgres: listing heads of %s: %w", log, err)
 		}

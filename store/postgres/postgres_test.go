@@ -2,8 +2,11 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"net/url"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/sumkeep/sumkeep/internal/pgtest"
 	"github.com/sumkeep/sumkeep/store"
@@ -53,4 +56,81 @@ func TestConcurrentCommitsSmallPool(t *testing.T) {
 	}
 	defer s.Close()
 	storetest.ConcurrentCommits(t, s)
+}
+
+// TestHostileRows: rows no store writes, put into the database behind the
+// store's back, are errors naming the row on every read path, and every
+// read gives its connection back to the pool.
+func TestHostileRows(t *testing.T) {
+	storetest.RunHostile(t, func(t *testing.T) storetest.Hostile {
+		dsn := pgtest.NewDSN(t)
+		s, err := postgres.Open(context.Background(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return storetest.Hostile{
+			Store: s,
+			Exec: func(ctx context.Context, query string, args ...any) (int64, error) {
+				tag, err := s.Pool().Exec(ctx, dollars(query), args...)
+				return tag.RowsAffected(), err
+			},
+			Idle: func(ctx context.Context) error {
+				// Connections come back when a call returns; background
+				// work (index summaries after a commit) may hold one for
+				// a moment, so wait for it with a generous deadline.
+				deadline := time.Now().Add(20 * time.Second)
+				for {
+					n := s.Pool().Stat().AcquiredConns()
+					if n == 0 {
+						return nil
+					}
+					if time.Now().After(deadline) {
+						return fmt.Errorf("the pool has %d connections acquired", n)
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			},
+		}
+	})
+}
+
+// dollars numbers the ? placeholders of query as Postgres wants them.
+func dollars(query string) string {
+	var b strings.Builder
+	n := 0
+	for _, c := range query {
+		if c == '?' {
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// TestCloseWithConnectionHeld: Close returns, in a bounded time, even
+// while a connection is never given back (issue 15: a leaked connection
+// made SIGTERM hang in the pool's Close for as long as the process lived).
+func TestCloseWithConnectionHeld(t *testing.T) {
+	ctx := context.Background()
+	s, err := postgres.Open(ctx, pgtest.NewDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := s.Pool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	done := make(chan struct{})
+	go func() {
+		s.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("Close hangs while a connection is held")
+	}
 }

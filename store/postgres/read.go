@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/jackc/pgx/v5"
 
@@ -23,7 +24,7 @@ func (s *Store) ReadRecords(ctx context.Context, log string, start, n int64) ([]
 		return nil, fmt.Errorf("postgres: reading records %d+%d of %s: %w", start, n, log, err)
 	}
 	defer rows.Close()
-	recs, err := scanRecordRange(rows, start, n)
+	recs, err := scanRecordRange(rows, log, start, n)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: reading records %d+%d of %s: %w", start, n, log, err)
 	}
@@ -38,19 +39,29 @@ const recordRangeSQL = `SELECT id, path, version, hashes, raw FROM records
 	WHERE log_id = $1 AND id >= $2 AND id < $3 ORDER BY id`
 
 // scanRecordRange reads up to n rows of recordRangeSQL from id start on,
-// stopping at the first gap: fewer than n records means one is missing.
-func scanRecordRange(rows pgx.Rows, start, n int64) ([]store.Record, error) {
-	recs := make([]store.Record, 0, n)
+// stopping at the first gap: fewer than n records means one is missing. A
+// row that is not one a store writes (store.RecordRow), or two rows for one
+// id, is a *store.CorruptError.
+func scanRecordRange(rows pgx.Rows, log string, start, n int64) ([]store.Record, error) {
+	defer rows.Close()
+	recs := make([]store.Record, 0, max(0, min(n, 1<<16)))
 	for rows.Next() {
-		var r store.Record
+		var id int64
+		var path, version string
 		var hashes, raw []byte
-		if err := rows.Scan(&r.ID, &r.Path, &r.Version, &hashes, &raw); err != nil {
+		if err := rows.Scan(&id, &path, &version, &hashes, &raw); err != nil {
 			return nil, err
 		}
-		if r.ID != start+int64(len(recs)) {
+		r, err := store.RecordRow(log, id, path, version, hashes, raw)
+		if err != nil {
+			return nil, err
+		}
+		if len(recs) > 0 && id <= recs[len(recs)-1].ID {
+			return nil, store.CheckRecordIDs(log, recs[len(recs)-1].ID, id, false)
+		}
+		if id != start+int64(len(recs)) {
 			break // a gap
 		}
-		r.Data = store.DecodeRecord(r.Path, r.Version, hashes, raw)
 		recs = append(recs, r)
 	}
 	return recs, rows.Err()
@@ -77,7 +88,7 @@ func (s *Store) ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([
 		l int16
 		n int64
 	}
-	rows, err := s.pool.Query(ctx, `SELECT level, idx, hashes FROM tiles
+	rows, err := s.pool.Query(ctx, `SELECT level, idx, width, hashes FROM tiles
 		JOIN unnest($2::smallint[], $3::bigint[]) AS q(l, n) ON level = q.l AND idx = q.n
 		WHERE log_id = $1`, id, levels, idxs)
 	if err != nil {
@@ -87,9 +98,13 @@ func (s *Store) ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([
 	found := make(map[key][]byte, len(tiles))
 	for rows.Next() {
 		var k key
+		var width int16
 		var data []byte
-		if err := rows.Scan(&k.l, &k.n, &data); err != nil {
+		if err := rows.Scan(&k.l, &k.n, &width, &data); err != nil {
 			return nil, fmt.Errorf("postgres: reading tiles of %s: %w", log, err)
+		}
+		if err := store.CheckTileRow(log, int64(k.l), k.n, int64(width), data); err != nil {
+			return nil, fmt.Errorf("postgres: reading tiles: %w", err)
 		}
 		found[k] = data
 	}
@@ -125,9 +140,11 @@ func (s *Store) leafTiles(ctx context.Context, id int16, log string, tiles []tlo
 	for j, i := range which {
 		t := tiles[i]
 		start := t.N << store.TileHeight
-		q.Queue(recordRangeSQL, id, start, start+int64(t.W)).Query(func(rows pgx.Rows) error {
-			var err error
-			recs[j], err = scanRecordRange(rows, start, int64(t.W))
+		q.Queue(recordRangeSQL, id, start, start+int64(t.W)).Query(func(rows pgx.Rows) (err error) {
+			// A panic here would unwind through pgx and leave the
+			// connection acquired forever: turn it into an error.
+			defer recoverTo(&err, "reading records under tile "+t.Path())
+			recs[j], err = scanRecordRange(rows, log, start, int64(t.W))
 			return err
 		})
 	}
@@ -154,7 +171,16 @@ func (s *Store) RecordIDs(ctx context.Context, log string, after int64, limit in
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, `SELECT id FROM records WHERE log_id = $1 AND id > $2 ORDER BY id LIMIT $3`, id, after, limit)
+	// A walk from the start (after < 0) sees negative ids too, which
+	// no store writes: they are reported, not skipped.
+	from := int64(math.MinInt64)
+	if after >= 0 {
+		if after == math.MaxInt64 {
+			return nil, nil
+		}
+		from = after + 1
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id FROM records WHERE log_id = $1 AND id >= $2 ORDER BY id LIMIT $3`, id, from, limit)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: listing records of %s after %d: %w", log, after, err)
 	}
@@ -162,5 +188,25 @@ func (s *Store) RecordIDs(ctx context.Context, log string, after int64, limit in
 	if err != nil {
 		return nil, fmt.Errorf("postgres: listing records of %s after %d: %w", log, after, err)
 	}
+	for i, n := range ids {
+		prev := after
+		if i > 0 {
+			prev = ids[i-1]
+		}
+		if err := store.CheckRecordIDs(log, prev, n, after < 0 && i == 0); err != nil {
+			return nil, fmt.Errorf("postgres: listing records after %d: %w", after, err)
+		}
+	}
 	return ids, nil
+}
+
+// ErrPanic reports a panic in the store's own code while it held a
+// connection, turned into an error so that the connection is released.
+var ErrPanic = errors.New("postgres: internal error (panic)")
+
+// recoverTo, deferred, turns a panic into an error in *err.
+func recoverTo(err *error, what string) {
+	if p := recover(); p != nil {
+		*err = fmt.Errorf("%s: %w: %v", what, ErrPanic, p)
+	}
 }

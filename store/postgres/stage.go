@@ -86,7 +86,7 @@ func (s *Store) stage(ctx context.Context, log string, b store.Batch, after func
 	if lo <= maxID {
 		return plain()
 	}
-	again, err := s.staged(ctx, logID, b, tileArgs, lo, hi, prevOK)
+	again, err := s.staged(ctx, log, logID, b, tileArgs, lo, hi, prevOK)
 	if again {
 		return s.commit(ctx, log, b)
 	}
@@ -95,7 +95,7 @@ func (s *Store) stage(ctx context.Context, log string, b store.Batch, after func
 
 // staged writes and commits b in its own transaction (see StageCommit). It
 // returns again if the batch must be committed the ordinary way instead.
-func (s *Store) staged(ctx context.Context, logID int16, b store.Batch, tileArgs []any, lo, hi int64, prevOK func() error) (again bool, err error) {
+func (s *Store) staged(ctx context.Context, log string, logID int16, b store.Batch, tileArgs []any, lo, hi int64, prevOK func() error) (again bool, err error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return false, err
@@ -137,7 +137,7 @@ func (s *Store) staged(ctx context.Context, logID int16, b store.Batch, tileArgs
 	// one's ends, and overlaps only its probes and commit. Two COPYs at
 	// once into one table and its indexes cost the server far more CPU
 	// (lock and buffer contention) than they gain.
-	chk, err := writeRecords(ctx, c, pc, logID, b.Records, -1, ready, s.copyTurn)
+	chk, err := writeRecords(ctx, c, pc, log, logID, b.Records, -1, ready, s.copyTurn)
 	if err != nil {
 		return false, err
 	}

@@ -102,7 +102,7 @@ func (s *Store) commit(ctx context.Context, log string, b store.Batch) (err erro
 	var keys []int64
 	if len(recs) > 0 {
 		ready := func(context.Context) (*keyFilter, error) { return filter, nil }
-		chk, err := writeRecords(ctx, c, probe.Conn(), logID, recs, maxID, ready, nil)
+		chk, err := writeRecords(ctx, c, probe.Conn(), log, logID, recs, maxID, ready, nil)
 		if err != nil {
 			return err
 		}
@@ -257,11 +257,11 @@ func checkIDs(recs []store.Record) error {
 // that turn for the COPY alone: a staged batch encodes while the batch
 // before it is being copied, so its own COPY then only sends bytes and the
 // server never waits for this process's CPU.
-func writeRecords(ctx context.Context, conn, probe *pgx.Conn, logID int16, recs []store.Record, maxID int64, ready func(context.Context) (*keyFilter, error), copies turn) (*checker, error) {
+func writeRecords(ctx context.Context, conn, probe *pgx.Conn, log string, logID int16, recs []store.Record, maxID int64, ready func(context.Context) (*keyFilter, error), copies turn) (*checker, error) {
 	lo, hi := recs[0].ID, recs[len(recs)-1].ID+1
 	have := make(map[int64]bool)
 	if lo <= maxID {
-		if err := checkStored(ctx, conn, logID, recs, have); err != nil {
+		if err := checkStored(ctx, conn, log, logID, recs, have); err != nil {
 			return nil, err
 		}
 	}
@@ -469,9 +469,9 @@ func (c *checker) probeKeys(ctx context.Context, q rowsQuerier, keys []int64) er
 
 // checkStored marks in have the records of recs that are stored already,
 // and fails if one is stored with other bytes.
-func checkStored(ctx context.Context, conn *pgx.Conn, logID int16, recs []store.Record, have map[int64]bool) error {
+func checkStored(ctx context.Context, conn *pgx.Conn, log string, logID int16, recs []store.Record, have map[int64]bool) error {
 	lo, hi := recs[0].ID, recs[len(recs)-1].ID+1
-	stored := store.NewStoredCheck(recs, have)
+	stored := store.NewStoredCheck(log, recs, have)
 	rows, err := conn.Query(ctx, `SELECT id, path, version, hashes, raw FROM records
 		WHERE log_id = $1 AND id >= $2 AND id < $3`, logID, lo, hi)
 	if err != nil {
@@ -528,8 +528,11 @@ func (s *Store) AddEvidence(ctx context.Context, log string, e store.Evidence) e
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO evidence (log_id, kind, message, note_a, note_b, data)
-		VALUES ($1, $2, $3, $4, $5, $6)`, id, e.Kind, e.Message, e.NoteA, e.NoteB, e.Data)
+	_, err = s.pool.Exec(ctx, `INSERT INTO evidence (log_id, kind, message, note_a, note_b, data, source, object)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (log_id, kind, source, object) WHERE object <> ''
+		DO UPDATE SET count = evidence.count + 1, last_seen = now()`,
+		id, e.Kind, e.Message, e.NoteA, e.NoteB, e.Data, e.Source, e.Object)
 	if err != nil {
 		return fmt.Errorf("postgres: keeping evidence for %s: %w", log, err)
 	}
@@ -545,7 +548,7 @@ func (s *Store) Evidence(ctx context.Context, log string) ([]store.Evidence, err
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, `SELECT kind, message, note_a, note_b, data, created_at
+	rows, err := s.pool.Query(ctx, `SELECT kind, message, source, object, note_a, note_b, data, created_at, count, last_seen
 		FROM evidence WHERE log_id = $1 ORDER BY id`, id)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: reading evidence for %s: %w", log, err)
@@ -554,7 +557,7 @@ func (s *Store) Evidence(ctx context.Context, log string) ([]store.Evidence, err
 	var es []store.Evidence
 	for rows.Next() {
 		var e store.Evidence
-		if err := rows.Scan(&e.Kind, &e.Message, &e.NoteA, &e.NoteB, &e.Data, &e.CreatedAt); err != nil {
+		if err := rows.Scan(&e.Kind, &e.Message, &e.Source, &e.Object, &e.NoteA, &e.NoteB, &e.Data, &e.CreatedAt, &e.Count, &e.LastSeen); err != nil {
 			return nil, fmt.Errorf("postgres: reading evidence for %s: %w", log, err)
 		}
 		es = append(es, e)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -27,16 +28,20 @@ func (s *Store) Lookup(ctx context.Context, log, path, version string, maxID int
 	if err != nil {
 		return r, err
 	}
+	var rid int64
 	var hashes, raw []byte
-	err = s.lookup.QueryRowContext(ctx, id, store.LookupKey(path, version), path, version, maxID).Scan(&r.ID, &hashes, &raw)
+	err = s.lookup.QueryRowContext(ctx, id, store.LookupKey(path, version), path, version, maxID).Scan(&rid, &hashes, &raw)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("%s@%s in %s: %w", path, version, log, store.ErrNotFound)
 	}
 	if err != nil {
 		return r, fmt.Errorf("sqlite: looking up %s@%s in %s: %w", path, version, log, err)
 	}
-	r.Data = store.DecodeRecord(path, version, hashes, raw)
-	return r, nil
+	rec, err := store.RecordRow(log, rid, path, version, hashes, raw)
+	if err != nil {
+		return r, fmt.Errorf("sqlite: looking up %s@%s: %w", path, version, err)
+	}
+	return rec, nil
 }
 
 // ReadRecords implements store.Store.
@@ -62,15 +67,22 @@ func readRecords(ctx context.Context, q queryer, id int64, log string, start, n 
 	defer rows.Close()
 	recs := make([]store.Record, 0, max(0, min(n, 1<<16)))
 	for rows.Next() {
-		var r store.Record
+		var id int64
+		var path, version string
 		var hashes, raw []byte
-		if err := rows.Scan(&r.ID, &r.Path, &r.Version, &hashes, &raw); err != nil {
+		if err := rows.Scan(&id, &path, &version, &hashes, &raw); err != nil {
 			return nil, fmt.Errorf("sqlite: reading records %d+%d of %s: %w", start, n, log, err)
 		}
-		if r.ID != start+int64(len(recs)) {
+		r, err := store.RecordRow(log, id, path, version, hashes, raw)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: reading records %d+%d: %w", start, n, err)
+		}
+		if len(recs) > 0 && id <= recs[len(recs)-1].ID {
+			return nil, fmt.Errorf("sqlite: reading records %d+%d: %w", start, n, store.CheckRecordIDs(log, recs[len(recs)-1].ID, id, false))
+		}
+		if id != start+int64(len(recs)) {
 			break // a gap: reported below
 		}
-		r.Data = store.DecodeRecord(r.Path, r.Version, hashes, raw)
 		recs = append(recs, r)
 	}
 	if err := rows.Err(); err != nil {
@@ -97,14 +109,22 @@ func (s *Store) ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([
 			return nil, fmt.Errorf("tile %s: %w", t.Path(), store.ErrNotFound)
 		}
 	}
-	const query = `SELECT hashes FROM tiles WHERE log_id = ? AND level = ? AND idx = ?`
+	const query = `SELECT width, hashes FROM tiles WHERE log_id = ? AND level = ? AND idx = ?`
 	// read returns tile t as stored, or rebuilt from its records if it is
 	// a level-0 tile that is not (see store.LeafTile).
 	read := func(row *sql.Row, q queryer, t tlog.Tile) ([]byte, error) {
+		var width int64
 		var data []byte
-		err := row.Scan(&data)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		err := row.Scan(&width, &data)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			data = nil
+		case err != nil:
 			return nil, fmt.Errorf("sqlite: reading tile %s of %s: %w", t.Path(), log, err)
+		default:
+			if err := store.CheckTileRow(log, int64(t.L), t.N, width, data); err != nil {
+				return nil, fmt.Errorf("sqlite: reading tile %s: %w", t.Path(), err)
+			}
 		}
 		if len(data) >= t.W*tlog.HashSize {
 			return data[: t.W*tlog.HashSize : t.W*tlog.HashSize], nil
@@ -154,7 +174,16 @@ func (s *Store) RecordIDs(ctx context.Context, log string, after int64, limit in
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT id FROM records WHERE log_id = ? AND id > ? ORDER BY id LIMIT ?`, id, after, limit)
+	// A walk from the start (after < 0) sees negative ids too, which
+	// no store writes: they are reported, not skipped.
+	from := int64(math.MinInt64)
+	if after >= 0 {
+		if after == math.MaxInt64 {
+			return nil, nil
+		}
+		from = after + 1
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT id FROM records WHERE log_id = ? AND id >= ? ORDER BY id LIMIT ?`, id, from, limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: listing records of %s after %d: %w", log, after, err)
 	}
@@ -164,6 +193,13 @@ func (s *Store) RecordIDs(ctx context.Context, log string, after int64, limit in
 		var n int64
 		if err := rows.Scan(&n); err != nil {
 			return nil, fmt.Errorf("sqlite: listing records of %s after %d: %w", log, after, err)
+		}
+		prev := after
+		if len(ids) > 0 {
+			prev = ids[len(ids)-1]
+		}
+		if err := store.CheckRecordIDs(log, prev, n, after < 0 && len(ids) == 0); err != nil {
+			return nil, fmt.Errorf("sqlite: listing records after %d: %w", after, err)
 		}
 		ids = append(ids, n)
 	}

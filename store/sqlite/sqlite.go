@@ -39,7 +39,7 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
-	"modernc.org/sqlite" // also registers the "sqlite" database/sql driver
+	msqlite "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/sumkeep/sumkeep/store"
@@ -104,6 +104,19 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
 	}
 	abs = resolve(abs)
+	// A file of someone else's is not made into a store: it is looked at
+	// read-only first (the writer's settings would change it).
+	if fi, err := os.Stat(abs); err == nil && fi.Size() > 0 {
+		db, err := sql.Open("sqlite", dsn(abs, url.Values{"mode": {"ro"}}))
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
+		}
+		err = checkStore(ctx, db, path, true)
+		db.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
 	s := &Store{path: abs, logs: make(map[string]int64), locks: make(map[*os.File]struct{})}
 	// The writer: one connection, so that Go queues the writers of this
 	// process; synchronous is set per transaction (see write).
@@ -133,7 +146,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	s.w.SetConnMaxLifetime(0)
 	if err := s.w.PingContext(ctx); err != nil {
 		s.w.Close()
-		return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
+		return nil, notStore(path, err)
 	}
 	if err := s.Migrate(ctx); err != nil {
 		s.w.Close()
@@ -172,6 +185,10 @@ func OpenReadOnly(ctx context.Context, path string) (*Store, error) {
 	}
 	abs = resolve(abs)
 	if err := checkSchema(ctx, abs); err != nil {
+		if nse, ok := errors.AsType[*NotStoreError](err); ok {
+			nse.Path = path
+			return nil, nse
+		}
 		return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
 	}
 	s := &Store{path: abs, logs: make(map[string]int64), locks: make(map[*os.File]struct{})}
@@ -203,15 +220,15 @@ func checkSchema(ctx context.Context, path string) error {
 	var n int
 	err = db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN (`+
 		strings.TrimSuffix(strings.Repeat("?,", len(want)), ",")+`)`, args...).Scan(&n)
-	var serr *sqlite.Error
+	var serr *msqlite.Error
 	if errors.As(err, &serr) && serr.Code()&0xff == sqlite3.SQLITE_NOTADB {
-		return fmt.Errorf("%w: the file is not a SQLite database", store.ErrNotStore)
+		return &NotStoreError{Path: path, Why: "it is not an SQLite database"}
 	}
 	if err != nil {
 		return err
 	}
 	if n != len(want) {
-		return fmt.Errorf("%w: a SQLite database without sumkeep's tables", store.ErrNotStore)
+		return &NotStoreError{Path: path, Why: "it is an SQLite database without sumkeep's tables"}
 	}
 	ms, err := store.Migrations(schema, "schema")
 	if err != nil {
@@ -225,6 +242,50 @@ func checkSchema(ctx context.Context, path string) error {
 		return fmt.Errorf("%w: schema version %d, this sumkeep's is %d", store.ErrSchemaVersion, current, last)
 	}
 	return nil
+}
+
+// ErrNotStore reports a file that is not a sumkeep store (or bundle).
+var ErrNotStore = store.ErrNotStore
+
+// NotStoreError names a file that is not a sumkeep store, and why.
+type NotStoreError struct {
+	Path string
+	Why  string
+}
+
+func (e *NotStoreError) Error() string {
+	return fmt.Sprintf("%s is not a sumkeep store or bundle: %s", e.Path, e.Why)
+}
+
+func (e *NotStoreError) Unwrap() error { return ErrNotStore }
+
+// notStore turns SQLite's report that a file is not a database into a
+// *NotStoreError; other errors are wrapped as failures to open path.
+func notStore(path string, err error) error {
+	var se *msqlite.Error
+	if errors.As(err, &se) && se.Code() == sqlite3.SQLITE_NOTADB {
+		return &NotStoreError{Path: path, Why: "it is not an SQLite database"}
+	}
+	return fmt.Errorf("sqlite: opening %s: %w", path, err)
+}
+
+// checkStore fails with a *NotStoreError unless db is a sumkeep store: it
+// has the schema_migrations table, or, if empty is allowed (a store being
+// created), no table at all.
+func checkStore(ctx context.Context, db *sql.DB, path string, empty bool) error {
+	var tables, migrations int
+	err := db.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(name = 'schema_migrations'), 0)
+		FROM sqlite_master WHERE type = 'table'`).Scan(&tables, &migrations)
+	if err != nil {
+		return notStore(path, err)
+	}
+	switch {
+	case migrations == 1, empty && tables == 0:
+		return nil
+	case tables == 0:
+		return &NotStoreError{Path: path, Why: "it holds no table"}
+	}
+	return &NotStoreError{Path: path, Why: fmt.Sprintf("it is an SQLite database with %d tables, none of them sumkeep's schema_migrations", tables)}
 }
 
 func (s *Store) openReaders(ctx context.Context, extra url.Values) error {
@@ -250,7 +311,13 @@ func (s *Store) openReaders(ctx context.Context, extra url.Values) error {
 	r.SetConnMaxLifetime(0)
 	if err := r.PingContext(ctx); err != nil {
 		r.Close()
-		return fmt.Errorf("sqlite: opening %s: %w", s.path, err)
+		return notStore(s.path, err)
+	}
+	// Before the statements on its tables are prepared: a file that is
+	// not a store would fail that with "no such table".
+	if err := checkStore(ctx, r, s.path, false); err != nil {
+		r.Close()
+		return err
 	}
 	s.lookup, err = r.PrepareContext(ctx, lookupQuery)
 	if err != nil {
@@ -453,6 +520,7 @@ func (s *Store) remember(log string, id int64) {
 
 // logRow is a log's row as a write transaction found it.
 type logRow struct {
+	name                              string
 	id                                int64
 	synced, served, maxID, generation int64
 	created                           bool // by this transaction
@@ -462,11 +530,11 @@ type logRow struct {
 // the log is new. The transaction holds the write lock: nobody changes the
 // row until it ends.
 func logForWrite(ctx context.Context, tx *sql.Tx, log string) (logRow, error) {
-	var l logRow
+	l := logRow{name: log}
 	err := tx.QueryRowContext(ctx, `SELECT id, synced, served, max_id, generation FROM logs WHERE name = ?`, log).
 		Scan(&l.id, &l.synced, &l.served, &l.maxID, &l.generation)
 	if errors.Is(err, sql.ErrNoRows) {
-		l = logRow{maxID: -1, created: true}
+		l = logRow{name: log, maxID: -1, created: true}
 		err = tx.QueryRowContext(ctx, `INSERT INTO logs (name) VALUES (?) RETURNING id`, log).Scan(&l.id)
 	}
 	if err != nil {
@@ -508,19 +576,14 @@ const headCols = `size, hash, note, first_seen`
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanHead(row scanner) (store.Head, error) {
-	var h store.Head
-	var hash []byte
-	var firstSeen int64
-	if err := row.Scan(&h.Size, &hash, &h.Note, &firstSeen); err != nil {
-		return h, err
+// scanHead reads a row of headCols and checks it (store.HeadRow).
+func scanHead(row scanner, log string) (store.Head, error) {
+	var size, firstSeen int64
+	var hash, note []byte
+	if err := row.Scan(&size, &hash, &note, &firstSeen); err != nil {
+		return store.Head{}, err
 	}
-	if len(hash) != tlog.HashSize {
-		return h, fmt.Errorf("stored head %d has a %d-byte hash", h.Size, len(hash))
-	}
-	h.Hash = tlog.Hash(hash)
-	h.FirstSeen = time.UnixMicro(firstSeen)
-	return h, nil
+	return store.HeadRow(log, size, hash, note, time.UnixMicro(firstSeen))
 }
 
 func (s *Store) head(ctx context.Context, log, what, query string) (store.Head, error) {
@@ -528,7 +591,7 @@ func (s *Store) head(ctx context.Context, log, what, query string) (store.Head, 
 	if err != nil {
 		return store.Head{}, err
 	}
-	h, err := scanHead(s.r.QueryRowContext(ctx, query, id))
+	h, err := scanHead(s.r.QueryRowContext(ctx, query, id), log)
 	if errors.Is(err, sql.ErrNoRows) {
 		return h, fmt.Errorf("%s head of %s: %w", what, log, store.ErrNotFound)
 	}
@@ -567,7 +630,7 @@ func (s *Store) Heads(ctx context.Context, log string) ([]store.Head, error) {
 	defer rows.Close()
 	var hs []store.Head
 	for rows.Next() {
-		h, err := scanHead(rows)
+		h, err := scanHead(rows, log)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: listing heads of %s: %w", log, err)
 		}

@@ -531,3 +531,84 @@ func TestReadOnlyCreatesNothing(t *testing.T) {
 		t.Errorf("after the read-only opens the directory holds %q, want only the two files", names)
 	}
 }
+
+// TestHostileRows: rows no store writes, put into the file behind the
+// store's back, are errors naming the row on every read path.
+func TestHostileRows(t *testing.T) {
+	storetest.RunHostile(t, func(t *testing.T) storetest.Hostile {
+		path := filepath.Join(t.TempDir(), "sumkeep.db")
+		s := open(t, path)
+		return storetest.Hostile{Store: s, Exec: func(ctx context.Context, query string, args ...any) (int64, error) {
+			db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(30000)")
+			if err != nil {
+				return 0, err
+			}
+			defer db.Close()
+			res, err := db.ExecContext(ctx, query, args...)
+			if err != nil {
+				return 0, err
+			}
+			return res.RowsAffected()
+		}}
+	})
+}
+
+// TestNotAStore: a file that is not a sumkeep store is named as such, by
+// Open and OpenReadOnly alike, and left as it was; it is not reported as
+// "no such table: records".
+func TestNotAStore(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	text := filepath.Join(dir, "go.sum")
+	if err := os.WriteFile(text, []byte("example.com/m v1.0.0 h1:AAAA\n"+strings.Repeat("x", 200)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "other.db")
+	db, err := sql.Open("sqlite", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE notes (body TEXT)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	empty := filepath.Join(dir, "empty.db")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path     string
+		readOnly bool // only OpenReadOnly refuses it (Open makes a store of it)
+	}{{text, false}, {other, false}, {empty, true}} {
+		before := readFile(t, tc.path)
+		opens := map[string]func(context.Context, string) (*sqlite.Store, error){"OpenReadOnly": sqlite.OpenReadOnly}
+		if !tc.readOnly {
+			opens["Open"] = sqlite.Open
+		}
+		for name, open := range opens {
+			s, err := open(ctx, tc.path)
+			if err == nil {
+				s.Close()
+				t.Errorf("%s(%s) succeeded", name, filepath.Base(tc.path))
+				continue
+			}
+			var ne *sqlite.NotStoreError
+			if !errors.Is(err, sqlite.ErrNotStore) || !errors.As(err, &ne) || ne.Path != tc.path ||
+				!strings.Contains(err.Error(), tc.path+" is not a sumkeep store or bundle") {
+				t.Errorf("%s(%s): err = %v, want it named as not a sumkeep store", name, filepath.Base(tc.path), err)
+			}
+		}
+		if after := readFile(t, tc.path); string(after) != string(before) {
+			t.Errorf("%s was changed", filepath.Base(tc.path))
+		}
+	}
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

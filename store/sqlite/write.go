@@ -208,7 +208,7 @@ func writeRecords(ctx context.Context, tx *sql.Tx, l *logRow, e *encoded) (int, 
 	lo, hi := recs[0].ID, recs[len(recs)-1].ID
 	have := make(map[int64]bool)
 	if lo <= l.maxID {
-		if err := checkStored(ctx, tx, l.id, recs, have); err != nil {
+		if err := checkStored(ctx, tx, l.name, l.id, recs, have); err != nil {
 			return 0, err
 		}
 	}
@@ -254,9 +254,9 @@ func writeRecords(ctx context.Context, tx *sql.Tx, l *logRow, e *encoded) (int, 
 // checkStored marks in have the records of recs that are stored already,
 // and fails if one is stored with other bytes. A dense batch reads its id
 // range; a scattered one (on-demand fetches) reads its ids one by one.
-func checkStored(ctx context.Context, tx *sql.Tx, logID int64, recs []store.Record, have map[int64]bool) error {
+func checkStored(ctx context.Context, tx *sql.Tx, log string, logID int64, recs []store.Record, have map[int64]bool) error {
 	lo, hi := recs[0].ID, recs[len(recs)-1].ID
-	stored := store.NewStoredCheck(recs, have)
+	stored := store.NewStoredCheck(log, recs, have)
 	check := func(rows *sql.Rows) error {
 		defer rows.Close()
 		for rows.Next() {
@@ -398,8 +398,12 @@ func (s *Store) AddEvidence(ctx context.Context, log string, e store.Evidence) e
 		return err
 	}
 	err := s.writeLog(ctx, log, true, func(tx *sql.Tx, l *logRow) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO evidence (log_id, kind, message, note_a, note_b, data, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, l.id, e.Kind, e.Message, e.NoteA, e.NoteB, e.Data, time.Now().UnixMicro())
+		now := time.Now().UnixMicro()
+		_, err := tx.ExecContext(ctx, `INSERT INTO evidence (log_id, kind, message, note_a, note_b, data, created_at, source, object, last_seen)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?7)
+			ON CONFLICT (log_id, kind, source, object) WHERE object <> ''
+			DO UPDATE SET count = count + 1, last_seen = excluded.last_seen`,
+			l.id, e.Kind, e.Message, e.NoteA, e.NoteB, e.Data, now, e.Source, e.Object)
 		return err
 	})
 	if err != nil {
@@ -417,7 +421,7 @@ func (s *Store) Evidence(ctx context.Context, log string) ([]store.Evidence, err
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT kind, message, note_a, note_b, data, created_at
+	rows, err := s.r.QueryContext(ctx, `SELECT kind, message, source, object, note_a, note_b, data, created_at, count, last_seen
 		FROM evidence WHERE log_id = ? ORDER BY id`, id)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: reading evidence for %s: %w", log, err)
@@ -426,11 +430,12 @@ func (s *Store) Evidence(ctx context.Context, log string) ([]store.Evidence, err
 	var es []store.Evidence
 	for rows.Next() {
 		var e store.Evidence
-		var created int64
-		if err := rows.Scan(&e.Kind, &e.Message, &e.NoteA, &e.NoteB, &e.Data, &created); err != nil {
+		var created, last int64
+		if err := rows.Scan(&e.Kind, &e.Message, &e.Source, &e.Object, &e.NoteA, &e.NoteB, &e.Data, &created, &e.Count, &last); err != nil {
 			return nil, fmt.Errorf("sqlite: reading evidence for %s: %w", log, err)
 		}
 		e.CreatedAt = time.UnixMicro(created)
+		e.LastSeen = time.UnixMicro(last)
 		es = append(es, e)
 	}
 	if err := rows.Err(); err != nil {

@@ -540,8 +540,36 @@ func testEvidence(t *testing.T, s store.Store) {
 	if es[0].Kind != e1.Kind || es[0].Message != e1.Message || !bytes.Equal(es[0].NoteA, e1.NoteA) || !bytes.Equal(es[0].NoteB, e1.NoteB) || es[0].CreatedAt.IsZero() {
 		t.Errorf("evidence 0 = %+v", es[0])
 	}
-	if es[1].Kind != e2.Kind || !bytes.Equal(es[1].Data, e2.Data) {
+	if es[1].Kind != e2.Kind || !bytes.Equal(es[1].Data, e2.Data) || es[1].Count != 1 {
 		t.Errorf("evidence 1 = %+v", es[1])
+	}
+
+	// Evidence with an object is kept once per kind, source and object:
+	// seen again, it counts, and keeps the bytes seen first.
+	sig := store.Evidence{Kind: store.EvidenceBadSig, Message: "bad signature", Source: "https://a.example", Object: "signed tree head", NoteA: []byte("note 1")}
+	for i := range 5 {
+		e := sig
+		e.NoteA = []byte(fmt.Sprint("note ", i+1))
+		if err := s.AddEvidence(ctx, logName, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := sig
+	other.Source = "https://b.example"
+	if err := s.AddEvidence(ctx, logName, other); err != nil {
+		t.Fatal(err)
+	}
+	es, err = s.Evidence(ctx, logName)
+	if err != nil || len(es) != 4 {
+		t.Fatalf("after 5 + 1 bad signatures from two sources: %d evidence, %v; want 4", len(es), err)
+	}
+	a, b := es[2], es[3]
+	if a.Source != sig.Source || a.Object != sig.Object || a.Count != 5 || string(a.NoteA) != "note 1" ||
+		a.LastSeen.Before(a.CreatedAt) || a.Kind != store.EvidenceBadSig || a.Message != sig.Message {
+		t.Errorf("evidence seen five times = %+v", a)
+	}
+	if b.Source != other.Source || b.Count != 1 {
+		t.Errorf("evidence of another source = %+v", b)
 	}
 }
 
