@@ -346,27 +346,21 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	}
 	bad := false
 	for _, log := range logs {
+		ls, err := mirror.Status(ctx, st, log)
+		if err != nil {
+			return err
+		}
 		fmt.Fprintf(e.stdout, "%s\n", log)
-		if h, err := st.ServedHead(ctx, log); err == nil {
-			fmt.Fprintf(e.stdout, "  served head:  %d (first seen %s)\n", h.Size, h.FirstSeen.Format(time.RFC3339))
-		} else if errors.Is(err, store.ErrNotFound) {
-			fmt.Fprintf(e.stdout, "  served head:  none yet\n")
+		if ls.Served != nil {
+			fmt.Fprintf(e.stdout, "  served head:  %d (first seen %s)\n", ls.Served.Size, ls.Served.FirstSeen.Format(time.RFC3339))
 		} else {
-			return err
+			fmt.Fprintf(e.stdout, "  served head:  none yet\n")
 		}
-		if h, err := st.LatestHead(ctx, log); err == nil {
-			fmt.Fprintf(e.stdout, "  newest head:  %d\n", h.Size)
+		if ls.Latest != nil {
+			fmt.Fprintf(e.stdout, "  newest head:  %d\n", ls.Latest.Size)
 		}
-		line, err := recordsLine(ctx, st, log)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "  records:      %s\n", line)
-		es, err := st.Evidence(ctx, log)
-		if err != nil {
-			return err
-		}
-		for _, ev := range es {
+		fmt.Fprintf(e.stdout, "  records:      %s\n", recordsLine(ls))
+		for _, ev := range ls.Evidence {
 			bad = true
 			fmt.Fprintf(e.stdout, "  EVIDENCE %s\n", evidenceLine(ev))
 		}

@@ -1,49 +1,28 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"time"
 
+	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/store"
 )
 
-// recordsLine says what records status finds for log: copied by a full
+// recordsLine says what records status found for a log: copied by a full
 // sync (and whether it is complete), stored on demand, or none yet. A log
 // whose first sync failed before storing a record holds none: that is not
 // lazy mode.
-func recordsLine(ctx context.Context, st store.Store, log string) (string, error) {
-	synced, err := st.Synced(ctx, log)
-	if err != nil {
-		return "", err
-	}
-	if synced > 0 {
-		latest, err := st.LatestHead(ctx, log)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return "", err
+func recordsLine(ls mirror.LogStatus) string {
+	if ls.Synced > 0 {
+		if ls.Latest != nil && ls.Synced < ls.Latest.Size {
+			return fmt.Sprintf("%d of %d copied by full sync (incomplete: the next 'sumkeep sync' resumes at record %d)", ls.Synced, ls.Latest.Size, ls.Synced)
 		}
-		if synced < latest.Size {
-			return fmt.Sprintf("%d of %d copied by full sync (incomplete: the next 'sumkeep sync' resumes at record %d)", synced, latest.Size, synced), nil
-		}
-		return fmt.Sprintf("%d copied in full sync", synced), nil
+		return fmt.Sprintf("%d copied in full sync", ls.Synced)
 	}
-	count := 0
-	for after := int64(-1); ; {
-		ids, err := st.RecordIDs(ctx, log, after, 10000)
-		if err != nil {
-			return "", err
-		}
-		if len(ids) == 0 {
-			break
-		}
-		count += len(ids)
-		after = ids[len(ids)-1]
+	if ls.OnDemand == 0 {
+		return "none stored yet (no sync has stored one: run 'sumkeep sync --once', or 'sumkeep seed FILE' to fetch what go.sum files need)"
 	}
-	if count == 0 {
-		return "none stored yet (no sync has stored one: run 'sumkeep sync --once', or 'sumkeep seed FILE' to fetch what go.sum files need)", nil
-	}
-	return fmt.Sprintf("%d stored on demand (lazy mode)", count), nil
+	return fmt.Sprintf("%d stored on demand (lazy mode)", ls.OnDemand)
 }
 
 // evidenceLine describes one piece of evidence: its kind, when, what, from
