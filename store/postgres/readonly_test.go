@@ -2,11 +2,14 @@ package postgres
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumkeep/sumkeep/internal/pgtest"
 	"github.com/sumkeep/sumkeep/store"
@@ -63,7 +66,7 @@ func TestOpenReadOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := store.Head{Size: 1, Note: []byte("note")}
+	h := signedLike(1)
 	if err := rw.AddHead(ctx, "l", h); err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +79,7 @@ func TestOpenReadOnly(t *testing.T) {
 	if got, err := ro.LatestHead(ctx, "l"); err != nil || got.Size != 1 {
 		t.Fatalf("LatestHead = %+v, %v", got, err)
 	}
-	if err := ro.AddHead(ctx, "l", store.Head{Size: 2, Note: []byte("note")}); err == nil {
+	if err := ro.AddHead(ctx, "l", signedLike(2)); err == nil {
 		t.Fatal("AddHead on a read-only store succeeded")
 	}
 	if err := ro.AddEvidence(ctx, "l", store.Evidence{Kind: store.EvidenceFork, Message: "m"}); err == nil {
@@ -93,4 +96,11 @@ func TestOpenReadOnly(t *testing.T) {
 		}
 		t.Fatalf("OpenReadOnly of schema version 1: err = %v, want store.ErrSchemaVersion", err)
 	}
+}
+
+// signedLike returns a head of size n whose note has a tree head's form
+// (the store checks that; it does not check signatures).
+func signedLike(n int64) store.Head {
+	h := tlog.Hash(sha256.Sum256(fmt.Append(nil, "root", n)))
+	return store.Head{Size: n, Hash: h, Note: fmt.Appendf(nil, "go.sum database tree\n%d\n%s\n\n— test sig\n", n, h)}
 }
