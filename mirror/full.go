@@ -164,32 +164,6 @@ func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int
 	return stored, nil
 }
 
-// commit commits b, keeping the evidence of a duplicate it holds.
-func (s *Syncer) commit(ctx context.Context, b store.Batch, target store.Head) error {
-	return s.commitError(ctx, s.cfg.Store.Commit(ctx, s.log, b), b, target)
-}
-
-// commitError turns a duplicate found while committing b into evidence.
-// Other errors pass through.
-func (s *Syncer) commitError(ctx context.Context, err error, b store.Batch, target store.Head) error {
-	var de *store.DuplicateError
-	if !errors.As(err, &de) {
-		return err
-	}
-	var data []byte
-	if i := de.ID - b.Records[0].ID; i >= 0 && i < int64(len(b.Records)) {
-		data = b.Records[i].Data
-	}
-	return s.misbehaved(ctx, store.Evidence{
-		Kind:    store.EvidenceDuplicate,
-		Message: fmt.Sprintf("the log holds two records for %s@%s: %d and %d", de.Path, de.Version, de.OtherID, de.ID),
-		Source:  s.src.URL(),
-		Object:  fmt.Sprintf("records %d and %d", de.OtherID, de.ID),
-		NoteA:   target.Note,
-		Data:    data,
-	})
-}
-
 // fetchJobs starts the fetches of batch after batch, in order, keeping at
 // most cap(jobs) batches ahead of verification.
 func (s *Syncer) fetchJobs(ctx context.Context, jobs chan<- *job, first, end, n int64) {

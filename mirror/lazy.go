@@ -202,22 +202,6 @@ func (s *Syncer) fetch(ctx context.Context, path, version string) error {
 	}
 }
 
-// checkEvidence refuses to go on when the store holds signed proof that the
-// log misbehaved.
-func (s *Syncer) checkEvidence(ctx context.Context) error {
-	es, err := s.cfg.Store.Evidence(ctx, s.log)
-	if err != nil {
-		return err
-	}
-	for _, e := range es {
-		if blocking(e.Kind) {
-			return fmt.Errorf("sync %s: refusing to advance: the store holds evidence of upstream misbehaviour (%s, %s): %s",
-				s.log, e.Kind, e.CreatedAt.Format(time.RFC3339), e.Message)
-		}
-	}
-	return nil
-}
-
 // Advance makes target (a stored, linked head) the served head, after
 // storing the tiles that prove every stored record and every stored head
 // under it. It does nothing if the served head is target or newer.
@@ -324,10 +308,4 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 		}
 		return target, nil
 	}
-}
-
-// newReader returns a proof reader over the store and, where the store
-// lacks a tile, the syncer's source.
-func (s *Syncer) newReader(ctx context.Context) *proof.Reader {
-	return proof.NewReader(ctx, proof.ReaderConfig{Store: s.cfg.Store, Log: s.log, Source: s.src})
 }

@@ -1,0 +1,290 @@
+package mirror
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/sumkeep/sumkeep/proof"
+	"github.com/sumkeep/sumkeep/store"
+)
+
+// The per-log writer: every head and record an upstream sends is verified
+// here before the store keeps it, every stored head is linked to the
+// others, and every lie is kept as evidence. Full sync, lazy fetches, seed
+// and imports all write through these.
+
+// MisbehaviourError reports upstream misbehaviour. The evidence has been
+// kept in the store, unless KeepErr says why it could not be: the lie is
+// refused all the same, and the error is still a MisbehaviourError, so that
+// whatever stops on a lie (a seed, a sync) stops on this one too.
+type MisbehaviourError struct {
+	Evidence store.Evidence
+	// KeepErr is why the evidence could not be stored; nil when it was.
+	KeepErr error
+}
+
+func (e *MisbehaviourError) Error() string {
+	msg := fmt.Sprintf("upstream misbehaviour (%s): %s", e.Evidence.Kind, e.Evidence.Message)
+	if e.KeepErr != nil {
+		msg += fmt.Sprintf(" (and keeping the evidence failed: %v)", e.KeepErr)
+	}
+	return msg
+}
+
+// Unwrap returns why the evidence could not be kept, if it could not.
+func (e *MisbehaviourError) Unwrap() error { return e.KeepErr }
+
+// blocking reports whether evidence of this kind stops all further syncs:
+// it is signed proof that the log itself misbehaved. Bad tiles and records
+// are unsigned bytes from one server; they stop the run that saw them.
+func blocking(kind string) bool {
+	return kind == store.EvidenceFork || kind == store.EvidenceDuplicate
+}
+
+// fetchHead fetches /latest and verifies its signature.
+func (s *Syncer) fetchHead(ctx context.Context) (store.Head, error) {
+	msg, err := s.cfg.Upstream.Latest(ctx)
+	if err != nil {
+		return store.Head{}, err
+	}
+	return s.openHead(ctx, msg, s.cfg.Upstream.URL()+"/latest")
+}
+
+// openHead verifies a signed tree head the upstream sent (from where, a
+// URL). A signature that does not verify with the key is kept as evidence,
+// once per upstream (store.Evidence), so that status shows it; a head
+// signed by no key of that name at all is also ErrWrongKey, since the key
+// configured may be the one at fault.
+func (s *Syncer) openHead(ctx context.Context, msg []byte, where string) (store.Head, error) {
+	h, err := proof.OpenHead(msg, s.verifier)
+	_, unverified := errors.AsType[*note.UnverifiedNoteError](err)
+	if _, invalid := errors.AsType[*note.InvalidSignatureError](err); invalid || unverified {
+		mis := s.misbehaved(ctx, store.Evidence{
+			Kind:    store.EvidenceBadSig,
+			Message: fmt.Sprintf("%s: %v", where, err),
+			Source:  s.src.URL(),
+			Object:  "signed tree head",
+			NoteA:   msg,
+		})
+		if unverified {
+			return h, fmt.Errorf("%w: %w", ErrWrongKey, mis)
+		}
+		return h, mis
+	}
+	if err != nil {
+		return h, fmt.Errorf("%s: %w", where, err)
+	}
+	return h, nil
+}
+
+// link proves h consistent with the stored heads, stores it, and returns
+// the head to sync to: the largest stored head.
+//
+// Every stored head is proven consistent with its neighbours (the next
+// smaller and the next larger stored head), so all of them are consistent
+// with each other. h is checked against its neighbours before it is stored
+// and again after, because another process may have stored a head between
+// the two: of two heads stored at once, the later one's second check sees
+// the earlier one. Two heads that do not link are a fork.
+func (s *Syncer) link(ctx context.Context, h store.Head) (store.Head, error) {
+	s.linkMu.Lock()
+	defer s.linkMu.Unlock()
+	proven := make(map[int64]bool) // neighbours proven consistent with h
+	for round := 0; ; round++ {
+		heads, err := s.cfg.Store.Heads(ctx, s.log)
+		if err != nil {
+			return h, err
+		}
+		var pred, succ *store.Head
+		stored := false
+		for i := range heads {
+			switch {
+			case heads[i].Size < h.Size:
+				pred = &heads[i]
+			case heads[i].Size == h.Size:
+				if heads[i].Hash != h.Hash {
+					return h, s.fork(ctx, heads[i], h)
+				}
+				stored = true
+			case succ == nil:
+				succ = &heads[i]
+			}
+		}
+		if stored && round == 0 {
+			// Stored before, and proven then against its neighbours (a
+			// neighbour stored later was proven against it).
+			return heads[len(heads)-1], nil
+		}
+		for _, o := range []*store.Head{pred, succ} {
+			if o == nil || proven[o.Size] {
+				continue
+			}
+			if err := s.consistent(ctx, *o, h); err != nil {
+				return h, err
+			}
+			proven[o.Size] = true
+		}
+		if stored && round > 0 {
+			latest := h
+			if len(heads) > 0 && heads[len(heads)-1].Size > h.Size {
+				latest = heads[len(heads)-1]
+			}
+			return latest, nil
+		}
+		if len(heads) == 0 {
+			s.logger.Info("first head", "size", h.Size)
+		} else if succ != nil {
+			s.logger.Debug("upstream head is older than the stored one; keeping the stored one", "upstream", h.Size, "stored", heads[len(heads)-1].Size)
+		}
+		if err := s.cfg.Store.AddHead(ctx, s.log, h); err != nil {
+			return h, err
+		}
+		if round > 3 {
+			return h, fmt.Errorf("sync %s: linking head %d: the stored heads keep changing", s.log, h.Size)
+		}
+	}
+}
+
+// consistent proves heads a and b consistent, from tiles of the larger one
+// (authenticated against its signed root), and keeps evidence of a fork.
+func (s *Syncer) consistent(ctx context.Context, a, b store.Head) error {
+	small, big := a, b
+	if b.Size < a.Size {
+		small, big = b, a
+	}
+	var th tlog.Hash
+	if small.Size == big.Size {
+		th = big.Hash
+	} else {
+		var err error
+		r := s.newReader(ctx)
+		th, err = tlog.TreeHash(small.Size, r.HashReader(big.Tree()))
+		if err != nil {
+			return s.tileTrouble(ctx, fmt.Errorf("proving head %d consistent with head %d: %w", small.Size, big.Size, err), big, r.Suspects())
+		}
+	}
+	if th != small.Hash {
+		return s.fork(ctx, a, b)
+	}
+	return nil
+}
+
+// fork keeps the evidence of two signed heads that are not consistent, the
+// stored one first.
+func (s *Syncer) fork(ctx context.Context, stored, h store.Head) error {
+	return s.misbehaved(ctx, store.Evidence{
+		Kind: store.EvidenceFork,
+		Message: fmt.Sprintf("signed heads of size %d (stored %s) and %d (from %s) are not consistent: the log has forked",
+			stored.Size, stored.FirstSeen.Format(time.RFC3339), h.Size, s.src.URL()),
+		Source: s.src.URL(),
+		Object: fmt.Sprintf("heads %d and %d", stored.Size, h.Size),
+		NoteA:  stored.Note,
+		NoteB:  h.Note,
+	})
+}
+
+// misbehaved keeps evidence and returns the error that stops the sync.
+func (s *Syncer) misbehaved(ctx context.Context, e store.Evidence) error {
+	s.logger.Error("upstream misbehaviour", "kind", e.Kind, "message", e.Message)
+	if err := s.cfg.Store.AddEvidence(ctx, s.log, e); err != nil {
+		return &MisbehaviourError{Evidence: e, KeepErr: err}
+	}
+	return &MisbehaviourError{Evidence: e}
+}
+
+// tileTrouble turns a failed tile authentication into evidence. Other errors
+// (network, store) pass through. suspects are the tiles read for the proof
+// that were never authenticated: the evidence names them and keeps their
+// bytes (up to maxSuspects of them).
+func (s *Syncer) tileTrouble(ctx context.Context, err error, against store.Head, suspects []store.Tile) error {
+	if _, ok := errors.AsType[*proof.InconsistentTileError](err); !ok {
+		return err
+	}
+	slices.SortFunc(suspects, func(a, b store.Tile) int {
+		return cmp.Or(cmp.Compare(a.Tile.L, b.Tile.L), cmp.Compare(a.Tile.N, b.Tile.N), cmp.Compare(a.Tile.W, b.Tile.W))
+	})
+	var names []string
+	var data []byte
+	for i, t := range suspects {
+		if i == maxSuspects {
+			names = append(names, fmt.Sprintf("and %d more", len(suspects)-maxSuspects))
+			break
+		}
+		names = append(names, t.Tile.Path())
+		data = append(data, t.Data...)
+	}
+	which := "tile " + strings.Join(names, ", ")
+	switch {
+	case len(names) == 0:
+		which = "tiles"
+	case len(suspects) > 1:
+		which = "one of the tiles " + strings.Join(names, ", ")
+	}
+	return s.misbehaved(ctx, store.Evidence{
+		Kind:    store.EvidenceBadTile,
+		Message: fmt.Sprintf("hash tiles from %s do not match the signed root of tree %d: %s: %v", s.src.URL(), against.Size, which, err),
+		Source:  s.src.URL(),
+		Object:  which,
+		NoteA:   against.Note,
+		Data:    data,
+	})
+}
+
+// maxSuspects is how many tiles evidence of a tile mismatch names and keeps.
+const maxSuspects = 8
+
+// commit commits b, keeping the evidence of a duplicate it holds.
+func (s *Syncer) commit(ctx context.Context, b store.Batch, target store.Head) error {
+	return s.commitError(ctx, s.cfg.Store.Commit(ctx, s.log, b), b, target)
+}
+
+// commitError turns a duplicate found while committing b into evidence.
+// Other errors pass through.
+func (s *Syncer) commitError(ctx context.Context, err error, b store.Batch, target store.Head) error {
+	var de *store.DuplicateError
+	if !errors.As(err, &de) {
+		return err
+	}
+	var data []byte
+	if i := de.ID - b.Records[0].ID; i >= 0 && i < int64(len(b.Records)) {
+		data = b.Records[i].Data
+	}
+	return s.misbehaved(ctx, store.Evidence{
+		Kind:    store.EvidenceDuplicate,
+		Message: fmt.Sprintf("the log holds two records for %s@%s: %d and %d", de.Path, de.Version, de.OtherID, de.ID),
+		Source:  s.src.URL(),
+		Object:  fmt.Sprintf("records %d and %d", de.OtherID, de.ID),
+		NoteA:   target.Note,
+		Data:    data,
+	})
+}
+
+// checkEvidence refuses to go on when the store holds signed proof that the
+// log misbehaved.
+func (s *Syncer) checkEvidence(ctx context.Context) error {
+	es, err := s.cfg.Store.Evidence(ctx, s.log)
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		if blocking(e.Kind) {
+			return fmt.Errorf("sync %s: refusing to advance: the store holds evidence of upstream misbehaviour (%s, %s): %s",
+				s.log, e.Kind, e.CreatedAt.Format(time.RFC3339), e.Message)
+		}
+	}
+	return nil
+}
+
+// newReader returns a proof reader over the store and, where the store
+// lacks a tile, the syncer's source.
+func (s *Syncer) newReader(ctx context.Context) *proof.Reader {
+	return proof.NewReader(ctx, proof.ReaderConfig{Store: s.cfg.Store, Log: s.log, Source: s.src})
+}
