@@ -1,9 +1,14 @@
 // Package store defines what sumkeep keeps about a checksum database and the
-// interface its storage backends implement.
+// interfaces its storage backends implement, by role: a Reader is all the
+// server needs (a read replica can be one), a Writer what the mirror needs
+// besides, Store both; Stager is an optional capability (Postgres's staged
+// commits). The backends are store/postgres and store/sqlite, each with its
+// schema beside it; store/backend opens one from a --db value, and
+// store/storetest is the conformance suite every backend runs.
 //
 // A store holds, per log (keyed by the log's name, e.g. "sum.golang.org"):
 //
-//   - tree heads: every signed head that sync verified, with the signed note
+//   - tree heads: every signed head that the mirror verified, with the signed note
 //     bytes exactly as received. Heads are never deleted.
 //   - hash tiles: (level, index) with the widest width seen. Tiles are
 //     prefix-stable, so a narrower request is served by slicing. A level-0
@@ -19,7 +24,7 @@
 // it is stored. Servers answer with the served head only, so they never serve
 // what they could not prove.
 //
-// Everything written by sync goes through Commit, one transaction per batch,
+// Everything the mirror writes goes through Commit, one transaction per batch,
 // so a crash loses at most the batch in flight and never leaves half of one.
 package store
 
