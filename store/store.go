@@ -96,6 +96,9 @@ const (
 	EvidenceBadRecord = "record-mismatch"  // a record that does not match its leaf hash
 	EvidenceBadTile   = "tile-mismatch"    // hash tiles that do not match the signed root
 	EvidenceDuplicate = "duplicate-record" // two records for one module@version
+	// EvidenceReplicaMismatch: the Trillian replica's root differs from a
+	// signed head's (Data: the replica's signed log root).
+	EvidenceReplicaMismatch = "replica-mismatch"
 )
 
 // Batch is one unit of sync work, committed atomically.

@@ -63,6 +63,9 @@ type Config struct {
 	ProgressEvery time.Duration
 	// Mode is ModeAuto (the default), ModeFull or ModeLazy.
 	Mode string
+	// Replica, if not nil, is fed every committed batch of a full sync and
+	// must agree with each head before it is served. It needs full mode.
+	Replica Replica
 }
 
 // Sync modes.
@@ -121,6 +124,9 @@ func New(cfg Config) (*Syncer, error) {
 	case ModeAuto, ModeFull, ModeLazy:
 	default:
 		return nil, fmt.Errorf("sync: unknown mode %q (want auto, full or lazy)", cfg.Mode)
+	}
+	if cfg.Replica != nil && cfg.Mode == ModeLazy {
+		return nil, fmt.Errorf("sync: %w", errReplicaNeedsFull)
 	}
 	if cfg.ProgressEvery <= 0 {
 		cfg.ProgressEvery = 5 * time.Second
@@ -229,7 +235,7 @@ func (s *Syncer) Once(ctx context.Context) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	if target.Size <= res.Previous {
+	if target.Size <= res.Previous && s.cfg.Replica == nil {
 		res.Served = target
 		res.Elapsed = time.Since(start)
 		return res, nil // nothing new
@@ -239,6 +245,17 @@ func (s *Syncer) Once(ctx context.Context) (Result, error) {
 		return res, err
 	}
 	res.Mode = mode
+	if s.cfg.Replica != nil && mode == ModeLazy {
+		return res, fmt.Errorf("sync %s: %w", s.log, errReplicaNeedsFull)
+	}
+	if target.Size <= res.Previous {
+		// Nothing new; a replica that is behind (new, or down for a
+		// while) is caught up with the served head and must agree.
+		res.Served = target
+		err := s.checkReplica(ctx, target, true)
+		res.Elapsed = time.Since(start)
+		return res, err
+	}
 	if mode == ModeLazy {
 		err := s.Advance(ctx, target)
 		res.Elapsed = time.Since(start)
