@@ -412,6 +412,8 @@ func (r *Replica) Root(ctx context.Context, n int64) (root Root, proof tlog.Tree
 	if err != nil {
 		return root, nil, err
 	}
+	r.logger.Info("Trillian has integrated the tree", "size", root.Tree.N, "root", root.Tree.Hash,
+		"leaves_sent", r.sent, "leaves_refused", r.refusedAll)
 	if root.Tree.N == n {
 		return root, nil, nil
 	}

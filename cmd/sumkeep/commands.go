@@ -87,6 +87,7 @@ func (e *env) newSyncer(ctx context.Context, st store.Store, concurrency, batch 
 		Concurrency: concurrency,
 		BatchTiles:  batch,
 		Logger:      e.logger,
+		Replica:     e.replica,
 	})
 }
 
@@ -128,6 +129,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	mode := fs.String("mode", skSync.ModeAuto, modeUsage)
 	concurrency := fs.Int("concurrency", 32, "upstream requests in flight")
 	batch := fs.Int("batch", 64, "data tiles (of 256 records) per transaction")
+	tf := e.trillianFlags(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -137,11 +139,23 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	if err := modeFlag(*mode); err != nil {
 		return err
 	}
+	if err := tf.check(*mode); err != nil {
+		return err
+	}
+	name, err := e.logName()
+	if err != nil {
+		return err
+	}
 	st, err := e.openStore(ctx)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	_, closeReplica, err := e.openReplica(tf, st, name)
+	if err != nil {
+		return err
+	}
+	defer closeReplica()
 	if pg, ok := st.(*postgres.Store); ok && pg.OnThisMachine() {
 		e.leaveCoreToDatabase()
 	}
@@ -220,10 +234,20 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	cacheRecords := fs.Int("cache-records", server.DefaultCacheRecords, "records kept in memory for lookups (~300 bytes each); 0 disables the cache")
 	cacheTiles := fs.Int("cache-tiles", server.DefaultCacheTiles, "full hash tiles kept in memory (8 KiB each); 0 disables the cache")
 	mode := fs.String("mode", skSync.ModeAuto, modeUsage+"; in lazy mode a lookup the store lacks is fetched from the upstream, verified and kept")
+	tf := e.trillianFlags(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	if err := modeFlag(*mode); err != nil {
+		return err
+	}
+	if *schedule == "" && (tf.addr != "" || tf.tree != 0) {
+		// Only the scheduled sync feeds the replica. The flags may come
+		// from an environment shared with a syncer (SUMKEEP_TRILLIAN).
+		e.logger.Info("--trillian is used by --sync-schedule only; this server does not sync")
+		*tf = trillianFlags{}
+	}
+	if err := tf.check(*mode); err != nil {
 		return err
 	}
 	records, err := cacheSize("--cache-records", *cacheRecords)
@@ -250,6 +274,11 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer st.Close()
+	_, closeReplica, err := e.openReplica(tf, st, name)
+	if err != nil {
+		return err
+	}
+	defer closeReplica()
 	// The upstream may be out of reach (an air-gapped site serving what it
 	// imported): then serve what the store holds, with no fetch-through.
 	var syncer *skSync.Syncer
@@ -300,7 +329,11 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 
 func cmdStatus(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("status")
+	tf := e.trillianFlags(fs)
 	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	if err := tf.check(""); err != nil {
 		return err
 	}
 	st, err := e.openStore(ctx)
@@ -343,6 +376,13 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 				after = ids[len(ids)-1]
 			}
 			fmt.Fprintf(e.stdout, "  records:      %d stored on demand (lazy mode)\n", count)
+		}
+		if name, err := e.logName(); err == nil && name == log {
+			differs, err := replicaStatus(ctx, e, tf, st, log)
+			if err != nil {
+				return err
+			}
+			bad = bad || differs
 		}
 		es, err := st.Evidence(ctx, log)
 		if err != nil {
