@@ -60,8 +60,9 @@ type Config struct {
 	// the log whose records it reads.
 	Records RecordReader
 	Log     string
-	// Chunk is how many leaves go in one AddSequencedLeaves request
-	// (default 1000; gRPC limits a message to 4 MiB by default).
+	// Chunk is how many leaves go in one AddSequencedLeaves request at
+	// most (default 8000: Trillian's PostgreSQL storage adds leaves faster
+	// in bigger requests). A request also stops short of maxRequestBytes.
 	Chunk int
 	// Stall is how long Root waits for Trillian to integrate leaves
 	// without any progress before it gives up (default 2 minutes).
@@ -112,7 +113,7 @@ func New(cfg Config) (*Replica, error) {
 		return nil, errors.New("replica: the store and log to catch up from are required")
 	}
 	if cfg.Chunk <= 0 {
-		cfg.Chunk = 1000
+		cfg.Chunk = 8000
 	}
 	if cfg.Stall <= 0 {
 		cfg.Stall = 2 * time.Minute
@@ -232,6 +233,14 @@ const Window = 20000
 // 4 MiB; Window leaves of the checksum database take about 6).
 const maxProbeBytes = 64 << 20
 
+// maxRequestBytes bounds an AddSequencedLeaves request, well under the 4
+// MiB a gRPC server takes by default; leafOverhead is a leaf's size in it
+// beyond its value (the index and protobuf framing, generously).
+const (
+	maxRequestBytes = 3 << 20
+	leafOverhead    = 32
+)
+
 // learn finds out how many leaves the tree holds, integrated or not, unless
 // it is known.
 //
@@ -341,7 +350,11 @@ func (r *Replica) catchUp(ctx context.Context, n int64) error {
 // send adds recs, which start at held, to the tree.
 func (r *Replica) send(ctx context.Context, recs []store.Record) error {
 	for len(recs) > 0 {
-		k := min(r.cfg.Chunk, len(recs))
+		k, size := 0, 0
+		for k < min(r.cfg.Chunk, len(recs)) && (k == 0 || size+len(recs[k].Data)+leafOverhead <= maxRequestBytes) {
+			size += len(recs[k].Data) + leafOverhead
+			k++
+		}
 		part := recs[:k]
 		if part[0].ID != r.held {
 			return fmt.Errorf("%s: internal error: sending leaf %d, but the tree holds %d", r, part[0].ID, r.held)
