@@ -217,7 +217,19 @@ func TestReplicaCLI(t *testing.T) {
 	tr := trilliantest.New(t, trilliantest.Options{})
 	other := newUpstream(t, 500)
 	tree := createTree(t, tr, other.VerifierKey())
-	mustSync(t, pgtest.NewDSN(t), other.URL(), other.VerifierKey(), "--trillian", tr.Addr(), "--trillian-tree", tree)
+	otherDSN := pgtest.NewDSN(t)
+	mustSync(t, otherDSN, other.URL(), other.VerifierKey(), "--trillian", tr.Addr(), "--trillian-tree", tree)
+	// The log grows and is synced without the replica: status shows it
+	// behind, its root equal to the log's at its size (from the store's
+	// tiles).
+	if err := other.AddSynthetic(300); err != nil {
+		t.Fatal(err)
+	}
+	mustSync(t, otherDSN, other.URL(), other.VerifierKey())
+	code, stdout, stderr := runSumkeep(t, time.Minute, "status", "--db", otherDSN, "--key", other.VerifierKey(), "--trillian", tr.Addr(), "--trillian-tree", tree)
+	if code != 0 || !strings.Contains(stdout, "size 500") || !strings.Contains(stdout, "root agrees with the log's at that size; behind the served head (800)") {
+		t.Errorf("status with the replica behind: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
 
 	// Another log synced into the same tree: Trillian's root differs.
 	u := newUpstream(t, 1000)
