@@ -115,6 +115,8 @@ func New(cfg Config) (*Replica, error) {
 	if cfg.Chunk <= 0 {
 		cfg.Chunk = 8000
 	}
+	// A request must fit in the window, or it would wait for itself.
+	cfg.Chunk = min(cfg.Chunk, Window/2)
 	if cfg.Stall <= 0 {
 		cfg.Stall = 2 * time.Minute
 	}
@@ -333,7 +335,7 @@ func (r *Replica) catchUp(ctx context.Context, n int64) error {
 		return nil
 	}
 	r.logger.Info("catching the replica up from the store", "from", r.held, "to", n)
-	chunk := int64(r.cfg.Chunk) * 16
+	chunk := int64(r.cfg.Chunk) * 4
 	for r.held < n {
 		k := min(chunk, n-r.held)
 		recs, err := r.cfg.Records.ReadRecords(ctx, r.cfg.Log, r.held, k)
