@@ -248,3 +248,25 @@ func TestReplicaCLI(t *testing.T) {
 		t.Fatalf("status: exit %d\nstdout:\n%s\nstderr:\n%s", code, p.stdout, p.stderr)
 	}
 }
+
+// TestServeScheduleReplica: serve --sync-schedule feeds the replica too, and
+// serves the head once Trillian agrees.
+func TestServeScheduleReplica(t *testing.T) {
+	tr := trilliantest.New(t, trilliantest.Options{})
+	u := newUpstream(t, 3000)
+	tree := createTree(t, tr, u.VerifierKey())
+	dsn := pgtest.NewDSN(t)
+	p, _ := startServe(t, dsn, u.VerifierKey(), "--upstream", u.URL(), "--sync-schedule", "@every 1h", "--mode", "full",
+		"--trillian", tr.Addr(), "--trillian-tree", tree)
+	st := openStore(t, dsn)
+	waitFor(t, 2*time.Minute, func() string { return "the scheduled sync to serve the head\n" + p.stderr.String() }, func() bool {
+		return servedSize(t, st, u.Name()) == 3000
+	})
+	p.stop(t, 30*time.Second)
+	if !strings.Contains(p.stderr.String(), "the replica agrees") {
+		t.Errorf("serve's sync did not consult the replica:\n%s", p.stderr)
+	}
+	if rows, idx, _ := trillianLeaves(t, tr, tree); rows != 3000 || idx != 3000 {
+		t.Errorf("Trillian holds %d leaves at %d indexes, want 3000 once each", rows, idx)
+	}
+}
