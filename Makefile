@@ -26,7 +26,9 @@ test:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 
-# Sync, store-size and lookup-load figures on a 1,000,000-record upstream;
+# Sync, store-size and lookup-load figures on a 1,000,000-record upstream,
+# and the sync with the Trillian replica on beside it off (-trillian=false
+# skips it; the first run builds Trillian's binaries, ~4 minutes on 2 cores);
 # then seed, verify, bundle and Postgres-vs-SQLite lookup figures on recorded
 # real data (a real project's go.sum).
 bench:

@@ -5,7 +5,9 @@
 //     plain COPY of the same rows into the same schema;
 //   - store size in bytes per record, indexes included;
 //   - lookup throughput and p99 latency under 64 connections, beside
-//     golang.org/x/mod/sumdb.Server over in-memory data.
+//     golang.org/x/mod/sumdb.Server over in-memory data;
+//   - sync throughput with the Trillian replica on, beside the same sync
+//     with it off (-trillian=false skips it, -trillian-only runs only it).
 //
 // It needs the Postgres server tests use (SUMKEEP_TEST_POSTGRES), creates its
 // own databases and drops them. Run it with `make bench`.
@@ -54,6 +56,9 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the last sync to this file")
 	flag.IntVar(&batchTiles, "batch-tiles", 0, "data tiles per sync batch (0: the syncer's default)")
 	flag.BoolVar(&syncOnly, "sync-only", false, "measure only the sync against the plain COPY")
+	flag.BoolVar(&withTrillian, "trillian", true, "also measure the sync with the Trillian replica on beside it off (builds Trillian's binaries once per version)")
+	flag.BoolVar(&trillianOnly, "trillian-only", false, "measure only the sync with the Trillian replica on beside it off")
+	flag.IntVar(&trillianPairs, "trillian-pairs", 1, "sync runs with and without the replica, alternated")
 	flag.Parse()
 	profile = *cpuprofile
 	if err := run(context.Background(), *records, *conns, *pairs, *dur); err != nil {
@@ -66,6 +71,9 @@ var (
 	profile    string
 	batchTiles int
 	syncOnly   bool
+
+	withTrillian, trillianOnly bool
+	trillianPairs              int
 )
 
 type row struct{ name, value, target string }
@@ -96,6 +104,13 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 		return err
 	}
 	defer stopUp()
+	if trillianOnly {
+		if err := replicaFigures(ctx, u, url, trillianPairs, add); err != nil {
+			return err
+		}
+		printRows(rows)
+		return nil
+	}
 
 	// Sync against a plain COPY of the same rows into the same schema,
 	// alternated pairs times back to back: the machine's speed drifts by
@@ -136,6 +151,11 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 	add("sync / plain COPY (median of pairs)", fmt.Sprintf("%.2f (pairs: %s)", median(ratios), list(ratios)), ">= 0.80")
 	add("CPU per 1,000,000 records: sync / plain COPY (median)", fmt.Sprintf("%s / %s", medianCPU(syncCPUs, n), medianCPU(copyCPUs, n)), "")
 	add(fmt.Sprintf("sync / plain COPY ceiling from CPU alone on %d cores (median)", runtime.NumCPU()), fmt.Sprintf("%.2f", median(ceilings)), "")
+	if withTrillian {
+		if err := replicaFigures(ctx, u, url, trillianPairs, add); err != nil {
+			return err
+		}
+	}
 	if syncOnly {
 		return nil
 	}
@@ -236,11 +256,15 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 	add("lookups, sumkeep, cache off (all Postgres)", cold.String(), "")
 	add("cache-off throughput / reference", fmt.Sprintf("%.2f", cold.RPS()/ref.RPS()), "")
 
+	printRows(rows)
+	return nil
+}
+
+func printRows(rows []row) {
 	fmt.Printf("\n| figure | value | target |\n|---|---|---|\n")
 	for _, r := range rows {
 		fmt.Printf("| %s | %s | %s |\n", r.name, r.value, r.target)
 	}
-	return nil
 }
 
 // timedSync syncs the upstream into a fresh database and returns the store,

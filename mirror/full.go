@@ -99,6 +99,16 @@ func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int
 				return s.commitError(context.WithoutCancel(ctx), err, f.b, target)
 			}
 			stored += f.b.Synced - f.first
+			if s.cfg.Replica != nil {
+				if err := s.cfg.Replica.Append(ctx, f.b.Records); err != nil {
+					cancel()
+					for _, g := range queue {
+						g.wait()
+					}
+					queue = nil
+					return fmt.Errorf("sync %s: replica: %w", s.log, err)
+				}
+			}
 			p.report(f.b.Synced, false)
 		}
 		return nil
@@ -113,9 +123,10 @@ func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int
 			return stored, v.err
 		}
 		// Batches before the last are Resumable: they only move the cursor.
-		// The last one serves the head and is durable before Commit returns.
+		// The last one serves the head and is durable before Commit returns
+		// (with a replica, a batch of its own serves the head, after it).
 		b := store.Batch{Records: v.recs, Synced: min(v.j.end*tileWidth, n), Resumable: true}
-		if v.j.end == endTile {
+		if v.j.end == endTile && s.cfg.Replica == nil {
 			b.Resumable = false
 			upper, err := s.upperTiles(ctx, reader, target, served)
 			if err != nil {
@@ -149,15 +160,20 @@ func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int
 	if err := ctx.Err(); err != nil {
 		return stored, err
 	}
-	if firstTile == endTile {
-		// No records to fetch (the tree did not grow past the cursor), but
-		// the head is not served yet.
+	if firstTile == endTile || s.cfg.Replica != nil {
+		// No records to fetch (the tree did not grow past the cursor), or
+		// a replica must agree first: the head is not served yet.
+		if s.cfg.Replica != nil {
+			if err := s.checkReplica(ctx, target, false); err != nil {
+				return stored, err
+			}
+		}
 		upper, err := s.upperTiles(ctx, reader, target, served)
 		if err != nil {
-			return 0, err
+			return stored, err
 		}
 		if err := s.commit(ctx, store.Batch{Tiles: upper, Synced: -1, Serve: n}, target); err != nil {
-			return 0, err
+			return stored, err
 		}
 	}
 	p.report(n, true)

@@ -39,7 +39,9 @@
 //   - seed.go: fetching what a set of go.sum files needs;
 //   - bundle.go: air-gap bundles (Export, Import);
 //   - status.go: what a store holds of a log (Status);
-//   - schedule.go: running on a cron schedule (RunScheduled).
+//   - schedule.go: running on a cron schedule (RunScheduled);
+//   - replica.go: the optional second log engine (package replica's
+//     Trillian PREORDERED_LOG) that must agree before a head is served.
 //
 // Proofs are made with package proof, the one place where bytes from an
 // upstream, a bundle or a store are authenticated.
@@ -83,6 +85,9 @@ type Config struct {
 	ProgressEvery time.Duration
 	// Mode is ModeAuto (the default), ModeFull or ModeLazy.
 	Mode string
+	// Replica, if not nil, is fed every committed batch of a full sync and
+	// must agree with each head before it is served. It needs full mode.
+	Replica Replica
 }
 
 // Sync modes.
@@ -141,6 +146,9 @@ func New(cfg Config) (*Syncer, error) {
 	case ModeAuto, ModeFull, ModeLazy:
 	default:
 		return nil, fmt.Errorf("sync: unknown mode %q (want auto, full or lazy)", cfg.Mode)
+	}
+	if cfg.Replica != nil && cfg.Mode == ModeLazy {
+		return nil, fmt.Errorf("mirror: %w", errReplicaNeedsFull)
 	}
 	if cfg.ProgressEvery <= 0 {
 		cfg.ProgressEvery = 5 * time.Second
@@ -237,7 +245,7 @@ func (s *Syncer) Once(ctx context.Context) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	if target.Size <= res.Previous {
+	if target.Size <= res.Previous && s.cfg.Replica == nil {
 		res.Served = target
 		res.Elapsed = time.Since(start)
 		return res, nil // nothing new
@@ -247,6 +255,17 @@ func (s *Syncer) Once(ctx context.Context) (Result, error) {
 		return res, err
 	}
 	res.Mode = mode
+	if s.cfg.Replica != nil && mode == ModeLazy {
+		return res, fmt.Errorf("sync %s: %w", s.log, errReplicaNeedsFull)
+	}
+	if target.Size <= res.Previous {
+		// Nothing new; a replica that is behind (new, or down for a
+		// while) is caught up with the served head and must agree.
+		res.Served = target
+		err := s.checkReplica(ctx, target, true)
+		res.Elapsed = time.Since(start)
+		return res, err
+	}
 	if mode == ModeLazy {
 		err := s.Advance(ctx, target)
 		res.Elapsed = time.Since(start)

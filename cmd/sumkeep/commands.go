@@ -123,6 +123,7 @@ func (e *env) newSyncer(ctx context.Context, st store.Store, concurrency, batch 
 		Concurrency: concurrency,
 		BatchTiles:  batch,
 		Logger:      e.logger,
+		Replica:     e.replica,
 	})
 }
 
@@ -148,6 +149,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	concurrency := fs.Int("concurrency", 32, "upstream requests in flight")
 	batch := fs.Int("batch", 64, "data tiles (of 256 records) per transaction")
 	storeTimeout := fs.Duration("store-timeout", defaultSyncStoreTimeout, "stop a sync whose store does not answer a probe within this time (it resumes on the next run)")
+	tf := e.trillianFlags(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -160,6 +162,13 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	if err := modeFlag(*mode); err != nil {
 		return err
 	}
+	if err := tf.check(*mode); err != nil {
+		return err
+	}
+	name, err := e.logName()
+	if err != nil {
+		return err
+	}
 	octx, cancel := context.WithTimeout(ctx, openTimeout)
 	st, err := e.openStore(octx)
 	cancel()
@@ -167,6 +176,11 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeWithin(st, shutdownTimeout, e)
+	_, closeReplica, err := e.openReplica(tf, st, name)
+	if err != nil {
+		return err
+	}
+	defer closeReplica()
 	if backend.OnThisMachine(st) {
 		e.leaveCoreToDatabase()
 	}
@@ -223,6 +237,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	cacheTiles := fs.Int("cache-tiles", server.DefaultCacheTiles, "full hash tiles kept in memory (8 KiB each); 0 disables the cache")
 	mode := fs.String("mode", mirror.ModeAuto, modeUsage+"; in lazy mode a lookup the store lacks is fetched from the upstream, verified and kept")
 	storeTimeout := fs.Duration("store-timeout", server.DefaultStoreTimeout, "answer 503 to a request whose store does not answer within this time")
+	tf := e.trillianFlags(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -230,6 +245,15 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return usageError{"--store-timeout must be positive"}
 	}
 	if err := modeFlag(*mode); err != nil {
+		return err
+	}
+	if *schedule == "" && (tf.addr != "" || tf.tree != 0) {
+		// Only the scheduled sync feeds the replica. The flags may come
+		// from an environment shared with a syncer (SUMKEEP_TRILLIAN).
+		e.logger.Info("--trillian is used by --sync-schedule only; this server does not sync")
+		*tf = trillianFlags{}
+	}
+	if err := tf.check(*mode); err != nil {
 		return err
 	}
 	records, err := cacheSize("--cache-records", *cacheRecords)
@@ -256,6 +280,11 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeWithin(st, shutdownTimeout, e)
+	_, closeReplica, err := e.openReplica(tf, st, name)
+	if err != nil {
+		return err
+	}
+	defer closeReplica()
 	// The upstream may be out of reach (an air-gapped site serving what it
 	// imported): then serve what the store holds, with no fetch-through.
 	var syncer *mirror.Syncer
@@ -308,7 +337,11 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 
 func cmdStatus(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("status")
+	tf := e.trillianFlags(fs)
 	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	if err := tf.check(""); err != nil {
 		return err
 	}
 	keyGiven := false
@@ -360,6 +393,13 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "  newest head:  %d\n", ls.Latest.Size)
 		}
 		fmt.Fprintf(e.stdout, "  records:      %s\n", recordsLine(ls))
+		if name, err := e.logName(); err == nil && name == log {
+			differs, err := replicaStatus(ctx, e, tf, st, log)
+			if err != nil {
+				return err
+			}
+			bad = bad || differs
+		}
 		for _, ev := range ls.Evidence {
 			bad = true
 			fmt.Fprintf(e.stdout, "  EVIDENCE %s\n", evidenceLine(ev))

@@ -9,6 +9,7 @@
 //	sumkeep migrate
 //	sumkeep status
 //	sumkeep verify  [--db DSN | --mirror URL] [--format text|json|junit] FILE...
+//	sumkeep trillian create-tree --trillian ADDR
 //
 // --db, --upstream and --key are accepted by every subcommand, and every flag
 // also reads SUMKEEP_<FLAG> from the environment (a flag on the command line
@@ -27,6 +28,8 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+
+	"github.com/sumkeep/sumkeep/mirror"
 )
 
 const (
@@ -60,6 +63,7 @@ var commands = []command{
 	{"migrate", "create or upgrade the store's schema", cmdMigrate},
 	{"status", "show the heads, progress and any evidence of misbehaviour", cmdStatus},
 	{"verify", "check go.sum files against the checksum database, offline (exit 1 when a line fails)", cmdVerify},
+	{"trillian", "create-tree: make the Trillian tree for the optional replica (--trillian on sync and serve)", cmdTrillian},
 }
 
 // env is what a subcommand runs with.
@@ -70,6 +74,8 @@ type env struct {
 	logger         *slog.Logger
 	// common flags
 	db, upstream, key string
+	// replica, if not nil, is given to the syncers newSyncer makes.
+	replica mirror.Replica
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) (string, bool), gomaxprocs func(int) int) int {
