@@ -46,6 +46,11 @@ several servers against a new database.`},
 records it holds, and any evidence of upstream misbehaviour (exit status 1
 when there is). With --key, also checks that the store holds that key's log
 and that its served head is signed with the key (exit status 2 if not).`},
+	"trillian": {"sumkeep trillian create-tree --trillian ADDR [flags]",
+		`Makes the Trillian tree (a PREORDERED_LOG with the RFC 6962 hasher) for the
+optional replica and prints its id: give it to sync and serve with
+--trillian ADDR --trillian-tree ID, and every head is served only once
+Trillian's root of the same size agrees (full mode only).`},
 	"verify": {"sumkeep verify [flags] FILE...", ""}, // verifyUsage says it all
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -65,14 +66,18 @@ func (e *env) openReplica(tf *trillianFlags, st store.Store, log string) (*repli
 }
 
 func cmdTrillian(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] != "create-tree" {
-		return usageError{"usage: sumkeep trillian create-tree --trillian ADDR [--display-name NAME]"}
-	}
-	fs := e.flags("trillian create-tree")
+	fs := e.flags("trillian")
 	tf := e.trillianFlags(fs)
 	name := fs.String("display-name", "", "the tree's display name (default: the log's name)")
-	if err := e.parse(fs, args[1:]); err != nil {
+	sub := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sub, args = args[0], args[1:]
+	}
+	if err := e.parse(fs, args); err != nil {
 		return err
+	}
+	if sub != "create-tree" {
+		return usageError{"usage: sumkeep trillian create-tree --trillian ADDR [--display-name NAME]"}
 	}
 	if tf.addr == "" {
 		return usageError{"--trillian is required: the Trillian log server's gRPC address (host:port)"}
