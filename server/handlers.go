@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"runtime/debug"
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/mod/semver"
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumkeep/sumkeep/internal/buildinfo"
 	"github.com/sumkeep/sumkeep/store"
 )
 
@@ -28,6 +30,7 @@ var (
 	hdrShort     = []string{"public, max-age=60"}
 	hdrLatest    = []string{"public, max-age=10"}
 	hdrNoStore   = []string{"no-store"}
+	hdrJSON      = []string{"application/json"}
 )
 
 const (
@@ -49,6 +52,8 @@ func (s *Server) newEngine() *gin.Engine {
 		e.Handle(m, "/tile/*tile", s.rootTile)
 		e.Handle(m, "/healthz", s.healthz)
 		e.Handle(m, "/readyz", s.readyz)
+		e.Handle(m, "/livez", s.livez)
+		e.Handle(m, "/version", s.version)
 		e.Handle(m, "/sumdb/:name/*rest", s.proxy)
 	}
 	return e
@@ -354,6 +359,22 @@ func (s *Server) healthz(c *gin.Context) {
 		return
 	}
 	s.write(c, hdrErrorText, hdrNoStore, []byte("ok"))
+}
+
+// livez answers 200 while the process runs: it asks nothing of the store,
+// so a store outage makes /readyz 503, not /livez.
+func (s *Server) livez(c *gin.Context) {
+	s.write(c, hdrErrorText, hdrNoStore, []byte("live"))
+}
+
+// version answers the build's version, commit and Go version as JSON.
+func (s *Server) version(c *gin.Context) {
+	body, err := json.Marshal(buildinfo.Read())
+	if err != nil {
+		s.fail(c, http.StatusInternalServerError, "internal error")
+		return
+	}
+	s.write(c, hdrJSON, hdrNoStore, append(body, '\n'))
 }
 
 // readyz answers 200 when the server can answer the protocol: the store

@@ -51,6 +51,9 @@ and that its served head is signed with the key (exit status 2 if not).`},
 optional replica and prints its id: give it to sync and serve with
 --trillian ADDR --trillian-tree ID, and every head is served only once
 Trillian's root of the same size agrees (full mode only).`},
+	"version": {"sumkeep version",
+		`Prints this build's version, the commit it was built from and the Go
+version that built it (serve answers the same at /version).`},
 	"verify": {"sumkeep verify [flags] FILE...", ""}, // verifyUsage says it all
 }
 

@@ -10,6 +10,8 @@
 //	sumkeep status
 //	sumkeep verify  [--db DSN | --mirror URL] [--format text|json|junit] FILE...
 //	sumkeep trillian create-tree --trillian ADDR
+//	sumkeep version
+//	sumkeep trillian create-tree --trillian ADDR
 //
 // --db, --upstream and --key are accepted by every subcommand, and every flag
 // also reads SUMKEEP_<FLAG> from the environment (a flag on the command line
@@ -64,6 +66,7 @@ var commands = []command{
 	{"status", "show the heads, progress and any evidence of misbehaviour", cmdStatus},
 	{"verify", "check go.sum files against the checksum database, offline (exit 1 when a line fails)", cmdVerify},
 	{"trillian", "create-tree: make the Trillian tree for the optional replica (--trillian on sync and serve)", cmdTrillian},
+	{"version", "print the version, commit and Go version of this build", cmdVersion},
 }
 
 // env is what a subcommand runs with.
