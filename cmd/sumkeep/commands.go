@@ -176,7 +176,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeWithin(st, shutdownTimeout, e)
-	_, closeReplica, err := e.openReplica(tf, st, name)
+	closeReplica, err := e.openReplica(tf, st, name)
 	if err != nil {
 		return err
 	}
@@ -280,7 +280,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeWithin(st, shutdownTimeout, e)
-	_, closeReplica, err := e.openReplica(tf, st, name)
+	closeReplica, err := e.openReplica(tf, st, name)
 	if err != nil {
 		return err
 	}

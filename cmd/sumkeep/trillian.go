@@ -48,21 +48,21 @@ func (tf *trillianFlags) check(mode string) error {
 
 // openReplica sets up the replica the flags name, if any, as e.replica
 // for newSyncer. The returned function closes its connection.
-func (e *env) openReplica(tf *trillianFlags, st store.Store, log string) (*replica.Replica, func(), error) {
+func (e *env) openReplica(tf *trillianFlags, st store.Store, log string) (func(), error) {
 	if tf.addr == "" {
-		return nil, func() {}, nil
+		return func() {}, nil
 	}
 	conn, err := replica.Dial(tf.addr)
 	if err != nil {
-		return nil, nil, envError{fmt.Errorf("--trillian: %w", err)}
+		return nil, envError{fmt.Errorf("--trillian: %w", err)}
 	}
 	r, err := replica.New(replica.Config{Conn: conn, Addr: tf.addr, TreeID: tf.tree, Records: st, Log: log, Logger: e.logger})
 	if err != nil {
 		conn.Close()
-		return nil, nil, envError{err}
+		return nil, envError{err}
 	}
 	e.replica = r
-	return r, func() { conn.Close() }, nil
+	return func() { conn.Close() }, nil
 }
 
 func cmdTrillian(ctx context.Context, e *env, args []string) error {

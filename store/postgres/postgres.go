@@ -52,18 +52,7 @@ var ErrDSN = errors.New("postgres: the connection string does not parse (it is n
 // string) and brings its schema up to date. The pool holds room for a
 // syncer and the lookup workers unless dsn sets pool_max_conns.
 func Open(ctx context.Context, dsn string) (*Store, error) {
-	s, err := connect(ctx, dsn, false)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.ping(ctx); err != nil {
-		return nil, err
-	}
-	if err := s.Migrate(ctx); err != nil {
-		s.Close()
-		return nil, err
-	}
-	return s, nil
+	return open(ctx, dsn, false)
 }
 
 // OpenReadOnly connects to an existing sumkeep store for reading only, as
@@ -73,14 +62,24 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 // database without sumkeep's tables gives store.ErrNotStore; a schema of
 // another version store.ErrSchemaVersion.
 func OpenReadOnly(ctx context.Context, dsn string) (*Store, error) {
-	s, err := connect(ctx, dsn, true)
+	return open(ctx, dsn, true)
+}
+
+// open connects, checks that the database answers, and then brings the
+// schema up to date or, read-only, checks that it is this sumkeep's.
+func open(ctx context.Context, dsn string, readOnly bool) (*Store, error) {
+	s, err := connect(ctx, dsn, readOnly)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.ping(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.checkSchema(ctx); err != nil {
+	prepare := s.Migrate
+	if readOnly {
+		prepare = s.checkSchema
+	}
+	if err := prepare(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
