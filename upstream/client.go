@@ -113,6 +113,8 @@ type Client struct {
 	shown string // base for messages: credentials masked
 	http  *http.Client
 	tries int
+
+	observe func(Observation) // nil: not observed
 }
 
 // idleConns is how many idle connections the default client keeps to the
@@ -124,7 +126,7 @@ const idleConns = 64
 // NewClient returns a client for the database at base, e.g.
 // "https://sum.golang.org" or "<proxy>/sumdb/sum.golang.org". With hc nil
 // it uses its own transport, which keeps idleConns connections open.
-func NewClient(base string, hc *http.Client) *Client {
+func NewClient(base string, hc *http.Client, opts ...ClientOption) *Client {
 	if hc == nil {
 		hc = &http.Client{Timeout: time.Minute}
 		if dt, ok := http.DefaultTransport.(*http.Transport); ok {
@@ -135,7 +137,11 @@ func NewClient(base string, hc *http.Client) *Client {
 		}
 	}
 	base = strings.TrimSuffix(base, "/")
-	return &Client{base: base, shown: redact.URL(base), http: hc, tries: 3}
+	c := &Client{base: base, shown: redact.URL(base), http: hc, tries: 3}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
 
 // URL returns the upstream's base URL for messages: any credentials in it
@@ -210,12 +216,47 @@ func (c *Client) get(ctx context.Context, path string, limit int64) ([]byte, err
 		}
 		var data []byte
 		var retry bool
-		data, retry, err = c.getOnce(ctx, path, limit)
+		data, retry, err = c.observed(ctx, path, limit)
 		if err == nil || !retry || ctx.Err() != nil {
 			return data, err
 		}
 	}
 	return nil, err
+}
+
+// observed is getOnce, reported to the observer if there is one.
+func (c *Client) observed(ctx context.Context, path string, limit int64) ([]byte, bool, error) {
+	if c.observe == nil {
+		return c.getOnce(ctx, path, limit)
+	}
+	start := time.Now()
+	data, retry, err := c.getOnce(ctx, path, limit)
+	o := Observation{Upstream: c.shown, Kind: pathKind(path), Duration: time.Since(start), Err: err}
+	if err == nil {
+		o.Status = http.StatusOK
+	} else if se := (*StatusError)(nil); errors.As(err, &se) {
+		o.Status = se.Code
+	}
+	c.observe(o)
+	return data, retry, err
+}
+
+// pathKind is the kind of request a path under the base URL is.
+func pathKind(path string) string {
+	switch {
+	case path == "latest":
+		return KindLatest
+	case strings.HasPrefix(path, "lookup/"):
+		return KindLookup
+	case strings.HasPrefix(path, "tile/"):
+		if strings.Contains(path, "/data/") {
+			return KindDataTile
+		}
+		return KindTile
+	case path == "supported":
+		return KindSupported
+	}
+	return "other"
 }
 
 // getOnce fetches base/path once. Its errors name the URL without
