@@ -78,7 +78,7 @@ type Status struct {
 	GOSUMDBCommand string `json:"gosumdb_command"`
 	// ProxyCommands are the go env lines for the proxy form: GOSUMDB=<key>
 	// (only when the log is not the go command's default, sum.golang.org)
-	// and GOPROXY=<url>,<your proxy>, where "<your proxy>" is to be replaced
+	// and GOPROXY="<url>,<your proxy>", where "<your proxy>" is to be replaced
 	// with the proxy list used now (what `go env GOPROXY` prints).
 	ProxyCommands []string `json:"proxy_commands"`
 
@@ -509,7 +509,7 @@ func (s *Server) requestStatus(c *gin.Context) Status {
 		if s.log != defaultSumDB && s.key != "" {
 			st.ProxyCommands = append(st.ProxyCommands, "go env -w GOSUMDB="+s.key)
 		}
-		st.ProxyCommands = append(st.ProxyCommands, "go env -w GOPROXY="+st.URL+",<your proxy>")
+		st.ProxyCommands = append(st.ProxyCommands, `go env -w GOPROXY="`+st.URL+`,<your proxy>"`)
 	}
 	if st.Logs == nil {
 		st.Logs = []LogStatus{}

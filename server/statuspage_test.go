@@ -141,7 +141,7 @@ func TestStatusJSON(t *testing.T) {
 		}
 	}
 	if got := jsonPath(t, doc, "proxy_commands"); len(got.([]any)) != 2 ||
-		got.([]any)[0] != "go env -w GOSUMDB="+u.VerifierKey() || got.([]any)[1] != "go env -w GOPROXY="+base+",<your proxy>" {
+		got.([]any)[0] != "go env -w GOSUMDB="+u.VerifierKey() || got.([]any)[1] != `go env -w GOPROXY="`+base+`,<your proxy>"` {
 		t.Errorf("proxy_commands = %q", got)
 	}
 	log := jsonPath(t, doc, "logs", 0)
