@@ -347,7 +347,11 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	}
 	url := "http://" + ln.Addr().String()
 	e.logger.Info("serving", "log", name, "url", url)
-	fmt.Fprintf(e.stdout, "sumkeep is serving %s at %s\nPoint the go command at it with:\n\n\tgo env -w GOSUMDB=\"%s %s\"\n\n", name, url, e.key, url)
+	shown := url
+	if *publicURL != "" {
+		shown = *publicURL
+	}
+	fmt.Fprintf(e.stdout, "sumkeep is serving %s at %s\nPoint the go command at it with:\n\n\tgo env -w GOSUMDB=\"%s %s\"\n\nIts status page is %s/\n", name, url, e.key, shown, shown)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {

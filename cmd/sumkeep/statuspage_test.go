@@ -246,3 +246,62 @@ func TestStatusPageBrowser(t *testing.T) {
 		t.Errorf("the request log has no line for the status page:\n%s", srv.stderr)
 	}
 }
+
+// TestServeStatusFlags: serve's --public-url is what the status page shows
+// whatever the request's Host; with --sync-schedule the page shows the
+// in-process runs; --request-log=false logs no request, and SUMKEEP_
+// variables set them too; bad values are usage errors.
+func TestServeStatusFlags(t *testing.T) {
+	none := map[string]string{}
+	for _, args := range [][]string{
+		{"--request-log-sample", "0"},
+		{"--request-log-sample", "1.5"},
+		{"--request-log-sample", "NaN"},
+		{"--public-url", "ftp://sum.corp.example"},
+		{"--public-url", "https://user:pw@sum.corp.example"},
+		{"--public-url", `https://sum.corp.example/"x`},
+	} {
+		code, _, stderr := runIn(t, none, append([]string{"serve", "--db", filepath.Join(t.TempDir(), "s.db")}, args...)...)
+		if code != 2 || !strings.Contains(stderr, args[0]) || strings.Contains(stderr, "pw@") {
+			t.Errorf("serve %q: exit %d\n%s\nwant a usage error naming the flag", args, code, stderr)
+		}
+	}
+
+	u := newUpstream(t, 600)
+	key := u.VerifierKey()
+	db := newDB(t, "sqlite")
+	srv, mirror := startServeEnv(t, []string{"SUMKEEP_REQUEST_LOG=false"}, "serve", "--db", db, "--key", key, "--listen", "127.0.0.1:0",
+		"--upstream", u.URL(), "--mode", "full", "--sync-schedule", "@every 1h", "--public-url", "https://sum.corp.example/mirror/")
+	type status struct {
+		GOSUMDB string `json:"gosumdb"`
+		Logs    []struct {
+			Sync struct {
+				InProcess bool   `json:"in_process"`
+				Schedule  string `json:"schedule"`
+				Last      *struct {
+					Outcome string `json:"outcome"`
+					Served  int64  `json:"served"`
+				} `json:"last"`
+			} `json:"sync"`
+		} `json:"logs"`
+	}
+	var st status
+	waitFor(t, time.Minute, func() string { return fmt.Sprintf("the scheduled sync to show on /status.json: %+v\n%s", st, srv.stderr) }, func() bool {
+		resp, err := http.Get(mirror + "/status.json")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		st = status{}
+		return json.NewDecoder(resp.Body).Decode(&st) == nil && len(st.Logs) == 1 && st.Logs[0].Sync.Last != nil
+	})
+	if want := key + " https://sum.corp.example/mirror"; st.GOSUMDB != want {
+		t.Errorf("with --public-url: GOSUMDB %q, want %q", st.GOSUMDB, want)
+	}
+	if s := st.Logs[0].Sync; !s.InProcess || s.Schedule != "@every 1h" || s.Last.Outcome != "success" || s.Last.Served != 600 {
+		t.Errorf("the in-process sync shows as %+v, want a success serving 600", s)
+	}
+	if strings.Contains(srv.stderr.String(), "msg=request") {
+		t.Errorf("SUMKEEP_REQUEST_LOG=false, yet requests are logged:\n%s", srv.stderr)
+	}
+}
