@@ -385,3 +385,63 @@ func TestStatusStoreDown(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// healthList is an upstream.HealthReporter reporting fixed measures, as
+// the upstream pool does.
+type healthList []upstream.Health
+
+func (h healthList) Health() []upstream.Health { return h }
+
+// TestStatusUpstreams: the upstreams a HealthReporter measures are shown
+// with their state, latency, counts and last error, credentials masked,
+// with a chart of the last hour drawn as inline SVG (no script, no image
+// fetched); hostile text from an upstream is escaped.
+func TestStatusUpstreams(t *testing.T) {
+	st, _ := openStore(t)
+	l := newTestLog(t, "sum.example.test")
+	l.grow(t, 300)
+	l.sync(t, st, 0, 300, 300, true)
+	now := time.Now()
+	var hist []upstream.Sample
+	for i := range 60 {
+		s := upstream.Sample{At: now.Add(time.Duration(i-60) * time.Minute), P50: time.Duration(50+i) * time.Millisecond, Requests: 10}
+		if i == 30 {
+			s.Errors = 3
+		}
+		hist = append(hist, s)
+	}
+	hr := healthList{
+		{URL: "https://tok:s3cret@fast.example", State: upstream.StateHealthy, Latency: 80 * time.Millisecond,
+			P50: 75 * time.Millisecond, P99: 300 * time.Millisecond, Requests: 600, Errors: 3, History: hist},
+		{URL: "https://liar.example", State: upstream.StateQuarantined, Lies: 2, Until: now.Add(time.Hour),
+			LastError: `<script>alert("x")</script>` + "\x1b[31m", LastErrorAt: now},
+	}
+	h := New(Config{Store: st, Log: l.name, Upstreams: hr, UpstreamURLs: []string{"https://ignored.example"}}).Handler()
+
+	w := getWithHost(h, "/status.json", "m.example")
+	var s Status
+	if err := json.Unmarshal(w.Body.Bytes(), &s); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Upstreams) != 2 {
+		t.Fatalf("upstreams %+v, want the 2 measured", s.Upstreams)
+	}
+	a, b := s.Upstreams[0], s.Upstreams[1]
+	if !a.Measured || a.State != "healthy" || a.URL != "https://tok:xxxxx@fast.example" || a.P99Seconds != 0.3 || a.Requests != 600 || len(a.History) != 60 {
+		t.Errorf("first upstream %+v", a)
+	}
+	if b.State != "quarantined" || b.Lies != 2 || b.Until == nil || strings.ContainsRune(b.LastError, '\x1b') {
+		t.Errorf("second upstream %+v", b)
+	}
+
+	page := getWithHost(h, "/", "m.example").Body.String()
+	if strings.Count(page, "<svg") != 1 || !strings.Contains(page, "<polyline") || !strings.Contains(page, "<rect") {
+		t.Errorf("the page has no latency chart for the measured upstream")
+	}
+	if strings.Contains(page, "<script") || strings.Contains(page, "s3cret") || strings.Contains(page, "ignored.example") {
+		t.Errorf("the page shows a script, a secret, or the unmeasured URL list:\n%s", page)
+	}
+	if !strings.Contains(page, "&lt;script&gt;") || !strings.Contains(page, `class="state-quarantined"`) {
+		t.Errorf("the quarantined upstream's last error is not shown escaped")
+	}
+}
