@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -211,5 +212,36 @@ func TestLoggedPath(t *testing.T) {
 		if got := loggedPath(in); got != want {
 			t.Errorf("loggedPath(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// BenchmarkRequestLog measures what the request log adds to a request
+// that asks nothing of the store (/livez): off, and on writing slog text
+// lines to a file as serve writes them to its standard error.
+func BenchmarkRequestLog(b *testing.B) {
+	f, err := os.CreateTemp(b.TempDir(), "requests-*.log")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	for _, c := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"off", Config{}},
+		{"on", Config{RequestLog: true, Logger: slog.New(slog.NewTextHandler(f, nil))}},
+		{"sampled-0.1", Config{RequestLog: true, RequestLogSample: 0.1, Logger: slog.New(slog.NewTextHandler(f, nil))}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			h := New(c.cfg).Handler()
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if w := do(h, http.MethodGet, "/livez"); w.Code != http.StatusOK {
+						b.Fatalf("/livez: %d", w.Code)
+					}
+				}
+			})
+		})
 	}
 }
