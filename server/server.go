@@ -165,6 +165,11 @@ type Config struct {
 	// page builds it from each request (see Status.URL), and never from
 	// X-Forwarded-* headers, which any client can send.
 	PublicURL string
+	// StatusStore is where the page reads the newest heads and the
+	// evidence; nil uses Store when it has those methods (a store.Store
+	// does). Give the primary here when Store is a read replica's reader
+	// without them.
+	StatusStore StatusReader
 	// Upstreams measures the upstreams (their state and latency); nil
 	// shows UpstreamURLs as "not measured".
 	Upstreams upstream.HealthReporter
@@ -269,7 +274,10 @@ func New(cfg Config) *Server {
 		statusTTL:    cmp.Or(cfg.StatusCache, DefaultStatusCache),
 		logRequests:  cfg.RequestLog,
 	}
-	s.statusStore, _ = cfg.Store.(StatusReader)
+	s.statusStore = cfg.StatusStore
+	if s.statusStore == nil {
+		s.statusStore, _ = cfg.Store.(StatusReader)
+	}
 	s.sample.rate = cfg.RequestLogSample
 	if s.sample.rate <= 0 || s.sample.rate > 1 {
 		s.sample.rate = 1

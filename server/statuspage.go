@@ -29,7 +29,8 @@ import (
 // StatusReader is what the status page reads from a store beyond
 // store.Reader: the newest verified head (to say how far the served head is
 // behind) and the evidence of misbehaviour. It is an optional capability
-// checked on Config.Store, not part of store.Reader, because Reader is
+// (Config.StatusStore, else Config.Store when it has these methods), not
+// part of store.Reader, because Reader is
 // what every answer of the protocol is served from and a read replica may
 // implement it alone: a page that cannot read these says so instead of
 // forcing every reader to offer them. store.Store has both.
