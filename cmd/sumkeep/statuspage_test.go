@@ -286,7 +286,9 @@ func TestServeStatusFlags(t *testing.T) {
 		} `json:"logs"`
 	}
 	var st status
-	waitFor(t, time.Minute, func() string { return fmt.Sprintf("the scheduled sync to show on /status.json: %+v\n%s", st, srv.stderr) }, func() bool {
+	waitFor(t, time.Minute, func() string {
+		return fmt.Sprintf("the scheduled sync to show on /status.json: %+v\n%s", st, srv.stderr)
+	}, func() bool {
 		resp, err := http.Get(mirror + "/status.json")
 		if err != nil {
 			return false
