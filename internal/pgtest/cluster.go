@@ -65,6 +65,28 @@ func NewCluster(tb testing.TB) *Cluster {
 }
 
 func newCluster(tb testing.TB) (*Cluster, error) {
+	c, err := prepare(tb)
+	if err != nil {
+		return nil, err
+	}
+	if out, err := c.run("initdb", "--no-sync", "-A", "trust", "-U", "postgres", "-E", "UTF8", "-D", c.data); err != nil {
+		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
+	}
+	// wal_level replica and max_wal_senders 10 are the defaults, and
+	// initdb's pg_hba.conf lets loopback replication connections in: a
+	// standby (NewStandby) can be made of any cluster.
+	conf := "listen_addresses = '127.0.0.1'\n" +
+		"unix_socket_directories = '" + c.dir + "'\n" +
+		"fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n" +
+		"max_connections = 60\nshared_buffers = 16MB\n"
+	if err := c.appendConf(conf); err != nil {
+		return nil, err
+	}
+	return c, c.startOnFreePort()
+}
+
+// prepare makes the directory of a new cluster, removed when the test ends.
+func prepare(tb testing.TB) (*Cluster, error) {
 	bin, err := serverBin()
 	if err != nil {
 		return nil, err
@@ -86,27 +108,27 @@ func newCluster(tb testing.TB) (*Cluster, error) {
 		return nil, err
 	}
 	c.data = filepath.Join(c.dir, "data")
-	if out, err := c.run("initdb", "--no-sync", "-A", "trust", "-U", "postgres", "-E", "UTF8", "-D", c.data); err != nil {
-		return nil, fmt.Errorf("initdb: %v\n%s", err, out)
-	}
-	conf := "listen_addresses = '127.0.0.1'\n" +
-		"unix_socket_directories = '" + c.dir + "'\n" +
-		"fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n" +
-		"max_connections = 60\nshared_buffers = 16MB\n"
+	return c, nil
+}
+
+// appendConf appends settings to the cluster's postgresql.conf (a later
+// line wins over an earlier one).
+func (c *Cluster) appendConf(conf string) error {
 	f, err := os.OpenFile(filepath.Join(c.data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	_, err = f.WriteString(conf)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return nil, err
-	}
-	// Take a free port: a lock file per port keeps concurrent test
-	// processes apart, and a port something else listens on fails the
-	// start, so the next one is tried.
+	return err
+}
+
+// startOnFreePort starts the cluster on a free port of the range. A lock
+// file per port keeps concurrent test processes apart, and a port
+// something else listens on fails the start, so the next one is tried.
+func (c *Cluster) startOnFreePort() error {
 	var errs []error
 	for port := clusterPortMin; port <= clusterPortMax; port++ {
 		lock, err := lockPort(port)
@@ -116,16 +138,16 @@ func newCluster(tb testing.TB) (*Cluster, error) {
 		c.port, c.lock = port, lock
 		c.reclaim()
 		if err = c.start(); err == nil {
-			return c, nil
+			return nil
 		}
 		errs = append(errs, fmt.Errorf("port %d: %w", port, err))
 		c.lock.Close()
 		c.lock, c.port = nil, 0
 	}
 	if len(errs) == 0 {
-		return nil, fmt.Errorf("every port in %d-%d is taken by another test", clusterPortMin, clusterPortMax)
+		return fmt.Errorf("every port in %d-%d is taken by another test", clusterPortMin, clusterPortMax)
 	}
-	return nil, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // serverBin returns the directory holding the newest initdb.

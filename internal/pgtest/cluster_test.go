@@ -43,3 +43,43 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("restarted cluster: %v", err)
 	}
 }
+
+// TestStandby makes a streaming replica of a cluster: it answers what the
+// primary wrote once it has replayed it, not while its replay is paused,
+// and refuses writes.
+func TestStandby(t *testing.T) {
+	p := NewCluster(t)
+	s := p.NewStandby(t)
+	if s.Port() == p.Port() {
+		t.Fatalf("standby and primary share port %d", p.Port())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := p.exec("CREATE TABLE t (n int)"); err != nil {
+		t.Fatal(err)
+	}
+	count := func() (int, error) {
+		var n int
+		err := queryRow(ctx, s.DSN(), "SELECT count(*) FROM t", &n)
+		return n, err
+	}
+	s.CatchUp(p)
+	if n, err := count(); err != nil || n != 0 {
+		t.Fatalf("standby: count = %d, %v; want 0", n, err)
+	}
+	s.PauseReplay()
+	if err := p.exec("INSERT INTO t VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := count(); err != nil || n != 0 {
+		t.Fatalf("standby with replay paused: count = %d, %v; want 0", n, err)
+	}
+	s.ResumeReplay()
+	s.CatchUp(p)
+	if n, err := count(); err != nil || n != 1 {
+		t.Fatalf("standby caught up: count = %d, %v; want 1", n, err)
+	}
+	if err := s.exec("INSERT INTO t VALUES (2)"); err == nil {
+		t.Fatal("the standby accepted a write")
+	}
+}
