@@ -6,7 +6,8 @@
 // and an unreachable server fails them.
 //
 // NewCluster gives a test a whole cluster of its own on another port
-// (55433-55439), which it may pause, stop and start to play an outage.
+// (55433-55439), which it may pause, stop and start to play an outage, and
+// Cluster.NewStandby a streaming replica of it on another port of the range.
 package pgtest
 
 import (

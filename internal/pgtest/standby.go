@@ -89,14 +89,17 @@ func (c *Cluster) ResumeReplay() {
 }
 
 // CatchUp waits until standby c has replayed everything primary had written
-// when CatchUp was called (its pg_current_wal_lsn), failing the test if
-// that takes more than two minutes.
+// when CatchUp was called, failing the test if that takes more than two
+// minutes. The target is the primary's WAL insert position, not its write
+// position: the clusters commit asynchronously, so a commit may be in the
+// WAL buffers still (the WAL writer flushes it, and the standby then
+// receives it, within wal_writer_delay).
 func (c *Cluster) CatchUp(primary *Cluster) {
 	c.tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var target string
-	if err := queryRow(ctx, primary.DSN(), "SELECT pg_current_wal_lsn()::text", &target); err != nil {
+	if err := queryRow(ctx, primary.DSN(), "SELECT pg_current_wal_insert_lsn()::text", &target); err != nil {
 		c.tb.Fatalf("reading the primary's WAL position: %v", err)
 	}
 	for {
