@@ -17,6 +17,7 @@ import (
 	"github.com/sumkeep/sumkeep/server"
 	"github.com/sumkeep/sumkeep/store"
 	"github.com/sumkeep/sumkeep/store/backend"
+	"github.com/sumkeep/sumkeep/store/readreplica"
 	"github.com/sumkeep/sumkeep/upstream"
 )
 
@@ -54,6 +55,29 @@ func (e *env) openStoreWaiting(ctx context.Context) (serve, raw store.Store, rea
 		return nil, nil, nil, dbError(e.db, err)
 	}
 	return serve, raw, ready, nil
+}
+
+// replicaOpenTimeout bounds the first attempt to reach a read replica; one
+// that does not answer by then is used once it does.
+const replicaOpenTimeout = 10 * time.Second
+
+// openReadReplica opens the read replica --db-read names (see
+// backend.OpenReplica), saying so when it does not answer yet.
+func (e *env) openReadReplica(ctx context.Context, dsn string) (store.Store, error) {
+	st, waiting, err := backend.OpenReplica(ctx, dsn, replicaOpenTimeout)
+	switch {
+	case errors.Is(err, backend.ErrReplicaDSN):
+		return nil, usageError{"--db-read: " + err.Error()}
+	case errors.Is(err, backend.ErrDSN):
+		return nil, envError{fmt.Errorf("--db-read: %w", err)}
+	case err != nil:
+		return nil, envError{fmt.Errorf("--db-read %s: %w", redact.DSN(dsn), err)}
+	}
+	if waiting != nil {
+		e.logger.Warn("the read replica does not answer yet: reading from the primary (--db) until it does",
+			"replica", redact.DSN(dsn), "err", waiting)
+	}
+	return st, nil
 }
 
 // dbError says what is wrong with the store --db names, masking any
@@ -240,6 +264,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	publicURL := fs.String("public-url", "", "the URL clients reach this server at (e.g. behind a TLS proxy), shown on the status page; default: built from each request's Host")
 	requestLog := fs.Bool("request-log", true, "log one line per request (method, path, status, bytes, duration, fetched through)")
 	requestSample := fs.Float64("request-log-sample", 1, "share of requests logged, in (0, 1]; 5xx answers are always logged")
+	dbRead := fs.String("db-read", "", "read lookups, tiles and the served head from this Postgres hot standby of --db (a postgres:// URL); writes (fetch-through, --sync-schedule) go to --db, which also answers what the standby lacks or while it is down")
 	tf := e.trillianFlags(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err
@@ -256,6 +281,9 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 			return usageError{"--public-url " + err.Error()}
 		}
 		*publicURL = u
+	}
+	if *dbRead != "" && !backend.IsPostgres(*dbRead) {
+		return usageError{"--db-read: " + backend.ErrReplicaDSN.Error()}
 	}
 	if err := modeFlag(*mode); err != nil {
 		return err
@@ -314,6 +342,25 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 			fetch = map[string]server.Fetcher{name: s}
 		}
 	}
+	var reader store.Reader = st
+	if *dbRead != "" {
+		rep, err := e.openReadReplica(ctx, *dbRead)
+		if err != nil {
+			return err
+		}
+		defer closeWithin(rep, shutdownTimeout, e)
+		rr := readreplica.New(rep, st, readreplica.Options{
+			Logger:         e.logger.With("replica", redact.DSN(*dbRead)),
+			ReplicaTimeout: *storeTimeout / 2, // leaves the primary time to answer within --store-timeout
+		})
+		reader = rr
+		if f := fetch[name]; f != nil {
+			// A record fetched through is in the primary only until the
+			// standby replays it: answer it from there meanwhile.
+			fetch[name] = rr.Fetcher(name, f)
+		}
+		e.logger.Info("reading from the read replica", "replica", redact.DSN(*dbRead))
+	}
 	gin.SetMode(gin.ReleaseMode) // gin's mode is process-wide; the command owns the process
 	var syncs *server.SyncLog
 	if *schedule != "" {
@@ -323,7 +370,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if syncer != nil {
 		upstreams = []string{syncer.UpstreamURL()}
 	}
-	srv := server.New(server.Config{Store: st, Log: name, Logger: e.logger, CacheRecords: records, CacheTiles: tiles, Fetch: fetch,
+	srv := server.New(server.Config{Store: reader, StatusStore: st, Log: name, Logger: e.logger, CacheRecords: records, CacheTiles: tiles, Fetch: fetch,
 		StoreTimeout: *storeTimeout,
 		Key:          e.key, PublicURL: *publicURL, UpstreamURLs: upstreams, Syncs: syncs,
 		RequestLog: *requestLog, RequestLogSample: *requestSample})

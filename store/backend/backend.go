@@ -9,6 +9,7 @@ import (
 	"errors"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/sumkeep/sumkeep/store"
 	"github.com/sumkeep/sumkeep/store/postgres"
@@ -64,6 +65,39 @@ func OpenReadOnly(ctx context.Context, dsn string) (store.Store, error) {
 		return postgres.OpenReadOnly(ctx, dsn)
 	}
 	return sqlite.OpenReadOnly(ctx, dsn)
+}
+
+// ErrReplicaDSN reports a --db-read value that is not a postgres:// URL: a
+// read replica is a Postgres hot standby.
+// Its message does not repeat the value, which may hold a password.
+var ErrReplicaDSN = errors.New("a read replica is a Postgres hot standby of --db: give it as a postgres:// URL")
+
+// OpenReplica opens a read replica of a Postgres store (a hot standby) for
+// serving: read-only, creating and migrating nothing. A replica that does
+// not answer within openTimeout, or that has not replayed this sumkeep's
+// schema yet, is no reason not to serve: it is returned all the same,
+// connecting on first use, with the reason in waiting (reads fall back to
+// the primary until it answers; see store/readreplica). Other failures (a
+// bad URL, a refused login, a database that is not a sumkeep store) are
+// returned as err.
+func OpenReplica(ctx context.Context, dsn string, openTimeout time.Duration) (st store.Store, waiting, err error) {
+	if !IsPostgres(dsn) {
+		return nil, nil, ErrReplicaDSN
+	}
+	octx, cancel := context.WithTimeout(ctx, openTimeout)
+	pg, err := postgres.OpenReadOnly(octx, dsn)
+	cancel()
+	if err == nil {
+		return pg, nil, nil
+	}
+	if ctx.Err() != nil || !store.Unavailable(err) && !errors.Is(err, store.ErrSchemaVersion) {
+		return nil, nil, err
+	}
+	pg, cerr := postgres.ConnectReadOnly(ctx, dsn)
+	if cerr != nil {
+		return nil, nil, cerr
+	}
+	return pg, err, nil
 }
 
 // OpenBundle opens an air-gap bundle (a SQLite file written by export)

@@ -109,6 +109,14 @@ func Connect(ctx context.Context, dsn string) (*Store, error) {
 	return connect(ctx, dsn, false)
 }
 
+// ConnectReadOnly is OpenReadOnly without touching the database: every
+// session it opens is read-only, and it checks no schema. A server whose
+// read replica does not answer yet uses it, and reads from the primary
+// until the replica answers.
+func ConnectReadOnly(ctx context.Context, dsn string) (*Store, error) {
+	return connect(ctx, dsn, true)
+}
+
 func connect(ctx context.Context, dsn string, readOnly bool) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
