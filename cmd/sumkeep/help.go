@@ -14,12 +14,15 @@ var commandHelp = map[string]struct{ synopsis, about string }{
 proxy form /sumdb/<name>/...) from the store, so that the go command verifies
 modules through it (GOSUMDB="<key> <URL>", or GOPROXY=<URL>,<your proxy>). In
 lazy mode a lookup the store lacks is fetched from the upstream, verified and
-kept; with --sync-schedule the same process also syncs. It listens on
-127.0.0.1 by default: give --listen :8080 (behind a TLS proxy) to serve
-other machines. Its status page at / (and /status.json) shows the exact
-GOSUMDB and GOPROXY lines to use, the heads, the lag, the syncs, the
-upstreams and any evidence of misbehaviour; it logs one line per request
-unless --request-log=false.`},
+kept; with --sync-schedule the same process also syncs. With --db-read it
+reads from a Postgres hot standby of --db and writes to --db, which also
+answers what the standby has not replayed yet. It listens on 127.0.0.1 by
+default: give --listen :8080 (behind a TLS proxy) to serve other machines.
+Its status page at / (and /status.json) shows the exact GOSUMDB and GOPROXY
+lines to use, the heads, the lag, the syncs, the upstreams and any evidence
+of misbehaviour; it logs one line per request unless --request-log=false.
+/livez answers while the process runs, /readyz once it can serve (the store
+answers and a served head exists).`},
 	"sync": {"sumkeep sync --once | --schedule SPEC [flags]",
 		`Brings the store to the upstream's newest signed tree head, verifying every
 head, tile and record before storing it: once, or on a cron schedule until

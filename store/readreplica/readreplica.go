@@ -232,9 +232,12 @@ func (r *Reader) ServedHead(ctx context.Context, log string) (store.Head, error)
 		return store.Head{}, rerr
 	}
 	// The primary's head tells how far behind the replica is. A primary
-	// that cannot answer leaves the replica's head standing: reads then
-	// go on from the replica alone.
-	ph, perr := r.primary.ServedHead(ctx, log)
+	// that cannot answer (within ReplicaTimeout: this is advice only)
+	// leaves the replica's head standing: reads then go on from the
+	// replica alone.
+	pctx, cancel := context.WithTimeout(ctx, r.opts.ReplicaTimeout)
+	ph, perr := r.primary.ServedHead(pctx, log)
+	cancel()
 	have := int64(0)
 	if rerr == nil {
 		have = rh.Size
