@@ -384,11 +384,13 @@ func (s *Server) version(c *gin.Context) {
 }
 
 // readyz answers 200 when the server can answer the protocol: the store
-// answers and the root log (or, without one, some log) has a served head.
-// A root log fetched on demand (lazy mode) needs none: its first lookup
-// fetches one.
+// answers and the root log (or, without one, some log) has a served head,
+// in every mode: a lazy server too serves nothing a go command can verify
+// until it serves a head. The whole check has one StoreTimeout, so that a
+// hung store makes it answer 503 in that time.
 func (s *Server) readyz(c *gin.Context) {
-	ctx := c.Request.Context()
+	ctx, cancel := context.WithTimeout(c.Request.Context(), s.storeTimeout)
+	defer cancel()
 	names, err := s.store.Logs(ctx)
 	if err != nil {
 		s.logger.WarnContext(ctx, "readiness check: store does not answer", "err", err)
@@ -397,10 +399,6 @@ func (s *Server) readyz(c *gin.Context) {
 	}
 	logs := names
 	if s.log != "" {
-		if s.fetch[s.log] != nil {
-			s.write(c, hdrErrorText, hdrNoStore, []byte("ready"))
-			return
-		}
 		logs = []string{s.log}
 	}
 	for _, log := range logs {

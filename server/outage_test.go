@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumkeep/sumkeep/internal/pgtest"
+	"github.com/sumkeep/sumkeep/store"
 	"github.com/sumkeep/sumkeep/store/postgres"
 )
 
@@ -243,4 +244,91 @@ func TestOutage(t *testing.T) {
 	} else {
 		t.Logf("%d log lines:\n%s", n, lines)
 	}
+}
+
+// TestReadyzOutage: in every mode (a log served from what is stored, and
+// one fetched on demand), /readyz is 503 before the first served head, 200
+// once there is one, 503 within StoreTimeout (no hang) while the database
+// is stopped or hung, and 200 again once it is back, without a restart;
+// /livez is 200 throughout.
+func TestReadyzOutage(t *testing.T) {
+	c := pgtest.NewCluster(t)
+	ctx := context.Background()
+	st, err := postgres.Open(ctx, c.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	l := newTestLog(t, "sum.example.test")
+	l.grow(t, 300)
+
+	const storeTimeout = time.Second
+	modes := map[string]*Server{
+		"stored": New(Config{Store: st, Log: l.name, StoreTimeout: storeTimeout, HeadRefresh: 100 * time.Millisecond}),
+		"lazy": New(Config{Store: st, Log: l.name, StoreTimeout: storeTimeout, HeadRefresh: 100 * time.Millisecond,
+			Fetch: map[string]Fetcher{l.name: noFetch{}}}),
+	}
+	urls := map[string]string{}
+	for mode, srv := range modes {
+		runCtx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go srv.Run(runCtx)
+		hs := httptest.NewServer(srv.Handler())
+		defer hs.Close()
+		urls[mode] = hs.URL
+	}
+	// A request may take StoreTimeout; much longer is a hang.
+	hc := &http.Client{Timeout: storeTimeout + 30*time.Second}
+	status := func(url string) int {
+		t.Helper()
+		resp, err := hc.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
+			t.Errorf("GET %s: 503 without Retry-After", url)
+		}
+		return resp.StatusCode
+	}
+	expect := func(phase string, want int) {
+		t.Helper()
+		for mode, url := range urls {
+			deadline := time.Now().Add(2 * time.Minute)
+			for {
+				got := status(url + "/readyz")
+				if got == want {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: %s mode: /readyz %d, want %d", phase, mode, got, want)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if got := status(url + "/livez"); got != http.StatusOK {
+				t.Errorf("%s: %s mode: /livez %d, want 200", phase, mode, got)
+			}
+		}
+	}
+	// Before the first served head: 503, and it stays so.
+	for range 3 {
+		expect("no served head yet", http.StatusServiceUnavailable)
+	}
+	l.sync(t, st, 0, 300, 300, false)
+	expect("a head stored but not served", http.StatusServiceUnavailable)
+	if err := st.Commit(ctx, l.name, store.Batch{Synced: -1, Serve: 300}); err != nil {
+		t.Fatal(err)
+	}
+	expect("head served", http.StatusOK)
+
+	c.Stop()
+	expect("database stopped", http.StatusServiceUnavailable)
+	c.Start()
+	expect("database restarted", http.StatusOK)
+
+	c.Pause()
+	expect("database hung", http.StatusServiceUnavailable)
+	c.Resume()
+	expect("database resumed", http.StatusOK)
 }

@@ -137,9 +137,10 @@ func TestReadyz(t *testing.T) {
 	noRoot := New(Config{Store: st}).Handler()
 	check(full, http.StatusServiceUnavailable)   // no served head yet
 	check(noRoot, http.StatusServiceUnavailable) // no log at all
-	check(lazy, http.StatusOK)                   // the first lookup fetches one
+	check(lazy, http.StatusServiceUnavailable)   // lazy too: nothing verifiable to serve yet
 	l.sync(t, st, 0, 300, 300, false)
 	check(full, http.StatusServiceUnavailable) // a head, but not served
+	check(lazy, http.StatusServiceUnavailable)
 	if w := do(full, "GET", "/latest"); w.Code == http.StatusOK {
 		t.Fatalf("/latest with no served head: %d", w.Code)
 	}
@@ -151,6 +152,7 @@ func TestReadyz(t *testing.T) {
 		t.Errorf("/latest right after /readyz said ready: %d %q", w.Code, w.Body.String())
 	}
 	check(noRoot, http.StatusOK)
+	check(lazy, http.StatusOK)
 	if w := do(full, "GET", "/healthz"); w.Code != http.StatusOK {
 		t.Errorf("/healthz: %d", w.Code)
 	}

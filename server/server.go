@@ -65,8 +65,10 @@
 //
 //   - GET /healthz: 200 when the store answers within StoreTimeout, else 503.
 //   - GET /readyz: 200 when the store answers and the root log has a served
-//     head (or, in lazy mode, can fetch its first one), else 503: a load
-//     balancer sends no traffic to a server that can only fail.
+//     head, in every mode, else 503 with Retry-After, within StoreTimeout:
+//     a load balancer sends no traffic to a server that can only fail. It
+//     turns 200 again by itself once the store answers.
+//   - GET /livez: 200 while the process runs; it asks nothing of the store.
 //
 // Errors are logged through a rate limiter (internal/lograte): during an
 // outage every request fails the same way, and one line per second for each
