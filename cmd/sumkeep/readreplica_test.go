@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -171,6 +173,42 @@ func TestServeReadReplica(t *testing.T) {
 	primary.Resume()
 	p.stop(t, time.Minute)
 	if out := p.stdout.String() + p.stderr.String(); strings.Contains(out, "replica-s3cret") {
+		t.Errorf("serve's output shows the standby's password:\n%s", out)
+	}
+}
+
+// TestServeReadReplicaUnreachable: a --db-read that is not a Postgres URL
+// is a usage error; a standby that does not answer when serve starts does
+// not stop it: it says so (without the password) and serves from --db.
+func TestServeReadReplicaUnreachable(t *testing.T) {
+	u := newUpstream(t, 300)
+	dsn := pgtest.NewDSN(t)
+	code, _, stderr := runSumkeep(t, time.Minute, "serve", "--db", dsn, "--key", u.VerifierKey(),
+		"--db-read", filepath.Join(t.TempDir(), "replica.db"), "--listen", "127.0.0.1:0")
+	if code != 2 || !strings.Contains(stderr, "postgres://") {
+		t.Errorf("serve --db-read with a file path: exit %d, want 2 naming postgres://\n%s", code, stderr)
+	}
+
+	mustSync(t, dsn, u.URL(), u.VerifierKey(), "--mode", "full")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "postgres://sumkeep:down-s3cret@" + ln.Addr().String() + "/sumkeep?connect_timeout=2"
+	ln.Close() // nothing listens there now
+	p, url := startServe(t, dsn, u.VerifierKey(), "--db-read", down, "--upstream", u.URL(), "--mode", "full")
+	if code, body := get(t, lookupURL(u, url, 7)); code != http.StatusOK || noteSize(body) != 300 {
+		t.Errorf("lookup with the standby unreachable: %d %q", code, body)
+	}
+	if code, _ := get(t, url+"/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz with the standby unreachable and the primary up: %d", code)
+	}
+	p.stop(t, time.Minute)
+	out := p.stdout.String() + p.stderr.String()
+	if !strings.Contains(out, "the read replica does not answer yet") {
+		t.Errorf("serve does not say the standby does not answer:\n%s", out)
+	}
+	if strings.Contains(out, "down-s3cret") {
 		t.Errorf("serve's output shows the standby's password:\n%s", out)
 	}
 }
