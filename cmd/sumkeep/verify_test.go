@@ -99,7 +99,7 @@ func TestVerifyCLI(t *testing.T) {
 		{string(u.Record(1)), ""},
 		{flipHash(h1Line), "h1 hash mismatch"},
 		{flipHash(modLine), "go.mod hash mismatch"},
-		{p5 + " " + strings.Replace(v5, ".", ".9", 1) + "-missing " + h1Of("v") + "\n", "not in the checksum database"},
+		{p5 + " " + missingVersion(v5) + " " + h1Of("v") + "\n", "not in the checksum database"},
 		{"example.com/never/published v1.0.0 " + h1Of("m") + "\n", "not in the checksum database"},
 		{"example.com/m v1.0.0\n", "malformed line: 2 fields"},
 		{"example.com/m v1.0.0 h2:" + h1Of("x")[3:] + "\n", `unknown hash algorithm "h2"`},
@@ -420,4 +420,16 @@ func TestVerifyCLISQLite(t *testing.T) {
 	if code := p.wait(t, 5*time.Minute); code != 0 {
 		t.Fatalf("verify the real go.sum against SQLite: exit %d\n%s%s", code, p.stdout, p.stderr)
 	}
+}
+
+// missingVersion returns a valid version of the same module as v that no
+// synthetic upstream publishes: a pre-release of a higher minor version,
+// before any +incompatible (which must stay last). Which synthetic module
+// a test gets depends on how many upstreams the tests before it made.
+func missingVersion(v string) string {
+	v = strings.Replace(v, ".", ".9", 1)
+	if base, ok := strings.CutSuffix(v, "+incompatible"); ok {
+		return base + "-missing+incompatible"
+	}
+	return v + "-missing"
 }
