@@ -143,6 +143,12 @@ type Config struct {
 	// cannot answer is fetched through them and then answered from the
 	// store. Logs without one answer 404 for what the store lacks.
 	Fetch map[string]Fetcher
+	// Observer, if not nil, is told of every request and lookup answered
+	// (package metrics implements it).
+	Observer Observer
+	// Metrics, if not nil, is served at GET /metrics (package metrics
+	// makes one for Prometheus).
+	Metrics http.Handler
 }
 
 // A Fetcher fetches a record the store lacks from the upstream, verifies it
@@ -185,6 +191,8 @@ type Server struct {
 	cache       *recordCache  // nil: no caching
 	tiles       *recordCache  // full hash tiles; nil: no caching
 	fetch       map[string]Fetcher
+	observer    Observer     // nil: none
+	metrics     http.Handler // served at /metrics; nil: none
 }
 
 // snapshot is what the server knows about the logs at one time. It is
@@ -210,6 +218,8 @@ func New(cfg Config) *Server {
 		cache:        newRecordCache(cmp.Or(cfg.CacheRecords, DefaultCacheRecords)),
 		tiles:        newRecordCache(cmp.Or(cfg.CacheTiles, DefaultCacheTiles)),
 		fetch:        cfg.Fetch,
+		observer:     cfg.Observer,
+		metrics:      cfg.Metrics,
 	}
 	if cfg.Logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
