@@ -1,8 +1,10 @@
 package metrics
 
 import (
+	"maps"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,8 +18,11 @@ type HTTP struct {
 	duration *prometheus.HistogramVec
 	lookups  []prometheus.Counter // by server.LookupOutcome
 
-	mu     sync.RWMutex
-	series map[routeCode]requestSeries // the children of requests and duration, resolved once
+	// series are the children of requests and duration, resolved once per
+	// route and code: a map replaced whole when one is added (rarely: the
+	// routes and codes are few), so that reading it takes no lock.
+	series atomic.Pointer[map[routeCode]requestSeries]
+	mu     sync.Mutex // held to add to series
 }
 
 type routeCode struct {
@@ -45,8 +50,8 @@ func NewHTTP(reg prometheus.Registerer) (*HTTP, error) {
 			Help:    "Time to answer an HTTP request, by route pattern.",
 			Buckets: httpBuckets,
 		}, []string{"route"}),
-		series: make(map[routeCode]requestSeries),
 	}
+	h.series.Store(&map[routeCode]requestSeries{})
 	lookups := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: namespace, Name: "lookups_total",
 		Help: "Lookups answered, by outcome: store_hit, cache_hit, fetched (through from the upstream), not_found, failed.",
@@ -63,20 +68,30 @@ func NewHTTP(reg prometheus.Registerer) (*HTTP, error) {
 // Request implements server.Observer.
 func (h *HTTP) Request(route string, code int, d time.Duration) {
 	k := routeCode{route, code}
-	h.mu.RLock()
-	s, ok := h.series[k]
-	h.mu.RUnlock()
+	s, ok := (*h.series.Load())[k]
 	if !ok {
-		s = requestSeries{
-			count:    h.requests.WithLabelValues(route, strconv.Itoa(code)),
-			duration: h.duration.WithLabelValues(route),
-		}
-		h.mu.Lock()
-		h.series[k] = s
-		h.mu.Unlock()
+		s = h.add(k)
 	}
 	s.count.Inc()
 	s.duration.Observe(d.Seconds())
+}
+
+// add resolves the series of k and adds them to h.series.
+func (h *HTTP) add(k routeCode) requestSeries {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	old := *h.series.Load()
+	if s, ok := old[k]; ok {
+		return s
+	}
+	s := requestSeries{
+		count:    h.requests.WithLabelValues(k.route, strconv.Itoa(k.code)),
+		duration: h.duration.WithLabelValues(k.route),
+	}
+	next := maps.Clone(old)
+	next[k] = s
+	h.series.Store(&next)
+	return s
 }
 
 // Lookup implements server.Observer.

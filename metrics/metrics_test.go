@@ -42,6 +42,10 @@ const (
 )
 
 func newUpstream(t *testing.T, name string, n int) (*sumdbtest.Upstream, string) {
+	return newUpstreamB(t, name, n)
+}
+
+func newUpstreamB(t testing.TB, name string, n int) (*sumdbtest.Upstream, string) {
 	t.Helper()
 	u, err := sumdbtest.New(name)
 	if err != nil {
