@@ -214,8 +214,8 @@ func (noUpstream) Tile(_ context.Context, t tlog.Tile) ([]byte, error) {
 }
 func (noUpstream) URL() string { return "(no upstream)" }
 
-// Once runs one sync of the log to the upstream's newest head.
-func (s *Syncer) Once(ctx context.Context) (Result, error) {
+// once runs one sync of the log to the upstreams' newest head.
+func (s *Syncer) once(ctx context.Context) (Result, error) {
 	start := time.Now()
 	res := Result{Log: s.log}
 	if s.cfg.Upstream == nil {
@@ -237,11 +237,7 @@ func (s *Syncer) Once(ctx context.Context) (Result, error) {
 		return res, err
 	}
 
-	head, err := s.fetchHead(ctx)
-	if err != nil {
-		return res, err
-	}
-	target, err := s.link(ctx, head)
+	target, err := s.linkHeads(ctx)
 	if err != nil {
 		return res, err
 	}

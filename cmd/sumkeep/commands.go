@@ -17,7 +17,6 @@ import (
 	"github.com/sumkeep/sumkeep/server"
 	"github.com/sumkeep/sumkeep/store"
 	"github.com/sumkeep/sumkeep/store/backend"
-	"github.com/sumkeep/sumkeep/upstream"
 )
 
 // openStore opens the store --db names and brings its schema up to date.
@@ -102,23 +101,14 @@ func (e *env) newSyncer(ctx context.Context, st store.Store, concurrency, batch 
 	if err != nil {
 		return nil, err
 	}
-	base := e.upstream
-	if base == "" {
-		goproxy, err := upstream.GoProxy(ctx, e.getenv)
-		if err != nil {
-			e.logger.Info("GOPROXY is not set and the go command cannot say its default; reaching the checksum database directly", "err", err)
-		}
-		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		base, err = upstream.Discover(dctx, name, goproxy, nil)
-		cancel()
-		if err != nil {
-			return nil, envError{err}
-		}
+	pool, err := e.newPool(ctx, name)
+	if err != nil {
+		return nil, err
 	}
 	return mirror.New(mirror.Config{
 		Mode:        mode,
 		Store:       st,
-		Upstream:    upstream.NewClient(base, nil),
+		Upstream:    pool,
 		Key:         e.key,
 		Concurrency: concurrency,
 		BatchTiles:  batch,
@@ -150,6 +140,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	batch := fs.Int("batch", 64, "data tiles (of 256 records) per transaction")
 	storeTimeout := fs.Duration("store-timeout", defaultSyncStoreTimeout, "stop a sync whose store does not answer a probe within this time (it resumes on the next run)")
 	tf := e.trillianFlags(fs)
+	e.poolFlags(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -238,6 +229,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	mode := fs.String("mode", mirror.ModeAuto, modeUsage+"; in lazy mode a lookup the store lacks is fetched from the upstream, verified and kept")
 	storeTimeout := fs.Duration("store-timeout", server.DefaultStoreTimeout, "answer 503 to a request whose store does not answer within this time")
 	tf := e.trillianFlags(fs)
+	e.poolFlags(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -299,6 +291,13 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		syncer = s
 		if *mode != mirror.ModeFull {
 			fetch = map[string]server.Fetcher{name: s}
+			// Serve the upstreams' newest head from the start, not
+			// whatever head the first lookup's answer carries.
+			go func() {
+				if err := s.Refresh(ctx); err != nil {
+					e.logger.Warn("could not serve the upstreams' newest head at start", "err", err)
+				}
+			}()
 		}
 	}
 	gin.SetMode(gin.ReleaseMode) // gin's mode is process-wide; the command owns the process
@@ -403,6 +402,11 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		for _, ev := range ls.Evidence {
 			bad = true
 			fmt.Fprintf(e.stdout, "  EVIDENCE %s\n", evidenceLine(ev))
+		}
+	}
+	if name, err := e.logName(); err == nil {
+		if err := e.printUpstreams(ctx, name); err != nil {
+			return err
 		}
 	}
 	if bad {
