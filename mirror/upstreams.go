@@ -94,7 +94,7 @@ func (s *Syncer) sources() int {
 // again with the others.
 func retryElsewhere(err error) bool {
 	mis, ok := errors.AsType[*MisbehaviourError](err)
-	return ok && !blocking(mis.Evidence.Kind) && mis.KeepErr == nil
+	return ok && !blocking(mis.Evidence.Kind) && (mis.Blamed != "" || strings.Contains(mis.Evidence.Source, ", "))
 }
 
 // fetchFromAny is fetch, done again while an upstream is caught lying and
@@ -102,7 +102,7 @@ func retryElsewhere(err error) bool {
 func (s *Syncer) fetchFromAny(ctx context.Context, path, version string) error {
 	for attempt := 0; ; attempt++ {
 		err := s.fetch(upstream.WithAnswers(ctx, upstream.NewAnswers()), path, version)
-		if err == nil || !retryElsewhere(err) || attempt >= s.sources() {
+		if err == nil || !retryElsewhere(err) || attempt+1 >= s.sources()+1 || s.sources() < 2 {
 			return err
 		}
 		s.logger.Warn("fetching again from the other upstreams", "module", path, "version", version, "err", err)
@@ -115,7 +115,7 @@ func (s *Syncer) fetchFromAny(ctx context.Context, path, version string) error {
 func (s *Syncer) Once(ctx context.Context) (Result, error) {
 	for attempt := 0; ; attempt++ {
 		res, err := s.once(upstream.WithAnswers(ctx, upstream.NewAnswers()))
-		if err == nil || !retryElsewhere(err) || attempt >= s.sources() {
+		if err == nil || !retryElsewhere(err) || attempt+1 >= s.sources()+1 || s.sources() < 2 {
 			return res, err
 		}
 		s.logger.Warn("syncing again from the other upstreams", "err", err)
@@ -231,7 +231,7 @@ func (s *Syncer) dataTileSource(ctx context.Context, k int64, w int) string {
 func (s *Syncer) wrongAnswer(ctx context.Context, src, where string, id int64, p, v string, text, msg []byte) error {
 	return s.misbehaved(ctx, store.Evidence{
 		Kind:    store.EvidenceWrongAnswer,
-		Message: fmt.Sprintf("%s: the upstream answered with record %d, for %q@%q", where, id, p, v),
+		Message: fmt.Sprintf("%s: the upstream answered with a record for %q@%q (record %d)", where, p, v, id),
 		Source:  src,
 		Object:  "lookup " + strings.TrimPrefix(where, src+"/lookup/"),
 		NoteA:   msg,
