@@ -59,8 +59,19 @@ func main() {
 	flag.BoolVar(&withTrillian, "trillian", true, "also measure the sync with the Trillian replica on beside it off (builds Trillian's binaries once per version)")
 	flag.BoolVar(&trillianOnly, "trillian-only", false, "measure only the sync with the Trillian replica on beside it off")
 	flag.IntVar(&trillianPairs, "trillian-pairs", 1, "sync runs with and without the replica, alternated")
+	flag.BoolVar(&withUpstreams, "upstreams", true, "also measure cold lookups through several upstreams (fast, slow, down; with spikes) and the share of hedged requests")
+	flag.BoolVar(&upstreamsOnly, "upstreams-only", false, "measure only the several-upstreams figures, on a log of -upstream-records records")
+	flag.IntVar(&upstreamRecords, "upstream-records", 100_000, "records in the log of -upstreams-only")
+	flag.IntVar(&upstreamLookups, "upstream-lookups", 200, "cold lookups in each several-upstreams run")
 	flag.Parse()
 	profile = *cpuprofile
+	if upstreamsOnly {
+		if err := runUpstreams(context.Background(), upstreamRecords); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(context.Background(), *records, *conns, *pairs, *dur); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -74,6 +85,9 @@ var (
 
 	withTrillian, trillianOnly bool
 	trillianPairs              int
+
+	withUpstreams, upstreamsOnly     bool
+	upstreamRecords, upstreamLookups int
 )
 
 type row struct{ name, value, target string }
@@ -255,6 +269,11 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 	add("lookup p99, sumkeep", mir.P99.Round(time.Microsecond).String(), "< 5ms")
 	add("lookups, sumkeep, cache off (all Postgres)", cold.String(), "")
 	add("cache-off throughput / reference", fmt.Sprintf("%.2f", cold.RPS()/ref.RPS()), "")
+	if withUpstreams {
+		if err := upstreamsFigures(ctx, u, upstreamLookups, add); err != nil {
+			return err
+		}
+	}
 
 	printRows(rows)
 	return nil

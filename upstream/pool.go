@@ -42,7 +42,7 @@ type Pool struct {
 	logger  *slog.Logger
 
 	mu     sync.Mutex
-	tokens float64 // hedge budget
+	tokens float64 // hedge budget: hedges saved up (negative: owed)
 }
 
 // PoolConfig configures a Pool.
@@ -87,7 +87,7 @@ const (
 	minSamples = 8
 	// stallFloor is the shortest wait for an answer before failing over
 	// to the next upstream regardless of the hedge budget.
-	stallFloor = time.Second
+	stallFloor = 200 * time.Millisecond
 	// stallsDown is how many requests in a row an upstream must leave
 	// unanswered past the stall delay to be taken as down.
 	stallsDown = 3
@@ -132,7 +132,7 @@ func NewPool(cands []Candidate, cfg PoolConfig) *Pool {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	p := &Pool{cfg: cfg, logger: logger, tokens: hedgeBurst}
+	p := &Pool{cfg: cfg, logger: logger}
 	now := time.Now()
 	for i, cand := range cands {
 		m := &member{index: i}
@@ -208,15 +208,15 @@ func transient(o Observation) bool {
 
 // observe updates m's measures with one request it answered or failed.
 func (m *member) observe(p *Pool, o Observation) {
-	if o.ErrorKind() == "canceled" {
-		return // a hedge that lost, or a client that left: no measure
-	}
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.requests++
 	h := m.minuteAt(now)
 	h.requests++
+	if o.ErrorKind() == "canceled" {
+		return // a hedge that lost, or a client that left: no measure
+	}
 	if o.Err != nil && (transient(o) || o.Status == 0) {
 		m.errors++
 		h.errors++
@@ -396,6 +396,16 @@ func (p *Pool) chargeRequest() {
 	p.mu.Unlock()
 }
 
+// forceHedge spends one hedge of the budget, if need be one not saved yet:
+// a failover from a stalled upstream, which does not wait for the budget
+// but is paid from it, so that hedges and failovers together stay within
+// HedgeMax over time.
+func (p *Pool) forceHedge() {
+	p.mu.Lock()
+	p.tokens = max(p.tokens-1, -hedgeBurst)
+	p.mu.Unlock()
+}
+
 // takeHedge spends one hedge of the budget, if there is one.
 func (p *Pool) takeHedge() bool {
 	if p.cfg.HedgeMax < 0 {
@@ -548,6 +558,7 @@ func (p *Pool) round(ctx context.Context, f func(context.Context, *Client) ([]by
 		case <-stallT.C:
 			order[next-1].stalled(p, p.stallAfter(order[next-1]))
 			if next < len(order) {
+				p.forceHedge()
 				launch(true)
 			}
 		case <-ctx.Done():
