@@ -238,3 +238,13 @@ func (s *Syncer) wrongAnswer(ctx context.Context, src, where string, id int64, p
 		Data:    text,
 	})
 }
+
+// Health returns the measures of the upstreams the syncer reads, best
+// first, when its Upstream keeps them (upstream.Pool); else nil. It makes
+// a Syncer an upstream.HealthReporter for the status page and metrics.
+func (s *Syncer) Health() []upstream.Health {
+	if hr, ok := s.cfg.Upstream.(upstream.HealthReporter); ok {
+		return hr.Health()
+	}
+	return nil
+}

@@ -95,8 +95,13 @@ const (
 	hedgeBurst = 10
 	// window is how many recent answers the latency distribution holds.
 	window = 128
-	// probeTimeout bounds a probe of a down upstream.
+	// probeTimeout bounds a probe of an upstream.
 	probeTimeout = 10 * time.Second
+	// remeasure is how old an upstream's last answer may get before a
+	// probe measures it again: one not chosen for a while (slower once,
+	// or hidden behind a faster one) is measured anew, so that it can
+	// win again when it has become the faster.
+	remeasure = 30 * time.Second
 	// maxBackoff is the longest wait before a down upstream is probed.
 	maxBackoff = time.Minute
 	// rounds is how many times a request is tried over all upstreams
@@ -162,23 +167,24 @@ type member struct {
 	c     *Client
 	url   string
 
-	mu        sync.Mutex
-	ewma      time.Duration // 0: no answer yet
-	recent    [window]time.Duration
-	nrecent   int // answers recorded (recent holds min(nrecent, window))
-	requests  int64
-	errors    int64
-	hedges    int64
-	lies      int64
-	lastErr   string
-	lastErrAt time.Time
-	fails     int  // transport failures since the last answer
-	stalls    int  // requests left unanswered past the stall delay since the last answer
-	down      bool // failing: asked only after downUntil, by a probe
-	downUntil time.Time
-	probing   bool
-	quarUntil time.Time
-	history   [historyLen]minute
+	mu         sync.Mutex
+	ewma       time.Duration // 0: no answer yet
+	recent     [window]time.Duration
+	nrecent    int // answers recorded (recent holds min(nrecent, window))
+	requests   int64
+	errors     int64
+	hedges     int64
+	lies       int64
+	lastErr    string
+	lastErrAt  time.Time
+	lastAnswer time.Time
+	fails      int  // transport failures since the last answer
+	stalls     int  // requests left unanswered past the stall delay since the last answer
+	down       bool // failing: asked only after downUntil, by a probe
+	downUntil  time.Time
+	probing    bool
+	quarUntil  time.Time
+	history    [historyLen]minute
 }
 
 // minute is one minute of an upstream's history.
@@ -237,6 +243,7 @@ func (m *member) observe(p *Pool, o Observation) {
 		p.logger.Info("upstream answers again", "upstream", m.url)
 	}
 	m.down, m.fails, m.stalls = false, 0, 0
+	m.lastAnswer = now
 	d := o.Duration
 	if m.ewma == 0 {
 		m.ewma = d
@@ -354,6 +361,9 @@ func (p *Pool) order(ctx context.Context) []*member {
 				m.probing = true
 				go p.probe(m)
 			}
+		case !m.lastAnswer.IsZero() && now.Sub(m.lastAnswer) > remeasure && !m.probing:
+			m.probing = true
+			go p.probe(m)
 		}
 		if m.url == pref && r.class < 2 {
 			r.class, r.ewma = -1, 0
@@ -374,8 +384,8 @@ func (p *Pool) order(ctx context.Context) []*member {
 	return out
 }
 
-// probe asks a down upstream for /latest; its observation brings it back
-// or sets its next probe.
+// probe asks an upstream for /latest: its observation brings a down one
+// back or sets its next probe, and measures one not asked for a while.
 func (p *Pool) probe(m *member) {
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
