@@ -605,13 +605,24 @@ type Answer struct {
 }
 
 // latestTimeout bounds each upstream's answer in LatestAll.
-const latestTimeout = 15 * time.Second
+const latestTimeout = 10 * time.Second
 
-// LatestAll asks every upstream not quarantined for its signed tree head,
-// at once, so that heads from all of them are linked (a split view is
-// caught as a fork). Answers are in the pool's order of preference.
+// LatestAll asks every upstream not quarantined, and not down and waiting
+// for its next probe, for its signed tree head, at once, so that heads
+// from all of them are linked (a split view is caught as a fork); with
+// none such left, the best of the others. Answers are in the pool's order
+// of preference.
 func (p *Pool) LatestAll(ctx context.Context) []Answer {
-	order := p.order(ctx)
+	now := time.Now()
+	all := p.order(ctx)
+	order := slices.DeleteFunc(slices.Clone(all), func(m *member) bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.down && now.Before(m.downUntil) || now.Before(m.quarUntil)
+	})
+	if len(order) == 0 && len(all) > 0 {
+		order = all[:1] // none left to ask but the best of the rest
+	}
 	out := make([]Answer, len(order))
 	var wg sync.WaitGroup
 	for i, m := range order {
