@@ -42,6 +42,9 @@
 //   - schedule.go: running on a cron schedule (RunScheduled);
 //   - replica.go: the optional second log engine (package replica's
 //     Trillian PREORDERED_LOG) that must agree before a head is served.
+//   - upstreams.go: several untrusted upstreams (package upstream's Pool):
+//     evidence naming the upstream that lied, its quarantine and the
+//     retry from the others, every upstream's head linked (split views).
 //
 // Proofs are made with package proof, the one place where bytes from an
 // upstream, a bundle or a store are authenticated.
@@ -67,8 +70,9 @@ const tileWidth = 1 << store.TileHeight
 // Config configures a Syncer.
 type Config struct {
 	Store store.Store
-	// Upstream is where the log is read from (an *upstream.Client); nil
-	// for a Syncer that only imports bundles and verifies what is stored.
+	// Upstream is where the log is read from (an *upstream.Pool, or one
+	// *upstream.Client); nil for a Syncer that only imports bundles and
+	// verifies what is stored.
 	Upstream Upstream
 	// Key is the upstream's verifier key, e.g.
 	// "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8".
