@@ -62,7 +62,8 @@ func main() {
 	flag.BoolVar(&withUpstreams, "upstreams", true, "also measure cold lookups through several upstreams (fast, slow, down; with spikes) and the share of hedged requests")
 	flag.BoolVar(&upstreamsOnly, "upstreams-only", false, "measure only the several-upstreams figures, on a log of -upstream-records records")
 	flag.IntVar(&upstreamRecords, "upstream-records", 100_000, "records in the log of -upstreams-only")
-	flag.IntVar(&upstreamLookups, "upstream-lookups", 200, "cold lookups in each several-upstreams run")
+	flag.IntVar(&upstreamLookups, "upstream-lookups", 300, "cold lookups in each several-upstreams run")
+	flag.IntVar(&upstreamPairs, "upstream-rounds", 3, "rounds of the several-upstreams runs (alone, three, three with spikes), alternated")
 	flag.Parse()
 	profile = *cpuprofile
 	if upstreamsOnly {
@@ -88,6 +89,7 @@ var (
 
 	withUpstreams, upstreamsOnly     bool
 	upstreamRecords, upstreamLookups int
+	upstreamPairs                    int
 )
 
 type row struct{ name, value, target string }

@@ -89,7 +89,8 @@ const (
 	// to the next upstream regardless of the hedge budget.
 	stallFloor = 200 * time.Millisecond
 	// stallsDown is how many requests in a row an upstream must leave
-	// unanswered past the stall delay to be taken as down.
+	// unanswered past the stall delay, answering nothing meanwhile for
+	// a second or more, to be taken as down.
 	stallsDown = 3
 	// hedgeBurst is the most hedges the budget saves up.
 	hedgeBurst = 10
@@ -274,7 +275,11 @@ func (m *member) stalled(p *Pool, after time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.stalls++
-	if m.stalls >= stallsDown && !m.down {
+	// A moment's hiccup stalls every request in flight at once; an
+	// upstream that stopped answering also has answered nothing for a
+	// while.
+	silent := time.Since(m.lastAnswer) > max(2*after, time.Second)
+	if m.stalls >= stallsDown && silent && !m.down {
 		m.down = true
 		m.fails++
 		m.downUntil = time.Now().Add(backoff(m.fails))
