@@ -323,6 +323,16 @@ func (p *Pool) hedgeDelay(m *member) time.Duration {
 	return hedgeUnmeasured
 }
 
+// expected is how long m is expected to take to answer.
+func (p *Pool) expected(m *member) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ewma == 0 {
+		return hedgeUnmeasured
+	}
+	return m.ewma
+}
+
 // stallAfter is how long a request waits for m before asking the next
 // upstream whatever the hedge budget.
 func (p *Pool) stallAfter(m *member) time.Duration {
@@ -531,9 +541,8 @@ func (p *Pool) round(ctx context.Context, f func(context.Context, *Client) ([]by
 	stallT := time.NewTimer(time.Hour)
 	defer hedgeT.Stop()
 	defer stallT.Stop()
-	launch := func(hedge bool) {
-		m := order[next]
-		next++
+	selfHedged := false
+	launchTo := func(m *member, hedge bool) {
 		inflight++
 		if hedge {
 			m.mu.Lock()
@@ -546,6 +555,10 @@ func (p *Pool) round(ctx context.Context, f func(context.Context, *Client) ([]by
 		}()
 		hedgeT.Reset(p.hedgeDelay(m))
 		stallT.Reset(p.stallAfter(m))
+	}
+	launch := func(hedge bool) {
+		next++
+		launchTo(order[next-1], hedge)
 	}
 	launch(false)
 	for inflight > 0 {
@@ -567,7 +580,18 @@ func (p *Pool) round(ctx context.Context, f func(context.Context, *Client) ([]by
 				launch(false)
 			}
 		case <-hedgeT.C:
-			if next < len(order) && p.takeHedge() {
+			// The hedge goes to the next upstream; or, once, to the same
+			// one again when the next is far slower: a spike is mostly
+			// one request's bad luck, and the next upstream would
+			// answer later than a second try here.
+			cur := order[next-1]
+			switch {
+			case !selfHedged && (next == len(order) || p.expected(order[next]) > 2*p.expected(cur)+p.hedgeDelay(cur)):
+				if p.takeHedge() {
+					selfHedged = true
+					launchTo(cur, true)
+				}
+			case next < len(order) && p.takeHedge():
 				launch(true)
 			}
 		case <-stallT.C:
