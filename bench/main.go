@@ -8,6 +8,9 @@
 //     golang.org/x/mod/sumdb.Server over in-memory data;
 //   - sync throughput with the Trillian replica on, beside the same sync
 //     with it off (-trillian=false skips it, -trillian-only runs only it).
+//   - cold fetch-through lookups through several upstreams (fast, slow,
+//     down; with spikes) beside the fast one alone, and the share of hedged
+//     requests (-upstreams=false skips it, -upstreams-only runs only it).
 //
 // It needs the Postgres server tests use (SUMKEEP_TEST_POSTGRES), creates its
 // own databases and drops them. Run it with `make bench`.
