@@ -11,6 +11,9 @@
 //     untimed sync);
 //   - sync throughput with the Trillian replica on, beside the same sync
 //     with it off (-trillian=false skips it, -trillian-only runs only it).
+//   - cold fetch-through lookups through several upstreams (fast, slow,
+//     down; with spikes) beside the fast one alone, and the share of hedged
+//     requests (-upstreams=false skips it, -upstreams-only runs only it).
 //
 // It needs the Postgres server tests use (SUMKEEP_TEST_POSTGRES), creates its
 // own databases and drops them. Run it with `make bench`.
@@ -65,8 +68,20 @@ func main() {
 	flag.IntVar(&trillianPairs, "trillian-pairs", 1, "sync runs with and without the replica, alternated")
 	flag.BoolVar(&lookupOnly, "lookup-only", false, "measure only the lookups (after one untimed sync): against sumdb.Server, and with metrics on beside off")
 	flag.IntVar(&metricsPairs, "metrics-pairs", 3, "lookup runs with metrics on and off, alternated, for the metrics overhead")
+	flag.BoolVar(&withUpstreams, "upstreams", true, "also measure cold lookups through several upstreams (fast, slow, down; with spikes) and the share of hedged requests")
+	flag.BoolVar(&upstreamsOnly, "upstreams-only", false, "measure only the several-upstreams figures, on a log of -upstream-records records")
+	flag.IntVar(&upstreamRecords, "upstream-records", 100_000, "records in the log of -upstreams-only")
+	flag.IntVar(&upstreamLookups, "upstream-lookups", 300, "cold lookups in each several-upstreams run")
+	flag.IntVar(&upstreamPairs, "upstream-rounds", 3, "rounds of the several-upstreams runs (alone, three, three with spikes), alternated")
 	flag.Parse()
 	profile = *cpuprofile
+	if upstreamsOnly {
+		if err := runUpstreams(context.Background(), upstreamRecords); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(context.Background(), *records, *conns, *pairs, *dur); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -81,8 +96,11 @@ var (
 	withTrillian, trillianOnly bool
 	trillianPairs              int
 
-	lookupOnly   bool
-	metricsPairs int
+	lookupOnly                       bool
+	metricsPairs                     int
+	withUpstreams, upstreamsOnly     bool
+	upstreamRecords, upstreamLookups int
+	upstreamPairs                    int
 )
 
 type row struct{ name, value, target string }
@@ -304,6 +322,11 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 	add("request log on / off throughput", fmt.Sprintf("%.2f", logged.RPS()/mir.RPS()), "")
 	add("lookups, sumkeep, cache off (all Postgres)", cold.String(), "")
 	add("cache-off throughput / reference", fmt.Sprintf("%.2f", cold.RPS()/ref.RPS()), "")
+	if withUpstreams {
+		if err := upstreamsFigures(ctx, u, upstreamLookups, add); err != nil {
+			return err
+		}
+	}
 
 	// Metrics on beside off, alternated (the order flips each pair): the
 	// machine's speed drifts, so each pair gives a ratio and the median is

@@ -275,8 +275,8 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *proof.Reader, tree tlog.
 		if err != nil {
 			return nil, s.misbehaved(ctx, store.Evidence{
 				Kind:    store.EvidenceBadRecord,
-				Message: fmt.Sprintf("data tile %s from %s: %v", tlog.Tile{H: store.TileHeight, L: -1, N: k, W: w}.Path(), s.cfg.Upstream.URL(), err),
-				Source:  s.src.URL(),
+				Message: fmt.Sprintf("data tile %s from %s: %v", tlog.Tile{H: store.TileHeight, L: -1, N: k, W: w}.Path(), s.dataTileSource(ctx, k, w), err),
+				Source:  s.dataTileSource(ctx, k, w),
 				Object:  tlog.Tile{H: store.TileHeight, L: -1, N: k, W: w}.Path(),
 				NoteA:   target.Note,
 				Data:    d,
@@ -287,8 +287,8 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *proof.Reader, tree tlog.
 			if tlog.RecordHash(text) != tlog.Hash(j.hashes[i][x*tlog.HashSize:]) {
 				return nil, s.misbehaved(ctx, store.Evidence{
 					Kind:    store.EvidenceBadRecord,
-					Message: fmt.Sprintf("record %d from %s does not match its leaf hash in tree %d", id, s.cfg.Upstream.URL(), tree.N),
-					Source:  s.src.URL(),
+					Message: fmt.Sprintf("record %d from %s does not match its leaf hash in tree %d", id, s.dataTileSource(ctx, k, w), tree.N),
+					Source:  s.dataTileSource(ctx, k, w),
 					Object:  fmt.Sprintf("record %d", id),
 					NoteA:   target.Note,
 					Data:    text,

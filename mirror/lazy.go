@@ -63,7 +63,7 @@ func (s *Syncer) Fetch(ctx context.Context, path, version string) error {
 		s.flights[key] = c
 		go func() {
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
-			c.err = classifyFetch(path, version, s.fetch(fctx, path, version))
+			c.err = classifyFetch(path, version, s.fetchFromAny(fctx, path, version))
 			cancel()
 			s.flightMu.Lock()
 			delete(s.flights, key)
@@ -132,15 +132,16 @@ func (s *Syncer) fetch(ctx context.Context, path, version string) error {
 	if err != nil {
 		return err
 	}
-	where := s.cfg.Upstream.URL() + "/lookup/" + path + "@" + version
+	src := s.answeredBy(ctx, upstream.LookupKey(path, version)) // several upstreams: see upstreams.go
+	where := src + "/lookup/" + path + "@" + version
 	id, text, msg, err := tlog.ParseRecord(body)
 	if err != nil {
 		return unverified(fmt.Errorf("%s: malformed answer: %w", where, err))
 	}
 	if p, v := store.RecordModule(text); p != path || v != version {
-		return unverified(fmt.Errorf("%s: the upstream answered with a record for %q@%q", where, p, v))
+		return s.wrongAnswer(ctx, src, where, id, p, v, text, msg) // several upstreams: see upstreams.go
 	}
-	h, err := s.openHead(ctx, msg, where)
+	h, err := s.openHead(ctx, msg, src, where)
 	if err != nil {
 		return unverified(err)
 	}
@@ -182,7 +183,7 @@ func (s *Syncer) fetch(ctx context.Context, path, version string) error {
 			return s.misbehaved(ctx, store.Evidence{
 				Kind:    store.EvidenceBadRecord,
 				Message: fmt.Sprintf("record %d from %s does not match its leaf hash in tree %d: %v", id, where, served.Size, err),
-				Source:  s.src.URL(),
+				Source:  src,
 				Object:  fmt.Sprintf("record %d", id),
 				NoteA:   h.Note,
 				Data:    text,

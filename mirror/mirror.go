@@ -42,6 +42,9 @@
 //   - schedule.go: running on a cron schedule (RunScheduled);
 //   - replica.go: the optional second log engine (package replica's
 //     Trillian PREORDERED_LOG) that must agree before a head is served.
+//   - upstreams.go: several untrusted upstreams (package upstream's Pool):
+//     evidence naming the upstream that lied, its quarantine and the
+//     retry from the others, every upstream's head linked (split views).
 //
 // Proofs are made with package proof, the one place where bytes from an
 // upstream, a bundle or a store are authenticated.
@@ -67,8 +70,9 @@ const tileWidth = 1 << store.TileHeight
 // Config configures a Syncer.
 type Config struct {
 	Store store.Store
-	// Upstream is where the log is read from (an *upstream.Client); nil
-	// for a Syncer that only imports bundles and verifies what is stored.
+	// Upstream is where the log is read from (an *upstream.Pool, or one
+	// *upstream.Client); nil for a Syncer that only imports bundles and
+	// verifies what is stored.
 	Upstream Upstream
 	// Key is the upstream's verifier key, e.g.
 	// "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8".
@@ -235,11 +239,11 @@ func (noUpstream) Tile(_ context.Context, t tlog.Tile) ([]byte, error) {
 }
 func (noUpstream) URL() string { return "(no upstream)" }
 
-// Once runs one sync of the log to the upstream's newest head, and tells
-// Config.Observer how it went.
+// Once runs one sync of the log to the upstreams' newest head (see
+// onceAnywhere and once), and tells Config.Observer how it went.
 func (s *Syncer) Once(ctx context.Context) (Result, error) {
 	start := time.Now()
-	res, err := s.once(ctx, start)
+	res, err := s.onceAnywhere(ctx, start)
 	res.Elapsed = time.Since(start)
 	if s.cfg.Observer != nil && !errors.Is(err, store.ErrLocked) {
 		s.cfg.Observer.SyncRun(res, err)
@@ -247,6 +251,7 @@ func (s *Syncer) Once(ctx context.Context) (Result, error) {
 	return res, err
 }
 
+// once runs one sync of the log to the upstreams' newest head.
 func (s *Syncer) once(ctx context.Context, start time.Time) (Result, error) {
 	res := Result{Log: s.log}
 	if s.cfg.Upstream == nil {
@@ -268,11 +273,7 @@ func (s *Syncer) once(ctx context.Context, start time.Time) (Result, error) {
 		return res, err
 	}
 
-	head, err := s.fetchHead(ctx)
-	if err != nil {
-		return res, err
-	}
-	target, err := s.link(ctx, head)
+	target, err := s.linkHeads(ctx)
 	if err != nil {
 		return res, err
 	}

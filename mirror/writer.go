@@ -14,6 +14,7 @@ import (
 
 	"github.com/sumkeep/sumkeep/proof"
 	"github.com/sumkeep/sumkeep/store"
+	"github.com/sumkeep/sumkeep/upstream"
 )
 
 // The per-log writer: every head and record an upstream sends is verified
@@ -29,6 +30,8 @@ type MisbehaviourError struct {
 	Evidence store.Evidence
 	// KeepErr is why the evidence could not be stored; nil when it was.
 	KeepErr error
+	// Blamed is the upstream quarantined for it, if one was (see Blamer).
+	Blamed string
 }
 
 func (e *MisbehaviourError) Error() string {
@@ -55,22 +58,23 @@ func (s *Syncer) fetchHead(ctx context.Context) (store.Head, error) {
 	if err != nil {
 		return store.Head{}, err
 	}
-	return s.openHead(ctx, msg, s.cfg.Upstream.URL()+"/latest")
+	src := s.answeredBy(ctx, upstream.LatestKey)
+	return s.openHead(ctx, msg, src, src+"/latest")
 }
 
-// openHead verifies a signed tree head the upstream sent (from where, a
-// URL). A signature that does not verify with the key is kept as evidence,
+// openHead verifies a signed tree head the upstream source sent (from
+// where, a URL). A signature that does not verify with the key is kept as evidence,
 // once per upstream (store.Evidence), so that status shows it; a head
 // signed by no key of that name at all is also ErrWrongKey, since the key
 // configured may be the one at fault.
-func (s *Syncer) openHead(ctx context.Context, msg []byte, where string) (store.Head, error) {
+func (s *Syncer) openHead(ctx context.Context, msg []byte, source, where string) (store.Head, error) {
 	h, err := proof.OpenHead(msg, s.verifier)
 	_, unverified := errors.AsType[*note.UnverifiedNoteError](err)
 	if _, invalid := errors.AsType[*note.InvalidSignatureError](err); invalid || unverified {
 		mis := s.misbehaved(ctx, store.Evidence{
 			Kind:    store.EvidenceBadSig,
 			Message: fmt.Sprintf("%s: %v", where, err),
-			Source:  s.src.URL(),
+			Source:  source,
 			Object:  "signed tree head",
 			NoteA:   msg,
 		})
@@ -183,21 +187,24 @@ func (s *Syncer) fork(ctx context.Context, stored, h store.Head) error {
 	return s.misbehaved(ctx, store.Evidence{
 		Kind: store.EvidenceFork,
 		Message: fmt.Sprintf("signed heads of size %d (stored %s) and %d (from %s) are not consistent: the log has forked",
-			stored.Size, stored.FirstSeen.Format(time.RFC3339), h.Size, s.src.URL()),
-		Source: s.src.URL(),
+			stored.Size, stored.FirstSeen.Format(time.RFC3339), h.Size, s.answeredBy(ctx, upstream.LatestKey)),
+		Source: s.answeredBy(ctx, upstream.LatestKey),
 		Object: fmt.Sprintf("heads %d and %d", stored.Size, h.Size),
 		NoteA:  stored.Note,
 		NoteB:  h.Note,
 	})
 }
 
-// misbehaved keeps evidence and returns the error that stops the sync.
+// misbehaved keeps evidence, tells the upstream pool who lied (blame), and
+// returns the error that stops the sync.
 func (s *Syncer) misbehaved(ctx context.Context, e store.Evidence) error {
-	s.logger.Error("upstream misbehaviour", "kind", e.Kind, "message", e.Message)
+	s.logger.Error("upstream misbehaviour", "kind", e.Kind, "message", e.Message, "source", e.Source)
+	mis := &MisbehaviourError{Evidence: e}
 	if err := s.cfg.Store.AddEvidence(ctx, s.log, e); err != nil {
-		return &MisbehaviourError{Evidence: e, KeepErr: err}
+		mis.KeepErr = err
 	}
-	return &MisbehaviourError{Evidence: e}
+	mis.Blamed = s.blame(e, mis)
+	return mis
 }
 
 // tileTrouble turns a failed tile authentication into evidence. Other errors
@@ -228,10 +235,11 @@ func (s *Syncer) tileTrouble(ctx context.Context, err error, against store.Head,
 	case len(suspects) > 1:
 		which = "one of the tiles " + strings.Join(names, ", ")
 	}
+	src := s.answeredBy(ctx, suspectKeys(suspects)...)
 	return s.misbehaved(ctx, store.Evidence{
 		Kind:    store.EvidenceBadTile,
-		Message: fmt.Sprintf("hash tiles from %s do not match the signed root of tree %d: %s: %v", s.src.URL(), against.Size, which, err),
-		Source:  s.src.URL(),
+		Message: fmt.Sprintf("hash tiles from %s do not match the signed root of tree %d: %s: %v", src, against.Size, which, err),
+		Source:  src,
 		Object:  which,
 		NoteA:   against.Note,
 		Data:    data,

@@ -247,8 +247,8 @@ type Server struct {
 	status       statusCache
 	logRequests  bool
 	sample       sampler
-	observer    Observer     // nil: none
-	metrics     http.Handler // served at /metrics; nil: none
+	observer     Observer     // nil: none
+	metrics      http.Handler // served at /metrics; nil: none
 }
 
 // snapshot is what the server knows about the logs at one time. It is

@@ -104,23 +104,14 @@ func (e *env) newSyncer(ctx context.Context, st store.Store, concurrency, batch 
 	if err != nil {
 		return nil, err
 	}
-	base := e.upstream
-	if base == "" {
-		goproxy, err := upstream.GoProxy(ctx, e.getenv)
-		if err != nil {
-			e.logger.Info("GOPROXY is not set and the go command cannot say its default; reaching the checksum database directly", "err", err)
-		}
-		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		base, err = upstream.Discover(dctx, name, goproxy, nil)
-		cancel()
-		if err != nil {
-			return nil, envError{err}
-		}
+	pool, err := e.newPool(ctx, name)
+	if err != nil {
+		return nil, err
 	}
 	return mirror.New(mirror.Config{
 		Mode:        mode,
 		Store:       st,
-		Upstream:    upstream.NewClient(base, nil, e.clientOptions()...),
+		Upstream:    pool,
 		Key:         e.key,
 		Concurrency: concurrency,
 		BatchTiles:  batch,
@@ -154,6 +145,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	storeTimeout := fs.Duration("store-timeout", defaultSyncStoreTimeout, "stop a sync whose store does not answer a probe within this time (it resumes on the next run)")
 	metricsListen := fs.String("metrics-listen", "", metricsListenUsage+" (with --schedule)")
 	tf := e.trillianFlags(fs)
+	e.poolFlags(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -192,8 +184,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 		e.leaveCoreToDatabase()
 	}
 	if *metricsListen != "" {
-		// The upstream pool's health is not reported yet: nil.
-		reg, err := e.processMetrics(st, nil)
+		reg, err := e.processMetrics(st)
 		if err != nil {
 			return err
 		}
@@ -261,6 +252,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	requestSample := fs.Float64("request-log-sample", 1, "share of requests logged, in (0, 1]; 5xx answers are always logged")
 	metricsListen := fs.String("metrics-listen", "", metricsListenUsage+", instead of at /metrics on --listen")
 	tf := e.trillianFlags(fs)
+	e.poolFlags(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
@@ -321,9 +313,8 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Metrics read the store itself (raw), not the wrapper that answers
-	// 503 while the database is away; the upstream pool's health is not
-	// reported yet (nil).
-	reg, err := e.processMetrics(raw, nil)
+	// 503 while the database is away.
+	reg, err := e.processMetrics(raw)
 	if err != nil {
 		return err
 	}
@@ -353,6 +344,13 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		syncer = s
 		if *mode != mirror.ModeFull {
 			fetch = map[string]server.Fetcher{name: s}
+			// Serve the upstreams' newest head from the start, not
+			// whatever head the first lookup's answer carries.
+			go func() {
+				if err := s.Refresh(ctx); err != nil {
+					e.logger.Warn("could not serve the upstreams' newest head at start", "err", err)
+				}
+			}()
 		}
 	}
 	gin.SetMode(gin.ReleaseMode) // gin's mode is process-wide; the command owns the process
@@ -361,12 +359,14 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		syncs = server.NewSyncLog(*schedule)
 	}
 	var upstreams []string
+	var health upstream.HealthReporter
 	if syncer != nil {
 		upstreams = []string{syncer.UpstreamURL()}
+		health = &e.health
 	}
 	srv := server.New(server.Config{Store: st, Log: name, Logger: e.logger, CacheRecords: records, CacheTiles: tiles, Fetch: fetch,
 		StoreTimeout: *storeTimeout,
-		Key:          e.key, PublicURL: *publicURL, UpstreamURLs: upstreams, Syncs: syncs,
+		Key:          e.key, PublicURL: *publicURL, UpstreamURLs: upstreams, Upstreams: health, Syncs: syncs,
 		RequestLog: *requestLog, RequestLogSample: *requestSample,
 		Observer: httpMetrics, Metrics: metricsAt})
 	ln, err := net.Listen("tcp", *listen)
@@ -477,6 +477,11 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		for _, ev := range ls.Evidence {
 			bad = true
 			fmt.Fprintf(e.stdout, "  EVIDENCE %s\n", evidenceLine(ev))
+		}
+	}
+	if name, err := e.logName(); err == nil {
+		if err := e.printUpstreams(ctx, name); err != nil {
+			return err
 		}
 	}
 	if bad {

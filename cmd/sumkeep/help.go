@@ -13,8 +13,11 @@ var commandHelp = map[string]struct{ synopsis, about string }{
 		`Answers the checksum database protocol (/latest, /lookup, /tile, and the
 proxy form /sumdb/<name>/...) from the store, so that the go command verifies
 modules through it (GOSUMDB="<key> <URL>", or GOPROXY=<URL>,<your proxy>). In
-lazy mode a lookup the store lacks is fetched from the upstream, verified and
-kept; with --sync-schedule the same process also syncs. It listens on
+lazy mode a lookup the store lacks is fetched from the upstreams, verified and
+kept, and the newest head among them is served from the start; with
+--sync-schedule the same process also syncs. --upstream takes several URLs
+(none is trusted: each request goes to the fastest, hedged to the next when
+it is late, and one that lies is quarantined). It listens on
 127.0.0.1 by default: give --listen :8080 (behind a TLS proxy) to serve
 other machines. Its status page at / (and /status.json) shows the exact
 GOSUMDB and GOPROXY lines to use, the heads, the lag, the syncs, the
@@ -22,9 +25,10 @@ upstreams and any evidence of misbehaviour; it logs one line per request
 unless --request-log=false. Prometheus metrics are at /metrics, or on a
 listener of their own with --metrics-listen.`},
 	"sync": {"sumkeep sync --once | --schedule SPEC [flags]",
-		`Brings the store to the upstream's newest signed tree head, verifying every
+		`Brings the store to the upstreams' newest signed tree head, verifying every
 head, tile and record before storing it: once, or on a cron schedule until
-stopped. In full mode it copies the whole log; in lazy mode it moves the
+stopped. The heads of every upstream are linked, so a split view is caught
+as a fork. In full mode it copies the whole log; in lazy mode it moves the
 served head and keeps every stored record provable under it. With
 --schedule, --metrics-listen ADDR serves Prometheus metrics at /metrics
 (and /livez) on ADDR.`},
@@ -50,7 +54,8 @@ several servers against a new database.`},
 	"status": {"sumkeep status [flags]",
 		`Shows each log the store holds: its served and newest heads, how many
 records it holds, and any evidence of upstream misbehaviour (exit status 1
-when there is). With --key, also checks that the store holds that key's log
+when there is); then probes each upstream once (/latest) and shows whether
+it answers and how fast. With --key, also checks that the store holds that key's log
 and that its served head is signed with the key (exit status 2 if not).`},
 	"trillian": {"sumkeep trillian create-tree --trillian ADDR [flags]",
 		`Makes the Trillian tree (a PREORDERED_LOG with the RFC 6962 hasher) for the

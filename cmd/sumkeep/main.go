@@ -78,11 +78,14 @@ type env struct {
 	logger         *slog.Logger
 	// common flags
 	db, upstream, key string
+	// pool is how several upstreams are raced (poolFlags).
+	pool poolSettings
 	// replica, if not nil, is given to the syncers newSyncer makes.
 	replica mirror.Replica
 	// observeUpstream and runObserver, if not nil, are given to the
 	// upstream clients and syncers newSyncer makes (metrics).
 	observeUpstream func(upstream.Observation)
+	health          poolHealth // the pool's, for metrics
 	runObserver     mirror.RunObserver
 }
 
@@ -148,7 +151,7 @@ func (e *env) flags(name string) *flag.FlagSet {
 	fs.SetOutput(e.stderr)
 	setUsage(fs, name, e.stderr)
 	fs.StringVar(&e.db, "db", defaultDB, "store: a postgres:// URL, or a SQLite file path")
-	fs.StringVar(&e.upstream, "upstream", "", "upstream checksum database URL (default: found through GOPROXY as the go command does, else https://<key name>)")
+	fs.StringVar(&e.upstream, "upstream", "", "upstream checksum database URLs, comma-separated, none trusted (default: every GOPROXY entry whose /sumdb/<name>/supported answers 200, then https://<key name>)")
 	fs.StringVar(&e.key, "key", defaultKey, "upstream verifier key")
 	return fs
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,9 +22,9 @@ const metricsListenUsage = "serve Prometheus metrics at /metrics (and /livez) on
 // metrics every such command has (upstream requests, sync runs, the store
 // and the upstreams' health read at scrape time), and hooks them into the
 // upstream clients and syncers newSyncer makes from now on.
-func (e *env) processMetrics(st metrics.Store, health upstream.HealthReporter) (*prometheus.Registry, error) {
+func (e *env) processMetrics(st metrics.Store) (*prometheus.Registry, error) {
 	reg := metrics.NewRegistry()
-	pm, err := metrics.New(reg, metrics.Config{Store: st, Health: health, Logger: e.logger})
+	pm, err := metrics.New(reg, metrics.Config{Store: st, Health: &e.health, Logger: e.logger})
 	if err != nil {
 		return nil, err
 	}
@@ -32,12 +33,15 @@ func (e *env) processMetrics(st metrics.Store, health upstream.HealthReporter) (
 	return reg, nil
 }
 
-// clientOptions are the options of every upstream client a command makes.
-func (e *env) clientOptions() []upstream.ClientOption {
-	if e.observeUpstream == nil {
-		return nil
+// poolHealth is the health of the upstream pool newSyncer makes: the
+// metrics are made before it, so that its clients report to them.
+type poolHealth struct{ pool atomic.Pointer[upstream.Pool] }
+
+func (h *poolHealth) Health() []upstream.Health {
+	if p := h.pool.Load(); p != nil {
+		return p.Health()
 	}
-	return []upstream.ClientOption{upstream.WithObserver(e.observeUpstream)}
+	return nil
 }
 
 // serveMetrics serves h at /metrics, and /livez, on its own listener at

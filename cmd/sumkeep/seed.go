@@ -22,6 +22,7 @@ func cmdSeed(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("seed")
 	concurrency := fs.Int("concurrency", 32, "upstream fetches in flight")
 	format := fs.String("format", "text", "the summary on standard output: text, or json (with every module@version not fetched and why)")
+	e.poolFlags(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
