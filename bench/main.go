@@ -59,6 +59,8 @@ func main() {
 	flag.BoolVar(&withTrillian, "trillian", true, "also measure the sync with the Trillian replica on beside it off (builds Trillian's binaries once per version)")
 	flag.BoolVar(&trillianOnly, "trillian-only", false, "measure only the sync with the Trillian replica on beside it off")
 	flag.IntVar(&trillianPairs, "trillian-pairs", 1, "sync runs with and without the replica, alternated")
+	flag.BoolVar(&fetchPathOnly, "fetchpath-only", false, "measure only the fetch path: cold lookups and seed against an upstream with latency")
+	flag.IntVar(&seedConcurrency, "seed-concurrency", 32, "seed's concurrency in the fetch-path figures")
 	flag.Parse()
 	profile = *cpuprofile
 	if err := run(context.Background(), *records, *conns, *pairs, *dur); err != nil {
@@ -73,6 +75,8 @@ var (
 	syncOnly   bool
 
 	withTrillian, trillianOnly bool
+	fetchPathOnly              bool
+	seedConcurrency            int
 	trillianPairs              int
 )
 
@@ -104,6 +108,13 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 		return err
 	}
 	defer stopUp()
+	if fetchPathOnly {
+		if err := fetchPathFigures(ctx, u, cached, add); err != nil {
+			return err
+		}
+		printRows(rows)
+		return nil
+	}
 	if trillianOnly {
 		if err := replicaFigures(ctx, u, url, trillianPairs, add); err != nil {
 			return err

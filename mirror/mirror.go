@@ -88,6 +88,10 @@ type Config struct {
 	// Replica, if not nil, is fed every committed batch of a full sync and
 	// must agree with each head before it is served. It needs full mode.
 	Replica Replica
+	// AbsentTTL is how long a module@version the upstream answered 404 or
+	// 410 for is remembered (Fetch answers ErrNoRecord without asking
+	// again): 0 means DefaultAbsentTTL, a negative value not at all.
+	AbsentTTL time.Duration
 }
 
 // Sync modes.
@@ -121,8 +125,13 @@ type Syncer struct {
 	// connection of a pool they may all need.
 	commitMu  sync.Mutex
 	advanceMu sync.Mutex // one Advance at a time in this process
-	flightMu  sync.Mutex
-	flights   map[string]*flight // Fetch calls under way, by module@version
+
+	fetches     flightGroup[string, struct{}]  // Fetch calls under way, by module@version
+	tileFlights flightGroup[tlog.Tile, []byte] // tile requests under way, shared by every reader
+	absent      *absentCache                   // module@versions the upstream said it lacks
+
+	notesMu sync.Mutex
+	notes   map[string]store.Head // signed notes verified lately, by their bytes
 }
 
 // New checks the configuration and returns a Syncer.
@@ -157,8 +166,12 @@ func New(cfg Config) (*Syncer, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	ttl := cfg.AbsentTTL
+	if ttl == 0 {
+		ttl = DefaultAbsentTTL
+	}
 	s := &Syncer{cfg: cfg, verifier: v, log: v.Name(), logger: logger.With("log", v.Name()),
-		flights: make(map[string]*flight)}
+		absent: newAbsentCache(ttl)}
 	if cfg.Upstream != nil {
 		s.src = cfg.Upstream
 	} else {

@@ -115,6 +115,35 @@ type Client struct {
 	tries int
 
 	observe func(Observation) // nil: not observed
+	slots   chan struct{}     // nil: unbounded; else one token per request in flight
+}
+
+// WithMaxInFlight bounds the requests the Client has in flight at once to
+// n (n <= 0: unbounded). A request waits for a slot, or for its context to
+// end; a retry waits again. So however many lookups a mirror's clients
+// make, and however many of them are abandoned, at most n connections to
+// the upstream are busy.
+func WithMaxInFlight(n int) ClientOption {
+	return func(c *Client) {
+		if n > 0 {
+			c.slots = make(chan struct{}, n)
+		} else {
+			c.slots = nil
+		}
+	}
+}
+
+// acquire takes a slot for one request, or fails with ctx's error.
+func (c *Client) acquire(ctx context.Context) (release func(), err error) {
+	if c.slots == nil {
+		return func() {}, nil
+	}
+	select {
+	case c.slots <- struct{}{}:
+		return func() { <-c.slots }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for a request slot to %s: %w", c.shown, ctx.Err())
+	}
 }
 
 // idleConns is how many idle connections the default client keeps to the
@@ -224,8 +253,14 @@ func (c *Client) get(ctx context.Context, path string, limit int64) ([]byte, err
 	return nil, err
 }
 
-// observed is getOnce, reported to the observer if there is one.
+// observed is getOnce in a request slot, reported to the observer if
+// there is one.
 func (c *Client) observed(ctx context.Context, path string, limit int64) ([]byte, bool, error) {
+	release, err := c.acquire(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	defer release()
 	if c.observe == nil {
 		return c.getOnce(ctx, path, limit)
 	}
