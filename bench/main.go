@@ -60,7 +60,7 @@ func main() {
 	flag.BoolVar(&trillianOnly, "trillian-only", false, "measure only the sync with the Trillian replica on beside it off")
 	flag.IntVar(&trillianPairs, "trillian-pairs", 1, "sync runs with and without the replica, alternated")
 	flag.BoolVar(&fetchPathOnly, "fetchpath-only", false, "measure only the fetch path: cold lookups and seed against an upstream with latency")
-	flag.IntVar(&seedConcurrency, "seed-concurrency", 32, "seed's concurrency in the fetch-path figures")
+	flag.IntVar(&seedConcurrency, "seed-concurrency", mirror.DefaultSeedConcurrency, "seed's concurrency in the fetch-path figures")
 	flag.Parse()
 	profile = *cpuprofile
 	if err := run(context.Background(), *records, *conns, *pairs, *dur); err != nil {

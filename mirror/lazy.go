@@ -1,7 +1,6 @@
 package mirror
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -116,10 +115,13 @@ func (s *Syncer) fetch(ctx context.Context, path, version string) error {
 	if s.cfg.Upstream == nil {
 		return fmt.Errorf("fetching %s@%s: %w", path, version, errNoUpstream)
 	}
-	if err := s.checkEvidence(ctx); err != nil {
-		return err
-	}
+	// The store's evidence is read while the upstream is asked.
+	evidence := make(chan error, 1)
+	go func() { evidence <- s.checkEvidence(ctx) }()
 	lu, err := s.lookUp(ctx, path, version)
+	if eerr := <-evidence; eerr != nil {
+		return eerr
+	}
 	if err != nil {
 		return err
 	}
@@ -282,18 +284,12 @@ func (s *Syncer) keep(ctx context.Context, items []lookedUp) ([]error, error) {
 		if len(recs) == 0 {
 			return errs, nil
 		}
-		recs = sortRecords(recs)
 		// Verified: store it, even if every client waiting for it has
 		// gone meanwhile, unless they had gone before.
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
-		s.commitMu.Lock()
-		err = s.commit(cctx, store.Batch{Records: recs, Tiles: r.Verified(), Synced: -1,
-			Expect: &store.State{Served: served.Size, Generation: -1}}, served)
-		s.commitMu.Unlock()
-		cancel()
+		err = s.commitRecords(ctx, served, recs, r.Verified())
 		if errors.Is(err, store.ErrConflict) && attempt < 10 {
 			continue // another head is served now: prove under that one
 		}
@@ -372,13 +368,6 @@ func uniqueTiles(ts []tlog.Tile) []tlog.Tile {
 		}
 	}
 	return out
-}
-
-// sortRecords sorts records by id, without repeats (a batch's records
-// ascend strictly).
-func sortRecords(recs []store.Record) []store.Record {
-	slices.SortFunc(recs, func(a, b store.Record) int { return cmp.Compare(a.ID, b.ID) })
-	return slices.CompactFunc(recs, func(a, b store.Record) bool { return a.ID == b.ID })
 }
 
 // Advance makes target (a stored, linked head) the served head, after

@@ -125,6 +125,7 @@ type Syncer struct {
 	// connection of a pool they may all need.
 	commitMu  sync.Mutex
 	advanceMu sync.Mutex // one Advance at a time in this process
+	committer committer  // on-demand commits, grouped
 
 	fetches     flightGroup[string, struct{}]  // Fetch calls under way, by module@version
 	tileFlights flightGroup[tlog.Tile, []byte] // tile requests under way, shared by every reader

@@ -159,8 +159,34 @@ func (r *Reader) fromStore(tiles []tlog.Tile, missing []int, out [][]byte) ([]in
 	case len(missing) == 1:
 		return missing, nil
 	}
-	// One by one, a few at a time: a round of proofs may read hundreds
-	// of tiles, of which the store holds some.
+	// Level by level (the upper levels are few, and usually stored), then
+	// what is still missing one by one, a few at a time: a round of proofs
+	// may read hundreds of tiles, of which the store holds some.
+	byLevel := make(map[int][]int)
+	for _, i := range missing {
+		byLevel[tiles[i].L] = append(byLevel[tiles[i].L], i)
+	}
+	if len(byLevel) > 1 {
+		var rest []int
+		for _, idx := range byLevel {
+			want := make([]tlog.Tile, len(idx))
+			for j, i := range idx {
+				want[j] = tiles[i]
+			}
+			data, err := r.cfg.Store.ReadTiles(r.ctx, r.cfg.Log, want)
+			switch {
+			case err == nil:
+				for j, i := range idx {
+					out[i] = data[j]
+				}
+			case errors.Is(err, store.ErrNotFound):
+				rest = append(rest, idx...)
+			default:
+				return nil, err
+			}
+		}
+		missing = rest
+	}
 	found := make([]bool, len(missing))
 	errs := make([]error, len(missing))
 	var wg sync.WaitGroup
@@ -196,7 +222,7 @@ func (r *Reader) fromStore(tiles []tlog.Tile, missing []int, out [][]byte) ([]in
 
 // storeConcurrency is how many tiles a Reader reads from the store at once
 // when it reads them one by one.
-const storeConcurrency = 8
+const storeConcurrency = 16
 
 // fromSource fetches tiles[i] for i in missing from the source into out,
 // Concurrency at a time, and returns the first error.
