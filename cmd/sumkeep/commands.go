@@ -118,13 +118,38 @@ func (e *env) newSyncer(ctx context.Context, st store.Store, concurrency, batch 
 	return mirror.New(mirror.Config{
 		Mode:        mode,
 		Store:       st,
-		Upstream:    upstream.NewClient(base, nil),
+		Upstream:    upstream.NewClient(base, nil, upstream.WithMaxInFlight(e.maxInFlight)),
+		AbsentTTL:   e.absentTTL,
 		Key:         e.key,
 		Concurrency: concurrency,
 		BatchTiles:  batch,
 		Logger:      e.logger,
 		Replica:     e.replica,
 	})
+}
+
+// defaultMaxInFlight is --upstream-max-inflight's default.
+const defaultMaxInFlight = 64
+
+// fetchFlags binds the flags that bound fetching from upstreams (serve,
+// sync) to e.
+func (e *env) fetchFlags(fs *flag.FlagSet) {
+	fs.IntVar(&e.maxInFlight, "upstream-max-inflight", defaultMaxInFlight, "at most this many requests in flight to each upstream (0: unbounded); fetch-through lookups beyond it wait, or give up with their clients")
+	fs.DurationVar(&e.absentTTL, "absent-ttl", mirror.DefaultAbsentTTL, "remember for this long that the upstream answered 404 or 410 for a module@version, so that repeated lookups of it are answered without asking again (0: do not remember)")
+}
+
+// checkFetchFlags checks what fetchFlags bound.
+func (e *env) checkFetchFlags() error {
+	if e.maxInFlight < 0 {
+		return usageError{"--upstream-max-inflight must not be negative"}
+	}
+	if e.absentTTL < 0 {
+		return usageError{"--absent-ttl must not be negative"}
+	}
+	if e.absentTTL == 0 {
+		e.absentTTL = -1 // mirror.Config: negative is "not at all"
+	}
+	return nil
 }
 
 func cmdMigrate(ctx context.Context, e *env, args []string) error {
@@ -150,7 +175,11 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	batch := fs.Int("batch", 64, "data tiles (of 256 records) per transaction")
 	storeTimeout := fs.Duration("store-timeout", defaultSyncStoreTimeout, "stop a sync whose store does not answer a probe within this time (it resumes on the next run)")
 	tf := e.trillianFlags(fs)
+	e.fetchFlags(fs)
 	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	if err := e.checkFetchFlags(); err != nil {
 		return err
 	}
 	if *storeTimeout <= 0 {
@@ -238,7 +267,11 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	mode := fs.String("mode", mirror.ModeAuto, modeUsage+"; in lazy mode a lookup the store lacks is fetched from the upstream, verified and kept")
 	storeTimeout := fs.Duration("store-timeout", server.DefaultStoreTimeout, "answer 503 to a request whose store does not answer within this time")
 	tf := e.trillianFlags(fs)
+	e.fetchFlags(fs)
 	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	if err := e.checkFetchFlags(); err != nil {
 		return err
 	}
 	if *storeTimeout <= 0 {
