@@ -115,6 +115,7 @@ type Client struct {
 	tries int
 
 	observe func(Observation) // nil: not observed
+	own     *http.Transport   // the client's own transport (NewClient with hc nil), else nil
 	slots   chan struct{}     // nil: unbounded; else one token per request in flight
 }
 
@@ -122,13 +123,16 @@ type Client struct {
 // n (n <= 0: unbounded). A request waits for a slot, or for its context to
 // end; a retry waits again. So however many lookups a mirror's clients
 // make, and however many of them are abandoned, at most n connections to
-// the upstream are busy.
+// the upstream are busy; with the Client's own transport (NewClient with
+// hc nil), at most n are open.
 func WithMaxInFlight(n int) ClientOption {
 	return func(c *Client) {
+		c.slots = nil
 		if n > 0 {
 			c.slots = make(chan struct{}, n)
-		} else {
-			c.slots = nil
+		}
+		if c.own != nil && n > 0 {
+			c.own.MaxConnsPerHost = n
 		}
 	}
 }
@@ -167,6 +171,9 @@ func NewClient(base string, hc *http.Client, opts ...ClientOption) *Client {
 	}
 	base = strings.TrimSuffix(base, "/")
 	c := &Client{base: base, shown: redact.URL(base), http: hc, tries: 3}
+	if t, ok := hc.Transport.(*http.Transport); ok && hc.Transport != http.DefaultTransport {
+		c.own = t
+	}
 	for _, o := range opts {
 		o(c)
 	}
