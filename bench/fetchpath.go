@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"golang.org/x/mod/module"
 
 	"github.com/sumkeep/sumkeep/internal/pgtest"
@@ -59,6 +60,7 @@ func (s *slowUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // fetchPathFigures measures cold lookups and seed against h (the upstream
 // u, pre-rendered).
 func fetchPathFigures(ctx context.Context, u *sumdbtest.Upstream, h http.Handler, add func(name, value, target string)) error {
+	gin.SetMode(gin.ReleaseMode)
 	if err := coldLookups(ctx, u, h, 20*time.Millisecond, 8, 400, add); err != nil {
 		return fmt.Errorf("cold lookups: %w", err)
 	}
