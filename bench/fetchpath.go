@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -200,6 +202,14 @@ func seedFigures(ctx context.Context, u *sumdbtest.Upstream, h http.Handler, del
 		mods = append(mods, module.Version{Path: p, Version: v})
 	}
 	concurrency := seedConcurrency
+	if profile != "" {
+		f, err := os.Create(profile + ".seed")
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	start := time.Now()
 	counts, failures, err := s.Seed(ctx, mods, concurrency, nil)
 	elapsed := time.Since(start)
