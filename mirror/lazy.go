@@ -115,17 +115,25 @@ func (s *Syncer) fetch(ctx context.Context, path, version string) error {
 	if s.cfg.Upstream == nil {
 		return fmt.Errorf("fetching %s@%s: %w", path, version, errNoUpstream)
 	}
-	// The store's evidence is read while the upstream is asked.
-	evidence := make(chan error, 1)
-	go func() { evidence <- s.checkEvidence(ctx) }()
+	// What keep starts from, and the evidence, are read from the store
+	// while the upstream is asked.
+	pre := make(chan keepState, 1)
+	go func() {
+		if err := s.checkEvidence(ctx); err != nil {
+			pre <- keepState{err: err}
+			return
+		}
+		pre <- s.readKeepState(ctx)
+	}()
 	lu, err := s.lookUp(ctx, path, version)
-	if eerr := <-evidence; eerr != nil {
-		return eerr
+	st := <-pre
+	if errors.Is(st.err, errBlocked) {
+		return st.err
 	}
 	if err != nil {
 		return err
 	}
-	errs, err := s.keep(ctx, []lookedUp{lu})
+	errs, err := s.keepFrom(ctx, []lookedUp{lu}, st)
 	if err != nil {
 		return err
 	}
@@ -182,19 +190,50 @@ func (s *Syncer) lookUp(ctx context.Context, path, version string) (lookedUp, er
 // stored (a fork, a bad tile, the store or the upstream failing), one
 // error for all.
 func (s *Syncer) keep(ctx context.Context, items []lookedUp) ([]error, error) {
+	return s.keepFrom(ctx, items, keepState{})
+}
+
+// keepState is what keep starts from: the served head and the stored
+// heads, read from the store.
+type keepState struct {
+	read      bool // read at all (the zero keepState is not)
+	served    store.Head
+	hasServed bool
+	stored    []store.Head
+	err       error
+}
+
+// readKeepState reads a keepState from the store.
+func (s *Syncer) readKeepState(ctx context.Context) keepState {
+	st := keepState{read: true}
+	var err error
+	st.served, err = s.cfg.Store.ServedHead(ctx, s.log)
+	st.hasServed = err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return keepState{err: err}
+	}
+	if st.stored, err = s.cfg.Store.Heads(ctx, s.log); err != nil {
+		return keepState{err: err}
+	}
+	return st
+}
+
+// keepFrom is keep starting from first, if it was read; a commit expects
+// the served head it saw, so a stale one only costs a retry.
+func (s *Syncer) keepFrom(ctx context.Context, items []lookedUp, first keepState) ([]error, error) {
 	errs := make([]error, len(items))
 	// One reader for every attempt: what it read stays read.
 	r := s.newReader(ctx)
 	for attempt := 0; ; attempt++ {
-		served, err := s.cfg.Store.ServedHead(ctx, s.log)
-		hasServed := err == nil
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return nil, err
+		st := first
+		first = keepState{}
+		if !st.read {
+			st = s.readKeepState(ctx)
 		}
-		stored, err := s.cfg.Store.Heads(ctx, s.log)
-		if err != nil {
-			return nil, err
+		if st.err != nil {
+			return nil, st.err
 		}
+		served, hasServed, stored := st.served, st.hasServed, st.stored
 		newHeads, target := unlinked(stored, items)
 		var plan []tlog.Tile
 		for _, h := range newHeads {
@@ -289,7 +328,7 @@ func (s *Syncer) keep(ctx context.Context, items []lookedUp) ([]error, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		err = s.commitRecords(ctx, served, recs, r.Verified())
+		err := s.commitRecords(ctx, served, recs, r.Verified())
 		if errors.Is(err, store.ErrConflict) && attempt < 10 {
 			continue // another head is served now: prove under that one
 		}

@@ -276,6 +276,9 @@ func (s *Syncer) commitError(ctx context.Context, err error, b store.Batch, targ
 	})
 }
 
+// errBlocked is checkEvidence's error.
+var errBlocked = errors.New("refusing to advance: the store holds evidence of upstream misbehaviour")
+
 // checkEvidence refuses to go on when the store holds signed proof that the
 // log misbehaved.
 func (s *Syncer) checkEvidence(ctx context.Context) error {
@@ -285,8 +288,8 @@ func (s *Syncer) checkEvidence(ctx context.Context) error {
 	}
 	for _, e := range es {
 		if blocking(e.Kind) {
-			return fmt.Errorf("sync %s: refusing to advance: the store holds evidence of upstream misbehaviour (%s, %s): %s",
-				s.log, e.Kind, e.CreatedAt.Format(time.RFC3339), e.Message)
+			return fmt.Errorf("sync %s: %w (%s, %s): %s",
+				s.log, errBlocked, e.Kind, e.CreatedAt.Format(time.RFC3339), e.Message)
 		}
 	}
 	return nil
