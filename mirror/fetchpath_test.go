@@ -239,3 +239,31 @@ func TestSeedCommitsInGroups(t *testing.T) {
 		t.Fatalf("the altered record was stored: %v", err)
 	}
 }
+
+// TestLyingTileEvidenceOnce: lookups that each meet the same lying tile
+// keep one piece of evidence, counted, not a row per lookup.
+func TestLyingTileEvidenceOnce(t *testing.T) {
+	ctx := context.Background()
+	u, st, s := newLazy(t, 5000)
+	if _, err := s.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultFlipTileByte, L: 0, N: 7, Offset: 100})
+	for id := int64(7 * 256); id < 7*256+5; id++ {
+		p, v, _ := u.Module(id)
+		var me *mirror.MisbehaviourError
+		if err := s.Fetch(ctx, p, v); !errors.As(err, &me) || me.Evidence.Kind != store.EvidenceBadTile {
+			t.Fatalf("Fetch of record %d through a lying tile: %v", id, err)
+		}
+	}
+	es, err := st.Evidence(ctx, logName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 1 || es[0].Count != 5 || es[0].Object != "tile tile/8/0/007" {
+		for _, e := range es {
+			t.Logf("evidence %s %q x%d", e.Kind, e.Object, e.Count)
+		}
+		t.Fatalf("%d pieces of evidence for 5 lookups meeting one lying tile, want 1 naming tile/8/0/007, counted 5", len(es))
+	}
+}

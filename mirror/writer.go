@@ -214,8 +214,21 @@ func (s *Syncer) misbehaved(ctx context.Context, e store.Evidence) error {
 // that were never authenticated: the evidence names them and keeps their
 // bytes (up to maxSuspects of them).
 func (s *Syncer) tileTrouble(ctx context.Context, err error, against store.Head, suspects []store.Tile) error {
-	if _, ok := errors.AsType[*proof.InconsistentTileError](err); !ok {
+	ite, ok := errors.AsType[*proof.InconsistentTileError](err)
+	if !ok {
 		return err
+	}
+	// The tiles the failing proof read, among the suspects, if any: they
+	// name the same lie the same way however many lookups meet it, so its
+	// evidence is kept once and counted.
+	var read []store.Tile
+	for _, t := range suspects {
+		if slices.Contains(ite.Tiles, t.Tile) {
+			read = append(read, t)
+		}
+	}
+	if len(read) > 0 {
+		suspects = read
 	}
 	slices.SortFunc(suspects, func(a, b store.Tile) int {
 		return cmp.Or(cmp.Compare(a.Tile.L, b.Tile.L), cmp.Compare(a.Tile.N, b.Tile.N), cmp.Compare(a.Tile.W, b.Tile.W))
