@@ -264,10 +264,24 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 	if err != nil {
 		return err
 	}
+	// The request log, on by default in serve: one slog text line per
+	// request, written to a file as serve writes to its standard error.
+	logf, err := os.CreateTemp("", "sumkeep-bench-requests-*.log")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(logf.Name())
+	defer logf.Close()
+	logged, err := measure(server.Config{Store: st, Log: u.Name(), RequestLog: true, Logger: slog.New(slog.NewTextHandler(logf, nil))})
+	if err != nil {
+		return err
+	}
 	add("lookups, sumdb.Server in memory", ref.String(), "reference")
 	add("lookups, sumkeep", mir.String(), "")
 	add("lookup throughput / reference", fmt.Sprintf("%.2f", mir.RPS()/ref.RPS()), ">= 0.80")
 	add("lookup p99, sumkeep", mir.P99.Round(time.Microsecond).String(), "< 5ms")
+	add("lookups, sumkeep, request log on (to a file)", logged.String(), "")
+	add("request log on / off throughput", fmt.Sprintf("%.2f", logged.RPS()/mir.RPS()), "")
 	add("lookups, sumkeep, cache off (all Postgres)", cold.String(), "")
 	add("cache-off throughput / reference", fmt.Sprintf("%.2f", cold.RPS()/ref.RPS()), "")
 

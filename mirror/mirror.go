@@ -184,6 +184,15 @@ func New(cfg Config) (*Syncer, error) {
 // Log returns the name of the log being synced.
 func (s *Syncer) Log() string { return s.log }
 
+// UpstreamURL names the upstream the syncer reads from, as Upstream.URL
+// gives it (credentials masked); "" when it has none.
+func (s *Syncer) UpstreamURL() string {
+	if s.cfg.Upstream == nil {
+		return ""
+	}
+	return s.cfg.Upstream.URL()
+}
+
 // Result describes a finished run.
 type Result struct {
 	Log      string

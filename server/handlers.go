@@ -44,6 +44,9 @@ func (s *Server) newEngine() *gin.Engine {
 	e.RedirectTrailingSlash = false
 	e.RedirectFixedPath = false
 	e.HandleMethodNotAllowed = false
+	if s.logRequests {
+		e.Use(s.requestLog)
+	}
 	e.Use(s.recovery)
 	e.NoRoute(func(c *gin.Context) { s.fail(c, http.StatusNotFound, "not found") })
 	for _, m := range []string{http.MethodGet, http.MethodHead} {
@@ -55,6 +58,8 @@ func (s *Server) newEngine() *gin.Engine {
 		e.Handle(m, "/livez", s.livez)
 		e.Handle(m, "/version", s.version)
 		e.Handle(m, "/sumdb/:name/*rest", s.proxy)
+		e.Handle(m, "/", s.statusPage)
+		e.Handle(m, "/status.json", s.statusJSON)
 	}
 	return e
 }
@@ -202,6 +207,7 @@ func (s *Server) lookup(c *gin.Context, log, mod string) {
 	if errors.Is(err, store.ErrNotFound) && fetcher != nil {
 		// Lazy mode: fetch it through, then answer from the store under the
 		// head served now (the fetch may have advanced it).
+		c.Set(fetchedKey, true)
 		if ferr := fetcher.Fetch(ctx, path, vers); ferr != nil {
 			if !errors.Is(ferr, store.ErrNotFound) && ctx.Err() == nil {
 				s.logger.WarnContext(ctx, "fetching from the upstream", "log", log, "module", path, "version", vers, "err", ferr)

@@ -266,6 +266,9 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	cacheTiles := fs.Int("cache-tiles", server.DefaultCacheTiles, "full hash tiles kept in memory (8 KiB each); 0 disables the cache")
 	mode := fs.String("mode", mirror.ModeAuto, modeUsage+"; in lazy mode a lookup the store lacks is fetched from the upstream, verified and kept")
 	storeTimeout := fs.Duration("store-timeout", server.DefaultStoreTimeout, "answer 503 to a request whose store does not answer within this time")
+	publicURL := fs.String("public-url", "", "the URL clients reach this server at (e.g. behind a TLS proxy), shown on the status page; default: built from each request's Host")
+	requestLog := fs.Bool("request-log", true, "log one line per request (method, path, status, bytes, duration, fetched through)")
+	requestSample := fs.Float64("request-log-sample", 1, "share of requests logged, in (0, 1]; 5xx answers are always logged")
 	tf := e.trillianFlags(fs)
 	e.fetchFlags(fs)
 	if err := e.parse(fs, args); err != nil {
@@ -276,6 +279,16 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	}
 	if *storeTimeout <= 0 {
 		return usageError{"--store-timeout must be positive"}
+	}
+	if !(*requestSample > 0 && *requestSample <= 1) {
+		return usageError{fmt.Sprintf("--request-log-sample %v: want a share in (0, 1]", *requestSample)}
+	}
+	if *publicURL != "" {
+		u, err := server.CheckPublicURL(*publicURL)
+		if err != nil {
+			return usageError{"--public-url " + err.Error()}
+		}
+		*publicURL = u
 	}
 	if err := modeFlag(*mode); err != nil {
 		return err
@@ -335,8 +348,18 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	gin.SetMode(gin.ReleaseMode) // gin's mode is process-wide; the command owns the process
+	var syncs *server.SyncLog
+	if *schedule != "" {
+		syncs = server.NewSyncLog(*schedule)
+	}
+	var upstreams []string
+	if syncer != nil {
+		upstreams = []string{syncer.UpstreamURL()}
+	}
 	srv := server.New(server.Config{Store: st, Log: name, Logger: e.logger, CacheRecords: records, CacheTiles: tiles, Fetch: fetch,
-		StoreTimeout: *storeTimeout})
+		StoreTimeout: *storeTimeout,
+		Key:          e.key, PublicURL: *publicURL, UpstreamURLs: upstreams, Syncs: syncs,
+		RequestLog: *requestLog, RequestLogSample: *requestSample})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return envError{fmt.Errorf("--listen: %w", err)}
@@ -346,11 +369,22 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	defer cancel()
 	go srv.Run(ctx)
 	if *schedule != "" {
-		go syncer.RunScheduled(ctx, mirror.Schedule{Spec: *schedule, StoreTimeout: defaultSyncStoreTimeout, Ready: ready})
+		go syncer.RunScheduled(ctx, mirror.Schedule{Spec: *schedule, StoreTimeout: defaultSyncStoreTimeout, Ready: ready,
+			Observe: func(r mirror.Run) {
+				if r.Ended.IsZero() {
+					syncs.Started(r.Log)
+					return
+				}
+				syncs.Finished(r.Log, r.Started, r.Ended, r.Result.Served.Size, r.Result.Records, r.Err)
+			}})
 	}
 	url := "http://" + ln.Addr().String()
 	e.logger.Info("serving", "log", name, "url", url)
-	fmt.Fprintf(e.stdout, "sumkeep is serving %s at %s\nPoint the go command at it with:\n\n\tgo env -w GOSUMDB=\"%s %s\"\n\n", name, url, e.key, url)
+	shown := url
+	if *publicURL != "" {
+		shown = *publicURL
+	}
+	fmt.Fprintf(e.stdout, "sumkeep is serving %s at %s\nPoint the go command at it with:\n\n\tgo env -w GOSUMDB=\"%s %s\"\n\nIts status page is %s/\n", name, url, e.key, shown, shown)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {

@@ -16,7 +16,10 @@ modules through it (GOSUMDB="<key> <URL>", or GOPROXY=<URL>,<your proxy>). In
 lazy mode a lookup the store lacks is fetched from the upstream, verified and
 kept; with --sync-schedule the same process also syncs. It listens on
 127.0.0.1 by default: give --listen :8080 (behind a TLS proxy) to serve
-other machines.`},
+other machines. Its status page at / (and /status.json) shows the exact
+GOSUMDB and GOPROXY lines to use, the heads, the lag, the syncs, the
+upstreams and any evidence of misbehaviour; it logs one line per request
+unless --request-log=false.`},
 	"sync": {"sumkeep sync --once | --schedule SPEC [flags]",
 		`Brings the store to the upstream's newest signed tree head, verifying every
 head, tile and record before storing it: once, or on a cron schedule until
