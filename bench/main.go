@@ -10,10 +10,14 @@
 //     with them off (-lookup-only measures only the lookups, after one
 //     untimed sync);
 //   - sync throughput with the Trillian replica on, beside the same sync
-//     with it off (-trillian=false skips it, -trillian-only runs only it).
+//     with it off (-trillian=false skips it, -trillian-only runs only it);
 //   - cold fetch-through lookups through several upstreams (fast, slow,
 //     down; with spikes) beside the fast one alone, and the share of hedged
-//     requests (-upstreams=false skips it, -upstreams-only runs only it).
+//     requests (-upstreams=false skips it, -upstreams-only runs only it);
+//   - the fetch path (-fetchpath-only runs only it): cold lookups of a lazy
+//     mirror against an upstream of 20 ms latency, 8 in flight (p50, p99),
+//     and a seed of 2,000 module@versions from an upstream of 50 ms latency
+//     beside the latency bound.
 //
 // It needs the Postgres server tests use (SUMKEEP_TEST_POSTGRES), creates its
 // own databases and drops them. Run it with `make bench`.
@@ -73,6 +77,8 @@ func main() {
 	flag.IntVar(&upstreamRecords, "upstream-records", 100_000, "records in the log of -upstreams-only")
 	flag.IntVar(&upstreamLookups, "upstream-lookups", 300, "cold lookups in each several-upstreams run")
 	flag.IntVar(&upstreamPairs, "upstream-rounds", 3, "rounds of the several-upstreams runs (alone, three, three with spikes), alternated")
+	flag.BoolVar(&fetchPathOnly, "fetchpath-only", false, "measure only the fetch path: cold lookups and seed against an upstream with latency")
+	flag.IntVar(&seedConcurrency, "seed-concurrency", mirror.DefaultSeedConcurrency, "seed's concurrency in the fetch-path figures")
 	flag.Parse()
 	profile = *cpuprofile
 	if upstreamsOnly {
@@ -94,6 +100,8 @@ var (
 	syncOnly   bool
 
 	withTrillian, trillianOnly bool
+	fetchPathOnly              bool
+	seedConcurrency            int
 	trillianPairs              int
 
 	lookupOnly                       bool
@@ -131,6 +139,13 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 		return err
 	}
 	defer stopUp()
+	if fetchPathOnly {
+		if err := fetchPathFigures(ctx, u, cached, add); err != nil {
+			return err
+		}
+		printRows(rows)
+		return nil
+	}
 	if trillianOnly {
 		if err := replicaFigures(ctx, u, url, trillianPairs, add); err != nil {
 			return err
@@ -371,6 +386,9 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 		add("CPU per lookup, metrics on / off (median of pairs)", fmt.Sprintf("%.3f (pairs: %s)", median(cpuOnOff), listPrec(cpuOnOff, 3)), "<= 1.03")
 	}
 
+	if err := fetchPathFigures(ctx, u, cached, add); err != nil {
+		return err
+	}
 	printRows(rows)
 	return nil
 }

@@ -95,6 +95,10 @@ type Config struct {
 	// Observer, if not nil, is told of every run's end (package metrics
 	// implements it).
 	Observer RunObserver
+	// AbsentTTL is how long a module@version the upstream answered 404 or
+	// 410 for is remembered (Fetch answers ErrNoRecord without asking
+	// again): 0 means DefaultAbsentTTL, a negative value not at all.
+	AbsentTTL time.Duration
 }
 
 // A RunObserver is told of every run of Once that started: not of one that
@@ -136,8 +140,14 @@ type Syncer struct {
 	// connection of a pool they may all need.
 	commitMu  sync.Mutex
 	advanceMu sync.Mutex // one Advance at a time in this process
-	flightMu  sync.Mutex
-	flights   map[string]*flight // Fetch calls under way, by module@version
+	committer committer  // on-demand commits, grouped
+
+	fetches     flightGroup[string, struct{}]  // Fetch calls under way, by module@version
+	tileFlights flightGroup[tlog.Tile, []byte] // tile requests under way, shared by every reader
+	absent      *absentCache                   // module@versions the upstream said it lacks
+
+	notesMu sync.Mutex
+	notes   map[string]store.Head // signed notes verified lately, by their bytes
 }
 
 // New checks the configuration and returns a Syncer.
@@ -172,8 +182,12 @@ func New(cfg Config) (*Syncer, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	ttl := cfg.AbsentTTL
+	if ttl == 0 {
+		ttl = DefaultAbsentTTL
+	}
 	s := &Syncer{cfg: cfg, verifier: v, log: v.Name(), logger: logger.With("log", v.Name()),
-		flights: make(map[string]*flight)}
+		absent: newAbsentCache(ttl)}
 	if cfg.Upstream != nil {
 		s.src = cfg.Upstream
 	} else {
@@ -299,7 +313,7 @@ func (s *Syncer) once(ctx context.Context, start time.Time) (Result, error) {
 		return res, err
 	}
 	if mode == ModeLazy {
-		_, err := s.advance(ctx, target, nil, &res.Tiles)
+		_, err := s.advance(ctx, target, nil, nil, &res.Tiles)
 		res.Elapsed = time.Since(start)
 		if err != nil {
 			return res, err

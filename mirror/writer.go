@@ -99,6 +99,12 @@ func (s *Syncer) openHead(ctx context.Context, msg []byte, source, where string)
 // the two: of two heads stored at once, the later one's second check sees
 // the earlier one. Two heads that do not link are a fork.
 func (s *Syncer) link(ctx context.Context, h store.Head) (store.Head, error) {
+	return s.linkWith(ctx, h, nil)
+}
+
+// linkWith is link reading tiles through r (a new reader if nil), which
+// may hold them already.
+func (s *Syncer) linkWith(ctx context.Context, h store.Head, r *proof.Reader) (store.Head, error) {
 	s.linkMu.Lock()
 	defer s.linkMu.Unlock()
 	proven := make(map[int64]bool) // neighbours proven consistent with h
@@ -131,7 +137,7 @@ func (s *Syncer) link(ctx context.Context, h store.Head) (store.Head, error) {
 			if o == nil || proven[o.Size] {
 				continue
 			}
-			if err := s.consistent(ctx, *o, h); err != nil {
+			if err := s.consistent(ctx, *o, h, r); err != nil {
 				return h, err
 			}
 			proven[o.Size] = true
@@ -158,8 +164,9 @@ func (s *Syncer) link(ctx context.Context, h store.Head) (store.Head, error) {
 }
 
 // consistent proves heads a and b consistent, from tiles of the larger one
-// (authenticated against its signed root), and keeps evidence of a fork.
-func (s *Syncer) consistent(ctx context.Context, a, b store.Head) error {
+// (authenticated against its signed root) read through r (a new reader if
+// nil), and keeps evidence of a fork.
+func (s *Syncer) consistent(ctx context.Context, a, b store.Head, r *proof.Reader) error {
 	small, big := a, b
 	if b.Size < a.Size {
 		small, big = b, a
@@ -169,7 +176,9 @@ func (s *Syncer) consistent(ctx context.Context, a, b store.Head) error {
 		th = big.Hash
 	} else {
 		var err error
-		r := s.newReader(ctx)
+		if r == nil {
+			r = s.newReader(ctx)
+		}
 		th, err = tlog.TreeHash(small.Size, r.HashReader(big.Tree()))
 		if err != nil {
 			return s.tileTrouble(ctx, fmt.Errorf("proving head %d consistent with head %d: %w", small.Size, big.Size, err), big, r.Suspects())
@@ -212,8 +221,21 @@ func (s *Syncer) misbehaved(ctx context.Context, e store.Evidence) error {
 // that were never authenticated: the evidence names them and keeps their
 // bytes (up to maxSuspects of them).
 func (s *Syncer) tileTrouble(ctx context.Context, err error, against store.Head, suspects []store.Tile) error {
-	if _, ok := errors.AsType[*proof.InconsistentTileError](err); !ok {
+	ite, ok := errors.AsType[*proof.InconsistentTileError](err)
+	if !ok {
 		return err
+	}
+	// The tiles the failing proof read, among the suspects, if any: they
+	// name the same lie the same way however many lookups meet it, so its
+	// evidence is kept once and counted.
+	var read []store.Tile
+	for _, t := range suspects {
+		if slices.Contains(ite.Tiles, t.Tile) {
+			read = append(read, t)
+		}
+	}
+	if len(read) > 0 {
+		suspects = read
 	}
 	slices.SortFunc(suspects, func(a, b store.Tile) int {
 		return cmp.Or(cmp.Compare(a.Tile.L, b.Tile.L), cmp.Compare(a.Tile.N, b.Tile.N), cmp.Compare(a.Tile.W, b.Tile.W))
@@ -262,7 +284,7 @@ func (s *Syncer) commitError(ctx context.Context, err error, b store.Batch, targ
 		return err
 	}
 	var data []byte
-	if i := de.ID - b.Records[0].ID; i >= 0 && i < int64(len(b.Records)) {
+	if i, ok := slices.BinarySearchFunc(b.Records, de.ID, func(r store.Record, id int64) int { return cmp.Compare(r.ID, id) }); ok {
 		data = b.Records[i].Data
 	}
 	return s.misbehaved(ctx, store.Evidence{
@@ -275,6 +297,9 @@ func (s *Syncer) commitError(ctx context.Context, err error, b store.Batch, targ
 	})
 }
 
+// errBlocked is checkEvidence's error.
+var errBlocked = errors.New("refusing to advance: the store holds evidence of upstream misbehaviour")
+
 // checkEvidence refuses to go on when the store holds signed proof that the
 // log misbehaved.
 func (s *Syncer) checkEvidence(ctx context.Context) error {
@@ -284,15 +309,52 @@ func (s *Syncer) checkEvidence(ctx context.Context) error {
 	}
 	for _, e := range es {
 		if blocking(e.Kind) {
-			return fmt.Errorf("sync %s: refusing to advance: the store holds evidence of upstream misbehaviour (%s, %s): %s",
-				s.log, e.Kind, e.CreatedAt.Format(time.RFC3339), e.Message)
+			return fmt.Errorf("sync %s: %w (%s, %s): %s",
+				s.log, errBlocked, e.Kind, e.CreatedAt.Format(time.RFC3339), e.Message)
 		}
 	}
 	return nil
 }
 
 // newReader returns a proof reader over the store and, where the store
-// lacks a tile, the syncer's source.
+// lacks a tile, the syncer's source, Concurrency requests at a time; a tile
+// requested for another reader meanwhile is not requested again.
 func (s *Syncer) newReader(ctx context.Context) *proof.Reader {
-	return proof.NewReader(ctx, proof.ReaderConfig{Store: s.cfg.Store, Log: s.log, Source: s.src})
+	return proof.NewReader(ctx, proof.ReaderConfig{Store: s.cfg.Store, Log: s.log, Source: sharedSource{s}, Concurrency: s.cfg.Concurrency})
 }
+
+// sharedSource is the syncer's source with requests in flight shared by
+// every reader: concurrent fetches that need one tile make one request,
+// cancelled only when all of them have gone.
+type sharedSource struct{ s *Syncer }
+
+func (ss sharedSource) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
+	return ss.s.tileFlights.do(ctx, t, fetchTimeout, func(ctx context.Context) ([]byte, error) {
+		return ss.s.src.Tile(ctx, t)
+	})
+}
+
+// openHeadCached is openHead remembering the notes it verified lately: the
+// lookups of one go.sum come with a few signed heads, not one each.
+func (s *Syncer) openHeadCached(ctx context.Context, msg []byte, source, where string) (store.Head, error) {
+	s.notesMu.Lock()
+	h, ok := s.notes[string(msg)]
+	s.notesMu.Unlock()
+	if ok {
+		return h, nil
+	}
+	h, err := s.openHead(ctx, msg, source, where)
+	if err != nil {
+		return h, err
+	}
+	s.notesMu.Lock()
+	if s.notes == nil || len(s.notes) >= maxNotes {
+		s.notes = make(map[string]store.Head)
+	}
+	s.notes[string(msg)] = h
+	s.notesMu.Unlock()
+	return h, nil
+}
+
+// maxNotes bounds the signed notes openHeadCached remembers.
+const maxNotes = 64

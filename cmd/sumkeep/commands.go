@@ -112,6 +112,7 @@ func (e *env) newSyncer(ctx context.Context, st store.Store, concurrency, batch 
 		Mode:        mode,
 		Store:       st,
 		Upstream:    pool,
+		AbsentTTL:   e.absentTTL,
 		Key:         e.key,
 		Concurrency: concurrency,
 		BatchTiles:  batch,
@@ -119,6 +120,30 @@ func (e *env) newSyncer(ctx context.Context, st store.Store, concurrency, batch 
 		Replica:     e.replica,
 		Observer:    e.runObserver,
 	})
+}
+
+// defaultMaxInFlight is --upstream-max-inflight's default.
+const defaultMaxInFlight = 64
+
+// fetchFlags binds the flags that bound fetching from upstreams (serve,
+// sync) to e.
+func (e *env) fetchFlags(fs *flag.FlagSet) {
+	fs.IntVar(&e.maxInFlight, "upstream-max-inflight", defaultMaxInFlight, "at most this many requests in flight to each upstream (0: unbounded); fetch-through lookups beyond it wait, or give up with their clients")
+	fs.DurationVar(&e.absentTTL, "absent-ttl", mirror.DefaultAbsentTTL, "remember for this long that the upstream answered 404 or 410 for a module@version, so that repeated lookups of it are answered without asking again (0: do not remember)")
+}
+
+// checkFetchFlags checks what fetchFlags bound.
+func (e *env) checkFetchFlags() error {
+	if e.maxInFlight < 0 {
+		return usageError{"--upstream-max-inflight must not be negative"}
+	}
+	if e.absentTTL < 0 {
+		return usageError{"--absent-ttl must not be negative"}
+	}
+	if e.absentTTL == 0 {
+		e.absentTTL = -1 // mirror.Config: negative is "not at all"
+	}
+	return nil
 }
 
 func cmdMigrate(ctx context.Context, e *env, args []string) error {
@@ -146,7 +171,11 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	metricsListen := fs.String("metrics-listen", "", metricsListenUsage+" (with --schedule)")
 	tf := e.trillianFlags(fs)
 	e.poolFlags(fs)
+	e.fetchFlags(fs)
 	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	if err := e.checkFetchFlags(); err != nil {
 		return err
 	}
 	if *storeTimeout <= 0 {
@@ -253,7 +282,11 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	metricsListen := fs.String("metrics-listen", "", metricsListenUsage+", instead of at /metrics on --listen")
 	tf := e.trillianFlags(fs)
 	e.poolFlags(fs)
+	e.fetchFlags(fs)
 	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	if err := e.checkFetchFlags(); err != nil {
 		return err
 	}
 	if *storeTimeout <= 0 {

@@ -36,8 +36,10 @@ served head and keeps every stored record provable under it. With
 		`Fetches, verifies and keeps the checksum database records that go.sum /
 go.work.sum files need, with the tiles that prove them (lazy mode). Modules
 matched by GONOSUMDB / GOPRIVATE (from the environment, else 'go env') are
-never asked for. Each module@version that could not be fetched is named
-with the reason on standard error.`},
+never asked for. Lookups run --concurrency at a time; what they find is
+verified and committed in groups (one durable commit per group). Each
+module@version that could not be fetched is named with the reason on
+standard error.`},
 	"export": {"sumkeep export [flags] --go-sum FILE... -o BUNDLE",
 		`Writes an air-gap bundle: a new SQLite file holding the store's served
 head, the records the go.sum files need and the tiles that prove them.

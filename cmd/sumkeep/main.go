@@ -30,6 +30,7 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/upstream"
@@ -87,6 +88,10 @@ type env struct {
 	observeUpstream func(upstream.Observation)
 	health          poolHealth // the pool's, for metrics
 	runObserver     mirror.RunObserver
+	// fetch-path bounds given to the syncers newSyncer makes (serve and
+	// sync set them from flags; zero values are the defaults).
+	maxInFlight int           // upstream requests in flight per upstream; 0: unbounded
+	absentTTL   time.Duration // how long a 404/410 lookup is remembered
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) (string, bool), gomaxprocs func(int) int) int {

@@ -114,7 +114,10 @@ func (e *env) newPool(ctx context.Context, name string) (*upstream.Pool, error) 
 		HedgeMax:   hedgeMax,
 		Quarantine: e.pool.quarantine,
 		Observe:    e.observeUpstream,
-		Logger:     e.logger,
+		// Each upstream's own bound (0: none): fetch-through lookups
+		// beyond it wait, or give up with their clients.
+		ClientOptions: []upstream.ClientOption{upstream.WithMaxInFlight(e.maxInFlight)},
+		Logger:        e.logger,
 	})
 	e.health.pool.Store(pool)
 	return pool, nil
