@@ -14,8 +14,10 @@
 package main
 
 import (
+	"bufio"
 	"cmp"
 	"context"
+	"encoding/gob"
 	"flag"
 	"fmt"
 	"io"
@@ -26,6 +28,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -59,7 +62,15 @@ func main() {
 	flag.BoolVar(&withTrillian, "trillian", true, "also measure the sync with the Trillian replica on beside it off (builds Trillian's binaries once per version)")
 	flag.BoolVar(&trillianOnly, "trillian-only", false, "measure only the sync with the Trillian replica on beside it off")
 	flag.IntVar(&trillianPairs, "trillian-pairs", 1, "sync runs with and without the replica, alternated")
+	serveFile := flag.String("serve-upstream", "", "(internal) serve the pre-rendered upstream in this file, printing its URL")
 	flag.Parse()
+	if *serveFile != "" {
+		if err := serveUpstream(*serveFile); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: upstream:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	profile = *cpuprofile
 	if err := run(context.Background(), *records, *conns, *pairs, *dur); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -95,15 +106,16 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 	}
 	// A real upstream runs on other machines and serves tiles from a cache;
 	// here it shares our two cores, so its tiles are rendered once before
-	// timing and its CPU is not billed to sumkeep.
+	// timing, and served by a process of its own: its CPU is not billed
+	// to sumkeep (it is printed beside), and its memory does not change
+	// how this process's garbage collector paces the syncer's.
 	fmt.Println("pre-rendering upstream tiles...")
-	cached := &prerendered{h: u.Handler()}
-	cached.fill(u.Size())
-	url, stopUp, err := listen(cached)
+	up, err := startUpstream(u)
 	if err != nil {
 		return err
 	}
-	defer stopUp()
+	defer up.stop()
+	url := up.url
 	if trillianOnly {
 		if err := replicaFigures(ctx, u, url, trillianPairs, add); err != nil {
 			return err
@@ -119,6 +131,7 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 	var st *postgres.Store
 	var copyRates, syncRates, ratios, ceilings []float64
 	var syncCPUs, copyCPUs []cpuUse
+	var upCPUs []time.Duration
 	for i := 0; i < pairs; i++ {
 		copyRate, copyCPU, err := plainCopy(ctx, u)
 		if err != nil {
@@ -130,7 +143,9 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 		var syncRate float64
 		var syncCPU cpuUse
 		var drop func()
+		upCPU0 := procCPU(strconv.Itoa(up.pid))
 		st, syncRate, syncCPU, drop, err = timedSync(ctx, u, url, i == pairs-1)
+		upCPUs = append(upCPUs, procCPU(strconv.Itoa(up.pid))-upCPU0)
 		if err != nil {
 			return err
 		}
@@ -143,8 +158,8 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 		// before its CPU time spread over all cores has passed.
 		ceiling := float64(n) / (syncCPU.total().Seconds() / float64(runtime.NumCPU())) / copyRate
 		ceilings = append(ceilings, ceiling)
-		fmt.Printf("  pair %d: sync %.0f records/s, plain COPY %.0f records/s, ratio %.2f; CPU: sync %s, COPY %s; ratio ceiling from CPU on %d cores %.2f\n",
-			i+1, syncRate, copyRate, syncRate/copyRate, syncCPU, copyCPU, runtime.NumCPU(), ceiling)
+		fmt.Printf("  pair %d: sync %.0f records/s, plain COPY %.0f records/s, ratio %.2f; CPU: sync %s, COPY %s, upstream process %.2fs (not sumkeep's); ratio ceiling from CPU on %d cores %.2f\n",
+			i+1, syncRate, copyRate, syncRate/copyRate, syncCPU, copyCPU, upCPUs[i].Seconds(), runtime.NumCPU(), ceiling)
 	}
 	add("sync throughput (records/s, median)", fmt.Sprintf("%.0f", median(syncRates)), ">= 90000")
 	add("plain COPY, same rows and schema (records/s, median)", fmt.Sprintf("%.0f", median(copyRates)), "reference")
@@ -583,4 +598,76 @@ func (p *prerendered) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.h.ServeHTTP(w, r)
+}
+
+// upstreamProc is the pre-rendered upstream served by a child process (this
+// program run with -serve-upstream).
+type upstreamProc struct {
+	url  string
+	pid  int
+	stop func()
+}
+
+// startUpstream renders u's tiles and /latest, writes them to a file, and
+// starts a child process serving them.
+func startUpstream(u *sumdbtest.Upstream) (*upstreamProc, error) {
+	cached := &prerendered{h: u.Handler()}
+	cached.fill(u.Size())
+	cached.tiles["/latest"] = u.SignedHead()
+	f, err := os.CreateTemp("", "sumkeep-bench-upstream")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	err = gob.NewEncoder(f).Encode(cached.tiles)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("writing the upstream's tiles: %w", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "-serve-upstream", f.Name())
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	stop := func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("starting the upstream process: %w", err)
+	}
+	return &upstreamProc{url: strings.TrimSpace(line), pid: cmd.Process.Pid, stop: stop}, nil
+}
+
+// serveUpstream serves the responses in file (path -> body, gob) until
+// killed, printing its URL first.
+func serveUpstream(file string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	p := &prerendered{h: http.NotFoundHandler()}
+	err = gob.NewDecoder(f).Decode(&p.tiles)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Println("http://" + ln.Addr().String())
+	return http.Serve(ln, p)
 }
