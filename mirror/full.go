@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -274,12 +275,47 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *proof.Reader, tree tlog.
 	recs := make([]store.Record, 0, n)
 	for i, ts := range texts {
 		k := j.first + int64(i)
+		// The records' paths and versions are substrings of one copy of
+		// the tile: two allocations a tile instead of two a record.
+		tile := string(j.data[i])
+		off := 0
 		for x, text := range ts {
-			path, version := store.RecordModule(text)
+			var path, version string
+			if off+len(text) <= len(tile) && tile[off:off+len(text)] == string(text) {
+				path, version = recordModule(tile[off:off+len(text)], text)
+			} else {
+				path, version = store.RecordModule(text)
+			}
+			off += len(text) + 1 // and the blank line after it
 			recs = append(recs, store.Record{ID: k*tileWidth + int64(x), Path: path, Version: version, Data: text})
 		}
 	}
 	return recs, nil
+}
+
+// recordModule is store.RecordModule(text), where s is text as a string:
+// for the records of the Go checksum database (a path and a version of
+// printable ASCII) it returns substrings of s, without allocating.
+func recordModule(s string, text []byte) (path, version string) {
+	sp := strings.IndexByte(s, ' ')
+	if sp > 0 {
+		rest := s[sp+1:]
+		end := strings.IndexAny(rest, " \n")
+		if end > 0 && rest[end] == ' ' && asciiField(s[:sp]) && asciiField(rest[:end]) {
+			return s[:sp], rest[:end]
+		}
+	}
+	return store.RecordModule(text)
+}
+
+// asciiField reports whether f is printable ASCII without spaces.
+func asciiField(f string) bool {
+	for i := 0; i < len(f); i++ {
+		if f[i] <= ' ' || f[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // blame finds what is wrong in a batch whose records do not authenticate
