@@ -6,6 +6,9 @@
 //   - store size in bytes per record, indexes included;
 //   - lookup throughput and p99 latency under 64 connections, beside
 //     golang.org/x/mod/sumdb.Server over in-memory data;
+//   - lookup throughput with Prometheus metrics on, beside the same server
+//     with them off (-lookup-only measures only the lookups, after one
+//     untimed sync);
 //   - sync throughput with the Trillian replica on, beside the same sync
 //     with it off (-trillian=false skips it, -trillian-only runs only it).
 //
@@ -44,6 +47,7 @@ import (
 	"github.com/sumkeep/sumkeep/internal/loadgen"
 	"github.com/sumkeep/sumkeep/internal/pgtest"
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
+	"github.com/sumkeep/sumkeep/metrics"
 	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/server"
 	"github.com/sumkeep/sumkeep/store"
@@ -63,6 +67,8 @@ func main() {
 	flag.BoolVar(&trillianOnly, "trillian-only", false, "measure only the sync with the Trillian replica on beside it off")
 	flag.IntVar(&trillianPairs, "trillian-pairs", 1, "sync runs with and without the replica, alternated")
 	serveFile := flag.String("serve-upstream", "", "(internal) serve the pre-rendered upstream in this file, printing its URL")
+	flag.BoolVar(&lookupOnly, "lookup-only", false, "measure only the lookups (after one untimed sync): against sumdb.Server, and with metrics on beside off")
+	flag.IntVar(&metricsPairs, "metrics-pairs", 3, "lookup runs with metrics on and off, alternated, for the metrics overhead")
 	flag.Parse()
 	if *serveFile != "" {
 		if err := serveUpstream(*serveFile); err != nil {
@@ -85,6 +91,9 @@ var (
 
 	withTrillian, trillianOnly bool
 	trillianPairs              int
+
+	lookupOnly   bool
+	metricsPairs int
 )
 
 type row struct{ name, value, target string }
@@ -132,6 +141,18 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 	var copyRates, syncRates, ratios, ceilings []float64
 	var syncCPUs, copyCPUs []cpuUse
 	var upCPUs []time.Duration
+	if lookupOnly {
+		// The lookups need a store: one sync, not timed against a COPY.
+		var drop func()
+		st, _, _, drop, err = timedSync(ctx, u, url, true)
+		if err != nil {
+			return err
+		}
+		defer drop()
+		defer st.Close()
+		pairs = 0
+		withTrillian = false
+	}
 	for i := 0; i < pairs; i++ {
 		copyRate, copyCPU, err := plainCopy(ctx, u)
 		if err != nil {
@@ -161,11 +182,13 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 		fmt.Printf("  pair %d: sync %.0f records/s, plain COPY %.0f records/s, ratio %.2f; CPU: sync %s, COPY %s, upstream process %.2fs (not sumkeep's); ratio ceiling from CPU on %d cores %.2f\n",
 			i+1, syncRate, copyRate, syncRate/copyRate, syncCPU, copyCPU, upCPUs[i].Seconds(), runtime.NumCPU(), ceiling)
 	}
-	add("sync throughput (records/s, median)", fmt.Sprintf("%.0f", median(syncRates)), ">= 90000")
-	add("plain COPY, same rows and schema (records/s, median)", fmt.Sprintf("%.0f", median(copyRates)), "reference")
-	add("sync / plain COPY (median of pairs)", fmt.Sprintf("%.2f (pairs: %s)", median(ratios), list(ratios)), ">= 0.80")
-	add("CPU per 1,000,000 records: sync / plain COPY (median)", fmt.Sprintf("%s / %s", medianCPU(syncCPUs, n), medianCPU(copyCPUs, n)), "")
-	add(fmt.Sprintf("sync / plain COPY ceiling from CPU alone on %d cores (median)", runtime.NumCPU()), fmt.Sprintf("%.2f", median(ceilings)), "")
+	if pairs > 0 {
+		add("sync throughput (records/s, median)", fmt.Sprintf("%.0f", median(syncRates)), ">= 90000")
+		add("plain COPY, same rows and schema (records/s, median)", fmt.Sprintf("%.0f", median(copyRates)), "reference")
+		add("sync / plain COPY (median of pairs)", fmt.Sprintf("%.2f (pairs: %s)", median(ratios), list(ratios)), ">= 0.80")
+		add("CPU per 1,000,000 records: sync / plain COPY (median)", fmt.Sprintf("%s / %s", medianCPU(syncCPUs, n), medianCPU(copyCPUs, n)), "")
+		add(fmt.Sprintf("sync / plain COPY ceiling from CPU alone on %d cores (median)", runtime.NumCPU()), fmt.Sprintf("%.2f", median(ceilings)), "")
+	}
 	if withTrillian {
 		if err := replicaFigures(ctx, u, url, trillianPairs, add); err != nil {
 			return err
@@ -220,25 +243,37 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 		return err
 	}
 	defer stopRef()
-	measure := func(cfg server.Config) (loadgen.Result, error) {
+	// measure times lookups against a server made from cfg, after
+	// warmup (not timed), and returns the CPU time they took (this
+	// process's, which holds the load generator too, and the database's).
+	measure := func(cfg server.Config, warmup time.Duration) (loadgen.Result, cpuUse, error) {
 		mirror := server.New(cfg)
 		if err := mirror.Refresh(ctx); err != nil {
-			return loadgen.Result{}, err
+			return loadgen.Result{}, cpuUse{}, err
 		}
 		mirrorURL, stop, err := listen(mirror.Handler())
 		if err != nil {
-			return loadgen.Result{}, err
+			return loadgen.Result{}, cpuUse{}, err
 		}
 		defer stop()
 		if err := check(urlsFor(mirrorURL)[:100], urlsFor(refURL)[:100]); err != nil {
-			return loadgen.Result{}, err
+			return loadgen.Result{}, cpuUse{}, err
 		}
 		warm(mirrorURL)
-		r := loadgen.Run(ctx, urlsFor(mirrorURL), conns, time.Second, dur, 10_000_000)
-		if r.Errors > 0 {
-			return r, fmt.Errorf("mirror lookup errors: %v", r.FirstErr)
+		if cfg.Metrics != nil {
+			// Scraped every second meanwhile, more often than Prometheus
+			// is usually told to.
+			sctx, stopScrapes := context.WithCancel(ctx)
+			defer stopScrapes()
+			go scrapeEvery(sctx, mirrorURL+"/metrics", time.Second)
 		}
-		return r, nil
+		cpu0 := cpuNow(ctx, st)
+		r := loadgen.Run(ctx, urlsFor(mirrorURL), conns, warmup, dur, 10_000_000)
+		cpu := cpuNow(ctx, st).sub(cpu0)
+		if r.Errors > 0 {
+			return r, cpu, fmt.Errorf("mirror lookup errors: %v", r.FirstErr)
+		}
+		return r, cpu, nil
 	}
 	fmt.Printf("lookup load: %d connections, %s each after a 1s warm-up...\n", conns, dur)
 	warm(refURL)
@@ -253,14 +288,26 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 		}
 		pprof.StartCPUProfile(f)
 	}
-	mir, err := measure(server.Config{Store: st, Log: u.Name()})
+	mir, _, err := measure(server.Config{Store: st, Log: u.Name()}, time.Second)
 	if profile != "" {
 		pprof.StopCPUProfile()
 	}
 	if err != nil {
 		return err
 	}
-	cold, err := measure(server.Config{Store: st, Log: u.Name(), CacheRecords: -1})
+	cold, _, err := measure(server.Config{Store: st, Log: u.Name(), CacheRecords: -1}, time.Second)
+	if err != nil {
+		return err
+	}
+	// The request log, on by default in serve: one slog text line per
+	// request, written to a file as serve writes to its standard error.
+	logf, err := os.CreateTemp("", "sumkeep-bench-requests-*.log")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(logf.Name())
+	defer logf.Close()
+	logged, _, err := measure(server.Config{Store: st, Log: u.Name(), RequestLog: true, Logger: slog.New(slog.NewTextHandler(logf, nil))}, time.Second)
 	if err != nil {
 		return err
 	}
@@ -269,8 +316,53 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 	add("lookup throughput / reference", fmt.Sprintf("%.2f", mir.RPS()/ref.RPS()), ">= 1.0")
 	add("lookup p99, sumkeep / reference", fmt.Sprintf("%s / %s = %.2f", mir.P99.Round(time.Microsecond), ref.P99.Round(time.Microsecond),
 		float64(mir.P99)/float64(ref.P99)), "<= 1.5")
+	add("lookups, sumkeep, request log on (to a file)", logged.String(), "")
+	add("request log on / off throughput", fmt.Sprintf("%.2f", logged.RPS()/mir.RPS()), "")
 	add("lookups, sumkeep, cache off (all Postgres)", cold.String(), "")
 	add("cache-off throughput / reference", fmt.Sprintf("%.2f", cold.RPS()/ref.RPS()), ">= 0.6")
+
+	// Metrics on beside off, alternated (the order flips each pair): the
+	// machine's speed drifts, so each pair gives a ratio and the median is
+	// the figure. Throughput moves with whatever else the machine runs;
+	// the CPU time a lookup costs (this process's, load generator
+	// included, and the database's) much less, so both are shown. The
+	// servers were warmed (warm) before: nothing is timed as warm-up, so
+	// the CPU time is that of the lookups counted.
+	var onOff, cpuOnOff []float64
+	for i := range metricsPairs {
+		reg := metrics.NewRegistry()
+		hm, err := metrics.NewHTTP(reg)
+		if err != nil {
+			return err
+		}
+		if _, err := metrics.New(reg, metrics.Config{Store: st}); err != nil {
+			return err
+		}
+		on := server.Config{Store: st, Log: u.Name(), Observer: hm, Metrics: metrics.Handler(reg)}
+		off := server.Config{Store: st, Log: u.Name()}
+		var ron, roff loadgen.Result
+		var con, coff cpuUse
+		for j := range 2 {
+			if (i+j)%2 == 0 {
+				roff, coff, err = measure(off, 0)
+			} else {
+				ron, con, err = measure(on, 0)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		perOn := con.total().Seconds() / float64(ron.Requests)
+		perOff := coff.total().Seconds() / float64(roff.Requests)
+		onOff = append(onOff, ron.RPS()/roff.RPS())
+		cpuOnOff = append(cpuOnOff, perOn/perOff)
+		fmt.Printf("  metrics pair %d: on %.0f req/s, %.1fµs CPU a lookup; off %.0f req/s, %.1fµs CPU a lookup; throughput ratio %.3f, CPU ratio %.3f\n",
+			i+1, ron.RPS(), perOn*1e6, roff.RPS(), perOff*1e6, ron.RPS()/roff.RPS(), perOn/perOff)
+	}
+	if len(onOff) > 0 {
+		add("lookup throughput, metrics on / off (median of pairs)", fmt.Sprintf("%.3f (pairs: %s)", median(onOff), listPrec(onOff, 3)), ">= 0.97")
+		add("CPU per lookup, metrics on / off (median of pairs)", fmt.Sprintf("%.3f (pairs: %s)", median(cpuOnOff), listPrec(cpuOnOff, 3)), "<= 1.03")
+	}
 
 	printRows(rows)
 	return nil
@@ -336,10 +428,12 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-func list(xs []float64) string {
+func list(xs []float64) string { return listPrec(xs, 2) }
+
+func listPrec(xs []float64, prec int) string {
 	var parts []string
 	for _, x := range xs {
-		parts = append(parts, fmt.Sprintf("%.2f", x))
+		parts = append(parts, strconv.FormatFloat(x, 'f', prec, 64))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -671,4 +765,25 @@ func serveUpstream(file string) error {
 	}
 	fmt.Println("http://" + ln.Addr().String())
 	return http.Serve(ln, p)
+}
+
+// scrapeEvery GETs url every interval until ctx ends, as Prometheus would.
+func scrapeEvery(ctx context.Context, url string, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return
+		}
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
 }

@@ -32,8 +32,9 @@ type job struct {
 }
 
 // full copies records [cursor, target.Size) and the tiles of the target tree,
-// and finally serves target. It returns how many records it stored.
-func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int64, error) {
+// and finally serves target. It returns how many records it stored, and
+// adds the tiles it stored to *tiles.
+func (s *Syncer) full(ctx context.Context, target store.Head, served int64, tiles *int64) (int64, error) {
 	n := target.Size
 	cursor, err := s.cfg.Store.Synced(ctx, s.log)
 	if err != nil {
@@ -106,6 +107,7 @@ func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int
 				return s.commitError(context.WithoutCancel(ctx), err, f.b, target)
 			}
 			stored += f.b.Synced - f.first
+			*tiles += int64(len(f.b.Tiles))
 			if s.cfg.Replica != nil {
 				if err := s.cfg.Replica.Append(ctx, f.b.Records); err != nil {
 					cancel()
@@ -182,6 +184,7 @@ func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int
 		if err := s.commit(ctx, store.Batch{Tiles: upper, Synced: -1, Serve: n}, target); err != nil {
 			return stored, err
 		}
+		*tiles += int64(len(upper))
 	}
 	p.report(n, true)
 	return stored, nil

@@ -206,15 +206,16 @@ func (s *Syncer) fetch(ctx context.Context, path, version string) error {
 // storing the tiles that prove every stored record and every stored head
 // under it. It does nothing if the served head is target or newer.
 func (s *Syncer) Advance(ctx context.Context, target store.Head) error {
-	_, err := s.advance(ctx, target, nil)
+	_, err := s.advance(ctx, target, nil, nil)
 	return err
 }
 
 // advance is Advance that also stores extra records (verified already, by
 // the caller, as records of the log), proving them under the served head
 // as well. When the served head is newer than target, it is used instead.
-// It returns the served head.
-func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.Record) (store.Head, error) {
+// It returns the served head, and adds the tiles it stored to *tiles (if
+// tiles is not nil).
+func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.Record, tiles *int64) (store.Head, error) {
 	s.advanceMu.Lock()
 	defer s.advanceMu.Unlock()
 	// On-demand commits of this process wait, so that they cannot change
@@ -295,16 +296,19 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 		if target.Size > st.Served {
 			serve = target.Size
 		}
-		tiles := r.Verified()
-		err = s.cfg.Store.Commit(ctx, s.log, store.Batch{Records: extra, Tiles: tiles, Synced: -1, Serve: serve, Expect: &st})
+		verified := r.Verified()
+		err = s.cfg.Store.Commit(ctx, s.log, store.Batch{Records: extra, Tiles: verified, Synced: -1, Serve: serve, Expect: &st})
 		if errors.Is(err, store.ErrConflict) && attempt < 100 {
 			continue // records stored or a head served meanwhile: prove those
 		}
 		if err != nil {
 			return target, err
 		}
+		if tiles != nil {
+			*tiles += int64(len(verified))
+		}
 		if serve > 0 {
-			s.logger.Info("serving head", "size", target.Size, "was", st.Served, "proved tiles", n, "new tiles", len(tiles))
+			s.logger.Info("serving head", "size", target.Size, "was", st.Served, "proved tiles", n, "new tiles", len(verified))
 		}
 		return target, nil
 	}

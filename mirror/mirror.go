@@ -88,6 +88,17 @@ type Config struct {
 	// Replica, if not nil, is fed every committed batch of a full sync and
 	// must agree with each head before it is served. It needs full mode.
 	Replica Replica
+	// Observer, if not nil, is told of every run's end (package metrics
+	// implements it).
+	Observer RunObserver
+}
+
+// A RunObserver is told of every run of Once that started: not of one that
+// found another process holding the log's sync lock (store.ErrLocked).
+// SyncRun is called on the run's goroutine as it returns, with what Once
+// returns (res.Elapsed is set whatever err is), and must be quick.
+type RunObserver interface {
+	SyncRun(res Result, err error)
 }
 
 // Sync modes.
@@ -170,12 +181,22 @@ func New(cfg Config) (*Syncer, error) {
 // Log returns the name of the log being synced.
 func (s *Syncer) Log() string { return s.log }
 
+// UpstreamURL names the upstream the syncer reads from, as Upstream.URL
+// gives it (credentials masked); "" when it has none.
+func (s *Syncer) UpstreamURL() string {
+	if s.cfg.Upstream == nil {
+		return ""
+	}
+	return s.cfg.Upstream.URL()
+}
+
 // Result describes a finished run.
 type Result struct {
 	Log      string
 	Served   store.Head // the head served after the run
 	Previous int64      // size of the head served before the run (0: none)
 	Records  int64      // records stored by this run
+	Tiles    int64      // hash tiles stored or widened by this run
 	Mode     string     // the mode the run used: ModeFull or ModeLazy
 	Elapsed  time.Duration
 }
@@ -214,9 +235,19 @@ func (noUpstream) Tile(_ context.Context, t tlog.Tile) ([]byte, error) {
 }
 func (noUpstream) URL() string { return "(no upstream)" }
 
-// Once runs one sync of the log to the upstream's newest head.
+// Once runs one sync of the log to the upstream's newest head, and tells
+// Config.Observer how it went.
 func (s *Syncer) Once(ctx context.Context) (Result, error) {
 	start := time.Now()
+	res, err := s.once(ctx, start)
+	res.Elapsed = time.Since(start)
+	if s.cfg.Observer != nil && !errors.Is(err, store.ErrLocked) {
+		s.cfg.Observer.SyncRun(res, err)
+	}
+	return res, err
+}
+
+func (s *Syncer) once(ctx context.Context, start time.Time) (Result, error) {
 	res := Result{Log: s.log}
 	if s.cfg.Upstream == nil {
 		return res, fmt.Errorf("sync %s: %w", s.log, errNoUpstream)
@@ -267,7 +298,7 @@ func (s *Syncer) Once(ctx context.Context) (Result, error) {
 		return res, err
 	}
 	if mode == ModeLazy {
-		err := s.Advance(ctx, target)
+		_, err := s.advance(ctx, target, nil, &res.Tiles)
 		res.Elapsed = time.Since(start)
 		if err != nil {
 			return res, err
@@ -275,7 +306,7 @@ func (s *Syncer) Once(ctx context.Context) (Result, error) {
 		res.Served = target
 		return res, nil
 	}
-	n, err := s.full(ctx, target, res.Previous)
+	n, err := s.full(ctx, target, res.Previous, &res.Tiles)
 	res.Records = n
 	res.Elapsed = time.Since(start)
 	if err != nil {

@@ -34,6 +34,22 @@ type Schedule struct {
 	// Ready, if not nil, reports whether the store is ready; a run due
 	// while it is not is skipped.
 	Ready func() bool
+	// Observe, if not nil, is told of every run: once when it starts
+	// (Run.Ended zero) and once when it ends. A run that found another
+	// process holding the log's sync lock ends with an Err wrapping
+	// store.ErrLocked. Runs skipped before starting (store not ready,
+	// previous run still going) are not observed. It is what a status page
+	// shows of an in-process schedule; it must be quick.
+	Observe func(Run)
+}
+
+// A Run is one scheduled sync run, as Schedule.Observe sees it.
+type Run struct {
+	Log     string
+	Started time.Time
+	Ended   time.Time // zero while the run goes on
+	Result  Result    // valid once Ended is set and Err is nil
+	Err     error
 }
 
 // RunScheduled runs the syncer on sched until ctx ends: at once, then on
@@ -56,7 +72,15 @@ func (s *Syncer) RunScheduled(ctx context.Context, sched Schedule) error {
 			return
 		}
 		defer running.Store(false)
+		run := Run{Log: s.log, Started: time.Now()}
+		if sched.Observe != nil {
+			sched.Observe(run)
+		}
 		res, err := s.OnceWatched(ctx, sched.StoreTimeout)
+		if sched.Observe != nil {
+			run.Ended, run.Result, run.Err = time.Now(), res, err
+			sched.Observe(run)
+		}
 		if errors.Is(err, store.ErrLocked) {
 			s.logger.Info("another process is syncing this log; skipping")
 			return

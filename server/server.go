@@ -53,6 +53,14 @@
 //     for a request has that deadline), or no served head could be read yet.
 //     The request was fine; ask again later.
 //
+// # Status
+//
+//   - GET /: the status page, plain HTML without any script: the GOSUMDB
+//     and GOPROXY lines that point the go command here, each log's served
+//     and newest heads and its syncing, the upstreams, and any evidence
+//     of misbehaviour first. 503 when the store does not answer.
+//   - GET /status.json: the same as JSON (see Status for the fields).
+//
 // # Health
 //
 //   - GET /healthz: 200 when the store answers within StoreTimeout, else 503.
@@ -77,7 +85,8 @@
 // # Gin
 //
 // Handler returns a gin engine built with gin.New and a recovery middleware
-// that logs through Config.Logger; it logs no requests. Gin's mode is
+// that logs through Config.Logger; with Config.RequestLog it also logs one
+// line per request there (see requestlog.go). Gin's mode is
 // process-wide (there is no per-engine mode): this package never calls
 // gin.SetMode, so a command should call gin.SetMode(gin.ReleaseMode) (or set
 // GIN_MODE=release) before New to silence gin's route listing on stdout.
@@ -101,6 +110,7 @@ import (
 
 	"github.com/sumkeep/sumkeep/internal/lograte"
 	"github.com/sumkeep/sumkeep/store"
+	"github.com/sumkeep/sumkeep/upstream"
 )
 
 // DefaultHeadRefresh is how often served heads are re-read when
@@ -143,6 +153,47 @@ type Config struct {
 	// cannot answer is fetched through them and then answered from the
 	// store. Logs without one answer 404 for what the store lacks.
 	Fetch map[string]Fetcher
+
+	// Status page (/ and /status.json). None of these is needed: a server
+	// without them shows what the store tells.
+
+	// Key is the verifier key of the log served at the root, shown in the
+	// GOSUMDB line of the status page.
+	Key string
+	// PublicURL is the URL clients reach this server at (behind a proxy
+	// that terminates TLS, say), checked with CheckPublicURL. Empty: the
+	// page builds it from each request (see Status.URL), and never from
+	// X-Forwarded-* headers, which any client can send.
+	PublicURL string
+	// StatusStore is where the page reads the newest heads and the
+	// evidence; nil uses Store when it has those methods (a store.Store
+	// does). Give the primary here when Store is a read replica's reader
+	// without them.
+	StatusStore StatusReader
+	// Upstreams measures the upstreams (their state and latency); nil
+	// shows UpstreamURLs as "not measured".
+	Upstreams upstream.HealthReporter
+	// UpstreamURLs are the configured upstreams, shown when Upstreams is
+	// nil.
+	UpstreamURLs []string
+	// Syncs is what an in-process sync schedule did; nil means another
+	// process syncs (or none does), and the page says so.
+	Syncs *SyncLog
+	// StatusCache is how long the page's data is reused; zero means
+	// DefaultStatusCache.
+	StatusCache time.Duration
+
+	// RequestLog logs one line per request through Logger (see
+	// requestLog); RequestLogSample, in (0, 1], is the share of requests
+	// logged (zero means all).
+	RequestLog       bool
+	RequestLogSample float64
+	// Observer, if not nil, is told of every request and lookup answered
+	// (package metrics implements it).
+	Observer Observer
+	// Metrics, if not nil, is served at GET /metrics (package metrics
+	// makes one for Prometheus).
+	Metrics http.Handler
 }
 
 // A Fetcher fetches a record the store lacks from the upstream, verifies it
@@ -185,6 +236,19 @@ type Server struct {
 	cache       *recordCache  // nil: no caching
 	tiles       *recordCache  // full hash tiles; nil: no caching
 	fetch       map[string]Fetcher
+
+	key          string
+	publicURL    string
+	upstreams    upstream.HealthReporter
+	upstreamURLs []string
+	syncs        *SyncLog
+	statusStore  StatusReader // nil: the store cannot tell
+	statusTTL    time.Duration
+	status       statusCache
+	logRequests  bool
+	sample       sampler
+	observer    Observer     // nil: none
+	metrics     http.Handler // served at /metrics; nil: none
 }
 
 // snapshot is what the server knows about the logs at one time. It is
@@ -210,6 +274,23 @@ func New(cfg Config) *Server {
 		cache:        newRecordCache(cmp.Or(cfg.CacheRecords, DefaultCacheRecords)),
 		tiles:        newRecordCache(cmp.Or(cfg.CacheTiles, DefaultCacheTiles)),
 		fetch:        cfg.Fetch,
+		key:          cfg.Key,
+		publicURL:    cfg.PublicURL,
+		upstreams:    cfg.Upstreams,
+		upstreamURLs: cfg.UpstreamURLs,
+		syncs:        cfg.Syncs,
+		statusTTL:    cmp.Or(cfg.StatusCache, DefaultStatusCache),
+		logRequests:  cfg.RequestLog,
+		observer:     cfg.Observer,
+		metrics:      cfg.Metrics,
+	}
+	s.statusStore = cfg.StatusStore
+	if s.statusStore == nil {
+		s.statusStore, _ = cfg.Store.(StatusReader)
+	}
+	s.sample.rate = cfg.RequestLogSample
+	if s.sample.rate <= 0 || s.sample.rate > 1 {
+		s.sample.rate = 1
 	}
 	if cfg.Logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sumkeep/sumkeep/internal/redact"
+	"github.com/sumkeep/sumkeep/metrics"
 	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/server"
 	"github.com/sumkeep/sumkeep/store"
@@ -118,12 +120,13 @@ func (e *env) newSyncer(ctx context.Context, st store.Store, concurrency, batch 
 	return mirror.New(mirror.Config{
 		Mode:        mode,
 		Store:       st,
-		Upstream:    upstream.NewClient(base, nil),
+		Upstream:    upstream.NewClient(base, nil, e.clientOptions()...),
 		Key:         e.key,
 		Concurrency: concurrency,
 		BatchTiles:  batch,
 		Logger:      e.logger,
 		Replica:     e.replica,
+		Observer:    e.runObserver,
 	})
 }
 
@@ -149,6 +152,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	concurrency := fs.Int("concurrency", 32, "upstream requests in flight")
 	batch := fs.Int("batch", 64, "data tiles (of 256 records) per transaction")
 	storeTimeout := fs.Duration("store-timeout", defaultSyncStoreTimeout, "stop a sync whose store does not answer a probe within this time (it resumes on the next run)")
+	metricsListen := fs.String("metrics-listen", "", metricsListenUsage+" (with --schedule)")
 	tf := e.trillianFlags(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err
@@ -158,6 +162,9 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	}
 	if *once == (*schedule != "") {
 		return usageError{"give exactly one of --once and --schedule"}
+	}
+	if *once && *metricsListen != "" {
+		return usageError{"--metrics-listen needs --schedule: a single run ends before anything scrapes it"}
 	}
 	if err := modeFlag(*mode); err != nil {
 		return err
@@ -183,6 +190,18 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	defer closeReplica()
 	if backend.OnThisMachine(st) {
 		e.leaveCoreToDatabase()
+	}
+	if *metricsListen != "" {
+		// The upstream pool's health is not reported yet: nil.
+		reg, err := e.processMetrics(st, nil)
+		if err != nil {
+			return err
+		}
+		mctx, stop := context.WithCancel(ctx)
+		defer stop()
+		if err := serveMetrics(mctx, *metricsListen, metrics.Handler(reg), e.logger); err != nil {
+			return err
+		}
 	}
 	s, err := e.newSyncer(ctx, st, *concurrency, *batch, *mode)
 	if err != nil {
@@ -237,12 +256,26 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	cacheTiles := fs.Int("cache-tiles", server.DefaultCacheTiles, "full hash tiles kept in memory (8 KiB each); 0 disables the cache")
 	mode := fs.String("mode", mirror.ModeAuto, modeUsage+"; in lazy mode a lookup the store lacks is fetched from the upstream, verified and kept")
 	storeTimeout := fs.Duration("store-timeout", server.DefaultStoreTimeout, "answer 503 to a request whose store does not answer within this time")
+	publicURL := fs.String("public-url", "", "the URL clients reach this server at (e.g. behind a TLS proxy), shown on the status page; default: built from each request's Host")
+	requestLog := fs.Bool("request-log", true, "log one line per request (method, path, status, bytes, duration, fetched through)")
+	requestSample := fs.Float64("request-log-sample", 1, "share of requests logged, in (0, 1]; 5xx answers are always logged")
+	metricsListen := fs.String("metrics-listen", "", metricsListenUsage+", instead of at /metrics on --listen")
 	tf := e.trillianFlags(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}
 	if *storeTimeout <= 0 {
 		return usageError{"--store-timeout must be positive"}
+	}
+	if !(*requestSample > 0 && *requestSample <= 1) {
+		return usageError{fmt.Sprintf("--request-log-sample %v: want a share in (0, 1]", *requestSample)}
+	}
+	if *publicURL != "" {
+		u, err := server.CheckPublicURL(*publicURL)
+		if err != nil {
+			return usageError{"--public-url " + err.Error()}
+		}
+		*publicURL = u
 	}
 	if err := modeFlag(*mode); err != nil {
 		return err
@@ -285,6 +318,27 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeReplica()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Metrics read the store itself (raw), not the wrapper that answers
+	// 503 while the database is away; the upstream pool's health is not
+	// reported yet (nil).
+	reg, err := e.processMetrics(raw, nil)
+	if err != nil {
+		return err
+	}
+	httpMetrics, err := metrics.NewHTTP(reg)
+	if err != nil {
+		return err
+	}
+	var metricsAt http.Handler // /metrics on --listen
+	if *metricsListen != "" {
+		if err := serveMetrics(ctx, *metricsListen, metrics.Handler(reg), e.logger); err != nil {
+			return err
+		}
+	} else {
+		metricsAt = metrics.Handler(reg)
+	}
 	// The upstream may be out of reach (an air-gapped site serving what it
 	// imported): then serve what the store holds, with no fetch-through.
 	var syncer *mirror.Syncer
@@ -302,22 +356,42 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	gin.SetMode(gin.ReleaseMode) // gin's mode is process-wide; the command owns the process
+	var syncs *server.SyncLog
+	if *schedule != "" {
+		syncs = server.NewSyncLog(*schedule)
+	}
+	var upstreams []string
+	if syncer != nil {
+		upstreams = []string{syncer.UpstreamURL()}
+	}
 	srv := server.New(server.Config{Store: st, Log: name, Logger: e.logger, CacheRecords: records, CacheTiles: tiles, Fetch: fetch,
-		StoreTimeout: *storeTimeout})
+		StoreTimeout: *storeTimeout,
+		Key:          e.key, PublicURL: *publicURL, UpstreamURLs: upstreams, Syncs: syncs,
+		RequestLog: *requestLog, RequestLogSample: *requestSample,
+		Observer: httpMetrics, Metrics: metricsAt})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return envError{fmt.Errorf("--listen: %w", err)}
 	}
 	hs := srv.HTTPServer(server.HTTPLimits{})
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	go srv.Run(ctx)
 	if *schedule != "" {
-		go syncer.RunScheduled(ctx, mirror.Schedule{Spec: *schedule, StoreTimeout: defaultSyncStoreTimeout, Ready: ready})
+		go syncer.RunScheduled(ctx, mirror.Schedule{Spec: *schedule, StoreTimeout: defaultSyncStoreTimeout, Ready: ready,
+			Observe: func(r mirror.Run) {
+				if r.Ended.IsZero() {
+					syncs.Started(r.Log)
+					return
+				}
+				syncs.Finished(r.Log, r.Started, r.Ended, r.Result.Served.Size, r.Result.Records, r.Err)
+			}})
 	}
 	url := "http://" + ln.Addr().String()
 	e.logger.Info("serving", "log", name, "url", url)
-	fmt.Fprintf(e.stdout, "sumkeep is serving %s at %s\nPoint the go command at it with:\n\n\tgo env -w GOSUMDB=\"%s %s\"\n\n", name, url, e.key, url)
+	shown := url
+	if *publicURL != "" {
+		shown = *publicURL
+	}
+	fmt.Fprintf(e.stdout, "sumkeep is serving %s at %s\nPoint the go command at it with:\n\n\tgo env -w GOSUMDB=\"%s %s\"\n\nIts status page is %s/\n", name, url, e.key, shown, shown)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {

@@ -16,12 +16,18 @@ modules through it (GOSUMDB="<key> <URL>", or GOPROXY=<URL>,<your proxy>). In
 lazy mode a lookup the store lacks is fetched from the upstream, verified and
 kept; with --sync-schedule the same process also syncs. It listens on
 127.0.0.1 by default: give --listen :8080 (behind a TLS proxy) to serve
-other machines.`},
+other machines. Its status page at / (and /status.json) shows the exact
+GOSUMDB and GOPROXY lines to use, the heads, the lag, the syncs, the
+upstreams and any evidence of misbehaviour; it logs one line per request
+unless --request-log=false. Prometheus metrics are at /metrics, or on a
+listener of their own with --metrics-listen.`},
 	"sync": {"sumkeep sync --once | --schedule SPEC [flags]",
 		`Brings the store to the upstream's newest signed tree head, verifying every
 head, tile and record before storing it: once, or on a cron schedule until
 stopped. In full mode it copies the whole log; in lazy mode it moves the
-served head and keeps every stored record provable under it.`},
+served head and keeps every stored record provable under it. With
+--schedule, --metrics-listen ADDR serves Prometheus metrics at /metrics
+(and /livez) on ADDR.`},
 	"seed": {"sumkeep seed [flags] FILE...",
 		`Fetches, verifies and keeps the checksum database records that go.sum /
 go.work.sum files need, with the tiles that prove them (lazy mode). Modules

@@ -73,6 +73,12 @@ func (w *goWorld) want(mods ...int) []string {
 // returns the sorted go.sum lines, the output, the exit code and the GOPATH.
 func (w *goWorld) tidy(t *testing.T, gopath, key, mirror string, mods ...int) ([]string, string, int, string) {
 	t.Helper()
+	return w.tidyEnv(t, gopath, modproxy.GOPROXY(w.proxyDir), key+" "+mirror, mods...)
+}
+
+// tidyEnv is tidy with the go command's GOPROXY and GOSUMDB given whole.
+func (w *goWorld) tidyEnv(t *testing.T, gopath, goproxy, gosumdb string, mods ...int) ([]string, string, int, string) {
+	t.Helper()
 	w.n++
 	if gopath == "" {
 		gopath = filepath.Join(w.tmp, fmt.Sprintf("gopath%d", w.n))
@@ -104,7 +110,7 @@ func (w *goWorld) tidy(t *testing.T, gopath, key, mirror string, mods ...int) ([
 	defer cancel()
 	cmd := exec.CommandContext(ctx, w.goBin, "mod", "tidy")
 	cmd.Dir = work
-	cmd.Env = modproxy.GoEnv(gopath, modproxy.GOPROXY(w.proxyDir), "GOSUMDB="+key+" "+mirror)
+	cmd.Env = modproxy.GoEnv(gopath, goproxy, "GOSUMDB="+gosumdb)
 	b, err := cmd.CombinedOutput()
 	code := cmd.ProcessState.ExitCode()
 	if err != nil && code == 0 {

@@ -1,8 +1,8 @@
 // Command sumkeep mirrors a Go checksum database and serves it to the go
 // command.
 //
-//	sumkeep serve   [--listen ADDR] [--sync-schedule SPEC]
-//	sumkeep sync    [--once | --schedule SPEC] [--mode auto|full|lazy]
+//	sumkeep serve   [--listen ADDR] [--sync-schedule SPEC] [--metrics-listen ADDR]
+//	sumkeep sync    [--once | --schedule SPEC [--metrics-listen ADDR]] [--mode auto|full|lazy]
 //	sumkeep seed    [--concurrency N] FILE...
 //	sumkeep export  --go-sum FILE... -o BUNDLE
 //	sumkeep import  BUNDLE...
@@ -32,6 +32,7 @@ import (
 	"syscall"
 
 	"github.com/sumkeep/sumkeep/mirror"
+	"github.com/sumkeep/sumkeep/upstream"
 )
 
 const (
@@ -79,6 +80,10 @@ type env struct {
 	db, upstream, key string
 	// replica, if not nil, is given to the syncers newSyncer makes.
 	replica mirror.Replica
+	// observeUpstream and runObserver, if not nil, are given to the
+	// upstream clients and syncers newSyncer makes (metrics).
+	observeUpstream func(upstream.Observation)
+	runObserver     mirror.RunObserver
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) (string, bool), gomaxprocs func(int) int) int {
