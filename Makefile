@@ -29,10 +29,13 @@ test:
 # Sync, store-size and lookup-load figures on a 1,000,000-record upstream,
 # and the sync with the Trillian replica on beside it off (-trillian=false
 # skips it; the first run builds Trillian's binaries, ~4 minutes on 2 cores);
-# then seed, verify, bundle and Postgres-vs-SQLite lookup figures on recorded
-# real data (a real project's go.sum).
+# then verify's wall beside its CPU time, whole process, against Postgres and
+# SQLite at 2 and 3,000 lines; then seed, verify, bundle and
+# Postgres-vs-SQLite lookup figures on recorded real data (a real project's
+# go.sum).
 bench:
 	$(GO) run ./bench
+	$(GO) run ./bench/verify
 	$(GO) run ./bench/realdata
 
 fmt:

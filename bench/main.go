@@ -6,16 +6,28 @@
 //   - store size in bytes per record, indexes included;
 //   - lookup throughput and p99 latency under 64 connections, beside
 //     golang.org/x/mod/sumdb.Server over in-memory data;
+//   - lookup throughput with Prometheus metrics on, beside the same server
+//     with them off (-lookup-only measures only the lookups, after one
+//     untimed sync);
 //   - sync throughput with the Trillian replica on, beside the same sync
-//     with it off (-trillian=false skips it, -trillian-only runs only it).
+//     with it off (-trillian=false skips it, -trillian-only runs only it);
+//   - cold fetch-through lookups through several upstreams (fast, slow,
+//     down; with spikes) beside the fast one alone, and the share of hedged
+//     requests (-upstreams=false skips it, -upstreams-only runs only it);
+//   - the fetch path (-fetchpath-only runs only it): cold lookups of a lazy
+//     mirror against an upstream of 20 ms latency, 8 in flight (p50, p99),
+//     and a seed of 2,000 module@versions from an upstream of 50 ms latency
+//     beside the latency bound.
 //
 // It needs the Postgres server tests use (SUMKEEP_TEST_POSTGRES), creates its
 // own databases and drops them. Run it with `make bench`.
 package main
 
 import (
+	"bufio"
 	"cmp"
 	"context"
+	"encoding/gob"
 	"flag"
 	"fmt"
 	"io"
@@ -26,6 +38,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -41,6 +54,7 @@ import (
 	"github.com/sumkeep/sumkeep/internal/loadgen"
 	"github.com/sumkeep/sumkeep/internal/pgtest"
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
+	"github.com/sumkeep/sumkeep/metrics"
 	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/server"
 	"github.com/sumkeep/sumkeep/store"
@@ -59,8 +73,32 @@ func main() {
 	flag.BoolVar(&withTrillian, "trillian", true, "also measure the sync with the Trillian replica on beside it off (builds Trillian's binaries once per version)")
 	flag.BoolVar(&trillianOnly, "trillian-only", false, "measure only the sync with the Trillian replica on beside it off")
 	flag.IntVar(&trillianPairs, "trillian-pairs", 1, "sync runs with and without the replica, alternated")
+	serveFile := flag.String("serve-upstream", "", "(internal) serve the pre-rendered upstream in this file, printing its URL")
+	flag.BoolVar(&lookupOnly, "lookup-only", false, "measure only the lookups (after one untimed sync): against sumdb.Server, and with metrics on beside off")
+	flag.IntVar(&metricsPairs, "metrics-pairs", 3, "lookup runs with metrics on and off, alternated, for the metrics overhead")
+	flag.BoolVar(&withUpstreams, "upstreams", true, "also measure cold lookups through several upstreams (fast, slow, down; with spikes) and the share of hedged requests")
+	flag.BoolVar(&upstreamsOnly, "upstreams-only", false, "measure only the several-upstreams figures, on a log of -upstream-records records")
+	flag.IntVar(&upstreamRecords, "upstream-records", 100_000, "records in the log of -upstreams-only")
+	flag.IntVar(&upstreamLookups, "upstream-lookups", 300, "cold lookups in each several-upstreams run")
+	flag.IntVar(&upstreamPairs, "upstream-rounds", 3, "rounds of the several-upstreams runs (alone, three, three with spikes), alternated")
+	flag.BoolVar(&fetchPathOnly, "fetchpath-only", false, "measure only the fetch path: cold lookups and seed against an upstream with latency")
+	flag.IntVar(&seedConcurrency, "seed-concurrency", mirror.DefaultSeedConcurrency, "seed's concurrency in the fetch-path figures")
 	flag.Parse()
+	if *serveFile != "" {
+		if err := serveUpstream(*serveFile); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: upstream:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	profile = *cpuprofile
+	if upstreamsOnly {
+		if err := runUpstreams(context.Background(), upstreamRecords); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(context.Background(), *records, *conns, *pairs, *dur); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -73,7 +111,15 @@ var (
 	syncOnly   bool
 
 	withTrillian, trillianOnly bool
+	fetchPathOnly              bool
+	seedConcurrency            int
 	trillianPairs              int
+
+	lookupOnly                       bool
+	metricsPairs                     int
+	withUpstreams, upstreamsOnly     bool
+	upstreamRecords, upstreamLookups int
+	upstreamPairs                    int
 )
 
 type row struct{ name, value, target string }
@@ -95,15 +141,23 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 	}
 	// A real upstream runs on other machines and serves tiles from a cache;
 	// here it shares our two cores, so its tiles are rendered once before
-	// timing and its CPU is not billed to sumkeep.
+	// timing, and served by a process of its own: its CPU is not billed
+	// to sumkeep (it is printed beside), and its memory does not change
+	// how this process's garbage collector paces the syncer's.
 	fmt.Println("pre-rendering upstream tiles...")
-	cached := &prerendered{h: u.Handler()}
-	cached.fill(u.Size())
-	url, stopUp, err := listen(cached)
+	up, err := startUpstream(u)
 	if err != nil {
 		return err
 	}
-	defer stopUp()
+	defer up.stop()
+	url := up.url
+	if fetchPathOnly {
+		if err := fetchPathFigures(ctx, u, prerender(u), add); err != nil {
+			return err
+		}
+		printRows(rows)
+		return nil
+	}
 	if trillianOnly {
 		if err := replicaFigures(ctx, u, url, trillianPairs, add); err != nil {
 			return err
@@ -119,6 +173,19 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 	var st *postgres.Store
 	var copyRates, syncRates, ratios, ceilings []float64
 	var syncCPUs, copyCPUs []cpuUse
+	var upCPUs []time.Duration
+	if lookupOnly {
+		// The lookups need a store: one sync, not timed against a COPY.
+		var drop func()
+		st, _, _, drop, err = timedSync(ctx, u, url, true)
+		if err != nil {
+			return err
+		}
+		defer drop()
+		defer st.Close()
+		pairs = 0
+		withTrillian = false
+	}
 	for i := 0; i < pairs; i++ {
 		copyRate, copyCPU, err := plainCopy(ctx, u)
 		if err != nil {
@@ -130,7 +197,9 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 		var syncRate float64
 		var syncCPU cpuUse
 		var drop func()
+		upCPU0 := procCPU(strconv.Itoa(up.pid))
 		st, syncRate, syncCPU, drop, err = timedSync(ctx, u, url, i == pairs-1)
+		upCPUs = append(upCPUs, procCPU(strconv.Itoa(up.pid))-upCPU0)
 		if err != nil {
 			return err
 		}
@@ -143,14 +212,16 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 		// before its CPU time spread over all cores has passed.
 		ceiling := float64(n) / (syncCPU.total().Seconds() / float64(runtime.NumCPU())) / copyRate
 		ceilings = append(ceilings, ceiling)
-		fmt.Printf("  pair %d: sync %.0f records/s, plain COPY %.0f records/s, ratio %.2f; CPU: sync %s, COPY %s; ratio ceiling from CPU on %d cores %.2f\n",
-			i+1, syncRate, copyRate, syncRate/copyRate, syncCPU, copyCPU, runtime.NumCPU(), ceiling)
+		fmt.Printf("  pair %d: sync %.0f records/s, plain COPY %.0f records/s, ratio %.2f; CPU: sync %s, COPY %s, upstream process %.2fs (not sumkeep's); ratio ceiling from CPU on %d cores %.2f\n",
+			i+1, syncRate, copyRate, syncRate/copyRate, syncCPU, copyCPU, upCPUs[i].Seconds(), runtime.NumCPU(), ceiling)
 	}
-	add("sync throughput (records/s, median)", fmt.Sprintf("%.0f", median(syncRates)), ">= 90000")
-	add("plain COPY, same rows and schema (records/s, median)", fmt.Sprintf("%.0f", median(copyRates)), "reference")
-	add("sync / plain COPY (median of pairs)", fmt.Sprintf("%.2f (pairs: %s)", median(ratios), list(ratios)), ">= 0.80")
-	add("CPU per 1,000,000 records: sync / plain COPY (median)", fmt.Sprintf("%s / %s", medianCPU(syncCPUs, n), medianCPU(copyCPUs, n)), "")
-	add(fmt.Sprintf("sync / plain COPY ceiling from CPU alone on %d cores (median)", runtime.NumCPU()), fmt.Sprintf("%.2f", median(ceilings)), "")
+	if pairs > 0 {
+		add("sync throughput (records/s, median)", fmt.Sprintf("%.0f", median(syncRates)), ">= 90000")
+		add("plain COPY, same rows and schema (records/s, median)", fmt.Sprintf("%.0f", median(copyRates)), "reference")
+		add("sync / plain COPY (median of pairs)", fmt.Sprintf("%.2f (pairs: %s)", median(ratios), list(ratios)), ">= 0.80")
+		add("CPU per 1,000,000 records: sync / plain COPY (median)", fmt.Sprintf("%s / %s", medianCPU(syncCPUs, n), medianCPU(copyCPUs, n)), "")
+		add(fmt.Sprintf("sync / plain COPY ceiling from CPU alone on %d cores (median)", runtime.NumCPU()), fmt.Sprintf("%.2f", median(ceilings)), "")
+	}
 	if withTrillian {
 		if err := replicaFigures(ctx, u, url, trillianPairs, add); err != nil {
 			return err
@@ -205,25 +276,37 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 		return err
 	}
 	defer stopRef()
-	measure := func(cfg server.Config) (loadgen.Result, error) {
+	// measure times lookups against a server made from cfg, after
+	// warmup (not timed), and returns the CPU time they took (this
+	// process's, which holds the load generator too, and the database's).
+	measure := func(cfg server.Config, warmup time.Duration) (loadgen.Result, cpuUse, error) {
 		mirror := server.New(cfg)
 		if err := mirror.Refresh(ctx); err != nil {
-			return loadgen.Result{}, err
+			return loadgen.Result{}, cpuUse{}, err
 		}
 		mirrorURL, stop, err := listen(mirror.Handler())
 		if err != nil {
-			return loadgen.Result{}, err
+			return loadgen.Result{}, cpuUse{}, err
 		}
 		defer stop()
 		if err := check(urlsFor(mirrorURL)[:100], urlsFor(refURL)[:100]); err != nil {
-			return loadgen.Result{}, err
+			return loadgen.Result{}, cpuUse{}, err
 		}
 		warm(mirrorURL)
-		r := loadgen.Run(ctx, urlsFor(mirrorURL), conns, time.Second, dur, 10_000_000)
-		if r.Errors > 0 {
-			return r, fmt.Errorf("mirror lookup errors: %v", r.FirstErr)
+		if cfg.Metrics != nil {
+			// Scraped every second meanwhile, more often than Prometheus
+			// is usually told to.
+			sctx, stopScrapes := context.WithCancel(ctx)
+			defer stopScrapes()
+			go scrapeEvery(sctx, mirrorURL+"/metrics", time.Second)
 		}
-		return r, nil
+		cpu0 := cpuNow(ctx, st)
+		r := loadgen.Run(ctx, urlsFor(mirrorURL), conns, warmup, dur, 10_000_000)
+		cpu := cpuNow(ctx, st).sub(cpu0)
+		if r.Errors > 0 {
+			return r, cpu, fmt.Errorf("mirror lookup errors: %v", r.FirstErr)
+		}
+		return r, cpu, nil
 	}
 	fmt.Printf("lookup load: %d connections, %s each after a 1s warm-up...\n", conns, dur)
 	warm(refURL)
@@ -238,14 +321,14 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 		}
 		pprof.StartCPUProfile(f)
 	}
-	mir, err := measure(server.Config{Store: st, Log: u.Name()})
+	mir, _, err := measure(server.Config{Store: st, Log: u.Name()}, time.Second)
 	if profile != "" {
 		pprof.StopCPUProfile()
 	}
 	if err != nil {
 		return err
 	}
-	cold, err := measure(server.Config{Store: st, Log: u.Name(), CacheRecords: -1})
+	cold, _, err := measure(server.Config{Store: st, Log: u.Name(), CacheRecords: -1}, time.Second)
 	if err != nil {
 		return err
 	}
@@ -257,19 +340,71 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 	}
 	defer os.Remove(logf.Name())
 	defer logf.Close()
-	logged, err := measure(server.Config{Store: st, Log: u.Name(), RequestLog: true, Logger: slog.New(slog.NewTextHandler(logf, nil))})
+	logged, _, err := measure(server.Config{Store: st, Log: u.Name(), RequestLog: true, Logger: slog.New(slog.NewTextHandler(logf, nil))}, time.Second)
 	if err != nil {
 		return err
 	}
 	add("lookups, sumdb.Server in memory", ref.String(), "reference")
 	add("lookups, sumkeep", mir.String(), "")
-	add("lookup throughput / reference", fmt.Sprintf("%.2f", mir.RPS()/ref.RPS()), ">= 0.80")
-	add("lookup p99, sumkeep", mir.P99.Round(time.Microsecond).String(), "< 5ms")
+	add("lookup throughput / reference", fmt.Sprintf("%.2f", mir.RPS()/ref.RPS()), ">= 1.0")
+	add("lookup p99, sumkeep / reference", fmt.Sprintf("%s / %s = %.2f", mir.P99.Round(time.Microsecond), ref.P99.Round(time.Microsecond),
+		float64(mir.P99)/float64(ref.P99)), "<= 1.5")
 	add("lookups, sumkeep, request log on (to a file)", logged.String(), "")
 	add("request log on / off throughput", fmt.Sprintf("%.2f", logged.RPS()/mir.RPS()), "")
 	add("lookups, sumkeep, cache off (all Postgres)", cold.String(), "")
-	add("cache-off throughput / reference", fmt.Sprintf("%.2f", cold.RPS()/ref.RPS()), "")
+	add("cache-off throughput / reference", fmt.Sprintf("%.2f", cold.RPS()/ref.RPS()), ">= 0.6")
+	if withUpstreams {
+		if err := upstreamsFigures(ctx, u, upstreamLookups, add); err != nil {
+			return err
+		}
+	}
 
+	// Metrics on beside off, alternated (the order flips each pair): the
+	// machine's speed drifts, so each pair gives a ratio and the median is
+	// the figure. Throughput moves with whatever else the machine runs;
+	// the CPU time a lookup costs (this process's, load generator
+	// included, and the database's) much less, so both are shown. The
+	// servers were warmed (warm) before: nothing is timed as warm-up, so
+	// the CPU time is that of the lookups counted.
+	var onOff, cpuOnOff []float64
+	for i := range metricsPairs {
+		reg := metrics.NewRegistry()
+		hm, err := metrics.NewHTTP(reg)
+		if err != nil {
+			return err
+		}
+		if _, err := metrics.New(reg, metrics.Config{Store: st}); err != nil {
+			return err
+		}
+		on := server.Config{Store: st, Log: u.Name(), Observer: hm, Metrics: metrics.Handler(reg)}
+		off := server.Config{Store: st, Log: u.Name()}
+		var ron, roff loadgen.Result
+		var con, coff cpuUse
+		for j := range 2 {
+			if (i+j)%2 == 0 {
+				roff, coff, err = measure(off, 0)
+			} else {
+				ron, con, err = measure(on, 0)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		perOn := con.total().Seconds() / float64(ron.Requests)
+		perOff := coff.total().Seconds() / float64(roff.Requests)
+		onOff = append(onOff, ron.RPS()/roff.RPS())
+		cpuOnOff = append(cpuOnOff, perOn/perOff)
+		fmt.Printf("  metrics pair %d: on %.0f req/s, %.1fµs CPU a lookup; off %.0f req/s, %.1fµs CPU a lookup; throughput ratio %.3f, CPU ratio %.3f\n",
+			i+1, ron.RPS(), perOn*1e6, roff.RPS(), perOff*1e6, ron.RPS()/roff.RPS(), perOn/perOff)
+	}
+	if len(onOff) > 0 {
+		add("lookup throughput, metrics on / off (median of pairs)", fmt.Sprintf("%.3f (pairs: %s)", median(onOff), listPrec(onOff, 3)), ">= 0.97")
+		add("CPU per lookup, metrics on / off (median of pairs)", fmt.Sprintf("%.3f (pairs: %s)", median(cpuOnOff), listPrec(cpuOnOff, 3)), "<= 1.03")
+	}
+
+	if err := fetchPathFigures(ctx, u, prerender(u), add); err != nil {
+		return err
+	}
 	printRows(rows)
 	return nil
 }
@@ -334,10 +469,12 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-func list(xs []float64) string {
+func list(xs []float64) string { return listPrec(xs, 2) }
+
+func listPrec(xs []float64, prec int) string {
 	var parts []string
 	for _, x := range xs {
-		parts = append(parts, fmt.Sprintf("%.2f", x))
+		parts = append(parts, strconv.FormatFloat(x, 'f', prec, 64))
 	}
 	return strings.Join(parts, ", ")
 }
@@ -597,4 +734,103 @@ func (p *prerendered) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.h.ServeHTTP(w, r)
+}
+
+// upstreamProc is the pre-rendered upstream served by a child process (this
+// program run with -serve-upstream).
+type upstreamProc struct {
+	url  string
+	pid  int
+	stop func()
+}
+
+// startUpstream renders u's tiles and /latest, writes them to a file, and
+// starts a child process serving them.
+// prerender returns u's handler with every tile of its tree rendered.
+func prerender(u *sumdbtest.Upstream) *prerendered {
+	cached := &prerendered{h: u.Handler()}
+	cached.fill(u.Size())
+	return cached
+}
+
+func startUpstream(u *sumdbtest.Upstream) (*upstreamProc, error) {
+	cached := prerender(u)
+	cached.tiles["/latest"] = u.SignedHead()
+	f, err := os.CreateTemp("", "sumkeep-bench-upstream")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	err = gob.NewEncoder(f).Encode(cached.tiles)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("writing the upstream's tiles: %w", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "-serve-upstream", f.Name())
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	stop := func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		stop()
+		return nil, fmt.Errorf("starting the upstream process: %w", err)
+	}
+	return &upstreamProc{url: strings.TrimSpace(line), pid: cmd.Process.Pid, stop: stop}, nil
+}
+
+// serveUpstream serves the responses in file (path -> body, gob) until
+// killed, printing its URL first.
+func serveUpstream(file string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	p := &prerendered{h: http.NotFoundHandler()}
+	err = gob.NewDecoder(f).Decode(&p.tiles)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Println("http://" + ln.Addr().String())
+	return http.Serve(ln, p)
+}
+
+// scrapeEvery GETs url every interval until ctx ends, as Prometheus would.
+func scrapeEvery(ctx context.Context, url string, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return
+		}
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
 }

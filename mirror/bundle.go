@@ -240,7 +240,7 @@ func (s *Syncer) Import(ctx context.Context, bundle store.Store, name string) (I
 		return res, err
 	}
 	imp := &Syncer{cfg: s.cfg, verifier: s.verifier, log: s.log, logger: s.logger,
-		src: bundleSource{st: bundle, log: s.log, name: name}, flights: make(map[string]*flight)}
+		src: bundleSource{st: bundle, log: s.log, name: name}, absent: newAbsentCache(0)}
 	if _, err := imp.link(ctx, b); err != nil {
 		return fail("%v", err)
 	}
@@ -251,7 +251,7 @@ func (s *Syncer) Import(ctx context.Context, bundle store.Store, name string) (I
 	}
 	// advance proves under the mirror's served head instead when that is
 	// newer than the bundle's.
-	served, err := imp.advance(ctx, b, recs)
+	served, err := imp.advance(ctx, b, recs, nil, nil)
 	if err != nil {
 		return fail("%v", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,19 +15,26 @@ import (
 	"github.com/sumkeep/sumkeep/store"
 )
 
-// A job is one batch of data tiles [first, end) with their level-0 hash
-// tiles, fetched concurrently.
+// A job is one batch of data tiles [first, end), fetched concurrently.
+//
+// Their level-0 hash tiles are not fetched: they are the leaf hashes of the
+// records, so the records give them, and authenticating those tiles
+// against the signed root proves every record at once. That halves the
+// requests a full sync makes (a level-0 tile per data tile) and the bytes
+// it reads besides records. Only a batch that fails to authenticate
+// fetches the upstream's level-0 tiles, to tell a bad record from a bad
+// tile in the evidence (see verifyJob).
 type job struct {
 	first, end int64 // tile indexes
 	data       [][]byte
-	hashes     [][]byte
 	errs       []error
 	wg         sync.WaitGroup
 }
 
 // full copies records [cursor, target.Size) and the tiles of the target tree,
-// and finally serves target. It returns how many records it stored.
-func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int64, error) {
+// and finally serves target. It returns how many records it stored, and
+// adds the tiles it stored to *tiles.
+func (s *Syncer) full(ctx context.Context, target store.Head, served int64, tiles *int64) (int64, error) {
 	n := target.Size
 	cursor, err := s.cfg.Store.Synced(ctx, s.log)
 	if err != nil {
@@ -99,6 +107,7 @@ func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int
 				return s.commitError(context.WithoutCancel(ctx), err, f.b, target)
 			}
 			stored += f.b.Synced - f.first
+			*tiles += int64(len(f.b.Tiles))
 			if s.cfg.Replica != nil {
 				if err := s.cfg.Replica.Append(ctx, f.b.Records); err != nil {
 					cancel()
@@ -175,6 +184,7 @@ func (s *Syncer) full(ctx context.Context, target store.Head, served int64) (int
 		if err := s.commit(ctx, store.Batch{Tiles: upper, Synced: -1, Serve: n}, target); err != nil {
 			return stored, err
 		}
+		*tiles += int64(len(upper))
 	}
 	p.report(n, true)
 	return stored, nil
@@ -188,32 +198,21 @@ func (s *Syncer) fetchJobs(ctx context.Context, jobs chan<- *job, first, end, n 
 	for b := first; b < end; b += int64(s.cfg.BatchTiles) {
 		j := &job{first: b, end: min(b+int64(s.cfg.BatchTiles), end)}
 		k := int(j.end - j.first)
-		j.data, j.hashes, j.errs = make([][]byte, k), make([][]byte, k), make([]error, 2*k)
+		j.data, j.errs = make([][]byte, k), make([]error, k)
 		for i := 0; i < k; i++ {
-			w := tileW(j.first+int64(i), n)
-			for which, t := range []tlog.Tile{
-				{H: store.TileHeight, L: -1, N: j.first + int64(i), W: w},
-				{H: store.TileHeight, L: 0, N: j.first + int64(i), W: w},
-			} {
-				select {
-				case sem <- struct{}{}:
-				case <-ctx.Done():
-					j.errs[2*i+which] = ctx.Err()
-					continue
-				}
-				j.wg.Add(1)
-				go func() {
-					defer j.wg.Done()
-					defer func() { <-sem }()
-					d, err := s.cfg.Upstream.Tile(ctx, t)
-					if which == 0 {
-						j.data[i] = d
-					} else {
-						j.hashes[i] = d
-					}
-					j.errs[2*i+which] = err
-				}()
+			t := tlog.Tile{H: store.TileHeight, L: -1, N: j.first + int64(i), W: tileW(j.first+int64(i), n)}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				j.errs[i] = ctx.Err()
+				continue
 			}
+			j.wg.Add(1)
+			go func() {
+				defer j.wg.Done()
+				defer func() { <-sem }()
+				j.data[i], j.errs[i] = s.cfg.Upstream.Tile(ctx, t)
+			}()
 		}
 		select {
 		case jobs <- j:
@@ -228,23 +227,122 @@ func tileW(k, n int64) int {
 	return int(min(tileWidth, n-k*tileWidth))
 }
 
-// verifyJob authenticates a batch's level-0 hash tiles against the signed
-// root and checks every record against its leaf hash. The tiles themselves
-// are not stored: they are the leaf hashes of the records, which are (see
-// store.LeafTile).
+// verifyJob checks a batch's records against the signed root: the leaf
+// hashes of a data tile's records are the level-0 hash tile of the same
+// index, so the batch's records are proven by authenticating the level-0
+// tiles they make (with the upper tiles the reader fetches and checks).
+// The tiles themselves are not stored: the store rebuilds them from the
+// records (see store.LeafTile).
 func (s *Syncer) verifyJob(ctx context.Context, reader *proof.Reader, tree tlog.Tree, j *job, target store.Head) ([]store.Record, error) {
 	j.wg.Wait()
 	if err := proof.FirstError(j.errs); err != nil {
-		for i, e := range j.errs {
-			if e != nil && i%2 == 0 { // a data tile
-				return nil, fmt.Errorf("sync %s: %w (full mode needs an upstream that serves data tiles; a module proxy's /sumdb/ endpoint usually refuses them)", s.log, err)
-			}
-		}
-		return nil, fmt.Errorf("sync %s: %w", s.log, err)
+		return nil, fmt.Errorf("sync %s: %w (full mode needs an upstream that serves data tiles; a module proxy's /sumdb/ endpoint usually refuses them)", s.log, err)
 	}
-	local := make(map[tlog.Tile][]byte, len(j.hashes))
-	indexes := make([]int64, 0, len(j.hashes))
-	for i, h := range j.hashes {
+	texts := make([][][]byte, len(j.data))
+	local := make(map[tlog.Tile][]byte, len(j.data))
+	indexes := make([]int64, 0, len(j.data))
+	n := 0
+	for i, d := range j.data {
+		k := j.first + int64(i)
+		w := tileW(k, tree.N)
+		dt := tlog.Tile{H: store.TileHeight, L: -1, N: k, W: w}
+		var err error
+		if texts[i], err = splitDataTile(d, w); err != nil {
+			return nil, s.misbehaved(ctx, store.Evidence{
+				Kind:    store.EvidenceBadRecord,
+				Message: fmt.Sprintf("data tile %s from %s: %v", dt.Path(), s.dataTileSource(ctx, k, w), err),
+				Source:  s.dataTileSource(ctx, k, w),
+				Object:  dt.Path(),
+				NoteA:   target.Note,
+				Data:    d,
+			})
+		}
+		leaves := make([]byte, 0, w*tlog.HashSize)
+		for _, text := range texts[i] {
+			h := tlog.RecordHash(text)
+			leaves = append(leaves, h[:]...)
+		}
+		t := tlog.Tile{H: store.TileHeight, L: 0, N: k, W: w}
+		local[t] = leaves
+		indexes = append(indexes, tlog.StoredHashIndex(0, k*tileWidth+int64(w)-1))
+		n += w
+	}
+	if _, err := reader.WithLocal(local).HashReader(tree).ReadHashes(indexes); err != nil {
+		if _, ok := errors.AsType[*proof.InconsistentTileError](err); !ok {
+			return nil, fmt.Errorf("sync %s: level-0 tiles %d..%d: %w", s.log, j.first, j.end-1, err)
+		}
+		// A record or an upper tile is wrong: find which, from the
+		// upstream's own level-0 tiles, for the evidence.
+		return nil, s.findLiar(ctx, reader, tree, j, texts, target, err)
+	}
+	recs := make([]store.Record, 0, n)
+	for i, ts := range texts {
+		k := j.first + int64(i)
+		// The records' paths and versions are substrings of one copy of
+		// the tile: two allocations a tile instead of two a record.
+		tile := string(j.data[i])
+		off := 0
+		for x, text := range ts {
+			var path, version string
+			if off+len(text) <= len(tile) && tile[off:off+len(text)] == string(text) {
+				path, version = recordModule(tile[off:off+len(text)], text)
+			} else {
+				path, version = store.RecordModule(text)
+			}
+			off += len(text) + 1 // and the blank line after it
+			recs = append(recs, store.Record{ID: k*tileWidth + int64(x), Path: path, Version: version, Data: text})
+		}
+	}
+	return recs, nil
+}
+
+// recordModule is store.RecordModule(text), where s is text as a string:
+// for the records of the Go checksum database (a path and a version of
+// printable ASCII) it returns substrings of s, without allocating.
+func recordModule(s string, text []byte) (path, version string) {
+	sp := strings.IndexByte(s, ' ')
+	if sp > 0 {
+		rest := s[sp+1:]
+		end := strings.IndexAny(rest, " \n")
+		if end > 0 && rest[end] == ' ' && asciiField(s[:sp]) && asciiField(rest[:end]) {
+			return s[:sp], rest[:end]
+		}
+	}
+	return store.RecordModule(text)
+}
+
+// asciiField reports whether f is printable ASCII without spaces.
+func asciiField(f string) bool {
+	for i := 0; i < len(f); i++ {
+		if f[i] <= ' ' || f[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// findLiar finds what is wrong in a batch whose records do not authenticate
+// (failed, the error they gave): it fetches the upstream's level-0 hash
+// tiles of the batch and authenticates them; a tile that does not is a bad
+// tile, and a record that does not match its leaf in an authenticated tile
+// is a bad record. The evidence is kept, and the error returned.
+func (s *Syncer) findLiar(ctx context.Context, reader *proof.Reader, tree tlog.Tree, j *job, texts [][][]byte, target store.Head, failed error) error {
+	hashes := make([][]byte, len(j.data))
+	errs := make([]error, len(j.data))
+	var wg sync.WaitGroup
+	for i := range j.data {
+		k := j.first + int64(i)
+		wg.Go(func() {
+			hashes[i], errs[i] = s.cfg.Upstream.Tile(ctx, tlog.Tile{H: store.TileHeight, L: 0, N: k, W: tileW(k, tree.N)})
+		})
+	}
+	wg.Wait()
+	if err := proof.FirstError(errs); err != nil {
+		return fmt.Errorf("sync %s: level-0 tiles %d..%d do not authenticate (%v), and fetching them failed: %w", s.log, j.first, j.end-1, failed, err)
+	}
+	local := make(map[tlog.Tile][]byte, len(hashes))
+	indexes := make([]int64, 0, len(hashes))
+	for i, h := range hashes {
 		k := j.first + int64(i)
 		t := tlog.Tile{H: store.TileHeight, L: 0, N: k, W: tileW(k, tree.N)}
 		local[t] = h
@@ -262,40 +360,28 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *proof.Reader, tree tlog.
 				}
 			}
 		}
-		return nil, s.tileTrouble(ctx, fmt.Errorf("level-0 tiles %d..%d: %w", j.first, j.end-1, err), target, batch.Suspects())
+		return s.tileTrouble(ctx, fmt.Errorf("level-0 tiles %d..%d: %w", j.first, j.end-1, err), target, batch.Suspects())
 	}
-	recs := make([]store.Record, 0, len(j.data)*tileWidth)
-	for i, d := range j.data {
+	for i, ts := range texts {
 		k := j.first + int64(i)
 		w := tileW(k, tree.N)
-		texts, err := splitDataTile(d, w)
-		if err != nil {
-			return nil, s.misbehaved(ctx, store.Evidence{
-				Kind:    store.EvidenceBadRecord,
-				Message: fmt.Sprintf("data tile %s from %s: %v", tlog.Tile{H: store.TileHeight, L: -1, N: k, W: w}.Path(), s.cfg.Upstream.URL(), err),
-				Source:  s.src.URL(),
-				Object:  tlog.Tile{H: store.TileHeight, L: -1, N: k, W: w}.Path(),
-				NoteA:   target.Note,
-				Data:    d,
-			})
-		}
-		for x, text := range texts {
-			id := k*tileWidth + int64(x)
-			if tlog.RecordHash(text) != tlog.Hash(j.hashes[i][x*tlog.HashSize:]) {
-				return nil, s.misbehaved(ctx, store.Evidence{
+		for x, text := range ts {
+			if tlog.RecordHash(text) != tlog.Hash(hashes[i][x*tlog.HashSize:]) {
+				id := k*tileWidth + int64(x)
+				return s.misbehaved(ctx, store.Evidence{
 					Kind:    store.EvidenceBadRecord,
-					Message: fmt.Sprintf("record %d from %s does not match its leaf hash in tree %d", id, s.cfg.Upstream.URL(), tree.N),
-					Source:  s.src.URL(),
+					Message: fmt.Sprintf("record %d from %s does not match its leaf hash in tree %d", id, s.dataTileSource(ctx, k, w), tree.N),
+					Source:  s.dataTileSource(ctx, k, w),
 					Object:  fmt.Sprintf("record %d", id),
 					NoteA:   target.Note,
 					Data:    text,
 				})
 			}
-			path, version := store.RecordModule(text)
-			recs = append(recs, store.Record{ID: id, Path: path, Version: version, Data: text})
 		}
 	}
-	return recs, nil
+	// The upstream's tiles authenticate and match the records now: it
+	// answered differently the second time. Nothing is stored either way.
+	return s.tileTrouble(ctx, fmt.Errorf("level-0 tiles %d..%d: %w", j.first, j.end-1, failed), target, nil)
 }
 
 // upperTiles returns the tiles above level 0 that the target tree adds to

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -39,12 +40,20 @@ var ErrNoRecord = fmt.Errorf("no such module@version in the upstream log: %w", s
 // fetchTimeout bounds one on-demand fetch, which waiters share.
 const fetchTimeout = time.Minute
 
+// commitTimeout bounds a commit that goes on after every client waiting for
+// it has gone: once a fetch has verified what it fetched, storing it is
+// cheaper than fetching it again.
+const commitTimeout = 30 * time.Second
+
 // Fetch fetches path@version from the upstream, verifies it (the signed head
 // that comes with it, its consistency with the stored heads, its inclusion
 // proof) and stores it with the tiles that prove it under the served head,
 // advancing the served head first when the record is newer than it.
-// Concurrent calls for the same module@version share one upstream fetch. It
-// returns ErrNoRecord when the upstream's log has no such record.
+// Concurrent calls for the same module@version share one upstream fetch,
+// which is cancelled once every caller has gone, unless it is committing.
+// It returns ErrNoRecord when the upstream's log has no such record; that
+// answer is remembered for Config.AbsentTTL, so a storm of lookups of a
+// module@version no upstream holds makes one upstream request.
 //
 // Fetch works in lazy mode only (in auto mode, once the upstream has been
 // found to refuse data tiles): a fully synced store holds every record of
@@ -56,28 +65,17 @@ func (s *Syncer) Fetch(ctx context.Context, path, version string) error {
 		return err
 	}
 	key := path + "@" + version
-	s.flightMu.Lock()
-	c, ok := s.flights[key]
-	if !ok {
-		c = &flight{done: make(chan struct{})}
-		s.flights[key] = c
-		go func() {
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fetchTimeout)
-			c.err = classifyFetch(path, version, s.fetch(fctx, path, version))
-			cancel()
-			s.flightMu.Lock()
-			delete(s.flights, key)
-			s.flightMu.Unlock()
-			close(c.done)
-		}()
+	if err, ok := s.absent.get(key); ok {
+		return err
 	}
-	s.flightMu.Unlock()
-	select {
-	case <-c.done:
-		return c.err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	_, err := s.fetches.do(ctx, key, fetchTimeout, func(ctx context.Context) (struct{}, error) {
+		err := classifyFetch(path, version, s.fetchFromAny(ctx, path, version))
+		if fe, ok := errors.AsType[*FetchError](err); ok && fe.Kind == FetchNotInLog {
+			s.absent.add(key, err)
+		}
+		return struct{}{}, err
+	})
+	return err
 }
 
 // errFullMode is Fetch's answer in full mode.
@@ -113,108 +111,321 @@ func (s *Syncer) lazyOnly(ctx context.Context) error {
 	return nil
 }
 
-type flight struct {
-	done chan struct{}
-	err  error
-}
-
 func (s *Syncer) fetch(ctx context.Context, path, version string) error {
 	if s.cfg.Upstream == nil {
 		return fmt.Errorf("fetching %s@%s: %w", path, version, errNoUpstream)
 	}
-	if err := s.checkEvidence(ctx); err != nil {
+	// What keep starts from, and the evidence, are read from the store
+	// while the upstream is asked.
+	pre := make(chan keepState, 1)
+	go func() {
+		if err := s.checkEvidence(ctx); err != nil {
+			pre <- keepState{err: err}
+			return
+		}
+		pre <- s.readKeepState(ctx)
+	}()
+	lu, err := s.lookUp(ctx, path, version)
+	st := <-pre
+	if errors.Is(st.err, errBlocked) {
+		return st.err
+	}
+	if err != nil {
 		return err
 	}
+	errs, err := s.keepFrom(ctx, []lookedUp{lu}, st)
+	if err != nil {
+		return err
+	}
+	return errs[0]
+}
+
+// lookedUp is a record as a /lookup answered it: its text is the record of
+// the module@version asked for and its signed head verifies, but neither
+// the head's consistency with the stored heads nor the record's inclusion
+// is proven yet (keep proves both).
+type lookedUp struct {
+	rec   store.Record
+	head  store.Head
+	src   string // the upstream that answered
+	where string // the lookup's URL, for messages
+}
+
+// lookUp asks the upstream for path@version and checks what can be checked
+// of the answer alone.
+func (s *Syncer) lookUp(ctx context.Context, path, version string) (lookedUp, error) {
 	body, err := s.cfg.Upstream.Lookup(ctx, path, version)
 	if errors.Is(err, upstream.ErrNotServed) {
-		return fmt.Errorf("%s@%s: %w (%w)", path, version, ErrNoRecord, err)
+		return lookedUp{}, fmt.Errorf("%s@%s: %w (%w)", path, version, ErrNoRecord, err)
 	}
 	if err != nil {
-		return err
+		return lookedUp{}, err
 	}
-	where := s.cfg.Upstream.URL() + "/lookup/" + path + "@" + version
+	src := s.answeredBy(ctx, upstream.LookupKey(path, version)) // several upstreams: see upstreams.go
+	where := src + "/lookup/" + path + "@" + version
 	id, text, msg, err := tlog.ParseRecord(body)
 	if err != nil {
-		return unverified(fmt.Errorf("%s: malformed answer: %w", where, err))
+		return lookedUp{}, unverified(fmt.Errorf("%s: malformed answer: %w", where, err))
 	}
 	if p, v := store.RecordModule(text); p != path || v != version {
-		return unverified(fmt.Errorf("%s: the upstream answered with a record for %q@%q", where, p, v))
+		return lookedUp{}, s.wrongAnswer(ctx, src, where, id, p, v, text, msg) // several upstreams: see upstreams.go
 	}
-	h, err := s.openHead(ctx, msg, where)
+	h, err := s.openHeadCached(ctx, msg, src, where)
 	if err != nil {
-		return unverified(err)
+		return lookedUp{}, unverified(err)
 	}
 	if id >= h.Size {
-		return unverified(fmt.Errorf("%s: record %d is outside the tree of size %d signed with it", where, id, h.Size))
+		return lookedUp{}, unverified(fmt.Errorf("%s: record %d is outside the tree of size %d signed with it", where, id, h.Size))
 	}
-	if _, err := s.link(ctx, h); err != nil {
-		return err
+	return lookedUp{rec: store.Record{ID: id, Path: path, Version: version, Data: text}, head: h, src: src, where: where}, nil
+}
+
+// keep links the heads the records came with to the stored heads, proves
+// each record (and its head) under the served head, advancing it first
+// where a record is newer, and stores the records that verify with the
+// tiles that prove them, in one commit. Every tile those proofs need is
+// read in one parallel round: the store first, then the upstream, sharing
+// requests in flight with other fetches.
+//
+// It returns an error per record (a record that does not match its leaf
+// hash is kept as evidence and fails alone) or, when nothing could be
+// stored (a fork, a bad tile, the store or the upstream failing), one
+// error for all.
+func (s *Syncer) keep(ctx context.Context, items []lookedUp) ([]error, error) {
+	return s.keepFrom(ctx, items, keepState{})
+}
+
+// keepState is what keep starts from: the served head and the stored
+// heads, read from the store.
+type keepState struct {
+	read      bool // read at all (the zero keepState is not)
+	served    store.Head
+	hasServed bool
+	stored    []store.Head
+	err       error
+}
+
+// readKeepState reads a keepState from the store.
+func (s *Syncer) readKeepState(ctx context.Context) keepState {
+	st := keepState{read: true}
+	var err error
+	st.served, err = s.cfg.Store.ServedHead(ctx, s.log)
+	st.hasServed = err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return keepState{err: err}
 	}
-	rec := store.Record{ID: id, Path: path, Version: version, Data: text}
+	if st.stored, err = s.cfg.Store.Heads(ctx, s.log); err != nil {
+		return keepState{err: err}
+	}
+	return st
+}
+
+// keepFrom is keep starting from first, if it was read; a commit expects
+// the served head it saw, so a stale one only costs a retry.
+func (s *Syncer) keepFrom(ctx context.Context, items []lookedUp, first keepState) ([]error, error) {
+	errs := make([]error, len(items))
+	// One reader for every attempt: what it read stays read.
+	r := s.newReader(ctx)
 	for attempt := 0; ; attempt++ {
-		served, err := s.cfg.Store.ServedHead(ctx, s.log)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
+		st := first
+		first = keepState{}
+		if !st.read {
+			st = s.readKeepState(ctx)
 		}
-		if err != nil || served.Size <= id {
+		if st.err != nil {
+			return nil, st.err
+		}
+		served, hasServed, stored := st.served, st.hasServed, st.stored
+		newHeads, target := unlinked(stored, items)
+		var plan []tlog.Tile
+		for _, h := range newHeads {
+			pred, succ := neighbours(stored, h)
+			if pred != nil && pred.Size > 0 {
+				plan = append(plan, proof.Plan(h.Tree(), func(hr tlog.HashReader) error {
+					_, err := tlog.TreeHash(pred.Size, hr)
+					return err
+				})...)
+			}
+			if succ != nil {
+				plan = append(plan, proof.Plan(succ.Tree(), func(hr tlog.HashReader) error {
+					_, err := tlog.TreeHash(h.Size, hr)
+					return err
+				})...)
+			}
+		}
+		advance := !hasServed
+		for i, it := range items {
+			if errs[i] != nil {
+				continue
+			}
+			under := served
+			if !hasServed || it.rec.ID >= served.Size {
+				// Proven under the newest head, which is served first.
+				advance, under = true, target
+			}
+			plan = append(plan, planRecord(under, it)...)
+		}
+		if advance {
+			plan = append(plan, s.planAdvance(ctx, target)...)
+		}
+		if _, err := r.ReadTiles(uniqueTiles(plan)); err != nil {
+			return nil, err
+		}
+		for _, h := range newHeads {
+			if _, err := s.linkWith(ctx, h, r); err != nil {
+				return nil, err
+			}
+		}
+		if advance {
 			latest, err := s.cfg.Store.LatestHead(ctx, s.log)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			if err := s.Advance(ctx, latest); err != nil {
-				return err
+			if _, err := s.advance(ctx, latest, nil, r, nil); err != nil {
+				return nil, err
 			}
-			continue
-		}
-		r := s.newReader(ctx)
-		proof, err := tlog.ProveRecord(served.Size, id, r.HashReader(served.Tree()))
-		if err != nil {
-			return s.tileTrouble(ctx, fmt.Errorf("proving record %d (%s@%s) in tree %d: %w", id, path, version, served.Size, err), served, r.Suspects())
-		}
-		// The lookup's head, if older than the served one, must stay
-		// provable under it too (see the invariant above).
-		if h.Size < served.Size {
-			if _, err := tlog.ProveTree(served.Size, h.Size, r.HashReader(served.Tree())); err != nil {
-				return s.tileTrouble(ctx, fmt.Errorf("proving head %d under head %d: %w", h.Size, served.Size, err), served, r.Suspects())
+			if attempt < 10 {
+				continue
 			}
+			return nil, fmt.Errorf("sync %s: the served head keeps changing", s.log)
 		}
-		if err := tlog.CheckRecord(proof, served.Size, served.Hash, id, tlog.RecordHash(text)); err != nil {
-			return s.misbehaved(ctx, store.Evidence{
-				Kind:    store.EvidenceBadRecord,
-				Message: fmt.Sprintf("record %d from %s does not match its leaf hash in tree %d: %v", id, where, served.Size, err),
-				Source:  s.src.URL(),
-				Object:  fmt.Sprintf("record %d", id),
-				NoteA:   h.Note,
-				Data:    text,
-			})
+
+		pt := proof.NewTiles(served.Tree(), r)
+		var recs []store.Record
+		for i, it := range items {
+			if errs[i] != nil {
+				continue
+			}
+			id := it.rec.ID
+			p, err := tlog.ProveRecord(served.Size, id, pt)
+			if err != nil {
+				return nil, s.tileTrouble(ctx, fmt.Errorf("proving record %d (%s@%s) in tree %d: %w", id, it.rec.Path, it.rec.Version, served.Size, err), served, r.Suspects())
+			}
+			// The lookup's head, if older than the served one, must stay
+			// provable under it too (see the invariant above).
+			if it.head.Size < served.Size {
+				if _, err := tlog.ProveTree(served.Size, it.head.Size, pt); err != nil {
+					return nil, s.tileTrouble(ctx, fmt.Errorf("proving head %d under head %d: %w", it.head.Size, served.Size, err), served, r.Suspects())
+				}
+			}
+			if err := tlog.CheckRecord(p, served.Size, served.Hash, id, tlog.RecordHash(it.rec.Data)); err != nil {
+				errs[i] = s.misbehaved(ctx, store.Evidence{
+					Kind:    store.EvidenceBadRecord,
+					Message: fmt.Sprintf("record %d from %s does not match its leaf hash in tree %d: %v", id, it.where, served.Size, err),
+					Source:  it.src,
+					Object:  fmt.Sprintf("record %d", id),
+					NoteA:   it.head.Note,
+					Data:    it.rec.Data,
+				})
+				continue
+			}
+			recs = append(recs, it.rec)
 		}
-		s.commitMu.Lock()
-		err = s.commit(ctx, store.Batch{Records: []store.Record{rec}, Tiles: r.Verified(), Synced: -1,
-			Expect: &store.State{Served: served.Size, Generation: -1}}, h)
-		s.commitMu.Unlock()
+		r.SaveTiles(pt.Authenticated(), nil)
+		if len(recs) == 0 {
+			return errs, nil
+		}
+		// Verified: store it, even if every client waiting for it has
+		// gone meanwhile, unless they had gone before.
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		err := s.commitRecords(ctx, served, recs, r.Verified())
 		if errors.Is(err, store.ErrConflict) && attempt < 10 {
 			continue // another head is served now: prove under that one
 		}
-		if err == nil {
-			s.logger.Debug("fetched", "module", path, "version", version, "id", id)
+		if err != nil {
+			return nil, err
 		}
-		return err
+		for _, rec := range recs {
+			s.logger.Debug("fetched", "module", rec.Path, "version", rec.Version, "id", rec.ID)
+		}
+		return errs, nil
 	}
+}
+
+// unlinked returns the distinct heads of items that are not stored, and
+// the largest head among them and the stored ones.
+func unlinked(stored []store.Head, items []lookedUp) ([]store.Head, store.Head) {
+	var target store.Head
+	if len(stored) > 0 {
+		target = stored[len(stored)-1]
+	}
+	var out []store.Head
+	for _, it := range items {
+		h := it.head
+		if h.Size > target.Size {
+			target = h
+		}
+		if slices.ContainsFunc(stored, func(o store.Head) bool { return o.Size == h.Size && o.Hash == h.Hash }) ||
+			slices.ContainsFunc(out, func(o store.Head) bool { return o.Size == h.Size && o.Hash == h.Hash }) {
+			continue
+		}
+		out = append(out, h)
+	}
+	return out, target
+}
+
+// neighbours returns the stored heads next smaller and next larger than h.
+func neighbours(stored []store.Head, h store.Head) (pred, succ *store.Head) {
+	for i := range stored {
+		switch {
+		case stored[i].Size < h.Size:
+			pred = &stored[i]
+		case stored[i].Size > h.Size && succ == nil:
+			succ = &stored[i]
+		}
+	}
+	return pred, succ
+}
+
+// planRecord returns the tiles that prove it under head: its record, and
+// its head if older.
+func planRecord(head store.Head, it lookedUp) []tlog.Tile {
+	if it.rec.ID >= head.Size {
+		return nil
+	}
+	plan := proof.Plan(head.Tree(), func(hr tlog.HashReader) error {
+		_, err := tlog.ProveRecord(head.Size, it.rec.ID, hr)
+		return err
+	})
+	if it.head.Size < head.Size {
+		plan = append(plan, proof.Plan(head.Tree(), func(hr tlog.HashReader) error {
+			_, err := tlog.ProveTree(head.Size, it.head.Size, hr)
+			return err
+		})...)
+	}
+	return plan
+}
+
+// uniqueTiles returns ts without repeats.
+func uniqueTiles(ts []tlog.Tile) []tlog.Tile {
+	seen := make(map[tlog.Tile]bool, len(ts))
+	out := ts[:0:0]
+	for _, t := range ts {
+		if !seen[t] {
+			seen[t] = true
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // Advance makes target (a stored, linked head) the served head, after
 // storing the tiles that prove every stored record and every stored head
 // under it. It does nothing if the served head is target or newer.
 func (s *Syncer) Advance(ctx context.Context, target store.Head) error {
-	_, err := s.advance(ctx, target, nil)
+	_, err := s.advance(ctx, target, nil, nil, nil)
 	return err
 }
 
 // advance is Advance that also stores extra records (verified already, by
 // the caller, as records of the log), proving them under the served head
 // as well. When the served head is newer than target, it is used instead.
-// It returns the served head.
-func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.Record) (store.Head, error) {
+// It reads tiles through r (a new reader if nil), all those its proofs
+// need in one parallel round. It returns the served head, and adds the
+// tiles it stored to *tiles (if tiles is not nil).
+func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.Record, r *proof.Reader, tiles *int64) (store.Head, error) {
 	s.advanceMu.Lock()
 	defer s.advanceMu.Unlock()
 	// On-demand commits of this process wait, so that they cannot change
@@ -222,7 +433,9 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 	// commits make it retry.
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
-	r := s.newReader(ctx)
+	if r == nil {
+		r = s.newReader(ctx)
+	}
 	// What was proven under target stays proven: a retry after a conflict
 	// proves only what was stored meanwhile, so it soon wins the race.
 	provenHeads := make(map[int64]bool)
@@ -246,45 +459,16 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 			clear(provenHeads)
 			clear(provenTiles)
 		}
-		hr := r.HashReader(target.Tree())
-		heads, err := s.cfg.Store.Heads(ctx, s.log)
-		if err != nil {
+		// Every tile the proofs read, in one round; then the proofs.
+		if _, err := r.ReadTiles(uniqueTiles(proof.Plan(target.Tree(), func(hr tlog.HashReader) error {
+			return s.proveStored(ctx, target, hr, nil, nil, nil)
+		}))); err != nil {
 			return target, err
 		}
-		for _, h := range heads {
-			if h.Size == 0 || h.Size >= target.Size || provenHeads[h.Size] {
-				continue
-			}
-			if _, err := tlog.ProveTree(target.Size, h.Size, hr); err != nil {
-				return target, s.tileTrouble(ctx, fmt.Errorf("proving head %d under head %d: %w", h.Size, target.Size, err), target, r.Suspects())
-			}
-			provenHeads[h.Size] = true
-		}
-		// Records in one level-0 tile share every tile of their proofs.
-		n, lastTile := 0, int64(-1)
-		for after := int64(-1); ; {
-			ids, err := s.cfg.Store.RecordIDs(ctx, s.log, after, 4096)
-			if err != nil {
-				return target, err
-			}
-			if len(ids) == 0 {
-				break
-			}
-			for _, id := range ids {
-				if id>>store.TileHeight == lastTile || provenTiles[id>>store.TileHeight] {
-					continue
-				}
-				lastTile = id >> store.TileHeight
-				if id >= target.Size {
-					return target, fmt.Errorf("sync %s: stored record %d is outside head %d", s.log, id, target.Size)
-				}
-				if _, err := tlog.ProveRecord(target.Size, id, hr); err != nil {
-					return target, s.tileTrouble(ctx, fmt.Errorf("proving record %d under head %d: %w", id, target.Size, err), target, r.Suspects())
-				}
-				provenTiles[lastTile] = true
-				n++
-			}
-			after = ids[len(ids)-1]
+		hr := r.HashReader(target.Tree())
+		n := 0
+		if err := s.proveStored(ctx, target, hr, provenHeads, provenTiles, &n); err != nil {
+			return target, s.tileTrouble(ctx, err, target, r.Suspects())
 		}
 		for _, rec := range extra {
 			if err := proof.Record(hr, target, rec); err != nil {
@@ -295,17 +479,83 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 		if target.Size > st.Served {
 			serve = target.Size
 		}
-		tiles := r.Verified()
-		err = s.cfg.Store.Commit(ctx, s.log, store.Batch{Records: extra, Tiles: tiles, Synced: -1, Serve: serve, Expect: &st})
+		verified := r.Verified()
+		err = s.cfg.Store.Commit(ctx, s.log, store.Batch{Records: extra, Tiles: verified, Synced: -1, Serve: serve, Expect: &st})
 		if errors.Is(err, store.ErrConflict) && attempt < 100 {
 			continue // records stored or a head served meanwhile: prove those
 		}
 		if err != nil {
 			return target, err
 		}
+		if tiles != nil {
+			*tiles += int64(len(verified))
+		}
 		if serve > 0 {
-			s.logger.Info("serving head", "size", target.Size, "was", st.Served, "proved tiles", n, "new tiles", len(tiles))
+			s.logger.Info("serving head", "size", target.Size, "was", st.Served, "proved tiles", n, "new tiles", len(verified))
 		}
 		return target, nil
+	}
+}
+
+// planAdvance returns the tiles that Advance to target reads.
+func (s *Syncer) planAdvance(ctx context.Context, target store.Head) []tlog.Tile {
+	if target.Size == 0 {
+		return nil
+	}
+	return proof.Plan(target.Tree(), func(hr tlog.HashReader) error {
+		return s.proveStored(ctx, target, hr, nil, nil, nil)
+	})
+}
+
+// proveStored proves every stored head and stored record under target
+// through hr, skipping those proven already (provenHeads by size,
+// provenTiles by level-0 tile index) and marking those it proves, and
+// counting the record proofs in n. With nil maps (planning a round of
+// tile reads: see proof.Plan), it makes every proof and ignores their
+// failures, but not the store's.
+func (s *Syncer) proveStored(ctx context.Context, target store.Head, hr tlog.HashReader, provenHeads, provenTiles map[int64]bool, n *int) error {
+	plan := provenHeads == nil
+	heads, err := s.cfg.Store.Heads(ctx, s.log)
+	if err != nil {
+		return err
+	}
+	for _, h := range heads {
+		if h.Size == 0 || h.Size >= target.Size || provenHeads[h.Size] {
+			continue
+		}
+		if _, err := tlog.ProveTree(target.Size, h.Size, hr); err != nil && !plan {
+			return fmt.Errorf("proving head %d under head %d: %w", h.Size, target.Size, err)
+		}
+		if !plan {
+			provenHeads[h.Size] = true
+		}
+	}
+	// Records in one level-0 tile share every tile of their proofs.
+	lastTile := int64(-1)
+	for after := int64(-1); ; {
+		ids, err := s.cfg.Store.RecordIDs(ctx, s.log, after, 4096)
+		if err != nil {
+			return err
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		for _, id := range ids {
+			if id>>store.TileHeight == lastTile || provenTiles[id>>store.TileHeight] {
+				continue
+			}
+			lastTile = id >> store.TileHeight
+			if id >= target.Size {
+				return fmt.Errorf("sync %s: stored record %d is outside head %d", s.log, id, target.Size)
+			}
+			if _, err := tlog.ProveRecord(target.Size, id, hr); err != nil && !plan {
+				return fmt.Errorf("proving record %d under head %d: %w", id, target.Size, err)
+			}
+			if !plan {
+				provenTiles[lastTile] = true
+				*n++
+			}
+		}
+		after = ids[len(ids)-1]
 	}
 }

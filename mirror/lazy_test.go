@@ -243,7 +243,7 @@ func TestLazyLies(t *testing.T) {
 		kind  string
 	}{
 		{"WrongLookup", func(*sumdbtest.Upstream) sumdbtest.Fault { return sumdbtest.Fault{Kind: sumdbtest.FaultWrongLookup} },
-			500, "answered with a record for", ""},
+			500, "answered with a record for", store.EvidenceWrongAnswer},
 		{"AlterRecord", func(*sumdbtest.Upstream) sumdbtest.Fault {
 			return sumdbtest.Fault{Kind: sumdbtest.FaultAlterRecord, ID: 500}
 		},

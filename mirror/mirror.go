@@ -42,6 +42,9 @@
 //   - schedule.go: running on a cron schedule (RunScheduled);
 //   - replica.go: the optional second log engine (package replica's
 //     Trillian PREORDERED_LOG) that must agree before a head is served.
+//   - upstreams.go: several untrusted upstreams (package upstream's Pool):
+//     evidence naming the upstream that lied, its quarantine and the
+//     retry from the others, every upstream's head linked (split views).
 //
 // Proofs are made with package proof, the one place where bytes from an
 // upstream, a bundle or a store are authenticated.
@@ -67,8 +70,9 @@ const tileWidth = 1 << store.TileHeight
 // Config configures a Syncer.
 type Config struct {
 	Store store.Store
-	// Upstream is where the log is read from (an *upstream.Client); nil
-	// for a Syncer that only imports bundles and verifies what is stored.
+	// Upstream is where the log is read from (an *upstream.Pool, or one
+	// *upstream.Client); nil for a Syncer that only imports bundles and
+	// verifies what is stored.
 	Upstream Upstream
 	// Key is the upstream's verifier key, e.g.
 	// "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8".
@@ -88,6 +92,21 @@ type Config struct {
 	// Replica, if not nil, is fed every committed batch of a full sync and
 	// must agree with each head before it is served. It needs full mode.
 	Replica Replica
+	// Observer, if not nil, is told of every run's end (package metrics
+	// implements it).
+	Observer RunObserver
+	// AbsentTTL is how long a module@version the upstream answered 404 or
+	// 410 for is remembered (Fetch answers ErrNoRecord without asking
+	// again): 0 means DefaultAbsentTTL, a negative value not at all.
+	AbsentTTL time.Duration
+}
+
+// A RunObserver is told of every run of Once that started: not of one that
+// found another process holding the log's sync lock (store.ErrLocked).
+// SyncRun is called on the run's goroutine as it returns, with what Once
+// returns (res.Elapsed is set whatever err is), and must be quick.
+type RunObserver interface {
+	SyncRun(res Result, err error)
 }
 
 // Sync modes.
@@ -121,8 +140,14 @@ type Syncer struct {
 	// connection of a pool they may all need.
 	commitMu  sync.Mutex
 	advanceMu sync.Mutex // one Advance at a time in this process
-	flightMu  sync.Mutex
-	flights   map[string]*flight // Fetch calls under way, by module@version
+	committer committer  // on-demand commits, grouped
+
+	fetches     flightGroup[string, struct{}]  // Fetch calls under way, by module@version
+	tileFlights flightGroup[tlog.Tile, []byte] // tile requests under way, shared by every reader
+	absent      *absentCache                   // module@versions the upstream said it lacks
+
+	notesMu sync.Mutex
+	notes   map[string]store.Head // signed notes verified lately, by their bytes
 }
 
 // New checks the configuration and returns a Syncer.
@@ -157,8 +182,12 @@ func New(cfg Config) (*Syncer, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	ttl := cfg.AbsentTTL
+	if ttl == 0 {
+		ttl = DefaultAbsentTTL
+	}
 	s := &Syncer{cfg: cfg, verifier: v, log: v.Name(), logger: logger.With("log", v.Name()),
-		flights: make(map[string]*flight)}
+		absent: newAbsentCache(ttl)}
 	if cfg.Upstream != nil {
 		s.src = cfg.Upstream
 	} else {
@@ -185,6 +214,7 @@ type Result struct {
 	Served   store.Head // the head served after the run
 	Previous int64      // size of the head served before the run (0: none)
 	Records  int64      // records stored by this run
+	Tiles    int64      // hash tiles stored or widened by this run
 	Mode     string     // the mode the run used: ModeFull or ModeLazy
 	Elapsed  time.Duration
 }
@@ -223,9 +253,20 @@ func (noUpstream) Tile(_ context.Context, t tlog.Tile) ([]byte, error) {
 }
 func (noUpstream) URL() string { return "(no upstream)" }
 
-// Once runs one sync of the log to the upstream's newest head.
+// Once runs one sync of the log to the upstreams' newest head (see
+// onceAnywhere and once), and tells Config.Observer how it went.
 func (s *Syncer) Once(ctx context.Context) (Result, error) {
 	start := time.Now()
+	res, err := s.onceAnywhere(ctx, start)
+	res.Elapsed = time.Since(start)
+	if s.cfg.Observer != nil && !errors.Is(err, store.ErrLocked) {
+		s.cfg.Observer.SyncRun(res, err)
+	}
+	return res, err
+}
+
+// once runs one sync of the log to the upstreams' newest head.
+func (s *Syncer) once(ctx context.Context, start time.Time) (Result, error) {
 	res := Result{Log: s.log}
 	if s.cfg.Upstream == nil {
 		return res, fmt.Errorf("sync %s: %w", s.log, errNoUpstream)
@@ -246,11 +287,7 @@ func (s *Syncer) Once(ctx context.Context) (Result, error) {
 		return res, err
 	}
 
-	head, err := s.fetchHead(ctx)
-	if err != nil {
-		return res, err
-	}
-	target, err := s.link(ctx, head)
+	target, err := s.linkHeads(ctx)
 	if err != nil {
 		return res, err
 	}
@@ -276,7 +313,7 @@ func (s *Syncer) Once(ctx context.Context) (Result, error) {
 		return res, err
 	}
 	if mode == ModeLazy {
-		err := s.Advance(ctx, target)
+		_, err := s.advance(ctx, target, nil, nil, &res.Tiles)
 		res.Elapsed = time.Since(start)
 		if err != nil {
 			return res, err
@@ -284,7 +321,7 @@ func (s *Syncer) Once(ctx context.Context) (Result, error) {
 		res.Served = target
 		return res, nil
 	}
-	n, err := s.full(ctx, target, res.Previous)
+	n, err := s.full(ctx, target, res.Previous, &res.Tiles)
 	res.Records = n
 	res.Elapsed = time.Since(start)
 	if err != nil {

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/mod/module"
 
 	"github.com/sumkeep/sumkeep/store"
+	"github.com/sumkeep/sumkeep/upstream"
 )
 
 // SeedCounts tells how a seed is going or went.
@@ -39,18 +41,40 @@ type SeedFailure struct {
 	Err    error
 }
 
-// Seed fetches the records of mods that the store lacks, concurrency at a
-// time, each verified and stored with its proof as Fetch does. progress, if
-// not nil, is called after each module@version, from several goroutines
-// but never concurrently. Signed proof of misbehaviour (a fork) stops the
-// seed with an error, and so does a head not signed by the key at all
-// (ErrWrongKey: no fetch can succeed with that key); other failures, and
-// module@versions not in the log, are counted and listed (in no particular
-// order), and the seed goes on.
+// Seed groups: a seed commits the records it fetched in groups of up to
+// seedGroup, one durable commit each, never one per record. A group is cut
+// when it is full, or when no lookup has answered for seedLinger (the
+// lookups in flight come back in waves, one per round trip), or when every
+// lookup is done.
+const (
+	seedGroup   = 512
+	seedLinger  = 20 * time.Millisecond
+	seedProvers = 2 // groups proven (their tiles read) at once
+	// seedStoreChecks bounds the lookups in the store (is it there
+	// already?) a seed has in flight: its lookups upstream are many more
+	// than the store's connections.
+	seedStoreChecks = 4
+)
+
+// DefaultSeedConcurrency is how many lookups a seed has in flight by
+// default: a seed's time is its lookups' round trips divided by this.
+const DefaultSeedConcurrency = 256
+
+// Seed fetches the records of mods that the store lacks, concurrency
+// lookups at a time, and stores them in groups: each group's records are
+// verified as Fetch verifies one (the signed heads they came with linked
+// to the stored heads, each record proven under the served head, every
+// tile those proofs need read in one parallel round) and committed in one
+// batch. progress, if not nil, is called after each module@version, from
+// several goroutines but never concurrently. Signed proof of misbehaviour
+// (a fork) stops the seed with an error, and so does a head not signed by
+// the key at all (ErrWrongKey: no fetch can succeed with that key); other
+// failures, and module@versions not in the log, are counted and listed (in
+// no particular order), and the seed goes on.
 func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency int, progress func(SeedCounts)) (SeedCounts, []SeedFailure, error) {
 	counts := SeedCounts{Total: len(mods)}
 	if concurrency <= 0 {
-		concurrency = s.cfg.Concurrency
+		concurrency = DefaultSeedConcurrency
 	}
 	if n, err := s.cfg.Store.Synced(ctx, s.log); err != nil {
 		return counts, nil, err
@@ -60,14 +84,28 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 	if err := s.lazyOnly(ctx); err != nil {
 		return counts, nil, fmt.Errorf("seed %s: %w", s.log, err)
 	}
+	if upstream.AnswersFrom(ctx) == nil {
+		// Evidence names the upstream that sent each answer (see
+		// upstreams.go).
+		ctx = upstream.WithAnswers(ctx, upstream.NewAnswers())
+	}
+	if s.cfg.Upstream == nil {
+		return counts, nil, fmt.Errorf("seed %s: %w", s.log, errNoUpstream)
+	}
+	if err := s.checkEvidence(ctx); err != nil {
+		return counts, nil, err
+	}
+	// What was stored before the seed is stored under this head.
+	before, err := s.cfg.Store.ServedHead(ctx, s.log)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return counts, nil, err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
 		mu       sync.Mutex
 		failures []SeedFailure
 		fatal    error
-		next     atomic.Int64
-		wg       sync.WaitGroup
 	)
 	note := func(m module.Version, count *int, err error) {
 		mu.Lock()
@@ -84,66 +122,150 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 			progress(counts)
 		}
 	}
+	// failed notes m's failure, or stops the seed on a lie or the wrong
+	// key; it reports whether the seed goes on.
+	failed := func(m module.Version, err error) bool {
+		var mis *MisbehaviourError
+		if errors.As(err, &mis) || errors.Is(err, ErrWrongKey) || ctx.Err() != nil {
+			mu.Lock()
+			if fatal == nil {
+				fatal = err
+			}
+			mu.Unlock()
+			cancel()
+			return false
+		}
+		err = classifyFetch(m.Path, m.Version, err)
+		fe, _ := errors.AsType[*FetchError](err)
+		switch fe.Kind {
+		case FetchNotInLog:
+			note(m, &counts.NotInLog, err)
+		case FetchRefused:
+			note(m, &counts.Refused, err)
+		case FetchUnreachable:
+			note(m, &counts.Unreachable, err)
+		default:
+			note(m, &counts.Failed, err)
+		}
+		return true
+	}
+
+	// Lookups, concurrency at a time; what they find goes to be kept.
+	found := make(chan lookedUp, 2*concurrency)
+	var next atomic.Int64
+	var lookups sync.WaitGroup
+	checks := make(chan struct{}, seedStoreChecks)
 	for w := 0; w < concurrency; w++ {
-		wg.Add(1)
+		lookups.Add(1)
 		go func() {
-			defer wg.Done()
+			defer lookups.Done()
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= len(mods) || ctx.Err() != nil {
 					return
 				}
 				m := mods[i]
-				present, err := s.stored(ctx, m)
+				checks <- struct{}{}
+				present, err := s.storedUnder(ctx, before, m)
+				<-checks
 				if err == nil && present {
 					note(m, &counts.Present, nil)
 					continue
 				}
+				var lu lookedUp
 				if err == nil {
-					err = s.Fetch(ctx, m.Path, m.Version)
+					lu, err = s.lookUp(ctx, m.Path, m.Version)
 				}
-				var mis *MisbehaviourError
-				fe, _ := errors.AsType[*FetchError](err)
-				switch {
-				case err == nil:
-					note(m, &counts.Fetched, nil)
-				case errors.As(err, &mis) || errors.Is(err, ErrWrongKey) || ctx.Err() != nil:
-					mu.Lock()
-					if fatal == nil {
-						fatal = err
+				if err != nil {
+					if !failed(m, err) {
+						return
 					}
-					mu.Unlock()
-					cancel()
+					continue
+				}
+				select {
+				case found <- lu:
+				case <-ctx.Done():
 					return
-				case fe != nil && fe.Kind == FetchNotInLog:
-					note(m, &counts.NotInLog, err)
-				case fe != nil && fe.Kind == FetchRefused:
-					note(m, &counts.Refused, err)
-				case fe != nil && fe.Kind == FetchUnreachable:
-					note(m, &counts.Unreachable, err)
-				default:
-					note(m, &counts.Failed, err)
 				}
 			}
 		}()
 	}
-	wg.Wait()
+	go func() { lookups.Wait(); close(found) }()
+
+	// Groups, proven a few at a time and committed one by one.
+	var provers sync.WaitGroup
+	slots := make(chan struct{}, seedProvers)
+	keepGroup := func(group []lookedUp) {
+		defer provers.Done()
+		defer func() { <-slots }()
+		errs, err := s.keep(ctx, group)
+		for i, it := range group {
+			m := module.Version{Path: it.rec.Path, Version: it.rec.Version}
+			e := err
+			if e == nil {
+				e = errs[i]
+			}
+			if e == nil {
+				note(m, &counts.Fetched, nil)
+			} else if !failed(m, e) {
+				return
+			}
+		}
+	}
+	for group := range seedGroups(found) {
+		if ctx.Err() != nil {
+			continue // drain: the lookups stop
+		}
+		slots <- struct{}{}
+		provers.Add(1)
+		go keepGroup(group)
+	}
+	provers.Wait()
 	if fatal == nil && ctx.Err() != nil {
 		fatal = ctx.Err()
 	}
 	return counts, failures, fatal
 }
 
-// stored reports whether the record of m is stored under the served head.
-func (s *Syncer) stored(ctx context.Context, m module.Version) (bool, error) {
-	h, err := s.cfg.Store.ServedHead(ctx, s.log)
-	if errors.Is(err, store.ErrNotFound) {
+// seedGroups cuts what found yields into groups (see seedGroup).
+func seedGroups(found <-chan lookedUp) func(yield func([]lookedUp) bool) {
+	return func(yield func([]lookedUp) bool) {
+		timer := time.NewTimer(seedLinger)
+		defer timer.Stop()
+		for {
+			first, ok := <-found
+			if !ok {
+				return
+			}
+			group := []lookedUp{first}
+			open := true
+			for open && len(group) < seedGroup {
+				timer.Reset(seedLinger)
+				select {
+				case lu, ok := <-found:
+					if !ok {
+						open = false
+						break
+					}
+					group = append(group, lu)
+				case <-timer.C:
+					open = false
+				}
+			}
+			if !yield(group) {
+				return
+			}
+		}
+	}
+}
+
+// storedUnder reports whether the record of m is stored under head (none
+// if its size is 0).
+func (s *Syncer) storedUnder(ctx context.Context, head store.Head, m module.Version) (bool, error) {
+	if head.Size == 0 {
 		return false, nil
 	}
-	if err != nil {
-		return false, err
-	}
-	_, err = s.cfg.Store.Lookup(ctx, s.log, m.Path, m.Version, h.Size)
+	_, err := s.cfg.Store.Lookup(ctx, s.log, m.Path, m.Version, head.Size)
 	if errors.Is(err, store.ErrNotFound) {
 		return false, nil
 	}

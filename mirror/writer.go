@@ -14,6 +14,7 @@ import (
 
 	"github.com/sumkeep/sumkeep/proof"
 	"github.com/sumkeep/sumkeep/store"
+	"github.com/sumkeep/sumkeep/upstream"
 )
 
 // The per-log writer: every head and record an upstream sends is verified
@@ -29,6 +30,8 @@ type MisbehaviourError struct {
 	Evidence store.Evidence
 	// KeepErr is why the evidence could not be stored; nil when it was.
 	KeepErr error
+	// Blamed is the upstream quarantined for it, if one was (see Blamer).
+	Blamed string
 }
 
 func (e *MisbehaviourError) Error() string {
@@ -55,22 +58,23 @@ func (s *Syncer) fetchHead(ctx context.Context) (store.Head, error) {
 	if err != nil {
 		return store.Head{}, err
 	}
-	return s.openHead(ctx, msg, s.cfg.Upstream.URL()+"/latest")
+	src := s.answeredBy(ctx, upstream.LatestKey)
+	return s.openHead(ctx, msg, src, src+"/latest")
 }
 
-// openHead verifies a signed tree head the upstream sent (from where, a
-// URL). A signature that does not verify with the key is kept as evidence,
+// openHead verifies a signed tree head the upstream source sent (from
+// where, a URL). A signature that does not verify with the key is kept as evidence,
 // once per upstream (store.Evidence), so that status shows it; a head
 // signed by no key of that name at all is also ErrWrongKey, since the key
 // configured may be the one at fault.
-func (s *Syncer) openHead(ctx context.Context, msg []byte, where string) (store.Head, error) {
+func (s *Syncer) openHead(ctx context.Context, msg []byte, source, where string) (store.Head, error) {
 	h, err := proof.OpenHead(msg, s.verifier)
 	_, unverified := errors.AsType[*note.UnverifiedNoteError](err)
 	if _, invalid := errors.AsType[*note.InvalidSignatureError](err); invalid || unverified {
 		mis := s.misbehaved(ctx, store.Evidence{
 			Kind:    store.EvidenceBadSig,
 			Message: fmt.Sprintf("%s: %v", where, err),
-			Source:  s.src.URL(),
+			Source:  source,
 			Object:  "signed tree head",
 			NoteA:   msg,
 		})
@@ -95,6 +99,12 @@ func (s *Syncer) openHead(ctx context.Context, msg []byte, where string) (store.
 // the two: of two heads stored at once, the later one's second check sees
 // the earlier one. Two heads that do not link are a fork.
 func (s *Syncer) link(ctx context.Context, h store.Head) (store.Head, error) {
+	return s.linkWith(ctx, h, nil)
+}
+
+// linkWith is link reading tiles through r (a new reader if nil), which
+// may hold them already.
+func (s *Syncer) linkWith(ctx context.Context, h store.Head, r *proof.Reader) (store.Head, error) {
 	s.linkMu.Lock()
 	defer s.linkMu.Unlock()
 	proven := make(map[int64]bool) // neighbours proven consistent with h
@@ -127,7 +137,7 @@ func (s *Syncer) link(ctx context.Context, h store.Head) (store.Head, error) {
 			if o == nil || proven[o.Size] {
 				continue
 			}
-			if err := s.consistent(ctx, *o, h); err != nil {
+			if err := s.consistent(ctx, *o, h, r); err != nil {
 				return h, err
 			}
 			proven[o.Size] = true
@@ -154,8 +164,9 @@ func (s *Syncer) link(ctx context.Context, h store.Head) (store.Head, error) {
 }
 
 // consistent proves heads a and b consistent, from tiles of the larger one
-// (authenticated against its signed root), and keeps evidence of a fork.
-func (s *Syncer) consistent(ctx context.Context, a, b store.Head) error {
+// (authenticated against its signed root) read through r (a new reader if
+// nil), and keeps evidence of a fork.
+func (s *Syncer) consistent(ctx context.Context, a, b store.Head, r *proof.Reader) error {
 	small, big := a, b
 	if b.Size < a.Size {
 		small, big = b, a
@@ -165,7 +176,9 @@ func (s *Syncer) consistent(ctx context.Context, a, b store.Head) error {
 		th = big.Hash
 	} else {
 		var err error
-		r := s.newReader(ctx)
+		if r == nil {
+			r = s.newReader(ctx)
+		}
 		th, err = tlog.TreeHash(small.Size, r.HashReader(big.Tree()))
 		if err != nil {
 			return s.tileTrouble(ctx, fmt.Errorf("proving head %d consistent with head %d: %w", small.Size, big.Size, err), big, r.Suspects())
@@ -183,21 +196,24 @@ func (s *Syncer) fork(ctx context.Context, stored, h store.Head) error {
 	return s.misbehaved(ctx, store.Evidence{
 		Kind: store.EvidenceFork,
 		Message: fmt.Sprintf("signed heads of size %d (stored %s) and %d (from %s) are not consistent: the log has forked",
-			stored.Size, stored.FirstSeen.Format(time.RFC3339), h.Size, s.src.URL()),
-		Source: s.src.URL(),
+			stored.Size, stored.FirstSeen.Format(time.RFC3339), h.Size, s.answeredBy(ctx, upstream.LatestKey)),
+		Source: s.answeredBy(ctx, upstream.LatestKey),
 		Object: fmt.Sprintf("heads %d and %d", stored.Size, h.Size),
 		NoteA:  stored.Note,
 		NoteB:  h.Note,
 	})
 }
 
-// misbehaved keeps evidence and returns the error that stops the sync.
+// misbehaved keeps evidence, tells the upstream pool who lied (blame), and
+// returns the error that stops the sync.
 func (s *Syncer) misbehaved(ctx context.Context, e store.Evidence) error {
-	s.logger.Error("upstream misbehaviour", "kind", e.Kind, "message", e.Message)
+	s.logger.Error("upstream misbehaviour", "kind", e.Kind, "message", e.Message, "source", e.Source)
+	mis := &MisbehaviourError{Evidence: e}
 	if err := s.cfg.Store.AddEvidence(ctx, s.log, e); err != nil {
-		return &MisbehaviourError{Evidence: e, KeepErr: err}
+		mis.KeepErr = err
 	}
-	return &MisbehaviourError{Evidence: e}
+	mis.Blamed = s.blame(e, mis)
+	return mis
 }
 
 // tileTrouble turns a failed tile authentication into evidence. Other errors
@@ -205,8 +221,21 @@ func (s *Syncer) misbehaved(ctx context.Context, e store.Evidence) error {
 // that were never authenticated: the evidence names them and keeps their
 // bytes (up to maxSuspects of them).
 func (s *Syncer) tileTrouble(ctx context.Context, err error, against store.Head, suspects []store.Tile) error {
-	if _, ok := errors.AsType[*proof.InconsistentTileError](err); !ok {
+	ite, ok := errors.AsType[*proof.InconsistentTileError](err)
+	if !ok {
 		return err
+	}
+	// The tiles the failing proof read, among the suspects, if any: they
+	// name the same lie the same way however many lookups meet it, so its
+	// evidence is kept once and counted.
+	var read []store.Tile
+	for _, t := range suspects {
+		if slices.Contains(ite.Tiles, t.Tile) {
+			read = append(read, t)
+		}
+	}
+	if len(read) > 0 {
+		suspects = read
 	}
 	slices.SortFunc(suspects, func(a, b store.Tile) int {
 		return cmp.Or(cmp.Compare(a.Tile.L, b.Tile.L), cmp.Compare(a.Tile.N, b.Tile.N), cmp.Compare(a.Tile.W, b.Tile.W))
@@ -228,10 +257,11 @@ func (s *Syncer) tileTrouble(ctx context.Context, err error, against store.Head,
 	case len(suspects) > 1:
 		which = "one of the tiles " + strings.Join(names, ", ")
 	}
+	src := s.answeredBy(ctx, suspectKeys(suspects)...)
 	return s.misbehaved(ctx, store.Evidence{
 		Kind:    store.EvidenceBadTile,
-		Message: fmt.Sprintf("hash tiles from %s do not match the signed root of tree %d: %s: %v", s.src.URL(), against.Size, which, err),
-		Source:  s.src.URL(),
+		Message: fmt.Sprintf("hash tiles from %s do not match the signed root of tree %d: %s: %v", src, against.Size, which, err),
+		Source:  src,
 		Object:  which,
 		NoteA:   against.Note,
 		Data:    data,
@@ -254,7 +284,7 @@ func (s *Syncer) commitError(ctx context.Context, err error, b store.Batch, targ
 		return err
 	}
 	var data []byte
-	if i := de.ID - b.Records[0].ID; i >= 0 && i < int64(len(b.Records)) {
+	if i, ok := slices.BinarySearchFunc(b.Records, de.ID, func(r store.Record, id int64) int { return cmp.Compare(r.ID, id) }); ok {
 		data = b.Records[i].Data
 	}
 	return s.misbehaved(ctx, store.Evidence{
@@ -267,6 +297,9 @@ func (s *Syncer) commitError(ctx context.Context, err error, b store.Batch, targ
 	})
 }
 
+// errBlocked is checkEvidence's error.
+var errBlocked = errors.New("refusing to advance: the store holds evidence of upstream misbehaviour")
+
 // checkEvidence refuses to go on when the store holds signed proof that the
 // log misbehaved.
 func (s *Syncer) checkEvidence(ctx context.Context) error {
@@ -276,15 +309,52 @@ func (s *Syncer) checkEvidence(ctx context.Context) error {
 	}
 	for _, e := range es {
 		if blocking(e.Kind) {
-			return fmt.Errorf("sync %s: refusing to advance: the store holds evidence of upstream misbehaviour (%s, %s): %s",
-				s.log, e.Kind, e.CreatedAt.Format(time.RFC3339), e.Message)
+			return fmt.Errorf("sync %s: %w (%s, %s): %s",
+				s.log, errBlocked, e.Kind, e.CreatedAt.Format(time.RFC3339), e.Message)
 		}
 	}
 	return nil
 }
 
 // newReader returns a proof reader over the store and, where the store
-// lacks a tile, the syncer's source.
+// lacks a tile, the syncer's source, Concurrency requests at a time; a tile
+// requested for another reader meanwhile is not requested again.
 func (s *Syncer) newReader(ctx context.Context) *proof.Reader {
-	return proof.NewReader(ctx, proof.ReaderConfig{Store: s.cfg.Store, Log: s.log, Source: s.src})
+	return proof.NewReader(ctx, proof.ReaderConfig{Store: s.cfg.Store, Log: s.log, Source: sharedSource{s}, Concurrency: s.cfg.Concurrency})
 }
+
+// sharedSource is the syncer's source with requests in flight shared by
+// every reader: concurrent fetches that need one tile make one request,
+// cancelled only when all of them have gone.
+type sharedSource struct{ s *Syncer }
+
+func (ss sharedSource) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
+	return ss.s.tileFlights.do(ctx, t, fetchTimeout, func(ctx context.Context) ([]byte, error) {
+		return ss.s.src.Tile(ctx, t)
+	})
+}
+
+// openHeadCached is openHead remembering the notes it verified lately: the
+// lookups of one go.sum come with a few signed heads, not one each.
+func (s *Syncer) openHeadCached(ctx context.Context, msg []byte, source, where string) (store.Head, error) {
+	s.notesMu.Lock()
+	h, ok := s.notes[string(msg)]
+	s.notesMu.Unlock()
+	if ok {
+		return h, nil
+	}
+	h, err := s.openHead(ctx, msg, source, where)
+	if err != nil {
+		return h, err
+	}
+	s.notesMu.Lock()
+	if s.notes == nil || len(s.notes) >= maxNotes {
+		s.notes = make(map[string]store.Head)
+	}
+	s.notes[string(msg)] = h
+	s.notesMu.Unlock()
+	return h, nil
+}
+
+// maxNotes bounds the signed notes openHeadCached remembers.
+const maxNotes = 64

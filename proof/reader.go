@@ -159,20 +159,70 @@ func (r *Reader) fromStore(tiles []tlog.Tile, missing []int, out [][]byte) ([]in
 	case len(missing) == 1:
 		return missing, nil
 	}
-	var still []int
+	// Level by level (the upper levels are few, and usually stored), then
+	// what is still missing one by one, a few at a time: a round of proofs
+	// may read hundreds of tiles, of which the store holds some.
+	byLevel := make(map[int][]int)
 	for _, i := range missing {
-		d, err := r.cfg.Store.ReadTiles(r.ctx, r.cfg.Log, tiles[i:i+1])
-		switch {
-		case errors.Is(err, store.ErrNotFound):
+		byLevel[tiles[i].L] = append(byLevel[tiles[i].L], i)
+	}
+	if len(byLevel) > 1 {
+		var rest []int
+		for _, idx := range byLevel {
+			want := make([]tlog.Tile, len(idx))
+			for j, i := range idx {
+				want[j] = tiles[i]
+			}
+			data, err := r.cfg.Store.ReadTiles(r.ctx, r.cfg.Log, want)
+			switch {
+			case err == nil:
+				for j, i := range idx {
+					out[i] = data[j]
+				}
+			case errors.Is(err, store.ErrNotFound):
+				rest = append(rest, idx...)
+			default:
+				return nil, err
+			}
+		}
+		missing = rest
+	}
+	found := make([]bool, len(missing))
+	errs := make([]error, len(missing))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, storeConcurrency)
+	for j, i := range missing {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			d, err := r.cfg.Store.ReadTiles(r.ctx, r.cfg.Log, tiles[i:i+1])
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+			case err != nil:
+				errs[j] = err
+			default:
+				out[i], found[j] = d[0], true
+			}
+		}()
+	}
+	wg.Wait()
+	if err := FirstError(errs); err != nil {
+		return nil, err
+	}
+	var still []int
+	for j, i := range missing {
+		if !found[j] {
 			still = append(still, i)
-		case err != nil:
-			return nil, err
-		default:
-			out[i] = d[0]
 		}
 	}
 	return still, nil
 }
+
+// storeConcurrency is how many tiles a Reader reads from the store at once
+// when it reads them one by one.
+const storeConcurrency = 16
 
 // fromSource fetches tiles[i] for i in missing from the source into out,
 // Concurrency at a time, and returns the first error.
@@ -234,12 +284,26 @@ func (r *Reader) Suspects() []store.Tile {
 }
 
 // Verified returns the tiles authenticated so far that came from the source
-// (or, with VerifyAll, from anywhere but the batch).
+// (or, with VerifyAll, from anywhere but the batch), each (level, index)
+// once, at the widest width read.
 func (r *Reader) Verified() []store.Tile {
 	r.c.mu.Lock()
 	defer r.c.mu.Unlock()
-	out := make([]store.Tile, 0, len(r.c.verified))
+	// Tiles are prefix-stable: of one tile read at several widths (for
+	// trees of several sizes), the widest holds the others.
+	type key struct {
+		l int
+		n int64
+	}
+	widest := make(map[key]tlog.Tile, len(r.c.verified))
 	for t := range r.c.verified {
+		k := key{t.L, t.N}
+		if w, ok := widest[k]; !ok || t.W > w.W {
+			widest[k] = t
+		}
+	}
+	out := make([]store.Tile, 0, len(widest))
+	for _, t := range widest {
 		out = append(out, store.Tile{Tile: t, Data: r.c.seen[t]})
 	}
 	return out

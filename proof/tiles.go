@@ -229,3 +229,18 @@ func (p *Tiles) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	}
 	return out, nil
 }
+
+// Authenticated returns the tiles authenticated so far (by proofs that
+// have returned), so that a Reader can be told which of those it read may
+// be stored (Reader.SaveTiles).
+func (p *Tiles) Authenticated() []tlog.Tile {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []tlog.Tile
+	for t, e := range p.tiles {
+		if e.exp != nil {
+			out = append(out, t)
+		}
+	}
+	return out
+}

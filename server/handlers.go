@@ -47,6 +47,9 @@ func (s *Server) newEngine() *gin.Engine {
 	if s.logRequests {
 		e.Use(s.requestLog)
 	}
+	if s.observer != nil {
+		e.Use(s.observeRequest)
+	}
 	e.Use(s.recovery)
 	e.NoRoute(func(c *gin.Context) { s.fail(c, http.StatusNotFound, "not found") })
 	for _, m := range []string{http.MethodGet, http.MethodHead} {
@@ -57,9 +60,12 @@ func (s *Server) newEngine() *gin.Engine {
 		e.Handle(m, "/readyz", s.readyz)
 		e.Handle(m, "/livez", s.livez)
 		e.Handle(m, "/version", s.version)
-		e.Handle(m, "/sumdb/:name/*rest", s.proxy)
+		e.Handle(m, proxyPattern, s.proxy)
 		e.Handle(m, "/", s.statusPage)
 		e.Handle(m, "/status.json", s.statusJSON)
+	}
+	if s.metrics != nil {
+		mountMetrics(e, s.metrics)
 	}
 	return e
 }
@@ -84,6 +90,9 @@ func (s *Server) recovery(c *gin.Context) {
 	}()
 	c.Next()
 }
+
+// proxyPattern is the route of the proxy form.
+const proxyPattern = "/sumdb/:name/*rest"
 
 func (s *Server) rootLatest(c *gin.Context) { s.latest(c, s.log) }
 
@@ -153,7 +162,9 @@ func (s *Server) latest(c *gin.Context, log string) {
 	s.write(c, hdrText, hdrLatest, head.Note)
 }
 
-func (s *Server) lookup(c *gin.Context, log, mod string) {
+// answerLookup answers a lookup and returns where the record came from
+// (lookup tells the observer).
+func (s *Server) answerLookup(c *gin.Context, log, mod string) (from lookupSource) {
 	if !validModVer(mod) {
 		s.fail(c, http.StatusBadRequest, "invalid module@version syntax")
 		return
@@ -199,7 +210,7 @@ func (s *Server) lookup(c *gin.Context, log, mod string) {
 	if head != nil {
 		cached, hit := s.cache.get(key)
 		if hit && cached.id < head.Size {
-			rec, err = store.Record{ID: cached.id, Data: cached.data}, nil
+			rec, err, from = store.Record{ID: cached.id, Data: cached.data}, nil, fromCache
 		} else if rec, err = s.store.Lookup(ctx, log, path, vers, head.Size); err == nil {
 			s.cache.put(key, cachedRecord{id: rec.ID, data: rec.Data})
 		}
@@ -208,7 +219,11 @@ func (s *Server) lookup(c *gin.Context, log, mod string) {
 		// Lazy mode: fetch it through, then answer from the store under the
 		// head served now (the fetch may have advanced it).
 		c.Set(fetchedKey, true)
+		from = fromUpstream
 		if ferr := fetcher.Fetch(ctx, path, vers); ferr != nil {
+			if !errors.Is(ferr, store.ErrNotFound) {
+				from = upstreamFailure
+			}
 			if !errors.Is(ferr, store.ErrNotFound) && ctx.Err() == nil {
 				s.logger.WarnContext(ctx, "fetching from the upstream", "log", log, "module", path, "version", vers, "err", ferr)
 			}
@@ -253,6 +268,7 @@ func (s *Server) lookup(c *gin.Context, log, mod string) {
 	b = append(b, head.Note...)
 	s.write(c, hdrText, hdrShort, b)
 	s.putBuf(bp, b)
+	return
 }
 
 func (s *Server) tile(c *gin.Context, log, p string) {

@@ -190,6 +190,12 @@ type Config struct {
 	// logged (zero means all).
 	RequestLog       bool
 	RequestLogSample float64
+	// Observer, if not nil, is told of every request and lookup answered
+	// (package metrics implements it).
+	Observer Observer
+	// Metrics, if not nil, is served at GET /metrics (package metrics
+	// makes one for Prometheus).
+	Metrics http.Handler
 }
 
 // A Fetcher fetches a record the store lacks from the upstream, verifies it
@@ -243,6 +249,8 @@ type Server struct {
 	status       statusCache
 	logRequests  bool
 	sample       sampler
+	observer     Observer     // nil: none
+	metrics      http.Handler // served at /metrics; nil: none
 }
 
 // snapshot is what the server knows about the logs at one time. It is
@@ -275,6 +283,8 @@ func New(cfg Config) *Server {
 		syncs:        cfg.Syncs,
 		statusTTL:    cmp.Or(cfg.StatusCache, DefaultStatusCache),
 		logRequests:  cfg.RequestLog,
+		observer:     cfg.Observer,
+		metrics:      cfg.Metrics,
 	}
 	s.statusStore = cfg.StatusStore
 	if s.statusStore == nil {

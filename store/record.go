@@ -104,6 +104,12 @@ func plainText(b []byte) bool {
 
 const b64Len = 44 // base64 of a SHA-256 hash
 
+// strictBase64 is made once: Strict returns a copy of the whole Encoding
+// (its 256-byte decode map included), which a bulk sync made for every hash
+// it decoded, two million times a million records (runtime.memmove under
+// appendHash: 0.17 s of a 3.99 s sync profile).
+var strictBase64 = base64.StdEncoding.Strict()
+
 // appendHash decodes a 44-byte base64 hash and appends it to dst, accepting
 // only the canonical spelling (the decoder alone would accept non-zero
 // padding bits and skip newlines).
@@ -119,7 +125,7 @@ func appendHash(dst, field []byte) ([]byte, bool) {
 		}
 	}
 	var buf [b64Len * 3 / 4]byte // DecodedLen: 33, one more than a hash
-	n, err := base64.StdEncoding.Strict().Decode(buf[:], field)
+	n, err := strictBase64.Decode(buf[:], field)
 	if err != nil || n != sha256.Size {
 		return dst, false
 	}

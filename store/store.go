@@ -130,6 +130,9 @@ const (
 	EvidenceBadTile   = "tile-mismatch"    // hash tiles that do not match the signed root
 	EvidenceDuplicate = "duplicate-record" // two records for one module@version
 	EvidenceBadSig    = "bad-signature"    // a signed tree head whose signature does not verify
+	// EvidenceWrongAnswer: a lookup answered with the record of another
+	// module@version (Data: that record).
+	EvidenceWrongAnswer = "wrong-answer"
 	// EvidenceReplicaMismatch: the Trillian replica's root differs from a
 	// signed head's (Data: the replica's signed log root).
 	EvidenceReplicaMismatch = "replica-mismatch"

@@ -115,6 +115,39 @@ type Client struct {
 	tries int
 
 	observe func(Observation) // nil: not observed
+	own     *http.Transport   // the client's own transport (NewClient with hc nil), else nil
+	slots   chan struct{}     // nil: unbounded; else one token per request in flight
+}
+
+// WithMaxInFlight bounds the requests the Client has in flight at once to
+// n (n <= 0: unbounded). A request waits for a slot, or for its context to
+// end; a retry waits again. So however many lookups a mirror's clients
+// make, and however many of them are abandoned, at most n connections to
+// the upstream are busy; with the Client's own transport (NewClient with
+// hc nil), at most n are open.
+func WithMaxInFlight(n int) ClientOption {
+	return func(c *Client) {
+		c.slots = nil
+		if n > 0 {
+			c.slots = make(chan struct{}, n)
+		}
+		if c.own != nil && n > 0 {
+			c.own.MaxConnsPerHost = n
+		}
+	}
+}
+
+// acquire takes a slot for one request, or fails with ctx's error.
+func (c *Client) acquire(ctx context.Context) (release func(), err error) {
+	if c.slots == nil {
+		return func() {}, nil
+	}
+	select {
+	case c.slots <- struct{}{}:
+		return func() { <-c.slots }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for a request slot to %s: %w", c.shown, ctx.Err())
+	}
 }
 
 // idleConns is how many idle connections the default client keeps to the
@@ -138,6 +171,9 @@ func NewClient(base string, hc *http.Client, opts ...ClientOption) *Client {
 	}
 	base = strings.TrimSuffix(base, "/")
 	c := &Client{base: base, shown: redact.URL(base), http: hc, tries: 3}
+	if t, ok := hc.Transport.(*http.Transport); ok && hc.Transport != http.DefaultTransport {
+		c.own = t
+	}
 	for _, o := range opts {
 		o(c)
 	}
@@ -224,8 +260,14 @@ func (c *Client) get(ctx context.Context, path string, limit int64) ([]byte, err
 	return nil, err
 }
 
-// observed is getOnce, reported to the observer if there is one.
+// observed is getOnce in a request slot, reported to the observer if
+// there is one.
 func (c *Client) observed(ctx context.Context, path string, limit int64) ([]byte, bool, error) {
+	release, err := c.acquire(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	defer release()
 	if c.observe == nil {
 		return c.getOnce(ctx, path, limit)
 	}

@@ -24,6 +24,13 @@ type Store interface {
 	ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([][]byte, error)
 }
 
+// manyLooker is a Store that looks up many records of a log at once
+// (store/postgres): recs[i] and errs[i] are what Lookup would give for
+// paths[i]@versions[i].
+type manyLooker interface {
+	LookupMany(ctx context.Context, log string, paths, versions []string, maxID int64) (recs []store.Record, errs []error, err error)
+}
+
 // Errors of NewStoreSource.
 var (
 	// ErrNoHead reports that the store serves no tree head for the log.
@@ -141,9 +148,26 @@ func (s *StoreSource) records(ctx context.Context, mods []module.Version) ([]Ans
 
 	answers := make([]Answer, len(mods))
 	recs := make([]store.Record, len(mods))
+	lookup := func(i int) (store.Record, error) {
+		m := mods[i]
+		return s.st.Lookup(ctx, s.name, m.Path, m.Version, s.tree.N)
+	}
+	if lm, ok := s.st.(manyLooker); ok {
+		// Every lookup in a few queries, rather than a round trip for
+		// each batch the store's lookup workers happen to form.
+		paths, versions := make([]string, len(mods)), make([]string, len(mods))
+		for i, m := range mods {
+			paths[i], versions[i] = m.Path, m.Version
+		}
+		found, errs, err := lm.LookupMany(ctx, s.name, paths, versions, s.tree.N)
+		if err != nil {
+			return nil, fmt.Errorf("looking up %d modules: %w", len(mods), err)
+		}
+		lookup, lookups = func(i int) (store.Record, error) { return found[i], errs[i] }, 1
+	}
 	err := parallel(ctx, len(mods), lookups, func(i int) error {
 		m := mods[i]
-		r, err := s.st.Lookup(ctx, s.name, m.Path, m.Version, s.tree.N)
+		r, err := lookup(i)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			answers[i].Err = s.notFound()

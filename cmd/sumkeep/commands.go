@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/sumkeep/sumkeep/internal/redact"
+	"github.com/sumkeep/sumkeep/metrics"
 	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/server"
 	"github.com/sumkeep/sumkeep/store"
@@ -126,29 +128,46 @@ func (e *env) newSyncer(ctx context.Context, st store.Store, concurrency, batch 
 	if err != nil {
 		return nil, err
 	}
-	base := e.upstream
-	if base == "" {
-		goproxy, err := upstream.GoProxy(ctx, e.getenv)
-		if err != nil {
-			e.logger.Info("GOPROXY is not set and the go command cannot say its default; reaching the checksum database directly", "err", err)
-		}
-		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		base, err = upstream.Discover(dctx, name, goproxy, nil)
-		cancel()
-		if err != nil {
-			return nil, envError{err}
-		}
+	pool, err := e.newPool(ctx, name)
+	if err != nil {
+		return nil, err
 	}
 	return mirror.New(mirror.Config{
 		Mode:        mode,
 		Store:       st,
-		Upstream:    upstream.NewClient(base, nil),
+		Upstream:    pool,
+		AbsentTTL:   e.absentTTL,
 		Key:         e.key,
 		Concurrency: concurrency,
 		BatchTiles:  batch,
 		Logger:      e.logger,
 		Replica:     e.replica,
+		Observer:    e.runObserver,
 	})
+}
+
+// defaultMaxInFlight is --upstream-max-inflight's default.
+const defaultMaxInFlight = 64
+
+// fetchFlags binds the flags that bound fetching from upstreams (serve,
+// sync) to e.
+func (e *env) fetchFlags(fs *flag.FlagSet) {
+	fs.IntVar(&e.maxInFlight, "upstream-max-inflight", defaultMaxInFlight, "at most this many requests in flight to each upstream (0: unbounded); fetch-through lookups beyond it wait, or give up with their clients")
+	fs.DurationVar(&e.absentTTL, "absent-ttl", mirror.DefaultAbsentTTL, "remember for this long that the upstream answered 404 or 410 for a module@version, so that repeated lookups of it are answered without asking again (0: do not remember)")
+}
+
+// checkFetchFlags checks what fetchFlags bound.
+func (e *env) checkFetchFlags() error {
+	if e.maxInFlight < 0 {
+		return usageError{"--upstream-max-inflight must not be negative"}
+	}
+	if e.absentTTL < 0 {
+		return usageError{"--absent-ttl must not be negative"}
+	}
+	if e.absentTTL == 0 {
+		e.absentTTL = -1 // mirror.Config: negative is "not at all"
+	}
+	return nil
 }
 
 func cmdMigrate(ctx context.Context, e *env, args []string) error {
@@ -173,8 +192,14 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	concurrency := fs.Int("concurrency", 32, "upstream requests in flight")
 	batch := fs.Int("batch", 64, "data tiles (of 256 records) per transaction")
 	storeTimeout := fs.Duration("store-timeout", defaultSyncStoreTimeout, "stop a sync whose store does not answer a probe within this time (it resumes on the next run)")
+	metricsListen := fs.String("metrics-listen", "", metricsListenUsage+" (with --schedule)")
 	tf := e.trillianFlags(fs)
+	e.poolFlags(fs)
+	e.fetchFlags(fs)
 	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	if err := e.checkFetchFlags(); err != nil {
 		return err
 	}
 	if *storeTimeout <= 0 {
@@ -182,6 +207,9 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	}
 	if *once == (*schedule != "") {
 		return usageError{"give exactly one of --once and --schedule"}
+	}
+	if *once && *metricsListen != "" {
+		return usageError{"--metrics-listen needs --schedule: a single run ends before anything scrapes it"}
 	}
 	if err := modeFlag(*mode); err != nil {
 		return err
@@ -207,6 +235,17 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	defer closeReplica()
 	if backend.OnThisMachine(st) {
 		e.leaveCoreToDatabase()
+	}
+	if *metricsListen != "" {
+		reg, err := e.processMetrics(st)
+		if err != nil {
+			return err
+		}
+		mctx, stop := context.WithCancel(ctx)
+		defer stop()
+		if err := serveMetrics(mctx, *metricsListen, metrics.Handler(reg), e.logger); err != nil {
+			return err
+		}
 	}
 	s, err := e.newSyncer(ctx, st, *concurrency, *batch, *mode)
 	if err != nil {
@@ -264,9 +303,15 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	publicURL := fs.String("public-url", "", "the URL clients reach this server at (e.g. behind a TLS proxy), shown on the status page; default: built from each request's Host")
 	requestLog := fs.Bool("request-log", true, "log one line per request (method, path, status, bytes, duration, fetched through)")
 	requestSample := fs.Float64("request-log-sample", 1, "share of requests logged, in (0, 1]; 5xx answers are always logged")
+	metricsListen := fs.String("metrics-listen", "", metricsListenUsage+", instead of at /metrics on --listen")
 	dbRead := fs.String("db-read", "", "read lookups, tiles and the served head from this Postgres hot standby of --db (a postgres:// URL); writes (fetch-through, --sync-schedule) go to --db, which also answers what the standby lacks or while it is down")
 	tf := e.trillianFlags(fs)
+	e.poolFlags(fs)
+	e.fetchFlags(fs)
 	if err := e.parse(fs, args); err != nil {
+		return err
+	}
+	if err := e.checkFetchFlags(); err != nil {
 		return err
 	}
 	if *storeTimeout <= 0 {
@@ -326,6 +371,26 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeReplica()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Metrics read the store itself (raw), not the wrapper that answers
+	// 503 while the database is away.
+	reg, err := e.processMetrics(raw)
+	if err != nil {
+		return err
+	}
+	httpMetrics, err := metrics.NewHTTP(reg)
+	if err != nil {
+		return err
+	}
+	var metricsAt http.Handler // /metrics on --listen
+	if *metricsListen != "" {
+		if err := serveMetrics(ctx, *metricsListen, metrics.Handler(reg), e.logger); err != nil {
+			return err
+		}
+	} else {
+		metricsAt = metrics.Handler(reg)
+	}
 	// The upstream may be out of reach (an air-gapped site serving what it
 	// imported): then serve what the store holds, with no fetch-through.
 	var syncer *mirror.Syncer
@@ -340,6 +405,13 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		syncer = s
 		if *mode != mirror.ModeFull {
 			fetch = map[string]server.Fetcher{name: s}
+			// Serve the upstreams' newest head from the start, not
+			// whatever head the first lookup's answer carries.
+			go func() {
+				if err := s.Refresh(ctx); err != nil {
+					e.logger.Warn("could not serve the upstreams' newest head at start", "err", err)
+				}
+			}()
 		}
 	}
 	var reader store.Reader = st
@@ -367,20 +439,21 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 		syncs = server.NewSyncLog(*schedule)
 	}
 	var upstreams []string
+	var health upstream.HealthReporter
 	if syncer != nil {
 		upstreams = []string{syncer.UpstreamURL()}
+		health = &e.health
 	}
 	srv := server.New(server.Config{Store: reader, StatusStore: st, Log: name, Logger: e.logger, CacheRecords: records, CacheTiles: tiles, Fetch: fetch,
 		StoreTimeout: *storeTimeout,
-		Key:          e.key, PublicURL: *publicURL, UpstreamURLs: upstreams, Syncs: syncs,
-		RequestLog: *requestLog, RequestLogSample: *requestSample})
+		Key:          e.key, PublicURL: *publicURL, UpstreamURLs: upstreams, Upstreams: health, Syncs: syncs,
+		RequestLog: *requestLog, RequestLogSample: *requestSample,
+		Observer: httpMetrics, Metrics: metricsAt})
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return envError{fmt.Errorf("--listen: %w", err)}
 	}
 	hs := srv.HTTPServer(server.HTTPLimits{})
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	go srv.Run(ctx)
 	if *schedule != "" {
 		go syncer.RunScheduled(ctx, mirror.Schedule{Spec: *schedule, StoreTimeout: defaultSyncStoreTimeout, Ready: ready,
@@ -484,6 +557,11 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		for _, ev := range ls.Evidence {
 			bad = true
 			fmt.Fprintf(e.stdout, "  EVIDENCE %s\n", evidenceLine(ev))
+		}
+	}
+	if name, err := e.logName(); err == nil {
+		if err := e.printUpstreams(ctx, name); err != nil {
+			return err
 		}
 	}
 	if bad {

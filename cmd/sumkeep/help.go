@@ -13,27 +13,36 @@ var commandHelp = map[string]struct{ synopsis, about string }{
 		`Answers the checksum database protocol (/latest, /lookup, /tile, and the
 proxy form /sumdb/<name>/...) from the store, so that the go command verifies
 modules through it (GOSUMDB="<key> <URL>", or GOPROXY=<URL>,<your proxy>). In
-lazy mode a lookup the store lacks is fetched from the upstream, verified and
-kept; with --sync-schedule the same process also syncs. With --db-read it
-reads from a Postgres hot standby of --db and writes to --db, which also
-answers what the standby has not replayed yet. It listens on 127.0.0.1 by
-default: give --listen :8080 (behind a TLS proxy) to serve other machines.
-Its status page at / (and /status.json) shows the exact GOSUMDB and GOPROXY
-lines to use, the heads, the lag, the syncs, the upstreams and any evidence
-of misbehaviour; it logs one line per request unless --request-log=false.
-/livez answers while the process runs, /readyz once it can serve (the store
-answers and a served head exists).`},
+lazy mode a lookup the store lacks is fetched from the upstreams, verified and
+kept, and the newest head among them is served from the start; with
+--sync-schedule the same process also syncs. --upstream takes several URLs
+(none is trusted: each request goes to the fastest, hedged to the next when
+it is late, and one that lies is quarantined). With --db-read it reads from
+a Postgres hot standby of --db and writes to --db, which also answers what
+the standby has not replayed yet. It listens on 127.0.0.1 by default: give
+--listen :8080 (behind a TLS proxy) to serve other machines. Its status page
+at / (and /status.json) shows the exact GOSUMDB and GOPROXY lines to use,
+the heads, the lag, the syncs, the upstreams and any evidence of
+misbehaviour; it logs one line per request unless --request-log=false.
+Prometheus metrics are at /metrics, or on a listener of their own with
+--metrics-listen. /livez answers while the process runs, /readyz once it
+can serve (the store answers and a served head exists).`},
 	"sync": {"sumkeep sync --once | --schedule SPEC [flags]",
-		`Brings the store to the upstream's newest signed tree head, verifying every
+		`Brings the store to the upstreams' newest signed tree head, verifying every
 head, tile and record before storing it: once, or on a cron schedule until
-stopped. In full mode it copies the whole log; in lazy mode it moves the
-served head and keeps every stored record provable under it.`},
+stopped. The heads of every upstream are linked, so a split view is caught
+as a fork. In full mode it copies the whole log; in lazy mode it moves the
+served head and keeps every stored record provable under it. With
+--schedule, --metrics-listen ADDR serves Prometheus metrics at /metrics
+(and /livez) on ADDR.`},
 	"seed": {"sumkeep seed [flags] FILE...",
 		`Fetches, verifies and keeps the checksum database records that go.sum /
 go.work.sum files need, with the tiles that prove them (lazy mode). Modules
 matched by GONOSUMDB / GOPRIVATE (from the environment, else 'go env') are
-never asked for. Each module@version that could not be fetched is named
-with the reason on standard error.`},
+never asked for. Lookups run --concurrency at a time; what they find is
+verified and committed in groups (one durable commit per group). Each
+module@version that could not be fetched is named with the reason on
+standard error.`},
 	"export": {"sumkeep export [flags] --go-sum FILE... -o BUNDLE",
 		`Writes an air-gap bundle: a new SQLite file holding the store's served
 head, the records the go.sum files need and the tiles that prove them.
@@ -50,7 +59,8 @@ several servers against a new database.`},
 	"status": {"sumkeep status [flags]",
 		`Shows each log the store holds: its served and newest heads, how many
 records it holds, and any evidence of upstream misbehaviour (exit status 1
-when there is). With --key, also checks that the store holds that key's log
+when there is); then probes each upstream once (/latest) and shows whether
+it answers and how fast. With --key, also checks that the store holds that key's log
 and that its served head is signed with the key (exit status 2 if not).`},
 	"trillian": {"sumkeep trillian create-tree --trillian ADDR [flags]",
 		`Makes the Trillian tree (a PREORDERED_LOG with the RFC 6962 hasher) for the

@@ -151,7 +151,7 @@ func cachedHead(t *testing.T, gopath, log string) int64 {
 // keeps every stored record verifiable by the go command, both with a
 // module cache primed at the old head and with an empty one.
 func TestGoCommandLazy(t *testing.T) {
-	w := newGoWorld(t, "example.com/alpha", "example.com/beta", "example.org/gamma", "example.net/delta")
+	w := newGoWorld(t, "example.com/alpha", "example.com/beta", "example.org/gamma", "example.net/delta", "example.com/epsilon")
 	u, err := sumdbtest.New("sumdb.test")
 	if err != nil {
 		t.Fatal(err)
@@ -192,6 +192,13 @@ func TestGoCommandLazy(t *testing.T) {
 		t.Fatalf("the mirror stored records %v (%v), want the 2 asked for", ids, err)
 	}
 	oldHead := cachedHead(t, primed, log)
+
+	// A module the log does not hold: the go command prints why, from the
+	// body of the mirror's 404 ("server response: ...").
+	_, out, code, _ = w.tidy(t, "", key, mirror, 4)
+	if want := "server response: not found: the upstream checksum database has no record of example.com/epsilon@v1.0.0"; code == 0 || !strings.Contains(out, want) {
+		t.Fatalf("a module not in the log: exit %d, want the go command to print %q:\n%s", code, want, out)
+	}
 
 	// The log grows; a sync moves the mirror to the new head.
 	if err := u.AddSynthetic(70000); err != nil {
@@ -247,8 +254,8 @@ func TestGoCommandLazy(t *testing.T) {
 		t.Fatalf("upstream gone: exit %d, go.sum\n%s\noutput:\n%s\nmirror stderr:\n%s", code, strings.Join(lines, "\n"), out, srv.stderr)
 	}
 	_, out, code, _ = w.tidy(t, "", key, mirror, 2)
-	if code == 0 || !strings.Contains(out, "404 Not Found") {
-		t.Fatalf("a module never fetched, upstream gone: exit %d\n%s", code, out)
+	if want := "server response: not found: the upstream could not be reached"; code == 0 || !strings.Contains(out, "404 Not Found") || !strings.Contains(out, want) {
+		t.Fatalf("a module never fetched, upstream gone: exit %d, want a 404 and %q:\n%s", code, want, out)
 	}
 }
 

@@ -1,8 +1,8 @@
 // Command sumkeep mirrors a Go checksum database and serves it to the go
 // command.
 //
-//	sumkeep serve   [--listen ADDR] [--sync-schedule SPEC]
-//	sumkeep sync    [--once | --schedule SPEC] [--mode auto|full|lazy]
+//	sumkeep serve   [--listen ADDR] [--sync-schedule SPEC] [--metrics-listen ADDR]
+//	sumkeep sync    [--once | --schedule SPEC [--metrics-listen ADDR]] [--mode auto|full|lazy]
 //	sumkeep seed    [--concurrency N] FILE...
 //	sumkeep export  --go-sum FILE... -o BUNDLE
 //	sumkeep import  BUNDLE...
@@ -30,8 +30,10 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/sumkeep/sumkeep/mirror"
+	"github.com/sumkeep/sumkeep/upstream"
 )
 
 const (
@@ -77,8 +79,19 @@ type env struct {
 	logger         *slog.Logger
 	// common flags
 	db, upstream, key string
+	// pool is how several upstreams are raced (poolFlags).
+	pool poolSettings
 	// replica, if not nil, is given to the syncers newSyncer makes.
 	replica mirror.Replica
+	// observeUpstream and runObserver, if not nil, are given to the
+	// upstream clients and syncers newSyncer makes (metrics).
+	observeUpstream func(upstream.Observation)
+	health          poolHealth // the pool's, for metrics
+	runObserver     mirror.RunObserver
+	// fetch-path bounds given to the syncers newSyncer makes (serve and
+	// sync set them from flags; zero values are the defaults).
+	maxInFlight int           // upstream requests in flight per upstream; 0: unbounded
+	absentTTL   time.Duration // how long a 404/410 lookup is remembered
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) (string, bool), gomaxprocs func(int) int) int {
@@ -143,7 +156,7 @@ func (e *env) flags(name string) *flag.FlagSet {
 	fs.SetOutput(e.stderr)
 	setUsage(fs, name, e.stderr)
 	fs.StringVar(&e.db, "db", defaultDB, "store: a postgres:// URL, or a SQLite file path")
-	fs.StringVar(&e.upstream, "upstream", "", "upstream checksum database URL (default: found through GOPROXY as the go command does, else https://<key name>)")
+	fs.StringVar(&e.upstream, "upstream", "", "upstream checksum database URLs, comma-separated, none trusted (default: every GOPROXY entry whose /sumdb/<name>/supported answers 200, then https://<key name>)")
 	fs.StringVar(&e.key, "key", defaultKey, "upstream verifier key")
 	return fs
 }

@@ -20,8 +20,9 @@ import (
 // and the tiles that prove them (lazy mode).
 func cmdSeed(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("seed")
-	concurrency := fs.Int("concurrency", 32, "upstream fetches in flight")
+	concurrency := fs.Int("concurrency", mirror.DefaultSeedConcurrency, "lookups in flight (the proof tiles of the records found are read beside them, as many at a time)")
 	format := fs.String("format", "text", "the summary on standard output: text, or json (with every module@version not fetched and why)")
+	e.poolFlags(fs)
 	if err := e.parse(fs, args); err != nil {
 		return err
 	}

@@ -77,7 +77,9 @@ func cmdVerify(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 
-	policy := e.policy(ctx, "verify")
+	// The policy may need `go env` (a process start, ~40 ms): it runs
+	// while the store opens, and is waited for only before verifying.
+	policy := e.policyAsync(ctx, "verify")
 
 	var src verifier.Source
 	var mirrorSrc *verifier.MirrorSource
@@ -112,7 +114,7 @@ func cmdVerify(ctx context.Context, e *env, args []string) error {
 		src = ss
 	}
 
-	v := &verifier.Verifier{Source: src, Policy: policy}
+	v := &verifier.Verifier{Source: src, Policy: policy()}
 	rep, err := v.VerifyFiles(ctx, files)
 	if err != nil {
 		return envError{err}
@@ -170,7 +172,28 @@ func pathComponent(name string) string {
 // the environment, else from 'go env' (so values set with 'go env -w'
 // count). Problems are warnings on stderr, naming the command.
 func (e *env) policy(ctx context.Context, cmd string) verifier.Policy {
-	policy, err := verifier.PolicyFromEnv(ctx, e.getenv, verifier.GoCommandEnv(e.getenv))
+	return e.policyAsync(ctx, cmd)()
+}
+
+// policyAsync is policy, worked out in the background: the function it
+// returns waits for it and prints the warnings.
+func (e *env) policyAsync(ctx context.Context, cmd string) func() verifier.Policy {
+	type result struct {
+		p   verifier.Policy
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		p, err := verifier.PolicyFromEnv(ctx, e.getenv, verifier.GoCommandEnv(e.getenv))
+		done <- result{p, err}
+	}()
+	return func() verifier.Policy {
+		r := <-done
+		return e.policyWarnings(r.p, r.err, cmd)
+	}
+}
+
+func (e *env) policyWarnings(policy verifier.Policy, err error, cmd string) verifier.Policy {
 	if err != nil {
 		fmt.Fprintf(e.stderr, "sumkeep %s: warning: %v; using GONOSUMDB, GOPRIVATE and GOSUMDB from the environment only\n", cmd, err)
 	}

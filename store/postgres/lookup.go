@@ -116,7 +116,7 @@ func (s *Store) lookupBatch(batch []*lookupReq) {
 		keys[i], maxIDs[i], logs[i] = store.LookupKey(r.path, r.version), r.maxID, r.logID
 		paths[i], versions[i] = r.path, r.version
 	}
-	res, err := s.queryLookups(keys, logs, paths, versions, maxIDs)
+	res, err := s.queryLookups(s.lookups.ctx, keys, logs, paths, versions, maxIDs)
 	for i, r := range live {
 		if err != nil {
 			r.done <- lookupRes{err: err}
@@ -129,11 +129,12 @@ func (s *Store) lookupBatch(batch []*lookupReq) {
 // queryLookups runs one batch of lookups. A panic in it is an error for
 // every lookup of the batch: it must not end the worker (and the process)
 // or keep the connection.
-func (s *Store) queryLookups(keys []int64, logs []int16, paths, versions []string, maxIDs []int64) (res []lookupRes, err error) {
+func (s *Store) queryLookups(ctx context.Context, keys []int64, logs []int16, paths, versions []string, maxIDs []int64) (res []lookupRes, err error) {
 	defer recoverTo(&err, "looking up records")
 	n := len(keys)
-	// The batch is shared: no one caller's cancellation may fail the others.
-	ctx, cancel := context.WithTimeout(s.lookups.ctx, 30*time.Second)
+	// A worker's batch is shared: no one caller's cancellation may fail
+	// the others (ctx is the store's own then).
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	// log_id + 0 and id + 0 keep the planner on the hash index of key: with
 	// stale statistics (right after a bulk sync) the BRIN index on
@@ -188,6 +189,11 @@ func (s *Store) Lookup(ctx context.Context, log, path, version string, maxID int
 	case <-ctx.Done():
 		return store.Record{}, ctx.Err()
 	}
+	return lookupRecord(log, path, version, res)
+}
+
+// lookupRecord turns the answer to one lookup into Lookup's.
+func lookupRecord(log, path, version string, res lookupRes) (store.Record, error) {
 	r := store.Record{Path: path, Version: version}
 	switch {
 	case res.err != nil && !errors.Is(res.err, pgx.ErrNoRows):
@@ -200,4 +206,39 @@ func (s *Store) Lookup(ctx context.Context, log, path, version string, maxID int
 		return r, fmt.Errorf("postgres: looking up %s@%s: %w", path, version, err)
 	}
 	return rec, nil
+}
+
+// lookupManyChunk is how many lookups one of LookupMany's queries asks.
+const lookupManyChunk = 1024
+
+// LookupMany is Lookup for many records of one log at once, for a caller
+// that knows them all up front (verify): a query per 1,024 of them,
+// instead of a round trip for every batch the lookup workers happen to
+// form. errs[i] is Lookup's error for paths[i]@versions[i] (store.ErrNotFound,
+// a *store.CorruptError); err fails them all.
+func (s *Store) LookupMany(ctx context.Context, log string, paths, versions []string, maxID int64) (recs []store.Record, errs []error, err error) {
+	if len(paths) != len(versions) {
+		return nil, nil, fmt.Errorf("postgres: looking up %d paths with %d versions", len(paths), len(versions))
+	}
+	id, err := s.logID(ctx, s.pool, log, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	recs, errs = make([]store.Record, len(paths)), make([]error, len(paths))
+	for lo := 0; lo < len(paths); lo += lookupManyChunk {
+		hi := min(lo+lookupManyChunk, len(paths))
+		n := hi - lo
+		keys, maxIDs, logs := make([]int64, n), make([]int64, n), make([]int16, n)
+		for i := range n {
+			keys[i], maxIDs[i], logs[i] = store.LookupKey(paths[lo+i], versions[lo+i]), maxID, id
+		}
+		res, err := s.queryLookups(ctx, keys, logs, paths[lo:hi], versions[lo:hi], maxIDs)
+		if err != nil {
+			return nil, nil, fmt.Errorf("postgres: looking up %d records in %s: %w", n, log, err)
+		}
+		for i, r := range res {
+			recs[lo+i], errs[lo+i] = lookupRecord(log, paths[lo+i], versions[lo+i], r)
+		}
+	}
+	return recs, errs, nil
 }

@@ -6,6 +6,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -72,7 +73,14 @@ func open(ctx context.Context, dsn string, readOnly bool) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.ping(ctx); err != nil {
+	// verify reads tiles and looks records up at once: the read-only
+	// commands dial both connections together, rather than the second
+	// once the first is busy (a backend start each, on the path).
+	dial := 1
+	if readOnly {
+		dial = 2
+	}
+	if err := s.ping(ctx, dial); err != nil {
 		return nil, err
 	}
 	prepare := s.Migrate
@@ -86,9 +94,25 @@ func open(ctx context.Context, dsn string, readOnly bool) (*Store, error) {
 	return s, nil
 }
 
-// ping checks that the database answers, closing s if it does not.
-func (s *Store) ping(ctx context.Context) error {
-	if err := s.pool.Ping(ctx); err != nil {
+// ping checks that the database answers on n connections at once (dialled
+// together, and left in the pool), closing s if it does not.
+func (s *Store) ping(ctx context.Context, n int) error {
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			c, err := s.pool.Acquire(ctx)
+			if err == nil {
+				err = c.Ping(ctx)
+				c.Release()
+			}
+			errs <- err
+		}()
+	}
+	var err error
+	for range n {
+		err = cmp.Or(err, <-errs)
+	}
+	if err != nil {
 		s.Close()
 		cc := s.pool.Config().ConnConfig
 		return fmt.Errorf("postgres: connecting to %s:%d: %w", cc.Host, cc.Port, err)
@@ -126,7 +150,16 @@ func connect(ctx context.Context, dsn string, readOnly bool) (*Store, error) {
 	}
 	if readOnly {
 		cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
+		// The commands that only read (verify, status, export) are short
+		// lived and send each statement about once: preparing it first,
+		// as pgx does by default to reuse it, costs a round trip each for
+		// nothing. Sent in one round trip instead, unless dsn says how.
+		if !strings.Contains(dsn, "default_query_exec_mode") {
+			cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeExec
+		}
 	}
+	setSessionParams(&cfg.ConnConfig.Config)
+	plainOnLoopback(dsn, &cfg.ConnConfig.Config)
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}

@@ -21,7 +21,7 @@ import (
 )
 
 // Run runs the suite. open must return a new, empty store each call. A
-// store with a capability (store.Stager) runs that capability's cases too.
+// store with a capability (store.Stager, store.Sizer, store.RecordCounter) runs that capability's cases too.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	type testCase struct {
 		name string
@@ -29,8 +29,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	}
 	probe := open(t)
 	_, staging := probe.(store.Stager)
-	probe.Close()
 	var capabilities []testCase
+	for _, c := range sizeCases(probe) {
+		capabilities = append(capabilities, testCase(c))
+	}
+	probe.Close()
 	if staging {
 		capabilities = append(capabilities,
 			testCase{"StagedInOrder", testStagedInOrder},

@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"runtime/pprof"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"golang.org/x/mod/module"
+
+	"github.com/sumkeep/sumkeep/internal/pgtest"
+	"github.com/sumkeep/sumkeep/internal/sumdbtest"
+	"github.com/sumkeep/sumkeep/mirror"
+	"github.com/sumkeep/sumkeep/server"
+	"github.com/sumkeep/sumkeep/store"
+	"github.com/sumkeep/sumkeep/store/postgres"
+	"github.com/sumkeep/sumkeep/upstream"
+)
+
+// The fetch path's figures: how fast a lazy mirror answers what it does not
+// hold, against an upstream whose every request takes a fixed latency (a
+// checksum database far away; loopback otherwise).
+//
+//   - cold lookups: a lazy mirror serving the upstream's head is asked, by 8
+//     clients at once, for records it does not hold; each answer is one
+//     fetch-through (lookup, proof tiles, commit). Targets: p50 <= 3 upstream
+//     round trips and p99 <= 6, i.e. 60 ms and 120 ms at 20 ms.
+//   - seed: Syncer.Seed of 2,000 module@versions (a go.sum of 4,000 lines):
+//     records/s beside the latency bound, records / (latency × the rounds
+//     the concurrency needs, ceil(records / concurrency)).
+
+// slowUpstream serves h after a fixed delay per request and counts requests.
+type slowUpstream struct {
+	h        http.Handler
+	delay    time.Duration
+	requests atomic.Int64
+	inFlight atomic.Int64
+	maxIn    atomic.Int64
+}
+
+func (s *slowUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.requests.Add(1)
+	n := s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+	for m := s.maxIn.Load(); n > m && !s.maxIn.CompareAndSwap(m, n); m = s.maxIn.Load() {
+	}
+	select {
+	case <-time.After(s.delay):
+	case <-r.Context().Done():
+		return
+	}
+	s.h.ServeHTTP(w, r)
+}
+
+// fetchPathFigures measures cold lookups and seed against h (the upstream
+// u, pre-rendered).
+func fetchPathFigures(ctx context.Context, u *sumdbtest.Upstream, h http.Handler, add func(name, value, target string)) error {
+	gin.SetMode(gin.ReleaseMode)
+	if err := coldLookups(ctx, u, h, 20*time.Millisecond, 8, 400, add); err != nil {
+		return fmt.Errorf("cold lookups: %w", err)
+	}
+	if err := seedFigures(ctx, u, h, 50*time.Millisecond, 2000, add); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	return nil
+}
+
+// newPostgres returns a fresh Postgres store and a function that closes
+// and drops it.
+func newPostgres(ctx context.Context, prefix string) (*postgres.Store, func(), error) {
+	dsn, drop, err := pgtest.Create(ctx, prefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		drop()
+		return nil, nil, err
+	}
+	return st, func() { st.Close(); drop() }, nil
+}
+
+// distinctIDs returns k distinct record ids of u, drawn uniformly.
+func distinctIDs(u *sumdbtest.Upstream, k int, seed uint64) []int64 {
+	r := rand.New(rand.NewPCG(seed, 7))
+	seen := make(map[int64]bool)
+	var ids []int64
+	for len(ids) < k {
+		id := r.Int64N(u.Size())
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func coldLookups(ctx context.Context, u *sumdbtest.Upstream, h http.Handler, delay time.Duration, clients, k int, add func(name, value, target string)) error {
+	slow := &slowUpstream{h: h, delay: delay}
+	upURL, stopUp, err := listen(slow)
+	if err != nil {
+		return err
+	}
+	defer stopUp()
+	st, drop, err := newPostgres(ctx, "sumkeep_bench_cold")
+	if err != nil {
+		return err
+	}
+	defer drop()
+	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(upURL, nil), Key: u.VerifierKey(), Mode: mirror.ModeLazy})
+	if err != nil {
+		return err
+	}
+	if _, err := s.Once(ctx); err != nil {
+		return err
+	}
+	srv := server.New(server.Config{Store: st, Log: u.Name(), Fetch: map[string]server.Fetcher{u.Name(): s}})
+	if err := srv.Refresh(ctx); err != nil {
+		return err
+	}
+	mirrorURL, stop, err := listen(srv.Handler())
+	if err != nil {
+		return err
+	}
+	defer stop()
+
+	ids := distinctIDs(u, k, 11)
+	lat := make([]time.Duration, len(ids))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr error
+	var errMu sync.Mutex
+	before := slow.requests.Load()
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(ids) {
+					return
+				}
+				p, v, _ := u.Module(ids[i])
+				t0 := time.Now()
+				_, err := fetch(mirrorURL + "/lookup/" + p + "@" + v)
+				lat[i] = time.Since(t0)
+				if err != nil {
+					errMu.Lock()
+					firstErr = err
+					errMu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if firstErr != nil {
+		return firstErr
+	}
+	reqs := slow.requests.Load() - before
+	slices.Sort(lat)
+	p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
+	rt := func(d time.Duration) string {
+		return fmt.Sprintf("%s (%.1f round trips)", d.Round(100*time.Microsecond), float64(d)/float64(delay))
+	}
+	fmt.Printf("  %d cold lookups, %d clients, upstream latency %s: %s (%.0f lookups/s), %.2f upstream requests per lookup\n",
+		k, clients, delay, elapsed.Round(time.Millisecond), float64(k)/elapsed.Seconds(), float64(reqs)/float64(k))
+	add(fmt.Sprintf("cold lookup p50 (%s upstream, %d in flight)", delay, clients), rt(p50), fmt.Sprintf("<= %s", 3*delay))
+	add(fmt.Sprintf("cold lookup p99 (%s upstream, %d in flight)", delay, clients), rt(p99), fmt.Sprintf("<= %s", 6*delay))
+	add("upstream requests per cold lookup", fmt.Sprintf("%.2f", float64(reqs)/float64(k)), "")
+	return nil
+}
+
+func seedFigures(ctx context.Context, u *sumdbtest.Upstream, h http.Handler, delay time.Duration, k int, add func(name, value, target string)) error {
+	slow := &slowUpstream{h: h, delay: delay}
+	upURL, stopUp, err := listen(slow)
+	if err != nil {
+		return err
+	}
+	defer stopUp()
+	st, drop, err := newPostgres(ctx, "sumkeep_bench_seed")
+	if err != nil {
+		return err
+	}
+	defer drop()
+	commits := &countingStore{Store: st}
+	s, err := mirror.New(mirror.Config{Store: commits, Upstream: upstream.NewClient(upURL, nil), Key: u.VerifierKey(), Mode: mirror.ModeLazy})
+	if err != nil {
+		return err
+	}
+	var mods []module.Version
+	for _, id := range distinctIDs(u, k, 13) {
+		p, v, _ := u.Module(id)
+		mods = append(mods, module.Version{Path: p, Version: v})
+	}
+	concurrency := seedConcurrency
+	if profile != "" {
+		f, err := os.Create(profile + ".seed")
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	start := time.Now()
+	counts, failures, err := s.Seed(ctx, mods, concurrency, nil)
+	elapsed := time.Since(start)
+	if err != nil {
+		return err
+	}
+	if len(failures) > 0 || counts.Fetched != k {
+		return fmt.Errorf("seed fetched %d of %d (%d failures, first: %v)", counts.Fetched, k, len(failures), failures[0].Err)
+	}
+	rounds := (k + concurrency - 1) / concurrency
+	bound := float64(k) / (delay.Seconds() * float64(rounds))
+	rate := float64(k) / elapsed.Seconds()
+	fmt.Printf("  seed of %d module@versions (a %d-line go.sum), concurrency %d, upstream latency %s: %s, %d upstream requests (at most %d in flight), %d commits\n",
+		k, 2*k, concurrency, delay, elapsed.Round(time.Millisecond), slow.requests.Load(), slow.maxIn.Load(), commits.commits.Load())
+	add(fmt.Sprintf("seed records/s (%s upstream)", delay), fmt.Sprintf("%.0f", rate), ">= 4920 (10x 492)")
+	add(fmt.Sprintf("seed latency bound (records/(latency x %d rounds))", rounds), fmt.Sprintf("%.0f", bound), "reference")
+	add("seed / latency bound", fmt.Sprintf("%.2f", rate/bound), ">= 0.70")
+	return nil
+}
+
+// countingStore counts durable commits.
+type countingStore struct {
+	store.Store
+	commits atomic.Int64
+}
+
+func (c *countingStore) Commit(ctx context.Context, log string, b store.Batch) error {
+	c.commits.Add(1)
+	return c.Store.Commit(ctx, log, b)
+}

@@ -1,0 +1,269 @@
+package mirror_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/module"
+
+	"github.com/sumkeep/sumkeep/internal/sumdbtest"
+	"github.com/sumkeep/sumkeep/mirror"
+	"github.com/sumkeep/sumkeep/store"
+	"github.com/sumkeep/sumkeep/upstream"
+)
+
+// TestFetchAbsentRemembered: a storm of lookups of a module@version the
+// upstream answers 404 for makes one upstream request, at once and for a
+// while after; an upstream failure (a 503) is not remembered.
+func TestFetchAbsentRemembered(t *testing.T) {
+	ctx := context.Background()
+	u, _, s := newLazy(t, 1000)
+	if _, err := s.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	u.OnRequest(func(r *http.Request) {
+		if strings.Contains(r.URL.Path, "/lookup/") {
+			<-gate
+		}
+	})
+	const path, version = "example.com/never/published", "v1.2.3"
+	var wg sync.WaitGroup
+	errs := make([]error, 200)
+	for i := range errs {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = s.Fetch(ctx, path, version) }()
+	}
+	waitRequests(t, u, "/lookup/", 1)
+	close(gate)
+	wg.Wait()
+	for i := 0; i < 100; i++ {
+		errs = append(errs, s.Fetch(ctx, path, version))
+	}
+	for _, err := range errs {
+		if fe, ok := errors.AsType[*mirror.FetchError](err); !ok || fe.Kind != mirror.FetchNotInLog || !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("Fetch of a module@version not in the log: %v", err)
+		}
+	}
+	if n := u.Requests("/lookup/"); n != 1 {
+		t.Fatalf("%d upstream lookups for a storm of 300 lookups of one missing module@version, want 1", n)
+	}
+
+	// Failures are not remembered: each Fetch asks again.
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultServerError, Prefix: "/lookup/"})
+	const other = "example.com/flaky"
+	for i := 0; i < 2; i++ {
+		if err := s.Fetch(ctx, other, version); err == nil {
+			t.Fatal("Fetch through a failing upstream succeeded")
+		}
+	}
+	first := u.Requests("/lookup/" + other)
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
+	if err := s.Fetch(ctx, other, version); !errors.Is(err, mirror.ErrNoRecord) {
+		t.Fatalf("Fetch after the upstream recovered: %v", err)
+	}
+	if n := u.Requests("/lookup/" + other); n <= first || first < 2 {
+		t.Fatalf("upstream lookups of a module@version whose lookups failed: %d, then %d after one more Fetch; want each Fetch to ask", first, n)
+	}
+}
+
+// rounds is a hermetic upstream in front of u that delays every request
+// and tells how many round trips a piece of work took: the depth of a
+// request is one more than the deepest request that had been answered
+// when it arrived, so requests sent together share a depth and a request
+// sent after another's answer is one deeper.
+type rounds struct {
+	h     http.Handler
+	delay time.Duration
+	mu    sync.Mutex
+	done  int // the deepest request answered
+	deep  int // the deepest request seen
+	n     int
+}
+
+func (r *rounds) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	r.mu.Lock()
+	d := r.done + 1
+	r.deep = max(r.deep, d)
+	r.n++
+	r.mu.Unlock()
+	select {
+	case <-time.After(r.delay): // the latency of a distant upstream
+	case <-req.Context().Done():
+	}
+	r.h.ServeHTTP(w, req)
+	r.mu.Lock()
+	r.done = max(r.done, d)
+	r.mu.Unlock()
+}
+
+// start begins counting anew.
+func (r *rounds) start() {
+	r.mu.Lock()
+	r.done, r.deep, r.n = 0, 0, 0
+	r.mu.Unlock()
+}
+
+func (r *rounds) result() (depth, requests int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.deep, r.n
+}
+
+// TestColdLookupRoundTrips: a cold lookup costs two upstream round trips:
+// the lookup, then every tile its proofs need at once. That holds for a
+// record under the served head, for one whose lookup came with a newer
+// head than any stored (its consistency proof is read in the same round),
+// and for a record newer than the served head (the head move's proofs too).
+func TestColdLookupRoundTrips(t *testing.T) {
+	ctx := context.Background()
+	u, err := sumdbtest.New(logName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.AddSynthetic(70000); err != nil {
+		t.Fatal(err)
+	}
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
+	// A generous latency: requests sent together must arrive before any
+	// is answered, even on a busy machine.
+	rt := &rounds{h: u.Handler(), delay: 300 * time.Millisecond}
+	srv := httptest.NewServer(rt)
+	t.Cleanup(srv.Close)
+	st := newStore(t)
+	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(srv.URL, nil), Key: u.VerifierKey(), Mode: mirror.ModeLazy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fetch := func(what string, id int64) {
+		t.Helper()
+		p, v, _ := u.Module(id)
+		rt.start()
+		if err := s.Fetch(ctx, p, v); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if depth, n := rt.result(); depth > 2 {
+			t.Errorf("%s: %d upstream round trips (%d requests), want 2", what, depth, n)
+		} else {
+			t.Logf("%s: %d round trips, %d requests", what, depth, n)
+		}
+	}
+	fetch("a record under the served head", 123)
+	fetch("another one", 40000)
+	if err := u.AddSynthetic(5000); err != nil {
+		t.Fatal(err)
+	}
+	fetch("a record whose lookup comes with a newer head", 50000)
+	if err := u.AddSynthetic(3000); err != nil {
+		t.Fatal(err)
+	}
+	fetch("a record newer than the served head", u.Size()-1)
+	checkProvable(t, st, u)
+}
+
+// commitCounter is a real store that counts commits.
+type commitCounter struct {
+	store.Store
+	commits atomic.Int64
+	records atomic.Int64
+}
+
+func (c *commitCounter) Commit(ctx context.Context, log string, b store.Batch) error {
+	c.commits.Add(1)
+	c.records.Add(int64(len(b.Records)))
+	return c.Store.Commit(ctx, log, b)
+}
+
+// TestSeedCommitsInGroups: a seed stores what it fetched in groups, one
+// commit for many records, each of them provable; and one that meets a lie
+// halfway stops, with everything it stored still provable and nothing of
+// the lie stored.
+func TestSeedCommitsInGroups(t *testing.T) {
+	ctx := context.Background()
+	u, url := newUpstream(t, 20000)
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
+	st := &commitCounter{Store: newStore(t)}
+	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: u.VerifierKey(), Mode: mirror.ModeLazy, Concurrency: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mods []module.Version
+	for id := int64(0); id < 20000; id += 23 {
+		p, v, _ := u.Module(id)
+		mods = append(mods, module.Version{Path: p, Version: v})
+	}
+	counts, failures, err := s.Seed(ctx, mods, 64, nil)
+	if err != nil || len(failures) > 0 || counts.Fetched != len(mods) {
+		t.Fatalf("seed: %v, counts %+v, failures %v", err, counts, failures)
+	}
+	if n := checkProvable(t, st, u); n != len(mods) {
+		t.Fatalf("%d records stored, want %d", n, len(mods))
+	}
+	// A group is cut when the lookups pause; however they pause, far
+	// fewer commits than records.
+	if c := st.commits.Load(); c > int64(len(mods)/4) {
+		t.Errorf("seed of %d records made %d commits, want them grouped", len(mods), c)
+	} else {
+		t.Logf("seed of %d records: %d commits", len(mods), c)
+	}
+
+	// The log grows, and its tiles lie from some record on: a seed of
+	// records before and after stops on the lie.
+	if err := u.AddSynthetic(2000); err != nil {
+		t.Fatal(err)
+	}
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultAlterRecord, ID: 21000})
+	var more []module.Version
+	for _, id := range []int64{20001, 20500, 21000, 21500, 21999} {
+		p, v, _ := u.Module(id)
+		more = append(more, module.Version{Path: p, Version: v})
+	}
+	_, _, err = s.Seed(ctx, more, 4, nil)
+	var me *mirror.MisbehaviourError
+	if !errors.As(err, &me) || me.Evidence.Kind != store.EvidenceBadRecord {
+		t.Fatalf("seed through a lie: %v, want a MisbehaviourError of kind %s", err, store.EvidenceBadRecord)
+	}
+	checkProvable(t, st, u)
+	p, v, _ := u.Module(21000)
+	if _, err := st.Lookup(ctx, logName, p, v, 1<<62); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the altered record was stored: %v", err)
+	}
+}
+
+// TestLyingTileEvidenceOnce: lookups that each meet the same lying tile
+// keep one piece of evidence, counted, not a row per lookup.
+func TestLyingTileEvidenceOnce(t *testing.T) {
+	ctx := context.Background()
+	u, st, s := newLazy(t, 5000)
+	if _, err := s.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultFlipTileByte, L: 0, N: 7, Offset: 100})
+	for id := int64(7 * 256); id < 7*256+5; id++ {
+		p, v, _ := u.Module(id)
+		var me *mirror.MisbehaviourError
+		if err := s.Fetch(ctx, p, v); !errors.As(err, &me) || me.Evidence.Kind != store.EvidenceBadTile {
+			t.Fatalf("Fetch of record %d through a lying tile: %v", id, err)
+		}
+	}
+	es, err := st.Evidence(ctx, logName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 1 || es[0].Count != 5 || es[0].Object != "tile tile/8/0/007" {
+		for _, e := range es {
+			t.Logf("evidence %s %q x%d", e.Kind, e.Object, e.Count)
+		}
+		t.Fatalf("%d pieces of evidence for 5 lookups meeting one lying tile, want 1 naming tile/8/0/007, counted 5", len(es))
+	}
+}

@@ -1,0 +1,749 @@
+package upstream
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// A Pool reads one checksum database from several upstreams, none of them
+// trusted: every answer is verified by the caller against the database's
+// key, so any source will do, and the pool only chooses whom to ask.
+//
+// Per upstream it measures, from the requests it really makes, a moving
+// estimate of latency, a window of recent latencies (p50, p95, p99), errors
+// and lies. Each request goes to the best upstream (healthy and fastest;
+// one not measured yet is tried first, so that each gets measured). If no
+// answer comes within a hedge delay derived from that upstream's recent
+// latency, the same request goes to the next one too, as long as the hedge
+// budget allows (at most HedgeMax of all requests); the first answer wins
+// and the others are cancelled. A network error, a 5xx or a timeout moves
+// to the next upstream at once, and so does a 404: the request fails only
+// when every upstream has answered, and its error (a *PoolError) then says
+// what each one said. An upstream that fails is down: it is asked again
+// only after a backoff, by a probe of /latest, or when no other is left. An
+// upstream the caller caught lying (Blame) is quarantined: not asked for
+// Quarantine, unless no other upstream is left.
+//
+// A Pool records which upstream answered each request in the context's
+// Answers (WithAnswers), for the caller's evidence and Blame.
+type Pool struct {
+	cfg     PoolConfig
+	members []*member
+	logger  *slog.Logger
+
+	mu     sync.Mutex
+	tokens float64 // hedge budget: hedges saved up (negative: owed)
+}
+
+// PoolConfig configures a Pool.
+type PoolConfig struct {
+	// HedgeDelay is how long a request waits for an upstream's answer
+	// before it goes to the next one too; 0 derives it from the
+	// upstream's recent latency (auto).
+	HedgeDelay time.Duration
+	// HedgeMax is the largest share of all requests that may be hedges
+	// (default 0.1; negative: never hedge). Failing over from an upstream
+	// that failed, or that has not answered within StallAfter, is not
+	// bounded by it.
+	HedgeMax float64
+	// Quarantine is how long an upstream caught lying is not asked
+	// (default 10 minutes).
+	Quarantine time.Duration
+	// HTTP is the client for every upstream; nil gives each its own
+	// (see NewClient).
+	HTTP *http.Client
+	// ClientOptions are applied to each upstream's Client (its observer
+	// is the pool's: use Observe to see the observations too).
+	ClientOptions []ClientOption
+	// Observe, if not nil, is called with every observation.
+	Observe func(Observation)
+	// Logger receives state changes; nil discards them.
+	Logger *slog.Logger
+}
+
+// Defaults of a PoolConfig.
+const (
+	DefaultHedgeMax   = 0.1
+	DefaultQuarantine = 10 * time.Minute
+)
+
+const (
+	// hedgeFloor is the shortest automatic hedge delay.
+	hedgeFloor = 10 * time.Millisecond
+	// hedgeUnmeasured is the hedge delay for an upstream with too few
+	// recent answers to derive one from.
+	hedgeUnmeasured = 300 * time.Millisecond
+	// minSamples is how many recent answers a derived delay needs.
+	minSamples = 8
+	// stallFloor is the shortest wait for an answer before failing over
+	// to the next upstream regardless of the hedge budget.
+	stallFloor = 200 * time.Millisecond
+	// stallsDown is how many requests in a row an upstream must leave
+	// unanswered past the stall delay, answering nothing meanwhile for
+	// a second or more, to be taken as down.
+	stallsDown = 3
+	// hedgeBurst is the most hedges the budget saves up.
+	hedgeBurst = 10
+	// window is how many recent answers the latency distribution holds.
+	window = 128
+	// probeTimeout bounds a probe of an upstream.
+	probeTimeout = 10 * time.Second
+	// remeasure is how old an upstream's last answer may get before a
+	// probe measures it again: one not chosen for a while (slower once,
+	// or hidden behind a faster one) is measured anew, so that it can
+	// win again when it has become the faster.
+	remeasure = 30 * time.Second
+	// maxBackoff is the longest wait before a down upstream is probed.
+	maxBackoff = time.Minute
+	// rounds is how many times a request is tried over all upstreams
+	// when every one failed transiently.
+	rounds = 3
+	// historyLen is how many minutes Health's history covers.
+	historyLen = 60
+	// minuteSamples is how many latencies a minute of history keeps.
+	minuteSamples = 64
+)
+
+// A Candidate is an upstream to read from: its URL (credentials kept) and,
+// if it could not be reached when it was found (Discover), why. Such an
+// upstream starts down and is probed again later.
+type Candidate struct {
+	URL string
+	Err error
+}
+
+// NewPool returns a pool over the upstreams, in order of preference until
+// they are measured.
+func NewPool(cands []Candidate, cfg PoolConfig) *Pool {
+	if cfg.HedgeMax == 0 {
+		cfg.HedgeMax = DefaultHedgeMax
+	}
+	if cfg.HedgeMax >= 1 {
+		cfg.HedgeMax = 0.99
+	}
+	if cfg.Quarantine <= 0 {
+		cfg.Quarantine = DefaultQuarantine
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Pool{cfg: cfg, logger: logger}
+	now := time.Now()
+	for i, cand := range cands {
+		m := &member{index: i}
+		opts := append(slices.Clip(cfg.ClientOptions), WithObserver(func(o Observation) {
+			m.observe(p, o)
+			if cfg.Observe != nil {
+				cfg.Observe(o)
+			}
+		}))
+		m.c = NewClient(cand.URL, cfg.HTTP, opts...)
+		m.c.tries = 1 // the pool moves to the next upstream instead
+		m.url = m.c.URL()
+		if cand.Err != nil {
+			m.fails = 1
+			m.down = true
+			m.downUntil = now.Add(backoff(1))
+			m.lastErr, m.lastErrAt = cand.Err.Error(), now
+		}
+		p.members = append(p.members, m)
+	}
+	return p
+}
+
+// member is one upstream of a Pool and its measures.
+type member struct {
+	index int
+	c     *Client
+	url   string
+
+	mu         sync.Mutex
+	ewma       time.Duration // 0: no answer yet
+	recent     [window]time.Duration
+	nrecent    int // answers recorded (recent holds min(nrecent, window))
+	requests   int64
+	errors     int64
+	hedges     int64
+	lies       int64
+	lastErr    string
+	lastErrAt  time.Time
+	lastAnswer time.Time
+	fails      int  // transport failures since the last answer
+	stalls     int  // requests left unanswered past the stall delay since the last answer
+	down       bool // failing: asked only after downUntil, by a probe
+	downUntil  time.Time
+	probing    bool
+	quarUntil  time.Time
+	history    [historyLen]minute
+}
+
+// minute is one minute of an upstream's history.
+type minute struct {
+	at       time.Time // the minute's start; zero: unused
+	requests int64
+	errors   int64
+	lat      []time.Duration // up to minuteSamples answers' latencies
+}
+
+// backoff is the wait before probing an upstream that failed fails times
+// in a row.
+func backoff(fails int) time.Duration {
+	d := time.Second << min(max(fails-1, 0), 6)
+	return min(d, maxBackoff)
+}
+
+// transient reports whether an observed failure says the upstream is not
+// answering (as opposed to answering "no").
+func transient(o Observation) bool {
+	switch o.ErrorKind() {
+	case "network", "timeout", "status_5xx":
+		return true
+	}
+	return o.Status == http.StatusTooManyRequests
+}
+
+// observe updates m's measures with one request it answered or failed.
+func (m *member) observe(p *Pool, o Observation) {
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.requests++
+	h := m.minuteAt(now)
+	h.requests++
+	if o.ErrorKind() == "canceled" {
+		return // a hedge that lost, or a client that left: no measure
+	}
+	if o.Err != nil && (transient(o) || o.Status == 0) {
+		m.errors++
+		h.errors++
+		m.lastErr, m.lastErrAt = o.Err.Error(), now
+		if !transient(o) {
+			return // a malformed answer: an error, but the upstream answers
+		}
+		m.fails++
+		m.downUntil = now.Add(backoff(m.fails))
+		if !m.down {
+			m.down = true
+			p.logger.Warn("upstream down", "upstream", m.url, "err", o.Err, "probe in", backoff(m.fails))
+		}
+		return
+	}
+	// An answer (200, or a 4xx that is the upstream's word): it is up.
+	if m.down {
+		p.logger.Info("upstream answers again", "upstream", m.url)
+	}
+	m.down, m.fails, m.stalls = false, 0, 0
+	m.lastAnswer = now
+	d := o.Duration
+	if m.ewma == 0 {
+		m.ewma = d
+	} else {
+		m.ewma += (d - m.ewma) / 8
+	}
+	m.recent[m.nrecent%window] = d
+	m.nrecent++
+	if len(h.lat) < minuteSamples {
+		h.lat = append(h.lat, d)
+	} else {
+		h.lat[h.requests%minuteSamples] = d
+	}
+}
+
+// minuteAt returns the history entry of the minute holding t. m.mu is held.
+func (m *member) minuteAt(t time.Time) *minute {
+	start := t.Truncate(time.Minute)
+	h := &m.history[start.Unix()/60%historyLen]
+	if !h.at.Equal(start) {
+		*h = minute{at: start}
+	}
+	return h
+}
+
+// stalled notes that a request to m has not been answered in time.
+func (m *member) stalled(p *Pool, after time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.stalls++
+	// A moment's hiccup stalls every request in flight at once; an
+	// upstream that stopped answering also has answered nothing for a
+	// while.
+	silent := time.Since(m.lastAnswer) > max(2*after, time.Second)
+	if m.stalls >= stallsDown && silent && !m.down {
+		m.down = true
+		m.fails++
+		m.downUntil = time.Now().Add(backoff(m.fails))
+		m.lastErr, m.lastErrAt = fmt.Sprintf("no answer within %v, %d requests in a row", after.Round(time.Millisecond), m.stalls), time.Now()
+		p.logger.Warn("upstream down", "upstream", m.url, "err", m.lastErr)
+	}
+}
+
+// percentiles returns the p50, p95 and p99 of m's recent answers and how
+// many there are. m.mu is held.
+func (m *member) percentiles() (p50, p95, p99 time.Duration, n int) {
+	n = min(m.nrecent, window)
+	if n == 0 {
+		return 0, 0, 0, 0
+	}
+	s := make([]time.Duration, n)
+	copy(s, m.recent[:n])
+	slices.Sort(s)
+	at := func(q float64) time.Duration { return s[min(int(q*float64(n)), n-1)] }
+	return at(0.5), at(0.95), at(0.99), n
+}
+
+// hedgeDelay is how long a request waits for m before asking the next
+// upstream too.
+func (p *Pool) hedgeDelay(m *member) time.Duration {
+	if p.cfg.HedgeDelay > 0 {
+		return p.cfg.HedgeDelay
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p50, p95, _, n := m.percentiles()
+	switch {
+	case n >= minSamples:
+		// The slowest twentieth of requests, but no later than three
+		// times the median: an upstream whose latency spikes now and
+		// then is hedged on the spikes, not waited for.
+		return max(hedgeFloor, min(p95, 3*p50))
+	case m.ewma > 0:
+		return max(hedgeFloor, 3*m.ewma)
+	}
+	return hedgeUnmeasured
+}
+
+// expected is how long m is expected to take to answer.
+func (p *Pool) expected(m *member) time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ewma == 0 {
+		return hedgeUnmeasured
+	}
+	return m.ewma
+}
+
+// stallAfter is how long a request waits for m before asking the next
+// upstream whatever the hedge budget.
+func (p *Pool) stallAfter(m *member) time.Duration {
+	return max(stallFloor, 4*p.hedgeDelay(m))
+}
+
+// URL names the pool's upstreams, credentials masked.
+func (p *Pool) URL() string {
+	urls := make([]string, len(p.members))
+	for i, m := range p.members {
+		urls[i] = m.url
+	}
+	return JoinURLs(urls)
+}
+
+// Len returns how many upstreams the pool has.
+func (p *Pool) Len() int { return len(p.members) }
+
+// order returns the upstreams to ask, best first: those up and not
+// quarantined by measured latency (unmeasured first), then those down (a
+// down one due for a probe is probed meanwhile), then, only if no other is
+// left, the quarantined ones.
+func (p *Pool) order(ctx context.Context) []*member {
+	now := time.Now()
+	type ranked struct {
+		m     *member
+		class int // 0 up, 1 down, 2 quarantined
+		ewma  time.Duration
+	}
+	rs := make([]ranked, 0, len(p.members))
+	pref := preferred(ctx)
+	for _, m := range p.members {
+		m.mu.Lock()
+		r := ranked{m: m, ewma: m.ewma}
+		switch {
+		case now.Before(m.quarUntil):
+			r.class = 2
+		case m.down:
+			r.class = 1
+			if !now.Before(m.downUntil) && !m.probing {
+				m.probing = true
+				go p.probe(m)
+			}
+		case !m.lastAnswer.IsZero() && now.Sub(m.lastAnswer) > remeasure && !m.probing:
+			m.probing = true
+			go p.probe(m)
+		}
+		if m.url == pref && r.class < 2 {
+			r.class, r.ewma = -1, 0
+		}
+		m.mu.Unlock()
+		rs = append(rs, r)
+	}
+	slices.SortStableFunc(rs, func(a, b ranked) int {
+		return cmp.Or(cmp.Compare(a.class, b.class), cmp.Compare(a.ewma, b.ewma))
+	})
+	out := make([]*member, 0, len(rs))
+	for _, r := range rs {
+		if r.class == 2 && len(out) > 0 {
+			break
+		}
+		out = append(out, r.m)
+	}
+	return out
+}
+
+// probe asks an upstream for /latest: its observation brings a down one
+// back or sets its next probe, and measures one not asked for a while.
+func (p *Pool) probe(m *member) {
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	m.c.Latest(ctx)
+	m.mu.Lock()
+	m.probing = false
+	m.mu.Unlock()
+}
+
+// chargeRequest adds one request's share to the hedge budget.
+func (p *Pool) chargeRequest() {
+	if p.cfg.HedgeMax < 0 {
+		return
+	}
+	p.mu.Lock()
+	// Hedges are at most HedgeMax of all requests, hedges included.
+	p.tokens = min(hedgeBurst, p.tokens+p.cfg.HedgeMax/(1-p.cfg.HedgeMax))
+	p.mu.Unlock()
+}
+
+// forceHedge spends one hedge of the budget, if need be one not saved yet:
+// a failover from a stalled upstream, which does not wait for the budget
+// but is paid from it, so that hedges and failovers together stay within
+// HedgeMax over time.
+func (p *Pool) forceHedge() {
+	p.mu.Lock()
+	p.tokens = max(p.tokens-1, -hedgeBurst)
+	p.mu.Unlock()
+}
+
+// takeHedge spends one hedge of the budget, if there is one.
+func (p *Pool) takeHedge() bool {
+	if p.cfg.HedgeMax < 0 {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tokens < 1 {
+		return false
+	}
+	p.tokens--
+	return true
+}
+
+// A PoolError is a request no upstream answered: what each upstream said,
+// in the order they were asked.
+type PoolError struct {
+	Request string
+	Errs    []error
+}
+
+func (e *PoolError) Error() string {
+	parts := make([]string, len(e.Errs))
+	for i, err := range e.Errs {
+		parts[i] = err.Error()
+	}
+	return fmt.Sprintf("%s: no upstream answered: %s", e.Request, strings.Join(parts, "; "))
+}
+
+// Unwrap returns every upstream's error, the most telling first: a "not
+// served" (404, 410), then a refusal (403, other 4xx), then failures. So
+// errors.Is(err, ErrNotServed) holds when some upstream said the log does
+// not hold it and none could show otherwise.
+func (e *PoolError) Unwrap() []error {
+	rank := func(err error) int {
+		var se *StatusError
+		switch {
+		case errors.Is(err, ErrNotServed):
+			return 0
+		case errors.As(err, &se) && se.Code < 500 && se.Code != http.StatusTooManyRequests:
+			return 1
+		}
+		return 2
+	}
+	out := slices.Clone(e.Errs)
+	slices.SortStableFunc(out, func(a, b error) int { return cmp.Compare(rank(a), rank(b)) })
+	return out
+}
+
+// errQuarantined is the error of an upstream skipped for its quarantine.
+var errQuarantined = errors.New("quarantined: caught lying")
+
+type result struct {
+	m    *member
+	data []byte
+	err  error
+}
+
+// do makes one request (key names it in Answers) over the upstreams.
+func (p *Pool) do(ctx context.Context, key string, f func(context.Context, *Client) ([]byte, error)) ([]byte, error) {
+	if len(p.members) == 0 {
+		return nil, fmt.Errorf("%s: no upstream configured", key)
+	}
+	p.chargeRequest()
+	var errs []error
+	for round := 0; round < rounds; round++ {
+		if round > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Duration(round*round) * 200 * time.Millisecond):
+			}
+		}
+		data, m, rerrs, final := p.round(ctx, f)
+		if m != nil {
+			AnswersFrom(ctx).note(key, m.url)
+			return data, nil
+		}
+		errs = rerrs
+		if final || ctx.Err() != nil {
+			break
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return nil, &PoolError{Request: key, Errs: errs}
+}
+
+// round asks the upstreams in order, hedging and failing over, until one
+// answers. final reports that some upstream answered "no" (a 4xx), so
+// asking again is pointless.
+func (p *Pool) round(ctx context.Context, f func(context.Context, *Client) ([]byte, error)) (data []byte, winner *member, errs []error, final bool) {
+	order := p.order(ctx)
+	now := time.Now()
+	for _, m := range p.members {
+		m.mu.Lock()
+		if now.Before(m.quarUntil) && !slices.Contains(order, m) {
+			errs = append(errs, fmt.Errorf("%s: %w until %s", m.url, errQuarantined, m.quarUntil.Format(time.RFC3339)))
+		}
+		m.mu.Unlock()
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	results := make(chan result, len(order))
+	next, inflight := 0, 0
+	hedgeT := time.NewTimer(time.Hour)
+	stallT := time.NewTimer(time.Hour)
+	defer hedgeT.Stop()
+	defer stallT.Stop()
+	selfHedged := false
+	launchTo := func(m *member, hedge bool) {
+		inflight++
+		if hedge {
+			m.mu.Lock()
+			m.hedges++
+			m.mu.Unlock()
+		}
+		go func() {
+			d, err := f(rctx, m.c)
+			results <- result{m, d, err}
+		}()
+		hedgeT.Reset(p.hedgeDelay(m))
+		stallT.Reset(p.stallAfter(m))
+	}
+	launch := func(hedge bool) {
+		next++
+		launchTo(order[next-1], hedge)
+	}
+	launch(false)
+	for inflight > 0 {
+		select {
+		case r := <-results:
+			inflight--
+			if r.err == nil {
+				return r.data, r.m, nil, false
+			}
+			if ctx.Err() != nil {
+				return nil, nil, append(errs, ctx.Err()), true
+			}
+			var se *StatusError
+			if errors.As(r.err, &se) && se.Code < 500 && se.Code != http.StatusTooManyRequests {
+				final = true
+			}
+			errs = append(errs, r.err)
+			if next < len(order) {
+				launch(false)
+			}
+		case <-hedgeT.C:
+			// The hedge goes to the next upstream; or, once, to the same
+			// one again when the next is far slower: a spike is mostly
+			// one request's bad luck, and the next upstream would
+			// answer later than a second try here.
+			cur := order[next-1]
+			switch {
+			case !selfHedged && (next == len(order) || p.expected(order[next]) > 2*p.expected(cur)+p.hedgeDelay(cur)):
+				if p.takeHedge() {
+					selfHedged = true
+					launchTo(cur, true)
+				}
+			case next < len(order) && p.takeHedge():
+				launch(true)
+			}
+		case <-stallT.C:
+			order[next-1].stalled(p, p.stallAfter(order[next-1]))
+			if next < len(order) {
+				p.forceHedge()
+				launch(true)
+			}
+		case <-ctx.Done():
+			return nil, nil, append(errs, ctx.Err()), true
+		}
+	}
+	return nil, nil, errs, final
+}
+
+// Latest returns a signed tree head note from the best upstream.
+func (p *Pool) Latest(ctx context.Context) ([]byte, error) {
+	return p.do(ctx, LatestKey, func(ctx context.Context, c *Client) ([]byte, error) { return c.Latest(ctx) })
+}
+
+// Lookup returns the /lookup answer for path@version from the best
+// upstream that has it.
+func (p *Pool) Lookup(ctx context.Context, path, version string) ([]byte, error) {
+	return p.do(ctx, LookupKey(path, version), func(ctx context.Context, c *Client) ([]byte, error) {
+		return c.Lookup(ctx, path, version)
+	})
+}
+
+// Tile returns tile t from the best upstream that has it (see
+// Client.Tile).
+func (p *Pool) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
+	return p.do(ctx, TileKey(t), func(ctx context.Context, c *Client) ([]byte, error) { return c.Tile(ctx, t) })
+}
+
+// An Answer is one upstream's answer to a request asked of all of them.
+type Answer struct {
+	Source string // the upstream's URL, credentials masked
+	Data   []byte
+	Err    error
+}
+
+// latestTimeout bounds each upstream's answer in LatestAll.
+const latestTimeout = 10 * time.Second
+
+// LatestAll asks every upstream not quarantined, and not down and waiting
+// for its next probe, for its signed tree head, at once, so that heads
+// from all of them are linked (a split view is caught as a fork); with
+// none such left, the best of the others. Answers are in the pool's order
+// of preference.
+func (p *Pool) LatestAll(ctx context.Context) []Answer {
+	now := time.Now()
+	all := p.order(ctx)
+	order := slices.DeleteFunc(slices.Clone(all), func(m *member) bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.down && now.Before(m.downUntil) || now.Before(m.quarUntil)
+	})
+	if len(order) == 0 && len(all) > 0 {
+		order = all[:1] // none left to ask but the best of the rest
+	}
+	out := make([]Answer, len(order))
+	var wg sync.WaitGroup
+	for i, m := range order {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, latestTimeout)
+			defer cancel()
+			d, err := m.c.Latest(ctx)
+			out[i] = Answer{Source: m.url, Data: d, Err: err}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// Blame quarantines the upstream source (a URL as Answers names it) for
+// the pool's Quarantine: it sent what err says, which did not verify.
+// It reports whether source is one of the pool's upstreams.
+func (p *Pool) Blame(source string, err error) bool {
+	for _, m := range p.members {
+		if m.url != source {
+			continue
+		}
+		now := time.Now()
+		m.mu.Lock()
+		m.lies++
+		m.quarUntil = now.Add(p.cfg.Quarantine)
+		m.lastErr, m.lastErrAt = "lie: "+err.Error(), now
+		m.mu.Unlock()
+		p.logger.Error("upstream quarantined: it sent an answer that does not verify", "upstream", source, "until", now.Add(p.cfg.Quarantine).Format(time.RFC3339), "err", err)
+		return true
+	}
+	return false
+}
+
+// Health returns each upstream's measures, best first.
+func (p *Pool) Health() []Health {
+	order := p.order(context.Background())
+	for _, m := range p.members {
+		if !slices.Contains(order, m) {
+			order = append(order, m)
+		}
+	}
+	now := time.Now()
+	var best time.Duration
+	for _, m := range order {
+		m.mu.Lock()
+		if !m.down && !now.Before(m.quarUntil) && m.ewma > 0 && (best == 0 || m.ewma < best) {
+			best = m.ewma
+		}
+		m.mu.Unlock()
+	}
+	out := make([]Health, 0, len(order))
+	for _, m := range order {
+		m.mu.Lock()
+		p50, _, p99, _ := m.percentiles()
+		h := Health{
+			URL: m.url, State: StateHealthy, Latency: m.ewma, P50: p50, P99: p99,
+			Requests: m.requests, Errors: m.errors, Hedges: m.hedges, Lies: m.lies,
+			LastError: m.lastErr, LastErrorAt: m.lastErrAt,
+		}
+		switch {
+		case now.Before(m.quarUntil):
+			h.State, h.Until = StateQuarantined, m.quarUntil
+		case m.down:
+			h.State, h.Until = StateDown, m.downUntil
+		case best > 0 && m.ewma > 2*best && m.ewma-best > 20*time.Millisecond:
+			h.State = StateSlow
+		}
+		h.History = m.historyAt(now)
+		m.mu.Unlock()
+		out = append(out, h)
+	}
+	return out
+}
+
+// historyAt returns the last hour before now, one sample a minute, oldest
+// first. m.mu is held.
+func (m *member) historyAt(now time.Time) []Sample {
+	out := make([]Sample, 0, historyLen)
+	cur := now.Truncate(time.Minute)
+	for i := historyLen - 1; i >= 0; i-- {
+		at := cur.Add(-time.Duration(i) * time.Minute)
+		s := Sample{At: at}
+		if h := &m.history[at.Unix()/60%historyLen]; h.at.Equal(at) {
+			s.Requests, s.Errors = h.requests, h.errors
+			if len(h.lat) > 0 {
+				l := slices.Clone(h.lat)
+				slices.Sort(l)
+				s.P50 = l[len(l)/2]
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}

@@ -1,0 +1,303 @@
+package upstream_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sumkeep/sumkeep/internal/sumdbtest"
+	"github.com/sumkeep/sumkeep/upstream"
+)
+
+// three returns three started copies of one log of n records.
+func three(t *testing.T, n int) []*sumdbtest.Upstream {
+	t.Helper()
+	u, err := sumdbtest.New("sumdb.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.AddSynthetic(n); err != nil {
+		t.Fatal(err)
+	}
+	us := []*sumdbtest.Upstream{u}
+	for range 2 {
+		c, err := u.Fork(u.Size())
+		if err != nil {
+			t.Fatal(err)
+		}
+		us = append(us, c)
+	}
+	for _, u := range us {
+		u.Start()
+		t.Cleanup(u.Close)
+	}
+	return us
+}
+
+func pool(cfg upstream.PoolConfig, us ...*sumdbtest.Upstream) *upstream.Pool {
+	var cands []upstream.Candidate
+	for _, u := range us {
+		cands = append(cands, upstream.Candidate{URL: u.URL()})
+	}
+	return upstream.NewPool(cands, cfg)
+}
+
+func healthOf(t *testing.T, p *upstream.Pool, url string) upstream.Health {
+	t.Helper()
+	for _, h := range p.Health() {
+		if h.URL == url {
+			return h
+		}
+	}
+	t.Fatalf("no health for %s", url)
+	return upstream.Health{}
+}
+
+// hang makes u answer nothing until its client leaves.
+func hang(u *sumdbtest.Upstream, prefix string) {
+	u.OnRequest(func(r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, prefix) {
+			<-r.Context().Done()
+		}
+	})
+}
+
+// TestPoolFailover: a 5xx moves the request to the next upstream at once,
+// the failing upstream is down, and the answer is noted as the next one's.
+func TestPoolFailover(t *testing.T) {
+	us := three(t, 300)
+	us[0].SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultServerError})
+	p := pool(upstream.PoolConfig{HedgeMax: -1}, us...)
+	a := upstream.NewAnswers()
+	ctx := upstream.WithAnswers(context.Background(), a)
+	path, version, _ := us[0].Module(7)
+	if _, err := p.Lookup(ctx, path, version); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.From(upstream.LookupKey(path, version)); got != us[1].URL() {
+		t.Errorf("answered by %q, want the second upstream %q", got, us[1].URL())
+	}
+	h := healthOf(t, p, us[0].URL())
+	if h.State != upstream.StateDown || h.Errors != 1 || !strings.Contains(h.LastError, "503") || h.Until.IsZero() {
+		t.Errorf("failing upstream: %+v, want down after one 503", h)
+	}
+	// Down, it is not asked again before its probe.
+	us[0].ResetRequests()
+	for id := int64(0); id < 5; id++ {
+		path, version, _ := us[0].Module(id)
+		if _, err := p.Lookup(ctx, path, version); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := us[0].Requests("/lookup/"); n != 0 {
+		t.Errorf("the down upstream was asked %d lookups", n)
+	}
+	// Healthy again, it is probed after its backoff and comes back.
+	us[0].SetFault(sumdbtest.Fault{})
+	deadline := time.Now().Add(30 * time.Second)
+	for healthOf(t, p, us[0].URL()).State == upstream.StateDown {
+		if time.Now().After(deadline) {
+			t.Fatal("the upstream was never probed back up")
+		}
+		p.Latest(context.Background()) // a request lets a due probe start
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestPoolNotFoundNotFinal: a 404 from one upstream moves to the next; when
+// every upstream says 404, the error says what each one said and is
+// ErrNotServed.
+func TestPoolNotFoundNotFinal(t *testing.T) {
+	us := three(t, 300)
+	behind, err := us[0].Fork(100) // holds only the first 100 records
+	if err != nil {
+		t.Fatal(err)
+	}
+	behind.Start()
+	t.Cleanup(behind.Close)
+	p := pool(upstream.PoolConfig{HedgeMax: -1}, behind, us[1])
+	a := upstream.NewAnswers()
+	ctx := upstream.WithAnswers(context.Background(), a)
+	path, version, _ := us[0].Module(250)
+	if _, err := p.Lookup(ctx, path, version); err != nil {
+		t.Fatalf("a record one upstream lacks: %v", err)
+	}
+	if got := a.From(upstream.LookupKey(path, version)); got != us[1].URL() {
+		t.Errorf("answered by %q, want %q", got, us[1].URL())
+	}
+	_, err = p.Lookup(ctx, "example.com/nowhere", "v1.0.0")
+	var pe *upstream.PoolError
+	if !errors.Is(err, upstream.ErrNotServed) || !errors.As(err, &pe) || len(pe.Errs) != 2 ||
+		!strings.Contains(err.Error(), behind.URL()) || !strings.Contains(err.Error(), us[1].URL()) {
+		t.Fatalf("a record no upstream has: %v, want not served by each, named", err)
+	}
+	if h := healthOf(t, p, behind.URL()); h.State == upstream.StateDown || h.State == upstream.StateQuarantined || h.Errors != 0 {
+		t.Errorf("an upstream answering 404 is not failing: %+v", h)
+	}
+}
+
+// TestPoolHedge: an upstream that does not answer within the hedge delay is
+// hedged to the next; the first answer wins and the hedge is counted. With
+// hedges forbidden, the request still fails over once the first has
+// stalled.
+func TestPoolHedge(t *testing.T) {
+	us := three(t, 300)
+	hang(us[0], "/lookup/")
+	p := pool(upstream.PoolConfig{HedgeDelay: 50 * time.Millisecond}, us[0], us[1])
+	a := upstream.NewAnswers()
+	ctx := upstream.WithAnswers(context.Background(), a)
+	path, version, _ := us[0].Module(3)
+	if _, err := p.Lookup(ctx, path, version); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.From(upstream.LookupKey(path, version)); got != us[1].URL() {
+		t.Errorf("answered by %q, want the hedge %q", got, us[1].URL())
+	}
+	if h := healthOf(t, p, us[1].URL()); h.Hedges != 1 {
+		t.Errorf("hedged-to upstream: %+v, want 1 hedge", h)
+	}
+
+	q := pool(upstream.PoolConfig{HedgeMax: -1}, us[0], us[2])
+	a = upstream.NewAnswers()
+	ctx = upstream.WithAnswers(context.Background(), a)
+	if _, err := q.Lookup(ctx, path, version); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.From(upstream.LookupKey(path, version)); got != us[2].URL() {
+		t.Errorf("with no hedges: answered by %q, want %q after the stall", got, us[2].URL())
+	}
+}
+
+// TestPoolHedgeBudget: hedges stay within HedgeMax of all requests (plus
+// the burst saved at start), however slow the best upstream is.
+func TestPoolHedgeBudget(t *testing.T) {
+	us := three(t, 300)
+	for _, u := range us[:2] {
+		var n atomic.Int64
+		u.OnRequest(func(r *http.Request) {
+			// Every other request is slow: hedging all would add half
+			// the load.
+			if n.Add(1)%2 == 0 {
+				select {
+				case <-time.After(60 * time.Millisecond):
+				case <-r.Context().Done():
+				}
+			}
+		})
+	}
+	p := pool(upstream.PoolConfig{HedgeDelay: 5 * time.Millisecond, HedgeMax: 0.1}, us[0], us[1])
+	const requests = 100
+	for i := range requests {
+		path, version, _ := us[0].Module(int64(i % 300))
+		if _, err := p.Lookup(context.Background(), path, version); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var hedges int64
+	for _, h := range p.Health() {
+		hedges += h.Hedges
+	}
+	if max := int64(requests / 9); hedges > max || hedges == 0 {
+		t.Errorf("%d hedges in %d requests, want some and at most %d", hedges, requests, max)
+	}
+}
+
+// TestPoolBlame: an upstream blamed for a lie is quarantined, counted, and
+// not asked while another can answer; LatestAll asks every other one.
+func TestPoolBlame(t *testing.T) {
+	us := three(t, 300)
+	p := pool(upstream.PoolConfig{}, us...)
+	if !p.Blame(us[0].URL(), errors.New("a tile that does not hash to the signed root")) {
+		t.Fatal("Blame did not know the upstream")
+	}
+	if p.Blame("http://elsewhere.example", errors.New("x")) {
+		t.Error("Blame knew an upstream not in the pool")
+	}
+	h := healthOf(t, p, us[0].URL())
+	if h.State != upstream.StateQuarantined || h.Lies != 1 || !strings.Contains(h.LastError, "signed root") {
+		t.Errorf("blamed upstream: %+v", h)
+	}
+	if got := p.Health(); got[len(got)-1].URL != us[0].URL() {
+		t.Errorf("the quarantined upstream is not last in preference: %+v", got)
+	}
+	us[0].ResetRequests()
+	for range 5 {
+		if _, err := p.Latest(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	answers := p.LatestAll(context.Background())
+	if n := us[0].Requests(""); n != 0 || len(answers) != 2 {
+		t.Errorf("the quarantined upstream was asked %d requests; LatestAll answered %d", n, len(answers))
+	}
+	for _, a := range answers {
+		if a.Err != nil || a.Source == us[0].URL() {
+			t.Errorf("LatestAll answer %+v", a)
+		}
+	}
+	// Alone, a quarantined upstream is still asked: the caller verifies.
+	one := pool(upstream.PoolConfig{}, us[0])
+	one.Blame(us[0].URL(), errors.New("lie"))
+	if _, err := one.Latest(context.Background()); err != nil {
+		t.Errorf("a pool of one quarantined upstream: %v", err)
+	}
+	if hs := p.Health(); len(hs[0].History) != 60 || hs[0].History[59].Requests == 0 {
+		t.Errorf("history of the best upstream: %d points, last %+v", len(hs[0].History), hs[0].History[len(hs[0].History)-1])
+	}
+}
+
+// TestDiscoverAll: every GOPROXY entry that serves the database is kept,
+// one that cannot be asked is kept as down, one that does not serve it is
+// dropped, the list ends at direct, and the database itself comes last.
+func TestDiscoverAll(t *testing.T) {
+	serves := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/sumdb/sum.golang.org/supported" {
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	defer serves.Close()
+	refuses := httptest.NewServer(http.NotFoundHandler())
+	defer refuses.Close()
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusBadGateway)
+	}))
+	defer failing.Close()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + l.Addr().String()
+	l.Close()
+	goproxy := refuses.URL + "," + serves.URL + "|" + failing.URL + ",file:///tmp/mods," + closed + ",direct," + "http://after.direct.example"
+	got := upstream.Discover(context.Background(), "sum.golang.org", goproxy, nil)
+	want := []struct {
+		url  string
+		down bool
+	}{
+		{serves.URL + "/sumdb/sum.golang.org", false},
+		{failing.URL + "/sumdb/sum.golang.org", true},
+		{closed + "/sumdb/sum.golang.org", true},
+		{"https://sum.golang.org", false},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("Discover = %+v, want %+v", got, want)
+	}
+	for i, w := range want {
+		if got[i].URL != w.url || (got[i].Err != nil) != w.down {
+			t.Errorf("candidate %d = %+v, want %s (down %v)", i, got[i], w.url, w.down)
+		}
+	}
+	if got := upstream.Discover(context.Background(), "sum.golang.org", "off", nil); len(got) != 1 || got[0].URL != "https://sum.golang.org" {
+		t.Errorf("GOPROXY=off: %+v", got)
+	}
+	if got := upstream.ParseList(" http://a/ ,http://b,,http://a"); len(got) != 2 || got[0] != "http://a" || got[1] != "http://b" {
+		t.Errorf("ParseList = %q", got)
+	}
+}
