@@ -50,11 +50,6 @@ func commandFlags(t *testing.T, name string) map[string]bool {
 	return flags
 }
 
-// pendingFlags are flags the deploy kit uses that other work of the same
-// issue adds (merged separately): accepted here until then.
-var pendingFlags = map[string]string{
-	"sync --metrics-listen": "the metrics work of issue 17",
-}
 
 // checkInvocation checks that args (a sumkeep command line, without the
 // program name) and env (SUMKEEP_* variables) name a real command and its
@@ -72,14 +67,7 @@ func checkInvocation(t *testing.T, where string, args []string, env []string) {
 	}
 	flags := commandFlags(t, name)
 	known := func(flag string) bool {
-		if flags[flag] {
-			return true
-		}
-		if why, ok := pendingFlags[name+" --"+flag]; ok {
-			t.Logf("%s: %s --%s is not in this build yet (%s)", where, name, flag, why)
-			return true
-		}
-		return false
+		return flags[flag]
 	}
 	for _, a := range args[1:] {
 		if !strings.HasPrefix(a, "-") {
