@@ -142,9 +142,9 @@ type Syncer struct {
 	advanceMu sync.Mutex // one Advance at a time in this process
 	committer committer  // on-demand commits, grouped
 
-	fetches     flightGroup[string, struct{}]  // Fetch calls under way, by module@version
-	tileFlights flightGroup[tlog.Tile, []byte] // tile requests under way, shared by every reader
-	absent      *absentCache                   // module@versions the upstream said it lacks
+	fetches     flightGroup[string, struct{}]       // Fetch calls under way, by module@version
+	tileFlights flightGroup[tlog.Tile, sourcedTile] // tile requests under way, shared by every reader
+	absent      *absentCache                        // module@versions the upstream said it lacks
 
 	notesMu sync.Mutex
 	notes   map[string]store.Head // signed notes verified lately, by their bytes

@@ -328,10 +328,27 @@ func (s *Syncer) newReader(ctx context.Context) *proof.Reader {
 // cancelled only when all of them have gone.
 type sharedSource struct{ s *Syncer }
 
+// Which upstream sent the tile is noted in every waiter's upstream.Answers,
+// not only in the one whose call made the request: evidence of a lying
+// tile must name its sender whichever fetch finds the lie.
 func (ss sharedSource) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
-	return ss.s.tileFlights.do(ctx, t, fetchTimeout, func(ctx context.Context) ([]byte, error) {
-		return ss.s.src.Tile(ctx, t)
+	key := upstream.TileKey(t)
+	st, err := ss.s.tileFlights.do(ctx, t, fetchTimeout, func(fctx context.Context) (sourcedTile, error) {
+		ans := upstream.NewAnswers()
+		data, err := ss.s.src.Tile(upstream.WithAnswers(fctx, ans), t)
+		return sourcedTile{data: data, from: ans.From(key)}, err
 	})
+	if st.from != "" {
+		upstream.AnswersFrom(ctx).Note(key, st.from)
+	}
+	return st.data, err
+}
+
+// sourcedTile is a tile's bytes and the upstream that sent them ("" where
+// the source is not a Pool).
+type sourcedTile struct {
+	data []byte
+	from string
 }
 
 // openHeadCached is openHead remembering the notes it verified lately: the
