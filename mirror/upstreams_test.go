@@ -3,7 +3,6 @@ package mirror_test
 import (
 	"context"
 	"errors"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -26,16 +25,6 @@ func copyOf(t *testing.T, u *sumdbtest.Upstream) *sumdbtest.Upstream {
 	c.Start()
 	t.Cleanup(c.Close)
 	return c
-}
-
-// latency makes u answer each request after d, or when its client leaves.
-func latency(u *sumdbtest.Upstream, d time.Duration) {
-	u.OnRequest(func(r *http.Request) {
-		select {
-		case <-time.After(d):
-		case <-r.Context().Done():
-		}
-	})
 }
 
 // newPoolSyncer returns a lazy Syncer over a pool of the upstreams, in
@@ -88,7 +77,7 @@ func TestPoolLiars(t *testing.T) {
 			liar, failing := copyOf(t, honest), copyOf(t, honest)
 			liar.SetFault(tc.fault)
 			failing.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultServerError})
-			latency(honest, 30*time.Millisecond)
+			honest.SetLatency(30 * time.Millisecond)
 			st := newStore(t)
 			s, p := newPoolSyncer(t, st, honest.VerifierKey(), liar, failing, honest)
 
@@ -129,7 +118,7 @@ func TestPoolFastOneKilled(t *testing.T) {
 	slow, _ := newUpstream(t, 3000)
 	slow.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
 	fast := copyOf(t, slow)
-	latency(slow, 40*time.Millisecond)
+	slow.SetLatency(40 * time.Millisecond)
 	st := newStore(t)
 	s, p := newPoolSyncer(t, st, slow.VerifierKey(), fast, slow)
 	if err := s.Refresh(ctx); err != nil {
@@ -198,7 +187,7 @@ func TestPoolNewestHead(t *testing.T) {
 	fresh.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
 	stale := copyOf(t, fresh)
 	stale.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultStaleHead, N: 1000})
-	latency(fresh, 20*time.Millisecond)
+	fresh.SetLatency(20 * time.Millisecond)
 	st := newStore(t)
 	s, _ := newPoolSyncer(t, st, fresh.VerifierKey(), stale, fresh)
 	if err := s.Refresh(ctx); err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -25,16 +24,6 @@ func sameLog(t *testing.T, u *sumdbtest.Upstream) *sumdbtest.Upstream {
 	c.Start()
 	t.Cleanup(c.Close)
 	return c
-}
-
-// slowDown makes u answer each request after d (or when its client leaves).
-func slowDown(u *sumdbtest.Upstream, d time.Duration) {
-	u.OnRequest(func(r *http.Request) {
-		select {
-		case <-time.After(d):
-		case <-r.Context().Done():
-		}
-	})
 }
 
 // TestGoCommandUpstreams: a lazy mirror reading three upstreams of one log
@@ -63,7 +52,7 @@ func TestGoCommandUpstreams(t *testing.T) {
 	u.Start()
 	t.Cleanup(u.Close)
 	key, log := u.VerifierKey(), u.Name()
-	slowDown(u, 30*time.Millisecond)
+	u.SetLatency(30 * time.Millisecond)
 	firstID, _ := u.Lookup(w.sums[0].Path, w.sums[0].Version)
 
 	for _, tc := range []struct {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -121,6 +122,17 @@ func (u *Upstream) OnRequest(hook func(r *http.Request)) {
 	u.fmu.Lock()
 	u.hook = hook
 	u.fmu.Unlock()
+}
+
+// SetLatency makes u answer each request after d, or when its client
+// leaves (an OnRequest hook: it replaces any other).
+func (u *Upstream) SetLatency(d time.Duration) {
+	u.OnRequest(func(r *http.Request) {
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+		}
+	})
 }
 
 // Requests returns how many requests whose protocol path (with any
