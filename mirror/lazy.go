@@ -559,3 +559,49 @@ func (s *Syncer) proveStored(ctx context.Context, target store.Head, hr tlog.Has
 		after = ids[len(ids)-1]
 	}
 }
+
+// FetchTile fetches hash tile t (t.L >= 0) of the served tree from the
+// upstreams, authenticates it (and the tiles above it that its proof reads)
+// against the served head and stores them. It is how a lazy mirror answers
+// a go client holding a head the mirror never stored: one it saw elsewhere,
+// such as from the upstream directly before it was pointed here. Such a
+// client proves its head under the served one with tiles of the served tree
+// (tlog.ProveTree) that no stored record or head needed. Like Fetch it
+// works in lazy mode only; a tile outside the served tree, or a data tile,
+// is store.ErrNotFound.
+func (s *Syncer) FetchTile(ctx context.Context, t tlog.Tile) error {
+	if err := s.lazyOnly(ctx); err != nil {
+		return err
+	}
+	if s.cfg.Upstream == nil {
+		return fmt.Errorf("fetching %s: %w", t.Path(), errNoUpstream)
+	}
+	if t.L < 0 || t.H != store.TileHeight || t.W < 1 || t.W > tileWidth || t.N < 0 {
+		return fmt.Errorf("tile %s: %w", t.Path(), store.ErrNotFound)
+	}
+	ctx = upstream.WithAnswers(ctx, upstream.NewAnswers())
+	for attempt := 0; ; attempt++ {
+		served, err := s.cfg.Store.ServedHead(ctx, s.log)
+		if err != nil {
+			return err
+		}
+		// The tile's last hash, at tree level L·H.
+		level := t.L * t.H
+		n := t.N<<uint(t.H) + int64(t.W) - 1
+		if n >= served.Size>>uint(level) {
+			return fmt.Errorf("tile %s is outside the served tree of size %d: %w", t.Path(), served.Size, store.ErrNotFound)
+		}
+		r := s.newReader(ctx)
+		if _, err := r.HashReader(served.Tree()).ReadHashes([]int64{tlog.StoredHashIndex(level, n)}); err != nil {
+			return s.tileTrouble(ctx, fmt.Errorf("reading tile %s of tree %d: %w", t.Path(), served.Size, err), served, r.Suspects())
+		}
+		s.commitMu.Lock()
+		err = s.cfg.Store.Commit(ctx, s.log, store.Batch{Tiles: r.Verified(), Synced: -1,
+			Expect: &store.State{Served: served.Size, Generation: -1}})
+		s.commitMu.Unlock()
+		if errors.Is(err, store.ErrConflict) && attempt < 10 {
+			continue // another head is served now: read under that one
+		}
+		return err
+	}
+}

@@ -306,6 +306,17 @@ func (s *Server) tile(c *gin.Context, log, p string) {
 			}
 		}
 		data, err := s.store.ReadTiles(ctx, log, []tlog.Tile{t})
+		if tf, ok := s.fetch[log].(TileFetcher); ok && errors.Is(err, store.ErrNotFound) {
+			// Lazy mode: fetch it through, then answer from the store.
+			c.Set(fetchedKey, true)
+			if ferr := tf.FetchTile(ctx, t); ferr != nil {
+				if !errors.Is(ferr, store.ErrNotFound) && ctx.Err() == nil {
+					s.logger.WarnContext(ctx, "fetching a tile from the upstream", "log", log, "tile", p, "err", ferr)
+				}
+			} else {
+				data, err = s.store.ReadTiles(ctx, log, []tlog.Tile{t})
+			}
+		}
 		if err != nil {
 			s.storeError(ctx, c, err, "reading tile", "log", log, "tile", p)
 			return

@@ -209,6 +209,15 @@ type Fetcher interface {
 	Fetch(ctx context.Context, path, version string) error
 }
 
+// A TileFetcher is a Fetcher that can also fetch a hash tile of the served
+// tree the store lacks, authenticate it against the served head and store
+// it (mirror.Syncer in lazy mode). A go client that holds a head this
+// mirror never stored (seen at the upstream directly, say) proves it under
+// the served head with such tiles; without them it cannot use the mirror.
+type TileFetcher interface {
+	FetchTile(ctx context.Context, t tlog.Tile) error
+}
+
 // DefaultCacheRecords is the default size of the lookup cache (~30 MB).
 const DefaultCacheRecords = 100_000
 

@@ -334,3 +334,71 @@ func TestSeed(t *testing.T) {
 		t.Fatalf("after seed, upstream gone: exit %d, go.sum\n%s\noutput:\n%s", code, strings.Join(lines, "\n"), out)
 	}
 }
+
+// TestGoCommandHeadSeenElsewhere: a go command that verified modules at the
+// upstream directly (so that it caches a signed head this mirror never
+// stored) and is then pointed at a cold lazy mirror serving a newer head
+// proves its head under the mirror's with tiles no stored record needed:
+// the mirror fetches them through, verified, instead of answering 404
+// (which made such a go command fail: "checking tree#N: ... 404").
+func TestGoCommandHeadSeenElsewhere(t *testing.T) {
+	w := newGoWorld(t, "example.com/alpha", "example.com/beta")
+	u, err := sumdbtest.New("sumdb.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
+	if err := u.AddSynthetic(3000); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.AddModule(w.sums[0].Path, w.sums[0].Version, w.sums[0].ZipHash, w.sums[0].ModHash); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.AddSynthetic(1000); err != nil {
+		t.Fatal(err)
+	}
+	u.Start()
+	t.Cleanup(u.Close)
+	key, log := u.VerifierKey(), u.Name()
+
+	// Directly at the upstream, as before sumkeep.
+	lines, out, code, primed := w.tidy(t, "", key, u.URL(), 0)
+	if code != 0 || !slices.Equal(lines, w.want(0)) {
+		t.Fatalf("direct: exit %d, go.sum\n%s\noutput:\n%s", code, strings.Join(lines, "\n"), out)
+	}
+	oldHead := cachedHead(t, primed, log)
+
+	// The log grows; a cold mirror serves its newest head.
+	if err := u.AddSynthetic(70000); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.AddModule(w.sums[1].Path, w.sums[1].Version, w.sums[1].ZipHash, w.sums[1].ModHash); err != nil {
+		t.Fatal(err)
+	}
+	srv, mirror := startServe(t, pgtest.NewDSN(t), key, "--mode", "lazy", "--upstream", u.URL())
+	waitFor(t, 60*time.Second, func() string { return "the mirror to serve the upstream's newest head" }, func() bool {
+		resp, err := http.Get(mirror + "/latest")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), "\n"+strconv.FormatInt(u.Size(), 10)+"\n")
+	})
+
+	// The same go command (its module cache emptied, so that it asks
+	// again), now through the mirror.
+	if err := modproxy.CleanModCache(primed); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(primed, "pkg", "mod")); err != nil {
+		t.Fatal(err)
+	}
+	lines, out, code, _ = w.tidy(t, primed, key, mirror, 0, 1)
+	if code != 0 || !slices.Equal(lines, w.want(0, 1)) {
+		t.Fatalf("through the mirror with a head seen elsewhere: exit %d, go.sum\n%s\noutput:\n%s\nmirror stderr:\n%s", code, strings.Join(lines, "\n"), out, srv.stderr)
+	}
+	if got := cachedHead(t, primed, log); got <= oldHead || got != u.Size() {
+		t.Fatalf("the go command's head moved from %d to %d, want %d", oldHead, got, u.Size())
+	}
+}

@@ -47,6 +47,7 @@ package readreplica
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -358,4 +359,18 @@ func (p pinning) Fetch(ctx context.Context, path, version string) error {
 		p.r.logger.Warn("reading the primary's served head after a fetch", "log", p.log, "err", err)
 	}
 	return nil
+}
+
+// FetchTile is f's FetchTile where f has one (see server.TileFetcher), else
+// store.ErrNotFound. A tile it stores is read from the primary while the
+// replica lacks it (ReadTiles falls back), and the served head does not
+// move, so nothing needs pinning.
+func (p pinning) FetchTile(ctx context.Context, t tlog.Tile) error {
+	tf, ok := p.f.(interface {
+		FetchTile(ctx context.Context, t tlog.Tile) error
+	})
+	if !ok {
+		return fmt.Errorf("tile %s: %w", t.Path(), store.ErrNotFound)
+	}
+	return tf.FetchTile(ctx, t)
 }
