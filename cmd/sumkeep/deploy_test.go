@@ -50,7 +50,6 @@ func commandFlags(t *testing.T, name string) map[string]bool {
 	return flags
 }
 
-
 // checkInvocation checks that args (a sumkeep command line, without the
 // program name) and env (SUMKEEP_* variables) name a real command and its
 // real flags.
