@@ -214,25 +214,12 @@ func TestGoCommandLazy(t *testing.T) {
 	if got := servedSize(t, st, log); got != u.Size() {
 		t.Fatalf("served head %d after sync, upstream %d", got, u.Size())
 	}
-	waitFor(t, 60*time.Second, func() string { return "the server to move to the new head" }, func() bool {
-		resp, err := http.Get(mirror + "/latest")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return strings.Contains(string(b), "\n"+strconv.FormatInt(u.Size(), 10)+"\n")
-	})
+	waitServing(t, mirror, u.Size())
 
 	// A go command that cached the old head (its module cache emptied, so
 	// that it asks again) verifies the old records under the new head: it
 	// needs the consistency tiles the sync stored.
-	if err := modproxy.CleanModCache(primed); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(filepath.Join(primed, "pkg", "mod")); err != nil {
-		t.Fatal(err)
-	}
+	emptyModCache(t, primed)
 	lines, out, code, _ = w.tidy(t, primed, key, mirror, 0, 1)
 	if code != 0 || !slices.Equal(lines, w.want(0, 1)) {
 		t.Fatalf("primed cache after growth: exit %d, go.sum\n%s\noutput:\n%s\nmirror stderr:\n%s", code, strings.Join(lines, "\n"), out, srv.stderr)
@@ -376,29 +363,43 @@ func TestGoCommandHeadSeenElsewhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv, mirror := startServe(t, pgtest.NewDSN(t), key, "--mode", "lazy", "--upstream", u.URL())
-	waitFor(t, 60*time.Second, func() string { return "the mirror to serve the upstream's newest head" }, func() bool {
-		resp, err := http.Get(mirror + "/latest")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return strings.Contains(string(b), "\n"+strconv.FormatInt(u.Size(), 10)+"\n")
-	})
+	waitServing(t, mirror, u.Size())
 
 	// The same go command (its module cache emptied, so that it asks
 	// again), now through the mirror.
-	if err := modproxy.CleanModCache(primed); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(filepath.Join(primed, "pkg", "mod")); err != nil {
-		t.Fatal(err)
-	}
+	emptyModCache(t, primed)
 	lines, out, code, _ = w.tidy(t, primed, key, mirror, 0, 1)
 	if code != 0 || !slices.Equal(lines, w.want(0, 1)) {
 		t.Fatalf("through the mirror with a head seen elsewhere: exit %d, go.sum\n%s\noutput:\n%s\nmirror stderr:\n%s", code, strings.Join(lines, "\n"), out, srv.stderr)
 	}
 	if got := cachedHead(t, primed, log); got <= oldHead || got != u.Size() {
 		t.Fatalf("the go command's head moved from %d to %d, want %d", oldHead, got, u.Size())
+	}
+}
+
+// waitServing waits until the server at mirror serves a head of size n.
+func waitServing(t *testing.T, mirror string, n int64) {
+	t.Helper()
+	waitFor(t, 60*time.Second, func() string { return fmt.Sprintf("the server to serve a head of size %d", n) }, func() bool {
+		resp, err := http.Get(mirror + "/latest")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), "\n"+strconv.FormatInt(n, 10)+"\n")
+	})
+}
+
+// emptyModCache empties the module cache of gopath, keeping the go
+// command's cached signed heads, so that it asks the checksum database
+// again with the head it holds.
+func emptyModCache(t *testing.T, gopath string) {
+	t.Helper()
+	if err := modproxy.CleanModCache(gopath); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(gopath, "pkg", "mod")); err != nil {
+		t.Fatal(err)
 	}
 }
