@@ -75,7 +75,7 @@ func main() {
 	flag.IntVar(&trillianPairs, "trillian-pairs", 1, "sync runs with and without the replica, alternated")
 	serveFile := flag.String("serve-upstream", "", "(internal) serve the pre-rendered upstream in this file, printing its URL")
 	flag.BoolVar(&lookupOnly, "lookup-only", false, "measure only the lookups (after one untimed sync): against sumdb.Server, and with metrics on beside off")
-	flag.IntVar(&metricsPairs, "metrics-pairs", 3, "lookup runs with metrics on and off, alternated, for the metrics overhead")
+	flag.IntVar(&metricsPairs, "metrics-pairs", 10, "lookup runs with metrics on and off, alternated, for the metrics overhead")
 	flag.BoolVar(&withUpstreams, "upstreams", true, "also measure cold lookups through several upstreams (fast, slow, down; with spikes) and the share of hedged requests")
 	flag.BoolVar(&upstreamsOnly, "upstreams-only", false, "measure only the several-upstreams figures, on a log of -upstream-records records")
 	flag.IntVar(&upstreamRecords, "upstream-records", 100_000, "records in the log of -upstreams-only")
