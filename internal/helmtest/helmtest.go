@@ -11,16 +11,16 @@ package helmtest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sumkeep/sumkeep/internal/filelock"
 )
 
 // Module and Version are what helm is built from: the go command fetches
@@ -77,7 +77,7 @@ func Build(ctx context.Context, logw io.Writer) (string, time.Duration, error) {
 		return "", 0, err
 	}
 	defer lock.Close()
-	if err := flock(ctx, lock); err != nil {
+	if err := filelock.Lock(ctx, lock); err != nil {
 		return "", 0, fmt.Errorf("locking %s: %w", lock.Name(), err)
 	}
 	if present(path) { // another process built it while we waited
@@ -128,22 +128,4 @@ func Binary(tb testing.TB) string {
 		tb.Skipf("helm not available: %v", err)
 	}
 	return path
-}
-
-// flock takes an exclusive flock(2) on f, waiting for it until ctx ends.
-func flock(ctx context.Context, f *os.File) error {
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }

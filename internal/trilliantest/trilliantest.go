@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/sumkeep/sumkeep/internal/filelock"
 	"github.com/sumkeep/sumkeep/internal/pgtest"
 )
 
@@ -110,7 +111,7 @@ func Build(ctx context.Context, logw io.Writer) (Built, error) {
 		return b, err
 	}
 	defer lock.Close()
-	if err := flock(ctx, lock); err != nil {
+	if err := filelock.Lock(ctx, lock); err != nil {
 		return b, fmt.Errorf("locking %s: %w", lock.Name(), err)
 	}
 	if complete(b.Dir) { // another process built them while we waited

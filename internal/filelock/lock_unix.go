@@ -1,6 +1,8 @@
 //go:build unix
 
-package trilliantest
+// Package filelock makes processes that build or fill one cache (test
+// binaries built once per machine) wait for each other.
+package filelock
 
 import (
 	"context"
@@ -10,8 +12,8 @@ import (
 	"time"
 )
 
-// flock takes an exclusive flock(2) on f, waiting for it until ctx ends.
-func flock(ctx context.Context, f *os.File) error {
+// Lock takes an exclusive flock(2) on f, waiting for it until ctx ends.
+func Lock(ctx context.Context, f *os.File) error {
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
