@@ -105,7 +105,7 @@ func PolicyFromEnv(ctx context.Context, getenv func(string) (string, bool), goEn
 // that no go.mod or go.work around the caller matters) with
 // GOTOOLCHAIN=local (so that it never downloads a toolchain), in the
 // process environment where getenv overrides GONOSUMDB, GOPRIVATE, GOSUMDB,
-// GOENV, GOPATH, HOME and XDG_CONFIG_HOME (set or unset).
+// GOENV, GOPATH, GOROOT, HOME and XDG_CONFIG_HOME (set or unset).
 func GoCommandEnv(getenv func(string) (string, bool)) GoEnv {
 	goCmd, err := exec.LookPath("go")
 	if err != nil {
@@ -114,7 +114,7 @@ func GoCommandEnv(getenv func(string) (string, bool)) GoEnv {
 	return func(ctx context.Context, names ...string) (map[string]string, error) {
 		ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		defer cancel()
-		override := []string{"GONOSUMDB", "GOPRIVATE", "GOSUMDB", "GOENV", "GOPATH", "HOME", "XDG_CONFIG_HOME", "GOTOOLCHAIN"}
+		override := []string{"GONOSUMDB", "GOPRIVATE", "GOSUMDB", "GOENV", "GOPATH", "GOROOT", "HOME", "XDG_CONFIG_HOME", "GOTOOLCHAIN"}
 		var env []string
 		for _, kv := range os.Environ() {
 			name, _, _ := strings.Cut(kv, "=")

@@ -99,3 +99,70 @@ func TestGoCommandEnv(t *testing.T) {
 		})
 	}
 }
+
+// TestGoEnvFiles reads the go command's env files without running it, and
+// must agree with the real go command (`go env`) in every case: the user's
+// file found through GOENV, XDG_CONFIG_HOME or HOME, GOENV=off, a
+// toolchain whose go.env turns the checksum database off (a distribution
+// may ship one), the user's file over go.env, comments and junk lines.
+func TestGoEnvFiles(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("no go command")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	file := func(name, s string) string {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// A toolchain of our own: pkg/tool makes it a GOROOT for the go
+	// command, and its go.env says GOSUMDB=off.
+	offRoot := filepath.Join(dir, "offroot")
+	if err := os.MkdirAll(filepath.Join(offRoot, "pkg", "tool"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file("offroot/go.env", "# a distribution's defaults\nGOPROXY=direct\nGOSUMDB=off\n")
+	userFile := file("user/env", "# junk the go command ignores\n\nlowercase=1\nnoequals\nGOPRIVATE=private.example\nGONOSUMDB=corp.example/*\nGONOSUMDB=later.example\n")
+	file("xdg/go/env", "GOPRIVATE=xdg.example\n")
+	file("home/.config/go/env", "GOPRIVATE=home.example\nGOSUMDB=off\n")
+	file("sumdbon/env", "GOSUMDB=sum.golang.org\n")
+
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		want verifier.Policy
+	}{
+		{"GOENV", map[string]string{"GOENV": userFile}, verifier.Policy{NoSumDB: "later.example", From: "GONOSUMDB"}},
+		{"GOENVOff", map[string]string{"GOENV": "off", "HOME": filepath.Join(dir, "home")}, verifier.Policy{From: "GOPRIVATE"}},
+		{"XDG", map[string]string{"XDG_CONFIG_HOME": filepath.Join(dir, "xdg"), "HOME": filepath.Join(dir, "home")},
+			verifier.Policy{NoSumDB: "xdg.example", From: "GOPRIVATE"}},
+		{"HOME", map[string]string{"XDG_CONFIG_HOME": "", "HOME": filepath.Join(dir, "home")},
+			verifier.Policy{NoSumDB: "home.example", From: "GOPRIVATE", SumDBOff: true}},
+		{"ToolchainOff", map[string]string{"GOENV": userFile, "GOROOT": offRoot},
+			verifier.Policy{NoSumDB: "later.example", From: "GONOSUMDB", SumDBOff: true}},
+		{"UserOverToolchain", map[string]string{"GOENV": filepath.Join(dir, "sumdbon", "env"), "GOROOT": offRoot},
+			verifier.Policy{From: "GOPRIVATE"}},
+		{"NoFile", map[string]string{"GOENV": filepath.Join(dir, "missing")}, verifier.Policy{From: "GOPRIVATE"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env := mapEnv(tt.env)
+			var noFallback verifier.GoEnv = func(context.Context, ...string) (map[string]string, error) {
+				return nil, errors.New("fell back to go env")
+			}
+			files, err := verifier.PolicyFromEnv(ctx, env, verifier.GoEnvFiles(env, noFallback))
+			if err != nil || files != tt.want {
+				t.Errorf("from the files: %+v, %v; want %+v", files, err, tt.want)
+			}
+			goCmd, err := verifier.PolicyFromEnv(ctx, env, verifier.GoCommandEnv(env))
+			if err != nil || goCmd != tt.want {
+				t.Errorf("from go env: %+v, %v; want %+v", goCmd, err, tt.want)
+			}
+		})
+	}
+}

@@ -77,8 +77,9 @@ func cmdVerify(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 
-	// The policy may need `go env` (a process start, ~40 ms): it runs
-	// while the store opens, and is waited for only before verifying.
+	// The policy reads the go command's env files (or, where they cannot
+	// be found, runs `go env`: a process start, ~40 ms): it is worked out
+	// while the store opens, and waited for only before verifying.
 	policy := e.policyAsync(ctx, "verify")
 
 	var src verifier.Source
@@ -169,8 +170,9 @@ func pathComponent(name string) string {
 
 // policy returns the modules the go command would not look up in the
 // checksum database, as it decides: GONOSUMDB, GOPRIVATE and GOSUMDB from
-// the environment, else from 'go env' (so values set with 'go env -w'
-// count). Problems are warnings on stderr, naming the command.
+// the environment, else as 'go env' gives them (so values set with
+// 'go env -w' count), read from the go command's env files. Problems are
+// warnings on stderr, naming the command.
 func (e *env) policy(ctx context.Context, cmd string) verifier.Policy {
 	return e.policyAsync(ctx, cmd)()
 }
@@ -184,7 +186,7 @@ func (e *env) policyAsync(ctx context.Context, cmd string) func() verifier.Polic
 	}
 	done := make(chan result, 1)
 	go func() {
-		p, err := verifier.PolicyFromEnv(ctx, e.getenv, verifier.GoCommandEnv(e.getenv))
+		p, err := verifier.PolicyFromEnv(ctx, e.getenv, verifier.GoEnvFiles(e.getenv, verifier.GoCommandEnv(e.getenv)))
 		done <- result{p, err}
 	}()
 	return func() verifier.Policy {
