@@ -188,6 +188,62 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// startPrometheus starts a Prometheus server with config, storing under
+// dir, and returns once it answers /-/ready: its address, its output and a
+// channel closed when it exits. Prometheus cannot listen on port 0 and
+// tell which port it got, so it gets a port that was free a moment ago;
+// if another process took that port in between, Prometheus exits at once
+// and is started again on another (five tries, then the test fails with
+// its output).
+func startPrometheus(t *testing.T, bin, config, dir string) (addr string, out *syncBuffer, exited chan struct{}) {
+	t.Helper()
+	hc := &http.Client{Timeout: 2 * time.Second}
+	for try := 1; ; try++ {
+		addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		out = new(syncBuffer)
+		prom := exec.Command(bin, "--config.file="+config, "--storage.tsdb.path="+filepath.Join(dir, fmt.Sprintf("data%d", try)),
+			"--web.listen-address="+addr, "--log.level=warn")
+		prom.Stdout, prom.Stderr = out, out
+		if err := prom.Start(); err != nil {
+			t.Fatalf("starting prometheus: %v", err)
+		}
+		done := make(chan struct{})
+		go func() {
+			prom.Wait()
+			close(done)
+		}()
+		t.Cleanup(func() {
+			prom.Process.Kill()
+			<-done
+		})
+		ready, gone := false, false
+		waitFor(t, 120*time.Second, func() string {
+			return fmt.Sprintf("prometheus on %s not ready within 120s\n%s", addr, out)
+		}, func() bool {
+			select {
+			case <-done:
+				gone = true
+				return true
+			default:
+			}
+			resp, err := hc.Get("http://" + addr + "/-/ready")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			ready = resp.StatusCode == http.StatusOK
+			return ready
+		})
+		if ready {
+			return addr, out, done
+		}
+		if gone && try == 5 {
+			t.Fatalf("prometheus exited five times (is something taking its ports?); last on %s:\n%s", addr, out)
+		}
+		t.Logf("prometheus on %s exited (port taken?), starting it on another:\n%s", addr, out)
+	}
+}
+
 // TestPrometheusScrapesServe runs a real Prometheus server (Debian's
 // prometheus package; loopback only, its own configuration and storage)
 // scraping "sumkeep serve --sync-schedule", and waits until it answers a
@@ -217,24 +273,7 @@ scrape_configs:
 `, target)), 0o666); err != nil {
 		t.Fatal(err)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	out := new(syncBuffer)
-	prom := exec.Command(bin, "--config.file="+config, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	prom.Stdout, prom.Stderr = out, out
-	if err := prom.Start(); err != nil {
-		t.Fatalf("starting prometheus: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		prom.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		prom.Process.Kill()
-		<-exited
-	})
-
+	addr, out, exited := startPrometheus(t, bin, config, dir)
 	query := "http://" + addr + "/api/v1/query?query=" + url.QueryEscape("sumkeep_upstream_request_duration_seconds_bucket")
 	type result struct {
 		Status string `json:"status"`
@@ -253,7 +292,7 @@ scrape_configs:
 	}, func() bool {
 		select {
 		case <-exited:
-			t.Fatalf("prometheus exited: %v\n%s", prom.ProcessState, out)
+			t.Fatalf("prometheus exited\n%s", out)
 		default:
 		}
 		resp, err := hc.Get(query)
