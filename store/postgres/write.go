@@ -375,12 +375,13 @@ func (c *checker) run(ctx context.Context) error {
 // batch already.
 func (c *checker) add(i int32) error {
 	r, k := &c.recs[i], c.src.keys[i]
-	if o, ok := c.find(k, r.Path, r.Version); ok {
-		return &store.DuplicateError{Path: r.Path, Version: r.Version, ID: r.ID, OtherID: o.ID}
-	}
 	if _, ok := c.first[k]; !ok {
+		// The common case, in one map lookup: no record with this key.
 		c.first[k] = i
 		return nil
+	}
+	if o, ok := c.find(k, r.Path, r.Version); ok {
+		return &store.DuplicateError{Path: r.Path, Version: r.Version, ID: r.ID, OtherID: o.ID}
 	}
 	if c.more == nil {
 		c.more = make(map[int64][]int32)
