@@ -526,15 +526,21 @@ func plainCopy(ctx context.Context, u *sumdbtest.Upstream) (float64, cpuUse, err
 // where Postgres runs elsewhere. Kernel work for loopback traffic is counted
 // to whichever process the kernel did it in, so the split is approximate;
 // the total is not.
-type cpuUse struct{ pg, self time.Duration }
+// cpuUse is the CPU time of the database's backends and of this process,
+// and the WAL the server wrote (its insert position: the whole server's,
+// other databases' writes included).
+type cpuUse struct {
+	pg, self time.Duration
+	wal      int64
+}
 
-func (c cpuUse) sub(d cpuUse) cpuUse  { return cpuUse{c.pg - d.pg, c.self - d.self} }
+func (c cpuUse) sub(d cpuUse) cpuUse  { return cpuUse{c.pg - d.pg, c.self - d.self, c.wal - d.wal} }
 func (c cpuUse) total() time.Duration { return c.pg + c.self }
 func (c cpuUse) scale(f float64) cpuUse {
-	return cpuUse{time.Duration(float64(c.pg) * f), time.Duration(float64(c.self) * f)}
+	return cpuUse{time.Duration(float64(c.pg) * f), time.Duration(float64(c.self) * f), int64(float64(c.wal) * f)}
 }
 func (c cpuUse) String() string {
-	return fmt.Sprintf("%.2fs (postgres %.2fs + go %.2fs)", c.total().Seconds(), c.pg.Seconds(), c.self.Seconds())
+	return fmt.Sprintf("%.2fs (postgres %.2fs + go %.2fs; WAL %.0f MB)", c.total().Seconds(), c.pg.Seconds(), c.self.Seconds(), float64(c.wal)/1e6)
 }
 
 // medianCPU is the use of median total, scaled to 1,000,000 records.
@@ -548,6 +554,7 @@ func medianCPU(cs []cpuUse, n int) cpuUse {
 // now: read it before closing st) and of this process.
 func cpuNow(ctx context.Context, st *postgres.Store) cpuUse {
 	c := cpuUse{self: procCPU("self")}
+	st.Pool().QueryRow(ctx, `SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint`).Scan(&c.wal)
 	rows, err := st.Pool().Query(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
 	if err != nil {
 		return c

@@ -3,6 +3,7 @@ package mirror
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
@@ -242,6 +243,7 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *proof.Reader, tree tlog.
 	local := make(map[tlog.Tile][]byte, len(j.data))
 	indexes := make([]int64, 0, len(j.data))
 	n := 0
+	var leaf []byte // 0x00 and a record, hashed as its leaf (see leafHash)
 	for i, d := range j.data {
 		k := j.first + int64(i)
 		w := tileW(k, tree.N)
@@ -259,7 +261,8 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *proof.Reader, tree tlog.
 		}
 		leaves := make([]byte, 0, w*tlog.HashSize)
 		for _, text := range texts[i] {
-			h := tlog.RecordHash(text)
+			var h tlog.Hash
+			h, leaf = leafHash(leaf, text)
 			leaves = append(leaves, h[:]...)
 		}
 		t := tlog.Tile{H: store.TileHeight, L: 0, N: k, W: w}
@@ -294,6 +297,15 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *proof.Reader, tree tlog.
 		}
 	}
 	return recs, nil
+}
+
+// leafHash returns tlog.RecordHash(text), the record's leaf hash in the
+// tree (RFC 6962 section 2.1: SHA-256 of a 0x00 byte, then the record),
+// hashed in buf, which it returns for the next record. tlog.RecordHash
+// allocates a hash.Hash for every record; a full sync hashes every one.
+func leafHash(buf, text []byte) (tlog.Hash, []byte) {
+	buf = append(append(buf[:0], 0), text...)
+	return sha256.Sum256(buf), buf
 }
 
 // recordModule is store.RecordModule(text), where s is text as a string:

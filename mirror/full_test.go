@@ -3,6 +3,8 @@ package mirror
 import (
 	"testing"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/sumkeep/sumkeep/store"
 )
 
@@ -25,6 +27,19 @@ func TestRecordModule(t *testing.T) {
 		wp, wv := store.RecordModule([]byte(text))
 		if p != wp || v != wv {
 			t.Errorf("recordModule(%q) = %q, %q; want %q, %q", text, p, v, wp, wv)
+		}
+	}
+}
+
+// TestLeafHash: leafHash is tlog.RecordHash, whatever the buffer held
+// before.
+func TestLeafHash(t *testing.T) {
+	var buf []byte
+	for _, text := range []string{"", "a\n", "golang.org/x/mod v0.1.0 h1:x\ngolang.org/x/mod v0.1.0/go.mod h1:y\n", "b\n"} {
+		var h tlog.Hash
+		h, buf = leafHash(buf, []byte(text))
+		if want := tlog.RecordHash([]byte(text)); h != want {
+			t.Errorf("leafHash(%q) = %v, want %v", text, h, want)
 		}
 	}
 }

@@ -152,7 +152,12 @@ func (s *Store) staged(ctx context.Context, log string, logID int16, b store.Bat
 	if err != nil {
 		return false, err
 	}
-	defer release()
+	released := false
+	defer func() {
+		if !released {
+			release()
+		}
+	}()
 	st, maxID, err := lockLog(ctx, c, logID, b, false)
 	if err != nil {
 		return false, err
@@ -176,5 +181,14 @@ func (s *Store) staged(ctx context.Context, log string, logID int16, b store.Bat
 			return false, err
 		}
 	}
-	return false, s.finishBatch(ctx, c, logID, b, tileArgs, st.Generation, filter, chk.src.keys)
+	summarize, err := s.finishBatch(ctx, c, logID, b, tileArgs, st.Generation, filter, chk.src.keys)
+	if err != nil {
+		return false, err
+	}
+	release()
+	released = true
+	if summarize {
+		s.summarizeFilledOn(ctx, c)
+	}
+	return false, nil
 }

@@ -109,13 +109,19 @@ func (s *Store) commit(ctx context.Context, log string, b store.Batch) (err erro
 		keys = chk.src.keys
 	}
 
-	return s.finishBatch(ctx, c, logID, b, tileArgs, st.Generation, filter, keys)
+	summarize, err := s.finishBatch(ctx, c, logID, b, tileArgs, st.Generation, filter, keys)
+	if summarize {
+		s.summarizeFilled()
+	}
+	return err
 }
 
 // finishBatch writes a batch's tiles, moves the log's cursors and commits,
 // in the transaction open on c that holds the log's row (found at
 // generation gen), then teaches the log's key filter the batch's keys.
-func (s *Store) finishBatch(ctx context.Context, c *pgx.Conn, logID int16, b store.Batch, tileArgs []any, gen int64, filter *keyFilter, keys []int64) error {
+// It reports whether the batch was a full sync's, whose BRIN ranges the
+// caller then summarizes (see brinSummarizer).
+func (s *Store) finishBatch(ctx context.Context, c *pgx.Conn, logID int16, b store.Batch, tileArgs []any, gen int64, filter *keyFilter, keys []int64) (summarize bool, err error) {
 	recs := b.Records
 	// One round trip: tiles, cursors, and (unless a head is to be served,
 	// which is checked first) the commit.
@@ -152,18 +158,18 @@ func (s *Store) finishBatch(ctx context.Context, c *pgx.Conn, logID int16, b sto
 		q.Queue("COMMIT")
 	}
 	if err := c.SendBatch(ctx, &q).Close(); err != nil {
-		return fmt.Errorf("writing %d tiles and moving cursors: %w", len(b.Tiles), err)
+		return false, fmt.Errorf("writing %d tiles and moving cursors: %w", len(b.Tiles), err)
 	}
 	if !served {
-		return fmt.Errorf("cannot serve head %d: not stored, or older than the served head", b.Serve)
+		return false, fmt.Errorf("cannot serve head %d: not stored, or older than the served head", b.Serve)
 	}
 	if b.Serve > 0 {
 		if _, err := c.Exec(ctx, "COMMIT"); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if c.PgConn().TxStatus() != 'I' {
-		return fmt.Errorf("transaction did not commit")
+		return false, fmt.Errorf("transaction did not commit")
 	}
 	if filter != nil {
 		if bump {
@@ -171,10 +177,7 @@ func (s *Store) finishBatch(ctx context.Context, c *pgx.Conn, logID int16, b sto
 		}
 		s.filters.learn(logID, filter, gen, namedKeys(recs, keys))
 	}
-	if len(recs) > 0 && b.Synced >= 0 && b.Serve == 0 {
-		s.summarizeFilled()
-	}
-	return nil
+	return len(recs) > 0 && b.Synced >= 0 && b.Serve == 0, nil
 }
 
 // A turn is a token that one holder at a time has: a buffered channel
@@ -372,12 +375,13 @@ func (c *checker) run(ctx context.Context) error {
 // batch already.
 func (c *checker) add(i int32) error {
 	r, k := &c.recs[i], c.src.keys[i]
-	if o, ok := c.find(k, r.Path, r.Version); ok {
-		return &store.DuplicateError{Path: r.Path, Version: r.Version, ID: r.ID, OtherID: o.ID}
-	}
 	if _, ok := c.first[k]; !ok {
+		// The common case, in one map lookup: no record with this key.
 		c.first[k] = i
 		return nil
+	}
+	if o, ok := c.find(k, r.Path, r.Version); ok {
+		return &store.DuplicateError{Path: r.Path, Version: r.Version, ID: r.ID, OtherID: o.ID}
 	}
 	if c.more == nil {
 		c.more = make(map[int64][]int32)
