@@ -43,9 +43,13 @@ import (
 // age, a lower bound of their latency) in their upstream's window, so the
 // hedge delay is derived from what the upstream really does, spikes
 // included, not only from the answers no hedge beat; a spiky upstream
-// then gets its hedge delay at three times its median, hedging its spikes
-// and not the ordinary variation of its answers, which is budget spent on
-// requests that would have been answered soon anyway. A request still
+// then gets its hedge delay at three times its median. And when the
+// delay is up, the hedge is sent only if it is more likely than not to
+// answer first (see worthHedging): if most of the upstream's recent
+// requests that got as late ended soon after, it is not, and the pool
+// looks again once a new copy would have answered. So the budget goes on
+// spikes, not on the ordinary variation of an upstream's answers, whose
+// hedges would have lost anyway. A request still
 // unanswered after four hedge delays (at least 200 ms) is sent again to
 // the same choice whatever the budget, and paid from it later.
 //
@@ -194,7 +198,8 @@ type member struct {
 	mu         sync.Mutex
 	ewma       time.Duration // 0: no answer yet
 	recent     [window]time.Duration
-	nrecent    int // answers recorded (recent holds min(nrecent, window))
+	censored   [window]bool // recent[i] is a lower bound: a copy a hedge beat (late)
+	nrecent    int          // answers recorded (recent holds min(nrecent, window))
 	requests   int64
 	errors     int64
 	hedges     int64
@@ -275,6 +280,7 @@ func (m *member) observe(p *Pool, o Observation) {
 		m.ewma += (d - m.ewma) / 8
 	}
 	m.recent[m.nrecent%window] = d
+	m.censored[m.nrecent%window] = false
 	m.nrecent++
 	if len(h.lat) < minuteSamples {
 		h.lat = append(h.lat, d)
@@ -389,7 +395,31 @@ func (m *member) late(d time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.recent[m.nrecent%window] = d
+	m.censored[m.nrecent%window] = true
 	m.nrecent++
+}
+
+// worthHedging reports whether a copy of a request that m has left
+// unanswered for age, sent now to an upstream that typically answers in
+// d, is more likely than not to answer first: judged from m's recent
+// requests that took longer than age, whether they took over d more (a
+// late one, whose full latency is not known, counts as such). A request
+// later than any seen lately is worth hedging. So the ordinary
+// variation of an upstream's answers, most of which end soon after its
+// hedge delay, costs no hedge, and its spikes do.
+func (m *member) worthHedging(age, d time.Duration) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	above, beyond := 0, 0
+	for i := range min(m.nrecent, window) {
+		if l := m.recent[i]; l > age {
+			above++
+			if m.censored[i] || l-age > d {
+				beyond++
+			}
+		}
+	}
+	return above == 0 || 2*beyond >= above
 }
 
 // stallAfter is how long a request waits for m before asking the next
@@ -713,7 +743,19 @@ func (p *Pool) round(ctx context.Context, f func(context.Context, *Client) ([]by
 				launch(m, false)
 			}
 		case <-hedgeT.C:
-			if m := hedgeTarget(false); m != nil && p.takeHedge() {
+			m := hedgeTarget(false)
+			if m == nil {
+				break
+			}
+			// The copy sent last set the timer; is a new one likely
+			// to beat it? If not, look again once a new one would
+			// have answered.
+			t := tries[len(tries)-1]
+			if d := p.typical(m); !t.m.worthHedging(time.Since(t.start), d) {
+				hedgeT.Reset(d)
+				break
+			}
+			if p.takeHedge() {
 				launch(m, true)
 			}
 		case <-stallT.C:

@@ -401,3 +401,50 @@ func TestPoolOneSlowAnswer(t *testing.T) {
 		t.Errorf("answered by %q, want the usually faster %q", got, us[0].URL())
 	}
 }
+
+// TestPoolNoHedgeForOrdinaryVariation: a request whose upstream's recent
+// answers that took as long all ended soon after is not hedged (a new
+// copy would most likely answer later); one later than any answer seen
+// is.
+func TestPoolNoHedgeForOrdinaryVariation(t *testing.T) {
+	us := three(t, 300)
+	// Answers have taken 100 ms; at the hedge delay of 20 ms, those past
+	// it ended 80 ms later, while a new copy would take 100. (The
+	// lookups below take 30 ms, far from the next look at 120 ms.)
+	p := pool(upstream.PoolConfig{HedgeDelay: 20 * time.Millisecond}, us[0])
+	for range 10 { // fast answers, which save up a hedge of the budget
+		if _, err := p.Latest(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	us[0].SetLatency(100 * time.Millisecond)
+	for range 20 { // LatestAll is never hedged
+		if a := p.LatestAll(context.Background()); a[0].Err != nil {
+			t.Fatal(a[0].Err)
+		}
+	}
+	us[0].SetLatency(30 * time.Millisecond)
+	before := healthOf(t, p, us[0].URL()).Hedges
+	for i := range 5 {
+		path, version, _ := us[0].Module(int64(i))
+		if _, err := p.Lookup(context.Background(), path, version); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h := healthOf(t, p, us[0].URL()).Hedges - before; h != 0 {
+		t.Errorf("%d hedges of requests answered at the upstream's usual latency, want none", h)
+	}
+	// A request later than any seen: hedged (to the same upstream, the
+	// only one).
+	held := spikeOnce(us[0], "/lookup/")
+	path, version, _ := us[0].Module(7)
+	if _, err := p.Lookup(context.Background(), path, version); err != nil {
+		t.Fatal(err)
+	}
+	if held.Load() != 1 {
+		t.Fatal("the spike was never met")
+	}
+	if h := healthOf(t, p, us[0].URL()).Hedges - before; h != 1 {
+		t.Errorf("%d hedges of a request later than any seen, want 1", h)
+	}
+}
