@@ -24,7 +24,9 @@ import (
 // and lies. Each request goes to the best upstream: healthy, and of least
 // typical latency (the median of its recent answers, which a spike now
 // and then does not move; one not measured yet is tried first, so that
-// each gets measured).
+// each gets measured, and one with fewer than eight answers is probed
+// with /latest, one at a time, until it has eight, so that one unlucky
+// answer does not decide where requests go).
 //
 // Hedging: if no answer comes within a hedge delay derived from that
 // upstream's recent latency (its p95, at most three times its median),
@@ -469,6 +471,12 @@ func (p *Pool) order(ctx context.Context) []*member {
 				go p.probe(m)
 			}
 		case !m.lastAnswer.IsZero() && now.Sub(m.lastAnswer) > remeasure && !m.probing:
+			m.probing = true
+			go p.probe(m)
+		case len(p.members) > 1 && m.nrecent > 0 && m.nrecent < minSamples && !m.probing:
+			// Measured by too few answers to be ranked fairly (one
+			// may have been a spike, or paid for the connection):
+			// probed, one at a time, until it has a median.
 			m.probing = true
 			go p.probe(m)
 		}
