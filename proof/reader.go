@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -159,31 +160,54 @@ func (r *Reader) fromStore(tiles []tlog.Tile, missing []int, out [][]byte) ([]in
 	case len(missing) == 1:
 		return missing, nil
 	}
-	// Level by level (the upper levels are few, and usually stored), then
-	// what is still missing one by one, a few at a time: a round of proofs
-	// may read hundreds of tiles, of which the store holds some.
+	// Level by level, every level at once (the upper levels are few, and
+	// usually stored; a level of one tile is then read), then what is
+	// still missing one by one, a few at a time: a round of proofs may
+	// read hundreds of tiles, of which the store holds some. So a cold
+	// lookup, whose level-0 tile alone is missing, waits for three
+	// rounds of the store, not one more per level.
+	var still []int // missing for sure
 	byLevel := make(map[int][]int)
 	for _, i := range missing {
 		byLevel[tiles[i].L] = append(byLevel[tiles[i].L], i)
 	}
 	if len(byLevel) > 1 {
-		var rest []int
+		var (
+			wg     sync.WaitGroup
+			mu     sync.Mutex
+			rest   []int
+			errs   []error
+			levels = make([][]int, 0, len(byLevel))
+		)
 		for _, idx := range byLevel {
-			want := make([]tlog.Tile, len(idx))
-			for j, i := range idx {
-				want[j] = tiles[i]
-			}
-			data, err := r.cfg.Store.ReadTiles(r.ctx, r.cfg.Log, want)
-			switch {
-			case err == nil:
+			levels = append(levels, idx)
+		}
+		for _, idx := range levels {
+			wg.Go(func() {
+				want := make([]tlog.Tile, len(idx))
 				for j, i := range idx {
-					out[i] = data[j]
+					want[j] = tiles[i]
 				}
-			case errors.Is(err, store.ErrNotFound):
-				rest = append(rest, idx...)
-			default:
-				return nil, err
-			}
+				data, err := r.cfg.Store.ReadTiles(r.ctx, r.cfg.Log, want)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					for j, i := range idx {
+						out[i] = data[j]
+					}
+				case errors.Is(err, store.ErrNotFound) && len(idx) > 1:
+					rest = append(rest, idx...)
+				case errors.Is(err, store.ErrNotFound):
+					still = append(still, idx[0]) // read on its own already
+				default:
+					errs = append(errs, err)
+				}
+			})
+		}
+		wg.Wait()
+		if err := FirstError(errs); err != nil {
+			return nil, err
 		}
 		missing = rest
 	}
@@ -211,12 +235,12 @@ func (r *Reader) fromStore(tiles []tlog.Tile, missing []int, out [][]byte) ([]in
 	if err := FirstError(errs); err != nil {
 		return nil, err
 	}
-	var still []int
 	for j, i := range missing {
 		if !found[j] {
 			still = append(still, i)
 		}
 	}
+	slices.Sort(still)
 	return still, nil
 }
 

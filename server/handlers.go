@@ -236,13 +236,27 @@ func (s *Server) answerLookup(c *gin.Context, log, mod string) (from lookupSourc
 			s.fail(c, http.StatusNotFound, msg)
 			return
 		}
-		if rerr := s.Refresh(ctx); rerr != nil {
-			s.logger.ErrorContext(ctx, "reading served heads from the store", "err", rerr)
+		// The record was proven under the store's served head, which is
+		// the snapshot's or newer; tiles are prefix-stable, so it is
+		// provable under the snapshot's head too if it lies inside it
+		// (as for any record the store holds). Only a record the fetch
+		// served a newer head for needs the snapshot refreshed: after a
+		// group commit, the lookups it answered would otherwise take
+		// turns refreshing it, each waiting for the others' reads.
+		err = store.ErrNotFound
+		if head != nil {
+			rec, err = s.store.Lookup(ctx, log, path, vers, head.Size)
 		}
-		if head = s.served(c, log); head == nil {
-			return
+		if errors.Is(err, store.ErrNotFound) {
+			if rerr := s.Refresh(ctx); rerr != nil {
+				s.logger.ErrorContext(ctx, "reading served heads from the store", "err", rerr)
+			}
+			if head = s.served(c, log); head == nil {
+				return
+			}
+			rec, err = s.store.Lookup(ctx, log, path, vers, head.Size)
 		}
-		if rec, err = s.store.Lookup(ctx, log, path, vers, head.Size); err == nil {
+		if err == nil {
 			s.cache.put(key, cachedRecord{id: rec.ID, data: rec.Data})
 		}
 	}

@@ -21,13 +21,42 @@ import (
 //
 // Per upstream it measures, from the requests it really makes, a moving
 // estimate of latency, a window of recent latencies (p50, p95, p99), errors
-// and lies. Each request goes to the best upstream (healthy and fastest;
-// one not measured yet is tried first, so that each gets measured). If no
-// answer comes within a hedge delay derived from that upstream's recent
-// latency, the same request goes to the next one too, as long as the hedge
-// budget allows (at most HedgeMax of all requests); the first answer wins
-// and the others are cancelled. A network error, a 5xx or a timeout moves
-// to the next upstream at once, and so does a 404: the request fails only
+// and lies. Each request goes to the best upstream: healthy, and of least
+// typical latency (the median of its recent answers, which a spike now
+// and then does not move; one not measured yet is tried first, so that
+// each gets measured, and one with fewer than eight answers is probed
+// with /latest, one at a time, until it has eight, so that one unlucky
+// answer does not decide where requests go).
+//
+// Hedging: if no answer comes within a hedge delay derived from that
+// upstream's recent latency (its p95, at most three times its median),
+// the same request is sent again, as long as the hedge budget allows (at
+// most HedgeMax of all requests); the first answer wins and the others
+// are cancelled. The hedge goes to the upstream expected to answer first,
+// which is often the same one: a spike that one request of a fast
+// upstream meets (a lost packet, a slow disk, a busy backend behind a
+// load balancer) is rarely met by the next, which then answers at the
+// usual speed, while a hedge to an upstream fifteen times slower could
+// only hide it that much later. An upstream is sent a second copy only
+// while it answers other requests (one that answers nothing may have
+// stopped altogether) and, since its slowness may not be the request's
+// alone, only if it is at least twice as fast as the best other one; it
+// is never sent a third. The copies a hedge beat are noted as late (their
+// age, a lower bound of their latency) in their upstream's window, so the
+// hedge delay is derived from what the upstream really does, spikes
+// included, not only from the answers no hedge beat; a spiky upstream
+// then gets its hedge delay at three times its median. And when the
+// delay is up, the hedge is sent only if it is more likely than not to
+// answer first (see worthHedging): if most of the upstream's recent
+// requests that got as late ended soon after, it is not, and the pool
+// looks again once a new copy would have answered. So the budget goes on
+// spikes, not on the ordinary variation of an upstream's answers, whose
+// hedges would have lost anyway. A request still
+// unanswered after four hedge delays (at least 200 ms) is sent again to
+// the same choice whatever the budget, and paid from it later.
+//
+// A network error, a 5xx or a timeout moves to the best upstream not
+// asked yet at once, and so does a 404: the request fails only
 // when every upstream has answered, and its error (a *PoolError) then says
 // what each one said. An upstream that fails is down: it is asked again
 // only after a backoff, by a probe of /latest, or when no other is left. An
@@ -171,7 +200,8 @@ type member struct {
 	mu         sync.Mutex
 	ewma       time.Duration // 0: no answer yet
 	recent     [window]time.Duration
-	nrecent    int // answers recorded (recent holds min(nrecent, window))
+	censored   [window]bool // recent[i] is a lower bound: a copy a hedge beat (late)
+	nrecent    int          // answers recorded (recent holds min(nrecent, window))
 	requests   int64
 	errors     int64
 	hedges     int64
@@ -252,6 +282,7 @@ func (m *member) observe(p *Pool, o Observation) {
 		m.ewma += (d - m.ewma) / 8
 	}
 	m.recent[m.nrecent%window] = d
+	m.censored[m.nrecent%window] = false
 	m.nrecent++
 	if len(h.lat) < minuteSamples {
 		h.lat = append(h.lat, d)
@@ -317,20 +348,80 @@ func (p *Pool) hedgeDelay(m *member) time.Duration {
 		// times the median: an upstream whose latency spikes now and
 		// then is hedged on the spikes, not waited for.
 		return max(hedgeFloor, min(p95, 3*p50))
-	case m.ewma > 0:
-		return max(hedgeFloor, 3*m.ewma)
+	case n > 0:
+		return max(hedgeFloor, 3*m.typical())
 	}
 	return hedgeUnmeasured
 }
 
-// expected is how long m is expected to take to answer.
-func (p *Pool) expected(m *member) time.Duration {
+// typical is how long m usually takes to answer: the median of its recent
+// answers (a spike now and then does not move it, as it would a mean);
+// while it has too few for a median, the fastest of them (its first
+// answer paid for the connection, and one unlucky answer must not bury
+// an upstream that is usually the fastest); hedgeUnmeasured before its
+// first.
+func (p *Pool) typical(m *member) time.Duration {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.ewma == 0 {
-		return hedgeUnmeasured
+	return m.typical()
+}
+
+// typical is Pool.typical with m.mu held.
+func (m *member) typical() time.Duration {
+	p50, _, _, n := m.percentiles()
+	switch {
+	case n >= minSamples:
+		return p50
+	case n > 0:
+		return slices.Min(m.recent[:n])
 	}
-	return m.ewma
+	return hedgeUnmeasured
+}
+
+// answering reports whether m answered a request lately: within a second,
+// or its stall delay if longer. A request of its that is late is then
+// that request's bad luck, which another copy will likely not share; one
+// that answers nothing may have stopped answering altogether.
+func (p *Pool) answering(m *member) bool {
+	window := max(time.Second, p.stallAfter(m))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return !m.lastAnswer.IsZero() && time.Since(m.lastAnswer) < window
+}
+
+// late notes that m left a request unanswered for at least d, when
+// another copy of it was answered first: a lower bound of its latency,
+// kept in its window of recent latencies (not in its moving estimate, nor
+// its history).
+func (m *member) late(d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.recent[m.nrecent%window] = d
+	m.censored[m.nrecent%window] = true
+	m.nrecent++
+}
+
+// worthHedging reports whether a copy of a request that m has left
+// unanswered for age, sent now to an upstream that typically answers in
+// d, is more likely than not to answer first: judged from m's recent
+// requests that took longer than age, whether they took over d more (a
+// late one, whose full latency is not known, counts as such). A request
+// later than any seen lately is worth hedging. So the ordinary
+// variation of an upstream's answers, most of which end soon after its
+// hedge delay, costs no hedge, and its spikes do.
+func (m *member) worthHedging(age, d time.Duration) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	above, beyond := 0, 0
+	for i := range min(m.nrecent, window) {
+		if l := m.recent[i]; l > age {
+			above++
+			if m.censored[i] || l-age > d {
+				beyond++
+			}
+		}
+	}
+	return above == 0 || 2*beyond >= above
 }
 
 // stallAfter is how long a request waits for m before asking the next
@@ -359,14 +450,17 @@ func (p *Pool) order(ctx context.Context) []*member {
 	now := time.Now()
 	type ranked struct {
 		m     *member
-		class int // 0 up, 1 down, 2 quarantined
-		ewma  time.Duration
+		class int           // 0 up, 1 down, 2 quarantined
+		lat   time.Duration // typical latency; 0: unmeasured
 	}
 	rs := make([]ranked, 0, len(p.members))
 	pref := preferred(ctx)
 	for _, m := range p.members {
 		m.mu.Lock()
-		r := ranked{m: m, ewma: m.ewma}
+		r := ranked{m: m}
+		if m.nrecent > 0 {
+			r.lat = m.typical()
+		}
 		switch {
 		case now.Before(m.quarUntil):
 			r.class = 2
@@ -379,15 +473,21 @@ func (p *Pool) order(ctx context.Context) []*member {
 		case !m.lastAnswer.IsZero() && now.Sub(m.lastAnswer) > remeasure && !m.probing:
 			m.probing = true
 			go p.probe(m)
+		case len(p.members) > 1 && m.nrecent > 0 && m.nrecent < minSamples && !m.probing:
+			// Measured by too few answers to be ranked fairly (one
+			// may have been a spike, or paid for the connection):
+			// probed, one at a time, until it has a median.
+			m.probing = true
+			go p.probe(m)
 		}
 		if m.url == pref && r.class < 2 {
-			r.class, r.ewma = -1, 0
+			r.class, r.lat = -1, 0
 		}
 		m.mu.Unlock()
 		rs = append(rs, r)
 	}
 	slices.SortStableFunc(rs, func(a, b ranked) int {
-		return cmp.Or(cmp.Compare(a.class, b.class), cmp.Compare(a.ewma, b.ewma))
+		return cmp.Or(cmp.Compare(a.class, b.class), cmp.Compare(a.lat, b.lat))
 	})
 	out := make([]*member, 0, len(rs))
 	for _, r := range rs {
@@ -483,8 +583,9 @@ func (e *PoolError) Unwrap() []error {
 // errQuarantined is the error of an upstream skipped for its quarantine.
 var errQuarantined = errors.New("quarantined: caught lying")
 
+// result is the outcome of tries[i].
 type result struct {
-	m    *member
+	i    int
 	data []byte
 	err  error
 }
@@ -520,9 +621,22 @@ func (p *Pool) do(ctx context.Context, key string, f func(context.Context, *Clie
 	return nil, &PoolError{Request: key, Errs: errs}
 }
 
-// round asks the upstreams in order, hedging and failing over, until one
-// answers. final reports that some upstream answered "no" (a 4xx), so
-// asking again is pointless.
+// round asks the upstreams, hedging and failing over, until one answers.
+// final reports that some upstream answered "no" (a 4xx), so asking again
+// is pointless.
+//
+// The request goes first to the best upstream (see order). A failure
+// moves it at once to the best upstream not asked yet. A hedge (the
+// request outstanding past the hedge delay of the upstream last asked,
+// within the budget) or a failover from a stall (past stallAfter, paid
+// from the budget later) goes to the upstream expected to answer first:
+// the one of least typical latency (see typical), counting twice the
+// latency of one that holds a copy of this request already, and asking
+// one again only while it answers other requests (see answering). So a
+// request to a fast upstream that spikes now and then is hedged to that
+// same upstream, whose next answer will likely come at its usual speed,
+// and not to a far slower one; the slower one is asked when the fast one
+// holds two copies, stopped answering, or is barely faster.
 func (p *Pool) round(ctx context.Context, f func(context.Context, *Client) ([]byte, error)) (data []byte, winner *member, errs []error, final bool) {
 	order := p.order(ctx)
 	now := time.Now()
@@ -535,76 +649,146 @@ func (p *Pool) round(ctx context.Context, f func(context.Context, *Client) ([]by
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	results := make(chan result, len(order))
-	next, inflight := 0, 0
+	results := make(chan result, 2*len(order))
+	var tries []try // every copy sent, in order
+	asked := make(map[*member]int, len(order))
+	failed := make(map[*member]bool, len(order))
+	inflight := 0
 	hedgeT := time.NewTimer(time.Hour)
 	stallT := time.NewTimer(time.Hour)
 	defer hedgeT.Stop()
 	defer stallT.Stop()
-	selfHedged := false
-	launchTo := func(m *member, hedge bool) {
+	var last *member // the upstream asked last: its delays set the timers
+	launch := func(m *member, hedge bool) {
 		inflight++
+		asked[m]++
 		if hedge {
 			m.mu.Lock()
 			m.hedges++
 			m.mu.Unlock()
 		}
+		i := len(tries)
+		tries = append(tries, try{m: m, start: time.Now(), hedge: hedge})
 		go func() {
 			d, err := f(rctx, m.c)
-			results <- result{m, d, err}
+			results <- result{i, d, err}
 		}()
+		last = m
 		hedgeT.Reset(p.hedgeDelay(m))
 		stallT.Reset(p.stallAfter(m))
 	}
-	launch := func(hedge bool) {
-		next++
-		launchTo(order[next-1], hedge)
+	// fresh is the best upstream not asked yet, or nil.
+	fresh := func() *member {
+		for _, m := range order {
+			if asked[m] == 0 {
+				return m
+			}
+		}
+		return nil
 	}
-	launch(false)
+	// hedgeTarget is the upstream a hedge or a stall's failover goes to,
+	// or nil if none is worth asking. A stall's failover may go to an
+	// upstream that is down, when no other is left.
+	hedgeTarget := func(stall bool) *member {
+		var best *member
+		var bestCost time.Duration
+		for _, m := range order {
+			if failed[m] || asked[m] >= maxCopies {
+				continue
+			}
+			m.mu.Lock()
+			down := m.down
+			m.mu.Unlock()
+			if down && (!stall || asked[m] > 0) || asked[m] > 0 && !p.answering(m) && len(order) > 1 {
+				continue
+			}
+			cost := p.typical(m)
+			if down {
+				cost += time.Hour // only if nothing else is left
+			}
+			if asked[m] > 0 {
+				// Its copy is late: this may be the upstream's slowness,
+				// not the request's bad luck.
+				cost *= 2
+			}
+			if best == nil || cost < bestCost {
+				best, bestCost = m, cost
+			}
+		}
+		return best
+	}
+	launch(order[0], false)
 	for inflight > 0 {
 		select {
 		case r := <-results:
 			inflight--
+			t := tries[r.i]
 			if r.err == nil {
-				return r.data, r.m, nil, false
+				// The copies sent before the winner that are still out
+				// took longer than it: their upstreams' latency
+				// windows learn at least that much (otherwise only
+				// the spikes no hedge hid would be seen, and the
+				// hedge delay would be set from the answers below
+				// the spikes).
+				for _, o := range tries[:r.i] {
+					if !o.done {
+						o.m.late(time.Since(o.start))
+					}
+				}
+				return r.data, t.m, nil, false
 			}
+			tries[r.i].done = true
 			if ctx.Err() != nil {
 				return nil, nil, append(errs, ctx.Err()), true
 			}
+			failed[t.m] = true
 			var se *StatusError
 			if errors.As(r.err, &se) && se.Code < 500 && se.Code != http.StatusTooManyRequests {
 				final = true
 			}
 			errs = append(errs, r.err)
-			if next < len(order) {
-				launch(false)
+			if m := fresh(); m != nil {
+				launch(m, false)
 			}
 		case <-hedgeT.C:
-			// The hedge goes to the next upstream; or, once, to the same
-			// one again when the next is far slower: a spike is mostly
-			// one request's bad luck, and the next upstream would
-			// answer later than a second try here.
-			cur := order[next-1]
-			switch {
-			case !selfHedged && (next == len(order) || p.expected(order[next]) > 2*p.expected(cur)+p.hedgeDelay(cur)):
-				if p.takeHedge() {
-					selfHedged = true
-					launchTo(cur, true)
-				}
-			case next < len(order) && p.takeHedge():
-				launch(true)
+			m := hedgeTarget(false)
+			if m == nil {
+				break
+			}
+			// The copy sent last set the timer; is a new one likely
+			// to beat it? If not, look again once a new one would
+			// have answered.
+			t := tries[len(tries)-1]
+			if d := p.typical(m); !t.m.worthHedging(time.Since(t.start), d) {
+				hedgeT.Reset(d)
+				break
+			}
+			if p.takeHedge() {
+				launch(m, true)
 			}
 		case <-stallT.C:
-			order[next-1].stalled(p, p.stallAfter(order[next-1]))
-			if next < len(order) {
+			last.stalled(p, p.stallAfter(last))
+			if m := hedgeTarget(true); m != nil {
 				p.forceHedge()
-				launch(true)
+				launch(m, true)
 			}
 		case <-ctx.Done():
 			return nil, nil, append(errs, ctx.Err()), true
 		}
 	}
 	return nil, nil, errs, final
+}
+
+// maxCopies is the most copies of one request an upstream is sent: the
+// request and one hedge.
+const maxCopies = 2
+
+// try is one copy of a request sent to an upstream.
+type try struct {
+	m     *member
+	start time.Time
+	hedge bool
+	done  bool // it failed
 }
 
 // Latest returns a signed tree head note from the best upstream.

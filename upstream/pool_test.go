@@ -301,3 +301,150 @@ func TestDiscoverAll(t *testing.T) {
 		t.Errorf("ParseList = %q", got)
 	}
 }
+
+// spikeOnce makes u hold its next request whose path starts with prefix
+// until its client leaves (a spike that request alone meets), and answer
+// the others at once. It returns how many requests were held.
+func spikeOnce(u *sumdbtest.Upstream, prefix string) *atomic.Int64 {
+	var held atomic.Int64
+	u.OnRequest(func(r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, prefix) && held.CompareAndSwap(0, 1) {
+			<-r.Context().Done()
+		}
+	})
+	return &held
+}
+
+// measured returns a pool over us whose upstreams have each answered a
+// few /latest requests, and whose hedge budget has saved up a few hedges.
+func measured(t *testing.T, cfg upstream.PoolConfig, us ...*sumdbtest.Upstream) *upstream.Pool {
+	t.Helper()
+	p := pool(cfg, us...)
+	for range 10 {
+		for _, a := range p.LatestAll(context.Background()) {
+			if a.Err != nil {
+				t.Fatal(a.Err)
+			}
+		}
+		if _, err := p.Latest(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
+// TestPoolHedgeSameUpstream: a request that meets a spike of the fastest
+// upstream, which answers its other requests, is hedged to that same
+// upstream, not to a far slower one; and so is the failover from a stall
+// when hedges are not allowed.
+func TestPoolHedgeSameUpstream(t *testing.T) {
+	us := three(t, 300)
+	us[1].SetLatency(100 * time.Millisecond)
+	for _, cfg := range []upstream.PoolConfig{
+		{HedgeDelay: 20 * time.Millisecond},
+		{HedgeMax: -1}, // no hedges: the failover after the stall
+	} {
+		p := measured(t, cfg, us[0], us[1])
+		us[0].ResetRequests()
+		us[1].ResetRequests()
+		held := spikeOnce(us[0], "/lookup/")
+		a := upstream.NewAnswers()
+		ctx := upstream.WithAnswers(context.Background(), a)
+		path, version, _ := us[0].Module(5)
+		if _, err := p.Lookup(ctx, path, version); err != nil {
+			t.Fatal(err)
+		}
+		if held.Load() != 1 {
+			t.Fatal("the spike was never met")
+		}
+		if got := a.From(upstream.LookupKey(path, version)); got != us[0].URL() {
+			t.Errorf("%+v: answered by %q, want the fast upstream %q asked again", cfg, got, us[0].URL())
+		}
+		if n0, n1 := us[0].Requests("/lookup/"), us[1].Requests("/lookup/"); n0 != 2 || n1 != 0 {
+			t.Errorf("%+v: lookups asked of the fast upstream %d, of the slow one %d; want 2 and 0", cfg, n0, n1)
+		}
+		if h := healthOf(t, p, us[0].URL()); h.Hedges != 1 {
+			t.Errorf("%+v: fast upstream %d hedges, want 1", cfg, h.Hedges)
+		}
+		us[0].OnRequest(nil)
+	}
+}
+
+// TestPoolOneSlowAnswer: an upstream whose first answer was slow (a spike,
+// or the connection's setup) is still asked first once it has answered
+// at its usual speed, though the mean of its answers is slower than
+// another upstream's.
+func TestPoolOneSlowAnswer(t *testing.T) {
+	us := three(t, 300)
+	us[1].SetLatency(50 * time.Millisecond)
+	var first atomic.Bool
+	us[0].OnRequest(func(r *http.Request) {
+		if first.CompareAndSwap(false, true) {
+			time.Sleep(500 * time.Millisecond)
+		}
+	})
+	p := pool(upstream.PoolConfig{HedgeMax: -1}, us[0], us[1])
+	for range 2 {
+		for _, a := range p.LatestAll(context.Background()) {
+			if a.Err != nil {
+				t.Fatal(a.Err)
+			}
+		}
+	}
+	a := upstream.NewAnswers()
+	ctx := upstream.WithAnswers(context.Background(), a)
+	path, version, _ := us[0].Module(9)
+	if _, err := p.Lookup(ctx, path, version); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.From(upstream.LookupKey(path, version)); got != us[0].URL() {
+		t.Errorf("answered by %q, want the usually faster %q", got, us[0].URL())
+	}
+}
+
+// TestPoolNoHedgeForOrdinaryVariation: a request whose upstream's recent
+// answers that took as long all ended soon after is not hedged (a new
+// copy would most likely answer later); one later than any answer seen
+// is.
+func TestPoolNoHedgeForOrdinaryVariation(t *testing.T) {
+	us := three(t, 300)
+	// Answers have taken 100 ms; at the hedge delay of 20 ms, those past
+	// it ended 80 ms later, while a new copy would take 100. (The
+	// lookups below take 30 ms, far from the next look at 120 ms.)
+	p := pool(upstream.PoolConfig{HedgeDelay: 20 * time.Millisecond}, us[0])
+	for range 10 { // fast answers, which save up a hedge of the budget
+		if _, err := p.Latest(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	us[0].SetLatency(100 * time.Millisecond)
+	for range 20 { // LatestAll is never hedged
+		if a := p.LatestAll(context.Background()); a[0].Err != nil {
+			t.Fatal(a[0].Err)
+		}
+	}
+	us[0].SetLatency(30 * time.Millisecond)
+	before := healthOf(t, p, us[0].URL()).Hedges
+	for i := range 5 {
+		path, version, _ := us[0].Module(int64(i))
+		if _, err := p.Lookup(context.Background(), path, version); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h := healthOf(t, p, us[0].URL()).Hedges - before; h != 0 {
+		t.Errorf("%d hedges of requests answered at the upstream's usual latency, want none", h)
+	}
+	// A request later than any seen: hedged (to the same upstream, the
+	// only one).
+	held := spikeOnce(us[0], "/lookup/")
+	path, version, _ := us[0].Module(7)
+	if _, err := p.Lookup(context.Background(), path, version); err != nil {
+		t.Fatal(err)
+	}
+	if held.Load() != 1 {
+		t.Fatal("the spike was never met")
+	}
+	if h := healthOf(t, p, us[0].URL()).Hedges - before; h != 1 {
+		t.Errorf("%d hedges of a request later than any seen, want 1", h)
+	}
+}

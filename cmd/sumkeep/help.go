@@ -16,8 +16,9 @@ modules through it (GOSUMDB="<key> <URL>", or GOPROXY=<URL>,<your proxy>). In
 lazy mode a lookup the store lacks is fetched from the upstreams, verified and
 kept, and the newest head among them is served from the start; with
 --sync-schedule the same process also syncs. --upstream takes several URLs
-(none is trusted: each request goes to the fastest, hedged to the next when
-it is late, and one that lies is quarantined). With --db-read it reads from
+(none is trusted: each request goes to the fastest, hedged when it is late
+to the one expected to answer first, often the same, and one that lies is
+quarantined). With --db-read it reads from
 a Postgres hot standby of --db and writes to --db, which also answers what
 the standby has not replayed yet. It listens on 127.0.0.1 by default: give
 --listen :8080 (behind a TLS proxy) to serve other machines. Its status page
