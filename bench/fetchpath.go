@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumkeep/sumkeep/internal/pgtest"
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
@@ -39,7 +41,12 @@ import (
 //     prints where the N slowest lookups spent their time.
 //   - seed: Syncer.Seed of 2,000 module@versions (a go.sum of 4,000 lines):
 //     records/s beside the latency bound, records / (latency × the rounds
-//     the concurrency needs, ceil(records / concurrency)).
+//     the concurrency needs, ceil(records / concurrency)); the lookups'
+//     rounds only: each record's proof tiles are fetched beside the next
+//     rounds' lookups, as many at a time, so only the last group's tiles
+//     and commit add to it. Beside it, the CPU it took (this process, the
+//     upstream included, and the database's backends) and the ratio that
+//     CPU alone allows on the machine's cores.
 
 // slowUpstream serves h after a fixed delay per request and counts requests.
 type slowUpstream struct {
@@ -240,7 +247,11 @@ func seedFigures(ctx context.Context, u *sumdbtest.Upstream, h http.Handler, del
 	}
 	defer drop()
 	commits := &countingStore{Store: st}
-	s, err := mirror.New(mirror.Config{Store: commits, Upstream: upstream.NewClient(upURL, nil), Key: u.VerifierKey(), Mode: mirror.ModeLazy})
+	concurrency := seedConcurrency
+	// As `sumkeep seed` does: a connection kept for each lookup and tile
+	// request in flight.
+	client := upstream.NewClient(upURL, nil, upstream.WithIdleConns(2*concurrency))
+	s, err := mirror.New(mirror.Config{Store: commits, Upstream: client, Key: u.VerifierKey(), Mode: mirror.ModeLazy})
 	if err != nil {
 		return err
 	}
@@ -249,7 +260,6 @@ func seedFigures(ctx context.Context, u *sumdbtest.Upstream, h http.Handler, del
 		p, v, _ := u.Module(id)
 		mods = append(mods, module.Version{Path: p, Version: v})
 	}
-	concurrency := seedConcurrency
 	if profile != "" {
 		f, err := os.Create(profile + ".seed")
 		if err != nil {
@@ -258,9 +268,11 @@ func seedFigures(ctx context.Context, u *sumdbtest.Upstream, h http.Handler, del
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
+	cpu0 := cpuNow(ctx, st)
 	start := time.Now()
 	counts, failures, err := s.Seed(ctx, mods, concurrency, nil)
 	elapsed := time.Since(start)
+	cpu := cpuNow(ctx, st).sub(cpu0)
 	if err != nil {
 		return err
 	}
@@ -270,18 +282,36 @@ func seedFigures(ctx context.Context, u *sumdbtest.Upstream, h http.Handler, del
 	rounds := (k + concurrency - 1) / concurrency
 	bound := float64(k) / (delay.Seconds() * float64(rounds))
 	rate := float64(k) / elapsed.Seconds()
-	fmt.Printf("  seed of %d module@versions (a %d-line go.sum), concurrency %d, upstream latency %s: %s, %d upstream requests (at most %d in flight), %d commits\n",
-		k, 2*k, concurrency, delay, elapsed.Round(time.Millisecond), slow.requests.Load(), slow.maxIn.Load(), commits.commits.Load())
+	fmt.Printf("  seed of %d module@versions (a %d-line go.sum), concurrency %d, upstream latency %s: %s, %d upstream requests (at most %d in flight), %d commits, %d tile reads from the store\n",
+		k, 2*k, concurrency, delay, elapsed.Round(time.Millisecond), slow.requests.Load(), slow.maxIn.Load(), commits.commits.Load(), commits.tileReads.Load())
+	fmt.Printf("  seed CPU: %s (go: this process, the upstream's %d requests included)\n", cpu, slow.requests.Load())
 	add(fmt.Sprintf("seed records/s (%s upstream)", delay), fmt.Sprintf("%.0f", rate), ">= 4920 (10x 492)")
 	add(fmt.Sprintf("seed latency bound (records/(latency x %d rounds))", rounds), fmt.Sprintf("%.0f", bound), "reference")
 	add("seed / latency bound", fmt.Sprintf("%.2f", rate/bound), ">= 0.70")
+	// What the CPU alone allows, if every core were busy all the time: the
+	// upstream (in this process) and the database share the cores.
+	ceiling := float64(k) / (cpu.total().Seconds() / float64(runtime.NumCPU())) / bound
+	add(fmt.Sprintf("seed / latency bound: ceiling from CPU alone on %d cores", runtime.NumCPU()), fmt.Sprintf("%.2f", ceiling), "")
+	add("seed CPU per record (postgres + go, upstream included)", (cpu.total() / time.Duration(k)).Round(time.Microsecond).String(), "")
 	return nil
 }
 
-// countingStore counts durable commits.
+// countingStore counts durable commits and the store's tile reads (each
+// one query, or one round trip).
 type countingStore struct {
 	store.Store
-	commits atomic.Int64
+	commits   atomic.Int64
+	tileReads atomic.Int64
+}
+
+func (c *countingStore) ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([][]byte, error) {
+	c.tileReads.Add(1)
+	return c.Store.ReadTiles(ctx, log, tiles)
+}
+
+func (c *countingStore) ReadSomeTiles(ctx context.Context, log string, tiles []tlog.Tile) ([][]byte, error) {
+	c.tileReads.Add(1)
+	return c.Store.ReadSomeTiles(ctx, log, tiles)
 }
 
 func (c *countingStore) Commit(ctx context.Context, log string, b store.Batch) error {

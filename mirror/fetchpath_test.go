@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
 	"github.com/sumkeep/sumkeep/mirror"
@@ -174,14 +175,26 @@ func TestColdLookupRoundTrips(t *testing.T) {
 // commitCounter is a real store that counts commits.
 type commitCounter struct {
 	store.Store
-	commits atomic.Int64
-	records atomic.Int64
+	commits   atomic.Int64
+	records   atomic.Int64
+	tileReads atomic.Int64
 }
 
 func (c *commitCounter) Commit(ctx context.Context, log string, b store.Batch) error {
 	c.commits.Add(1)
 	c.records.Add(int64(len(b.Records)))
 	return c.Store.Commit(ctx, log, b)
+}
+
+// Tile reads from the store, each one query.
+func (c *commitCounter) ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([][]byte, error) {
+	c.tileReads.Add(1)
+	return c.Store.ReadTiles(ctx, log, tiles)
+}
+
+func (c *commitCounter) ReadSomeTiles(ctx context.Context, log string, tiles []tlog.Tile) ([][]byte, error) {
+	c.tileReads.Add(1)
+	return c.Store.ReadSomeTiles(ctx, log, tiles)
 }
 
 // TestSeedCommitsInGroups: a seed stores what it fetched in groups, one
@@ -206,6 +219,7 @@ func TestSeedCommitsInGroups(t *testing.T) {
 	if err != nil || len(failures) > 0 || counts.Fetched != len(mods) {
 		t.Fatalf("seed: %v, counts %+v, failures %v", err, counts, failures)
 	}
+	tileReads := st.tileReads.Load()
 	if n := checkProvable(t, st, u); n != len(mods) {
 		t.Fatalf("%d records stored, want %d", n, len(mods))
 	}
@@ -215,6 +229,15 @@ func TestSeedCommitsInGroups(t *testing.T) {
 		t.Errorf("seed of %d records made %d commits, want them grouped", len(mods), c)
 	} else {
 		t.Logf("seed of %d records: %d commits", len(mods), c)
+	}
+
+	// The tiles of a group's proofs, of which the store holds some (the
+	// groups before it stored them), are read from the store in one
+	// query, not one per tile: a few reads per commit, not per record.
+	if r := tileReads; r > 3*st.commits.Load()+3 {
+		t.Errorf("seed of %d records in %d commits read the store's tiles %d times, want a few per commit", len(mods), st.commits.Load(), r)
+	} else {
+		t.Logf("seed of %d records: %d tile reads from the store", len(mods), r)
 	}
 
 	// The log grows, and its tiles lie from some record on: a seed of

@@ -133,7 +133,7 @@ func (s *Syncer) fetch(ctx context.Context, path, version string) error {
 	if err != nil {
 		return err
 	}
-	errs, err := s.keepFrom(ctx, []lookedUp{lu}, st)
+	errs, err := s.keepFrom(ctx, []lookedUp{lu}, st, 0)
 	if err != nil {
 		return err
 	}
@@ -191,8 +191,11 @@ func (s *Syncer) lookUp(ctx context.Context, path, version string) (lookedUp, er
 // hash is kept as evidence and fails alone) or, when nothing could be
 // stored (a fork, a bad tile, the store or the upstream failing), one
 // error for all.
-func (s *Syncer) keep(ctx context.Context, items []lookedUp) ([]error, error) {
-	return s.keepFrom(ctx, items, keepState{})
+//
+// tileConcurrency, if above the syncer's Concurrency, is how many tile
+// requests it has in flight instead (a seed's groups are large).
+func (s *Syncer) keep(ctx context.Context, items []lookedUp, tileConcurrency int) ([]error, error) {
+	return s.keepFrom(ctx, items, keepState{}, tileConcurrency)
 }
 
 // keepState is what keep starts from: the served head and the stored
@@ -222,10 +225,10 @@ func (s *Syncer) readKeepState(ctx context.Context) keepState {
 
 // keepFrom is keep starting from first, if it was read; a commit expects
 // the served head it saw, so a stale one only costs a retry.
-func (s *Syncer) keepFrom(ctx context.Context, items []lookedUp, first keepState) ([]error, error) {
+func (s *Syncer) keepFrom(ctx context.Context, items []lookedUp, first keepState, tileConcurrency int) ([]error, error) {
 	errs := make([]error, len(items))
 	// One reader for every attempt: what it read stays read.
-	r := s.newReader(ctx)
+	r := s.newReaderN(ctx, tileConcurrency)
 	for attempt := 0; ; attempt++ {
 		st := first
 		first = keepState{}

@@ -47,9 +47,13 @@ type SeedFailure struct {
 // lookups in flight come back in waves, one per round trip), or when every
 // lookup is done.
 const (
-	seedGroup   = 512
-	seedLinger  = 20 * time.Millisecond
-	seedProvers = 2 // groups proven (their tiles read) at once
+	seedGroup  = 512
+	seedLinger = 20 * time.Millisecond
+	// seedProvers is how many groups are proven (their tiles read) or
+	// waiting for their commit at once: a group's tiles are read while
+	// the groups before it commit, and groups waiting together are
+	// committed together (see commit.go).
+	seedProvers = 4
 	// seedStoreChecks bounds the lookups in the store (is it there
 	// already?) a seed has in flight: its lookups upstream are many more
 	// than the store's connections.
@@ -198,7 +202,7 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 	keepGroup := func(group []lookedUp) {
 		defer provers.Done()
 		defer func() { <-slots }()
-		errs, err := s.keep(ctx, group)
+		errs, err := s.keep(ctx, group, concurrency)
 		for i, it := range group {
 			m := module.Version{Path: it.rec.Path, Version: it.rec.Version}
 			e := err

@@ -320,7 +320,13 @@ func (s *Syncer) checkEvidence(ctx context.Context) error {
 // lacks a tile, the syncer's source, Concurrency requests at a time; a tile
 // requested for another reader meanwhile is not requested again.
 func (s *Syncer) newReader(ctx context.Context) *proof.Reader {
-	return proof.NewReader(ctx, proof.ReaderConfig{Store: s.cfg.Store, Log: s.log, Source: sharedSource{s}, Concurrency: s.cfg.Concurrency})
+	return s.newReaderN(ctx, 0)
+}
+
+// newReaderN is newReader with concurrency requests in flight, if that is
+// more than the syncer's Concurrency.
+func (s *Syncer) newReaderN(ctx context.Context, concurrency int) *proof.Reader {
+	return proof.NewReader(ctx, proof.ReaderConfig{Store: s.cfg.Store, Log: s.log, Source: sharedSource{s}, Concurrency: max(s.cfg.Concurrency, concurrency)})
 }
 
 // sharedSource is the syncer's source with requests in flight shared by

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -12,10 +11,10 @@ import (
 	"github.com/sumkeep/sumkeep/store"
 )
 
-// TileStore is what a Reader reads from a store. ReadTiles answers all or
-// nothing: store.ErrNotFound when any tile is missing.
+// TileStore is what a Reader reads from a store: the tiles of a list
+// that it holds, nil for the others (see store.Writer's ReadSomeTiles).
 type TileStore interface {
-	ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([][]byte, error)
+	ReadSomeTiles(ctx context.Context, log string, tiles []tlog.Tile) ([][]byte, error)
 }
 
 // Source serves the tiles a store lacks: an upstream, or a bundle. It is
@@ -137,9 +136,8 @@ func (r *Reader) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
 	return out, nil
 }
 
-// fromStore reads tiles[i] for i in missing from the store into out, and
-// returns the indexes it lacks. The store answers all or nothing: ask for
-// all, then one by one.
+// fromStore reads tiles[i] for i in missing from the store into out, in
+// one call, and returns the indexes it lacks.
 func (r *Reader) fromStore(tiles []tlog.Tile, missing []int, out [][]byte) ([]int, error) {
 	if r.cfg.Store == nil {
 		return missing, nil
@@ -148,105 +146,23 @@ func (r *Reader) fromStore(tiles []tlog.Tile, missing []int, out [][]byte) ([]in
 	for j, i := range missing {
 		want[j] = tiles[i]
 	}
-	data, err := r.cfg.Store.ReadTiles(r.ctx, r.cfg.Log, want)
-	switch {
-	case err == nil:
-		for j, i := range missing {
-			out[i] = data[j]
-		}
-		return nil, nil
-	case !errors.Is(err, store.ErrNotFound):
-		return nil, err
-	case len(missing) == 1:
-		return missing, nil
-	}
-	// Level by level, every level at once (the upper levels are few, and
-	// usually stored; a level of one tile is then read), then what is
-	// still missing one by one, a few at a time: a round of proofs may
-	// read hundreds of tiles, of which the store holds some. So a cold
-	// lookup, whose level-0 tile alone is missing, waits for three
-	// rounds of the store, not one more per level.
-	var still []int // missing for sure
-	byLevel := make(map[int][]int)
-	for _, i := range missing {
-		byLevel[tiles[i].L] = append(byLevel[tiles[i].L], i)
-	}
-	if len(byLevel) > 1 {
-		var (
-			wg     sync.WaitGroup
-			mu     sync.Mutex
-			rest   []int
-			errs   []error
-			levels = make([][]int, 0, len(byLevel))
-		)
-		for _, idx := range byLevel {
-			levels = append(levels, idx)
-		}
-		for _, idx := range levels {
-			wg.Go(func() {
-				want := make([]tlog.Tile, len(idx))
-				for j, i := range idx {
-					want[j] = tiles[i]
-				}
-				data, err := r.cfg.Store.ReadTiles(r.ctx, r.cfg.Log, want)
-				mu.Lock()
-				defer mu.Unlock()
-				switch {
-				case err == nil:
-					for j, i := range idx {
-						out[i] = data[j]
-					}
-				case errors.Is(err, store.ErrNotFound) && len(idx) > 1:
-					rest = append(rest, idx...)
-				case errors.Is(err, store.ErrNotFound):
-					still = append(still, idx[0]) // read on its own already
-				default:
-					errs = append(errs, err)
-				}
-			})
-		}
-		wg.Wait()
-		if err := FirstError(errs); err != nil {
-			return nil, err
-		}
-		missing = rest
-	}
-	found := make([]bool, len(missing))
-	errs := make([]error, len(missing))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, storeConcurrency)
-	for j, i := range missing {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			d, err := r.cfg.Store.ReadTiles(r.ctx, r.cfg.Log, tiles[i:i+1])
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-			case err != nil:
-				errs[j] = err
-			default:
-				out[i], found[j] = d[0], true
-			}
-		}()
-	}
-	wg.Wait()
-	if err := FirstError(errs); err != nil {
+	data, err := r.cfg.Store.ReadSomeTiles(r.ctx, r.cfg.Log, want)
+	if err != nil {
 		return nil, err
 	}
+	if len(data) != len(want) {
+		return nil, fmt.Errorf("reading %d tiles of %s from the store: it answered %d", len(want), r.cfg.Log, len(data))
+	}
+	var still []int
 	for j, i := range missing {
-		if !found[j] {
+		if data[j] == nil {
 			still = append(still, i)
+			continue
 		}
+		out[i] = data[j]
 	}
-	slices.Sort(still)
 	return still, nil
 }
-
-// storeConcurrency is how many tiles a Reader reads from the store at once
-// when it reads them one by one.
-const storeConcurrency = 16
 
 // fromSource fetches tiles[i] for i in missing from the source into out,
 // Concurrency at a time, and returns the first error.

@@ -213,6 +213,16 @@ type Writer interface {
 	// Heads returns every stored head in ascending size.
 	Heads(ctx context.Context, log string) ([]Head, error)
 
+	// ReadSomeTiles is ReadTiles for the tiles of a list that the store
+	// holds, in one round trip to the database: out[i] is tiles[i]'s
+	// contents as ReadTiles would return them, or nil where ReadTiles
+	// would fail with ErrNotFound (neither stored at least that wide nor
+	// rebuildable from records; a log the store does not hold has none).
+	// It fails only when the store does. It is how the mirror reads the
+	// tiles of a round of proofs, of which the store holds some and the
+	// upstream serves the rest.
+	ReadSomeTiles(ctx context.Context, log string, tiles []tlog.Tile) ([][]byte, error)
+
 	// Synced returns the full-sync cursor: records [0, n) are stored.
 	Synced(ctx context.Context, log string) (int64, error)
 	// Commit applies a batch in one transaction. A record whose path and

@@ -137,6 +137,20 @@ func WithMaxInFlight(n int) ClientOption {
 	}
 }
 
+// WithIdleConns keeps up to n idle connections to the upstream open
+// (default idleConns) where the Client has its own transport (NewClient
+// with hc nil): as many as its bursts have requests in flight, so that
+// over HTTP/1.1 each burst reuses connections instead of dialing (and,
+// over TLS, handshaking) anew. A seed has hundreds of requests in flight.
+func WithIdleConns(n int) ClientOption {
+	return func(c *Client) {
+		if c.own != nil && n > 0 {
+			c.own.MaxIdleConnsPerHost = n
+			c.own.MaxIdleConns = n
+		}
+	}
+}
+
 // acquire takes a slot for one request, or fails with ctx's error.
 func (c *Client) acquire(ctx context.Context) (release func(), err error) {
 	if c.slots == nil {

@@ -91,6 +91,7 @@ type env struct {
 	// fetch-path bounds given to the syncers newSyncer makes (serve and
 	// sync set them from flags; zero values are the defaults).
 	maxInFlight int           // upstream requests in flight per upstream; 0: unbounded
+	idleConns   int           // idle connections kept to each upstream; 0: the client's default
 	absentTTL   time.Duration // how long a 404/410 lookup is remembered
 }
 

@@ -48,6 +48,9 @@ func cmdSeed(ctx context.Context, e *env, args []string) error {
 	if err := e.checkKey(ctx, st, "the store (--db)", false); err != nil {
 		return err
 	}
+	// Lookups and the tiles that prove them are in flight together:
+	// keep a connection for each.
+	e.idleConns = 2 * *concurrency
 	s, err := e.newSyncer(ctx, st, *concurrency, 64, mirror.ModeLazy)
 	if err != nil {
 		return err

@@ -116,7 +116,7 @@ func (e *env) newPool(ctx context.Context, name string) (*upstream.Pool, error) 
 		Observe:    e.observeUpstream,
 		// Each upstream's own bound (0: none): fetch-through lookups
 		// beyond it wait, or give up with their clients.
-		ClientOptions: []upstream.ClientOption{upstream.WithMaxInFlight(e.maxInFlight)},
+		ClientOptions: []upstream.ClientOption{upstream.WithMaxInFlight(e.maxInFlight), upstream.WithIdleConns(e.idleConns)},
 		Logger:        e.logger,
 	})
 	e.health.pool.Store(pool)

@@ -172,6 +172,13 @@ func (g *storeGate) ReadTiles(ctx context.Context, log string, tiles []tlog.Tile
 	return g.Store.ReadTiles(ctx, log, tiles)
 }
 
+func (g *storeGate) ReadSomeTiles(ctx context.Context, log string, tiles []tlog.Tile) ([][]byte, error) {
+	if err := g.check(); err != nil {
+		return nil, err
+	}
+	return g.Store.ReadSomeTiles(ctx, log, tiles)
+}
+
 func (g *storeGate) AddEvidence(ctx context.Context, log string, ev store.Evidence) error {
 	if err := g.check(); err != nil {
 		return err

@@ -76,45 +76,22 @@ func (s *Store) ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([
 	if len(tiles) == 0 {
 		return nil, nil
 	}
-	levels := make([]int16, len(tiles))
-	idxs := make([]int64, len(tiles))
-	for i, t := range tiles {
-		if t.H != store.TileHeight || t.L < 0 {
-			return nil, fmt.Errorf("tile %s: %w", t.Path(), store.ErrNotFound)
-		}
-		levels[i], idxs[i] = int16(t.L), t.N
+	levels, idxs, err := tileKeys(tiles)
+	if err != nil {
+		return nil, err
 	}
-	type key struct {
-		l int16
-		n int64
-	}
-	rows, err := s.pool.Query(ctx, `SELECT level, idx, width, hashes FROM tiles
-		JOIN unnest($2::smallint[], $3::bigint[]) AS q(l, n) ON level = q.l AND idx = q.n
-		WHERE log_id = $1`, id, levels, idxs)
+	rows, err := s.pool.Query(ctx, tilesSQL, id, levels, idxs)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: reading tiles of %s: %w", log, err)
 	}
-	defer rows.Close()
-	found := make(map[key][]byte, len(tiles))
-	for rows.Next() {
-		var k key
-		var width int16
-		var data []byte
-		if err := rows.Scan(&k.l, &k.n, &width, &data); err != nil {
-			return nil, fmt.Errorf("postgres: reading tiles of %s: %w", log, err)
-		}
-		if err := store.CheckTileRow(log, int64(k.l), k.n, int64(width), data); err != nil {
-			return nil, fmt.Errorf("postgres: reading tiles: %w", err)
-		}
-		found[k] = data
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: reading tiles of %s: %w", log, err)
+	found, err := scanTiles(rows, log, len(tiles))
+	if err != nil {
+		return nil, err
 	}
 	out := make([][]byte, len(tiles))
 	var leaves []int // level-0 tiles not stored (wide enough)
 	for i, t := range tiles {
-		data := found[key{int16(t.L), t.N}]
+		data := found[tileKey{int16(t.L), t.N}]
 		switch {
 		case len(data) >= t.W*tlog.HashSize:
 			out[i] = data[: t.W*tlog.HashSize : t.W*tlog.HashSize]
@@ -130,6 +107,162 @@ func (s *Store) ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([
 		}
 	}
 	return out, nil
+}
+
+// tilesSQL reads the stored tiles of log $1 at (level, idx) pairs
+// ($2[i], $3[i]).
+const tilesSQL = `SELECT level, idx, width, hashes FROM tiles
+	JOIN unnest($2::smallint[], $3::bigint[]) AS q(l, n) ON level = q.l AND idx = q.n
+	WHERE log_id = $1`
+
+// tileKey is a stored tile's (level, idx).
+type tileKey struct {
+	l int16
+	n int64
+}
+
+// tileKeys returns tilesSQL's arguments for tiles, or ErrNotFound for a
+// tile no store holds (a data tile, another height).
+func tileKeys(tiles []tlog.Tile) (levels []int16, idxs []int64, err error) {
+	levels, idxs = make([]int16, len(tiles)), make([]int64, len(tiles))
+	for i, t := range tiles {
+		if t.H != store.TileHeight || t.L < 0 {
+			return nil, nil, fmt.Errorf("tile %s: %w", t.Path(), store.ErrNotFound)
+		}
+		levels[i], idxs[i] = int16(t.L), t.N
+	}
+	return levels, idxs, nil
+}
+
+// scanTiles reads the rows of tilesSQL, checking each.
+func scanTiles(rows pgx.Rows, log string, n int) (map[tileKey][]byte, error) {
+	defer rows.Close()
+	found := make(map[tileKey][]byte, n)
+	for rows.Next() {
+		var k tileKey
+		var width int16
+		var data []byte
+		if err := rows.Scan(&k.l, &k.n, &width, &data); err != nil {
+			return nil, fmt.Errorf("postgres: reading tiles of %s: %w", log, err)
+		}
+		if err := store.CheckTileRow(log, int64(k.l), k.n, int64(width), data); err != nil {
+			return nil, fmt.Errorf("postgres: reading tiles: %w", err)
+		}
+		found[k] = data
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: reading tiles of %s: %w", log, err)
+	}
+	return found, nil
+}
+
+// ReadSomeTiles implements store.Store in one round trip: the stored tiles
+// and, beside them, the records under each level-0 tile asked for, where
+// they are all stored (so that the tile can be rebuilt: store.LeafTile).
+// A lazy store holds few records under each tile, and the database counts
+// them before it reads any.
+func (s *Store) ReadSomeTiles(ctx context.Context, log string, tiles []tlog.Tile) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	id, err := s.logID(ctx, s.pool, log, false)
+	if errors.Is(err, store.ErrNotFound) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var want []tlog.Tile // tiles a store can hold
+	var at []int         // their indexes in tiles
+	var leafN, leafW []int64
+	asked := make(map[tlog.Tile]bool)
+	for i, t := range tiles {
+		if t.H != store.TileHeight || t.L < 0 || t.W < 1 || t.W > 1<<store.TileHeight {
+			continue
+		}
+		want, at = append(want, t), append(at, i)
+		if t.L == 0 && !asked[t] {
+			asked[t] = true
+			leafN, leafW = append(leafN, t.N), append(leafW, int64(t.W))
+		}
+	}
+	if len(want) == 0 {
+		return out, nil
+	}
+	levels, idxs, err := tileKeys(want)
+	if err != nil {
+		return nil, err
+	}
+	var found map[tileKey][]byte
+	leaves := make(map[tlog.Tile][]store.Record)
+	var q pgx.Batch
+	q.Queue(tilesSQL, id, levels, idxs).Query(func(rows pgx.Rows) (err error) {
+		defer recoverTo(&err, "reading tiles")
+		found, err = scanTiles(rows, log, len(want))
+		return err
+	})
+	if len(leafN) > 0 {
+		q.Queue(completeLeavesSQL, id, leafN, leafW).Query(func(rows pgx.Rows) (err error) {
+			defer recoverTo(&err, "reading records under level-0 tiles")
+			return scanLeafRecords(rows, log, leaves)
+		})
+	}
+	if err := s.pool.SendBatch(ctx, &q).Close(); err != nil {
+		return nil, fmt.Errorf("postgres: reading tiles of %s: %w", log, err)
+	}
+	for j, t := range want {
+		i := at[j]
+		if data := found[tileKey{int16(t.L), t.N}]; len(data) >= t.W*tlog.HashSize {
+			out[i] = data[: t.W*tlog.HashSize : t.W*tlog.HashSize]
+			continue
+		}
+		recs, ok := leaves[t]
+		if t.L != 0 || !ok {
+			continue
+		}
+		data, err := store.LeafTile(t, recs)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", log, err)
+		}
+		out[i] = data
+	}
+	return out, nil
+}
+
+// completeLeavesSQL reads, for each level-0 tile ($2[i], width $3[i]) of
+// log $1 whose records are all stored, those records, each row naming its
+// tile; tiles with a record missing give no rows, and their records are
+// not read (a lazy store's usual case: it holds a few of them).
+const completeLeavesSQL = `SELECT q.n, q.w, r.id, r.path, r.version, r.hashes, r.raw
+	FROM unnest($2::bigint[], $3::bigint[]) AS q(n, w)
+	CROSS JOIN LATERAL (SELECT count(*) AS c FROM records
+		WHERE log_id = $1 AND id >= q.n * 256 AND id < q.n * 256 + q.w) AS k
+	JOIN LATERAL (SELECT id, path, version, hashes, raw FROM records
+		WHERE log_id = $1 AND id >= q.n * 256 AND id < q.n * 256 + q.w) AS r ON k.c = q.w
+	ORDER BY q.n, q.w, r.id`
+
+// scanLeafRecords reads the rows of completeLeavesSQL into leaves, by tile.
+func scanLeafRecords(rows pgx.Rows, log string, leaves map[tlog.Tile][]store.Record) error {
+	defer rows.Close()
+	for rows.Next() {
+		var n, w, id int64
+		var path, version string
+		var hashes, raw []byte
+		if err := rows.Scan(&n, &w, &id, &path, &version, &hashes, &raw); err != nil {
+			return fmt.Errorf("postgres: reading records under level-0 tiles of %s: %w", log, err)
+		}
+		r, err := store.RecordRow(log, id, path, version, hashes, raw)
+		if err != nil {
+			return fmt.Errorf("postgres: reading records under level-0 tiles: %w", err)
+		}
+		t := tlog.Tile{H: store.TileHeight, L: 0, N: n, W: int(w)}
+		leaves[t] = append(leaves[t], r)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("postgres: reading records under level-0 tiles of %s: %w", log, err)
+	}
+	return nil
 }
 
 // leafTiles rebuilds the level-0 tiles tiles[i], i in which, from their

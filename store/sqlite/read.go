@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -105,10 +106,35 @@ func (s *Store) ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([
 		return nil, nil
 	}
 	for _, t := range tiles {
-		if t.H != store.TileHeight || t.L < 0 || t.W < 1 || t.W > 1<<store.TileHeight {
+		if !storable(t) {
 			return nil, fmt.Errorf("tile %s: %w", t.Path(), store.ErrNotFound)
 		}
 	}
+	return s.readTiles(ctx, id, log, tiles, false)
+}
+
+// ReadSomeTiles implements store.Store, as ReadTiles does but with nil for
+// each tile ReadTiles would not find.
+func (s *Store) ReadSomeTiles(ctx context.Context, log string, tiles []tlog.Tile) ([][]byte, error) {
+	id, err := s.logID(ctx, log)
+	if errors.Is(err, store.ErrNotFound) {
+		return make([][]byte, len(tiles)), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.readTiles(ctx, id, log, tiles, true)
+}
+
+// storable reports whether a store can hold t at all.
+func storable(t tlog.Tile) bool {
+	return t.H == store.TileHeight && t.L >= 0 && t.W >= 1 && t.W <= 1<<store.TileHeight
+}
+
+// readTiles reads tiles of log id (each storable, unless some) in one read
+// transaction. A tile not found fails the read with ErrNotFound, unless
+// some: then it is nil.
+func (s *Store) readTiles(ctx context.Context, id int64, log string, tiles []tlog.Tile, some bool) ([][]byte, error) {
 	const query = `SELECT width, hashes FROM tiles WHERE log_id = ? AND level = ? AND idx = ?`
 	// read returns tile t as stored, or rebuilt from its records if it is
 	// a level-0 tile that is not (see store.LeafTile).
@@ -138,13 +164,24 @@ func (s *Store) ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([
 		}
 		return store.LeafTile(t, recs)
 	}
-	if len(tiles) == 1 {
+	// keep turns a tile not found into nil, if some.
+	keep := func(data []byte, err error) ([]byte, error) {
+		if some && errors.Is(err, store.ErrNotFound) {
+			return nil, nil
+		}
+		return data, err
+	}
+	if len(tiles) == 1 && storable(tiles[0]) {
 		t := tiles[0]
-		data, err := read(s.r.QueryRowContext(ctx, query, id, t.L, t.N), s.r, t)
+		data, err := keep(read(s.r.QueryRowContext(ctx, query, id, t.L, t.N), s.r, t))
 		if err != nil {
 			return nil, err
 		}
 		return [][]byte{data}, nil
+	}
+	out := make([][]byte, len(tiles))
+	if !slices.ContainsFunc(tiles, storable) {
+		return out, nil
 	}
 	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
@@ -156,9 +193,11 @@ func (s *Store) ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([
 		return nil, fmt.Errorf("sqlite: reading tiles of %s: %w", log, err)
 	}
 	defer st.Close()
-	out := make([][]byte, len(tiles))
 	for i, t := range tiles {
-		if out[i], err = read(st.QueryRowContext(ctx, id, t.L, t.N), tx, t); err != nil {
+		if !storable(t) {
+			continue // only when some: ReadTiles checked
+		}
+		if out[i], err = keep(read(st.QueryRowContext(ctx, id, t.L, t.N), tx, t)); err != nil {
 			return nil, err
 		}
 	}

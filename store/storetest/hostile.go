@@ -36,6 +36,7 @@ const (
 	readLeafTile   = "ReadTiles/L0"   // rebuilt from the records
 	readUpperTile  = "ReadTiles/L1"   // stored
 	readTiles      = "ReadTiles/both" // both in one call
+	readSomeTiles  = "ReadSomeTiles"  // both, in one call
 	readHeads      = "Heads"
 	readLatestHead = "LatestHead"
 	readServedHead = "ServedHead"
@@ -54,9 +55,9 @@ type hostileRow struct {
 
 func hostileRows() []hostileRow {
 	const logRow = `log_id = (SELECT id FROM logs WHERE name = ?)`
-	recordReads := []string{readLookup, readRecords, readRecord, readLeafTile, readTiles}
+	recordReads := []string{readLookup, readRecords, readRecord, readLeafTile, readTiles, readSomeTiles}
 	headReads := []string{readHeads, readLatestHead, readServedHead}
-	tileReads := []string{readUpperTile, readTiles}
+	tileReads := []string{readUpperTile, readTiles, readSomeTiles}
 	setRecord := func(name, set string, args ...any) hostileRow {
 		return hostileRow{name: name, query: `UPDATE records SET ` + set + ` WHERE ` + logRow + ` AND id = 5`,
 			args: args, table: "records", row: "id 5", id: 5, fail: recordReads}
@@ -144,12 +145,16 @@ func RunHostile(t *testing.T, open func(t *testing.T) Hostile) {
 					_, err := s.ReadTiles(ctx, logName, []tlog.Tile{leaf, upper.Tile})
 					return err
 				},
+				readSomeTiles: func() error {
+					_, err := s.ReadSomeTiles(ctx, logName, []tlog.Tile{leaf, upper.Tile})
+					return err
+				},
 				readHeads:      func() error { _, err := s.Heads(ctx, logName); return err },
 				readLatestHead: func() error { _, err := s.LatestHead(ctx, logName); return err },
 				readServedHead: func() error { _, err := s.ServedHead(ctx, logName); return err },
 			}
 			for _, name := range []string{readLookup, readRecords, readRecord, readRecordIDs, readLeafTile,
-				readUpperTile, readTiles, readHeads, readLatestHead, readServedHead} {
+				readUpperTile, readTiles, readSomeTiles, readHeads, readLatestHead, readServedHead} {
 				err := noPanic(t, name, reads[name])
 				if h.Idle != nil {
 					if ierr := h.Idle(ctx); ierr != nil {

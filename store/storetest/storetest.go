@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RawRecords", testRawRecords},
 		{"Tiles", testTiles},
 		{"LeafTilesFromRecords", testLeafTiles},
+		{"SomeTiles", testSomeTiles},
 		{"DuplicateRejectsBatch", testDuplicate},
 		{"DuplicateDeepInLargeBatch", testDuplicateLarge},
 		{"RecordNamingAnotherModule", testOtherModule},
@@ -335,6 +336,76 @@ func testLeafTiles(t *testing.T, s store.Store) {
 	mustNotFound(t, err, "ReadTiles of a level-0 tile over a gap in the records")
 	_, err = s.ReadTiles(ctx, logName, []tlog.Tile{{H: 8, L: 1, N: 0, W: 1}})
 	mustNotFound(t, err, "ReadTiles of a level-1 tile not stored")
+}
+
+// testSomeTiles: ReadSomeTiles answers, for each tile of a list, what
+// ReadTiles answers for that tile alone, and nil where ReadTiles would not
+// find it, whatever else the list holds.
+func testSomeTiles(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	some, err := s.ReadSomeTiles(ctx, logName, []tlog.Tile{{H: 8, L: 1, N: 0, W: 1}, {H: 8, L: 0, N: 0, W: 1}})
+	if err != nil || len(some) != 2 || some[0] != nil || some[1] != nil {
+		t.Fatalf("ReadSomeTiles of a log the store does not hold = %d tiles, %v; want 2 nil", len(some), err)
+	}
+	recs := records(0, 300)
+	if err := s.Commit(ctx, logName, store.Batch{Records: recs, Synced: 300}); err != nil {
+		t.Fatal(err)
+	}
+	scattered := append(records(768, 1), records(770, 1)...)
+	stored := []store.Tile{
+		{Tile: tlog.Tile{H: 8, L: 1, N: 3, W: 10}, Data: tileData(10, "x")},
+		{Tile: tlog.Tile{H: 8, L: 0, N: 2, W: 4}, Data: tileData(4, "stored")},
+		{Tile: tlog.Tile{H: 8, L: 2, N: 0, W: 256}, Data: tileData(256, "top")},
+	}
+	if err := s.Commit(ctx, logName, store.Batch{Records: scattered, Tiles: stored, Synced: -1}); err != nil {
+		t.Fatal(err)
+	}
+	tiles := []tlog.Tile{
+		{H: 8, L: 1, N: 3, W: 4},    // sliced from a stored tile
+		{H: 8, L: 1, N: 3, W: 11},   // wider than stored
+		{H: 8, L: 0, N: 0, W: 256},  // rebuilt from its records
+		{H: 8, L: 0, N: 3, W: 3},    // over a gap in the records
+		{H: 8, L: 0, N: 2, W: 4},    // stored, over records not stored
+		{H: 8, L: 0, N: 2, W: 5},    // wider than stored, records not stored
+		{H: 8, L: 7, N: 0, W: 1},    // not stored
+		{H: 8, L: -1, N: 0, W: 256}, // a data tile: never stored
+		{H: 2, L: 1, N: 3, W: 4},    // another height
+		{H: 8, L: 0, N: 1, W: 44},   // rebuilt, partial
+		{H: 8, L: 0, N: 1, W: 45},   // wider than its records
+		{H: 8, L: 2, N: 0, W: 256},  // stored
+		{H: 8, L: 0, N: 0, W: 256},  // asked twice
+		{H: 8, L: 0, N: 3, W: 1},    // one record stored
+	}
+	some, err = s.ReadSomeTiles(ctx, logName, tiles)
+	if err != nil {
+		t.Fatalf("ReadSomeTiles: %v", err)
+	}
+	if len(some) != len(tiles) {
+		t.Fatalf("ReadSomeTiles returned %d tiles for %d", len(some), len(tiles))
+	}
+	held := 0
+	for i, tl := range tiles {
+		one, err := s.ReadTiles(ctx, logName, []tlog.Tile{tl})
+		if errors.Is(err, store.ErrNotFound) {
+			if some[i] != nil {
+				t.Errorf("ReadSomeTiles: tile %d (%s, L=%d W=%d) = %d bytes; ReadTiles does not find it", i, tl.Path(), tl.L, tl.W, len(some[i]))
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("ReadTiles(%s): %v", tl.Path(), err)
+		}
+		held++
+		if !bytes.Equal(some[i], one[0]) {
+			t.Errorf("ReadSomeTiles: tile %d (%s, L=%d W=%d) = %d bytes, ReadTiles %d bytes, or they differ", i, tl.Path(), tl.L, tl.W, len(some[i]), len(one[0]))
+		}
+	}
+	if held != 7 {
+		t.Errorf("ReadTiles found %d of the tiles, want 7 (the suite's own check)", held)
+	}
+	if some, err := s.ReadSomeTiles(ctx, logName, nil); err != nil || len(some) != 0 {
+		t.Fatalf("ReadSomeTiles of no tiles = %d, %v", len(some), err)
+	}
 }
 
 func testDuplicate(t *testing.T, s store.Store) {
@@ -641,6 +712,18 @@ func testClosed(t *testing.T, s store.Store) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Lookup on a closed store hangs")
+	}
+	go func() {
+		_, err := s.ReadSomeTiles(ctx, logName, []tlog.Tile{{H: 8, L: 0, N: 0, W: 1}})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("ReadSomeTiles on a closed store succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ReadSomeTiles on a closed store hangs")
 	}
 }
 
