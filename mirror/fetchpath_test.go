@@ -290,3 +290,45 @@ func TestLyingTileEvidenceOnce(t *testing.T) {
 		t.Fatalf("%d pieces of evidence for 5 lookups meeting one lying tile, want 1 naming tile/8/0/007, counted 5", len(es))
 	}
 }
+
+// TestSeedBoundsRequestsInFlight: a seed asks its upstream for at most
+// 2 x concurrency things at once (its lookups, and the proof tiles of the
+// groups being proven, shared among them), however many groups are being
+// proven, against an upstream slow enough for requests to pile up.
+func TestSeedBoundsRequestsInFlight(t *testing.T) {
+	ctx := context.Background()
+	u, _ := newUpstream(t, 60000)
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
+	u.SetLatency(20 * time.Millisecond)
+	var inFlight, peak atomic.Int64
+	h := u.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := peak.Load(); n > m && !peak.CompareAndSwap(m, n); m = peak.Load() {
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	st := newStore(t)
+	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(srv.URL, nil), Key: u.VerifierKey(), Mode: mirror.ModeLazy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mods []module.Version
+	// A level-0 tile for each record: groups with many tiles to read.
+	for id := int64(0); id < 60000; id += 257 {
+		p, v, _ := u.Module(id)
+		mods = append(mods, module.Version{Path: p, Version: v})
+	}
+	const concurrency = 8
+	counts, failures, err := s.Seed(ctx, mods, concurrency, nil)
+	if err != nil || len(failures) > 0 || counts.Fetched != len(mods) {
+		t.Fatalf("seed: %v, counts %+v, failures %v", err, counts, failures)
+	}
+	if p := peak.Load(); p > 2*concurrency {
+		t.Errorf("seed with --concurrency %d had %d upstream requests in flight, want at most %d", concurrency, p, 2*concurrency)
+	} else {
+		t.Logf("seed of %d records: at most %d upstream requests in flight", len(mods), p)
+	}
+}

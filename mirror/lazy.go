@@ -133,7 +133,7 @@ func (s *Syncer) fetch(ctx context.Context, path, version string) error {
 	if err != nil {
 		return err
 	}
-	errs, err := s.keepFrom(ctx, []lookedUp{lu}, st, 0)
+	errs, err := s.keepFrom(ctx, []lookedUp{lu}, st, nil)
 	if err != nil {
 		return err
 	}
@@ -192,10 +192,11 @@ func (s *Syncer) lookUp(ctx context.Context, path, version string) (lookedUp, er
 // stored (a fork, a bad tile, the store or the upstream failing), one
 // error for all.
 //
-// tileConcurrency, if above the syncer's Concurrency, is how many tile
-// requests it has in flight instead (a seed's groups are large).
-func (s *Syncer) keep(ctx context.Context, items []lookedUp, tileConcurrency int) ([]error, error) {
-	return s.keepFrom(ctx, items, keepState{}, tileConcurrency)
+// tileLimit, if not nil, bounds its tile requests in flight instead of the
+// syncer's Concurrency, together with every keep given the same limit (a
+// seed's groups are large, and several are proven at once).
+func (s *Syncer) keep(ctx context.Context, items []lookedUp, tileLimit chan struct{}) ([]error, error) {
+	return s.keepFrom(ctx, items, keepState{}, tileLimit)
 }
 
 // keepState is what keep starts from: the served head and the stored
@@ -225,10 +226,10 @@ func (s *Syncer) readKeepState(ctx context.Context) keepState {
 
 // keepFrom is keep starting from first, if it was read; a commit expects
 // the served head it saw, so a stale one only costs a retry.
-func (s *Syncer) keepFrom(ctx context.Context, items []lookedUp, first keepState, tileConcurrency int) ([]error, error) {
+func (s *Syncer) keepFrom(ctx context.Context, items []lookedUp, first keepState, tileLimit chan struct{}) ([]error, error) {
 	errs := make([]error, len(items))
 	// One reader for every attempt: what it read stays read.
-	r := s.newReaderN(ctx, tileConcurrency)
+	r := s.newLimitedReader(ctx, tileLimit)
 	for attempt := 0; ; attempt++ {
 		st := first
 		first = keepState{}

@@ -199,10 +199,14 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 	// Groups, proven a few at a time and committed one by one.
 	var provers sync.WaitGroup
 	slots := make(chan struct{}, seedProvers)
+	// The groups being proven share concurrency tile requests in flight,
+	// so that a seed asks its upstreams for at most 2 x concurrency
+	// things at once (its lookups, and the proof tiles of what they found).
+	tileLimit := make(chan struct{}, concurrency)
 	keepGroup := func(group []lookedUp) {
 		defer provers.Done()
 		defer func() { <-slots }()
-		errs, err := s.keep(ctx, group, concurrency)
+		errs, err := s.keep(ctx, group, tileLimit)
 		for i, it := range group {
 			m := module.Version{Path: it.rec.Path, Version: it.rec.Version}
 			e := err

@@ -329,6 +329,32 @@ func (s *Syncer) newReaderN(ctx context.Context, concurrency int) *proof.Reader 
 	return proof.NewReader(ctx, proof.ReaderConfig{Store: s.cfg.Store, Log: s.log, Source: sharedSource{s}, Concurrency: max(s.cfg.Concurrency, concurrency)})
 }
 
+// newLimitedReader is newReaderN whose upstream tile requests, together
+// with those of every reader given the same limit, are at most cap(limit)
+// in flight.
+func (s *Syncer) newLimitedReader(ctx context.Context, limit chan struct{}) *proof.Reader {
+	if limit == nil {
+		return s.newReaderN(ctx, 0)
+	}
+	return proof.NewReader(ctx, proof.ReaderConfig{Store: s.cfg.Store, Log: s.log, Source: limitedSource{sharedSource{s}, limit}, Concurrency: cap(limit)})
+}
+
+// limitedSource holds one of limit's slots for each request.
+type limitedSource struct {
+	src   proof.Source
+	limit chan struct{}
+}
+
+func (ls limitedSource) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
+	select {
+	case ls.limit <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-ls.limit }()
+	return ls.src.Tile(ctx, t)
+}
+
 // sharedSource is the syncer's source with requests in flight shared by
 // every reader: concurrent fetches that need one tile make one request,
 // cancelled only when all of them have gone.
