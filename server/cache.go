@@ -40,6 +40,9 @@ type cacheSlot struct {
 	used bool
 }
 
+// cachedRecord is an entry: a lookup's answer without its tree head (id
+// is the record's, data its id line, the record and the blank line, all
+// checked before they were cached), or a full tile (data).
 type cachedRecord struct {
 	id   int64
 	data []byte
@@ -67,7 +70,27 @@ func (c *recordCache) get(key string) (cachedRecord, bool) {
 	if c == nil {
 		return cachedRecord{}, false
 	}
-	sh := c.shard(key)
+	return c.shard(key).get(key)
+}
+
+// getBytes is get for a key held in a byte slice (built without
+// allocating a string for each lookup).
+func (c *recordCache) getBytes(key []byte) (cachedRecord, bool) {
+	if c == nil {
+		return cachedRecord{}, false
+	}
+	sh := &c.shards[maphash.Bytes(c.seed, key)%cacheShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	i, ok := sh.index[string(key)] // no allocation: the compiler looks up the bytes
+	if !ok {
+		return cachedRecord{}, false
+	}
+	sh.ring[i].used = true
+	return sh.ring[i].rec, true
+}
+
+func (sh *cacheShard) get(key string) (cachedRecord, bool) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	i, ok := sh.index[key]
@@ -105,7 +128,30 @@ func (c *recordCache) put(key string, r cachedRecord) {
 	sh.hand = (sh.hand + 1) % len(sh.ring)
 }
 
-// cacheKey names path@version in log.
-func cacheKey(log, path, version string) string {
-	return log + "\x00" + path + "@" + version
+// appendLookupKey appends the key of a lookup in log of mod, the
+// module@version exactly as the request spelled it (escaped): its answer
+// is a function of those bytes alone, so an entry is found again without
+// unescaping or checking them.
+func appendLookupKey(dst []byte, log, mod string) []byte {
+	dst = append(dst, log...)
+	dst = append(dst, 0)
+	return append(dst, mod...)
+}
+
+// getLookup returns the entry for a lookup of mod in log.
+func (c *recordCache) getLookup(log, mod string) (cachedRecord, bool) {
+	if c == nil {
+		return cachedRecord{}, false
+	}
+	var buf [256]byte
+	return c.getBytes(appendLookupKey(buf[:0], log, mod))
+}
+
+// putLookup keeps the answer to a lookup of mod in log: the record's id,
+// and its id line, record and blank line in one slice (see cachedRecord).
+func (c *recordCache) putLookup(log, mod string, r cachedRecord) {
+	if c == nil {
+		return
+	}
+	c.put(string(appendLookupKey(nil, log, mod)), r)
 }

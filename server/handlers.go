@@ -164,7 +164,17 @@ func (s *Server) latest(c *gin.Context, log string) {
 
 // answerLookup answers a lookup and returns where the record came from
 // (lookup tells the observer).
+//
+// A cache hit is answered before anything else: its entry was made from
+// the same request bytes after every check below passed (see
+// recordCache.getLookup), and holds the answer but for the tree head.
 func (s *Server) answerLookup(c *gin.Context, log, mod string) (from lookupSource) {
+	if head := s.servedHead(c, log); head != nil {
+		if e, ok := s.cache.getLookup(log, mod); ok && e.id < head.Size {
+			s.writeLookup(c, e.data, head.Note)
+			return fromCache
+		}
+	}
 	if !validModVer(mod) {
 		s.fail(c, http.StatusBadRequest, "invalid module@version syntax")
 		return
@@ -204,16 +214,10 @@ func (s *Server) answerLookup(c *gin.Context, log, mod string) (from lookupSourc
 	} else if snap.logs[log] != nil {
 		head = snap.logs[log].head // nil until the first fetch serves a head
 	}
-	key := cacheKey(log, path, vers)
 	var rec store.Record
 	err := store.ErrNotFound
 	if head != nil {
-		cached, hit := s.cache.get(key)
-		if hit && cached.id < head.Size {
-			rec, err, from = store.Record{ID: cached.id, Data: cached.data}, nil, fromCache
-		} else if rec, err = s.store.Lookup(ctx, log, path, vers, head.Size); err == nil {
-			s.cache.put(key, cachedRecord{id: rec.ID, data: rec.Data})
-		}
+		rec, err = s.store.Lookup(ctx, log, path, vers, head.Size)
 	}
 	if errors.Is(err, store.ErrNotFound) && fetcher != nil {
 		// Lazy mode: fetch it through, then answer from the store under the
@@ -256,9 +260,6 @@ func (s *Server) answerLookup(c *gin.Context, log, mod string) (from lookupSourc
 			}
 			rec, err = s.store.Lookup(ctx, log, path, vers, head.Size)
 		}
-		if err == nil {
-			s.cache.put(key, cachedRecord{id: rec.ID, data: rec.Data})
-		}
 	}
 	if err != nil {
 		s.storeError(ctx, c, err, "lookup", "log", log, "module", path, "version", vers)
@@ -274,15 +275,42 @@ func (s *Server) answerLookup(c *gin.Context, log, mod string) (from lookupSourc
 		s.storeError(ctx, c, errors.New("malformed record"), "lookup", "log", log, "id", rec.ID)
 		return
 	}
-	bp := s.bufs.Get().(*[]byte)
-	b := strconv.AppendInt((*bp)[:0], rec.ID, 10)
+	// The answer but for the head: the id line, the record, a blank line.
+	b := make([]byte, 0, 20+1+len(rec.Data)+1)
+	b = strconv.AppendInt(b, rec.ID, 10)
 	b = append(b, '\n')
 	b = append(b, rec.Data...)
 	b = append(b, '\n')
-	b = append(b, head.Note...)
-	s.write(c, hdrText, hdrShort, b)
-	s.putBuf(bp, b)
+	s.cache.putLookup(log, mod, cachedRecord{id: rec.ID, data: b})
+	s.writeLookup(c, b, head.Note)
 	return
+}
+
+// servedHead returns the log's served head, or nil (writing nothing) when
+// there is none yet. Unlike current, it never waits for the first read of
+// the heads.
+func (s *Server) servedHead(c *gin.Context, log string) *store.Head {
+	snap := s.snap.Load()
+	if snap == nil {
+		return nil
+	}
+	s.refreshIfStale(c.Request.Context())
+	if st := snap.logs[log]; st != nil {
+		return st.head
+	}
+	return nil
+}
+
+// writeLookup sends a lookup's answer: its id line, record and blank line
+// (rec), then the signed tree head note, as sumdb.Server does.
+func (s *Server) writeLookup(c *gin.Context, rec, note []byte) {
+	h := c.Writer.Header()
+	h["Content-Type"] = hdrText
+	h["Cache-Control"] = hdrShort
+	h["Content-Length"] = []string{strconv.Itoa(len(rec) + len(note))}
+	c.Writer.WriteHeader(http.StatusOK)
+	c.Writer.Write(rec)
+	c.Writer.Write(note)
 }
 
 func (s *Server) tile(c *gin.Context, log, p string) {

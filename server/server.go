@@ -438,10 +438,16 @@ func (s *Server) current(ctx context.Context) *snapshot {
 		}
 		return s.snap.Load() // nil if the store is down
 	}
+	s.refreshIfStale(ctx)
+	return snap
+}
+
+// refreshIfStale starts a background refresh when the snapshot is older
+// than HeadRefresh and none is under way.
+func (s *Server) refreshIfStale(ctx context.Context) {
 	if time.Since(s.epoch)-time.Duration(s.lastAttempt.Load()) >= s.refresh && !s.refreshing.Load() {
 		s.refreshInBackground(ctx)
 	}
-	return snap
 }
 
 // refreshInBackground starts a refresh unless one is under way and returns

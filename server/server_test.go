@@ -77,6 +77,12 @@ func checkLatestAndLookups(t *testing.T, ours http.Handler, l *testLog, n int64,
 			if !bytes.HasPrefix(w.Body.Bytes(), []byte(strconv.FormatInt(id, 10)+"\n")) {
 				t.Errorf("%s: answer does not start with id %d", p, id)
 			}
+			// Again, from the record cache: the same bytes and headers.
+			if again := check(p); again.Code != http.StatusOK || again.Header().Get("Content-Length") != w.Header().Get("Content-Length") {
+				t.Errorf("%s again: status %d, Content-Length %q, first %q", p, again.Code, again.Header().Get("Content-Length"), w.Header().Get("Content-Length"))
+			} else {
+				wantCache(t, again, p, cacheShort)
+			}
 		}
 	}
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sumkeep/sumkeep/store"
 )
@@ -27,6 +28,35 @@ import (
 const maxLookupBatch = 128
 
 func lookupWorkers() int { return max(1, runtime.GOMAXPROCS(0)/2) }
+
+// lookupPoolConfig returns the configuration of the lookup workers' own
+// pool: cfg's, with one connection per worker, whose sessions plan the
+// lookup statement once.
+//
+// pgx prepares every statement and runs it again with new arguments. For
+// a prepared statement Postgres plans each execution anew (a custom plan)
+// as long as the plans of the first five executions are estimated cheaper
+// than a generic one. The lookup statement takes its keys as arrays: the
+// planner sees a batch of one key (the common case when lookups come one
+// at a time) as one row and estimates a generic plan for an array of
+// unknown length at ten, so it keeps planning every execution, and
+// planning costs several times the execution: EXPLAIN ANALYZE of a batch
+// of one on a 300,000-record log shows 0.08–0.2 ms planning for 0.02 ms
+// execution, and 0.007 ms planning with the generic plan, which is the
+// same nested loop over the hash index of key. plan_cache_mode =
+// force_generic_plan (Postgres 12 and later) keeps that plan for the
+// session. It is set only in these sessions: the other statements'
+// plans are left to the planner. A connection string that sets
+// plan_cache_mode itself is followed.
+func lookupPoolConfig(cfg *pgxpool.Config, workers int) *pgxpool.Config {
+	lcfg := cfg.Copy()
+	lcfg.MaxConns = int32(workers)
+	lcfg.MinConns = 0
+	if _, ok := lcfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !ok {
+		lcfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+	}
+	return lcfg
+}
 
 type lookupReq struct {
 	ctx           context.Context
@@ -116,7 +146,7 @@ func (s *Store) lookupBatch(batch []*lookupReq) {
 		keys[i], maxIDs[i], logs[i] = store.LookupKey(r.path, r.version), r.maxID, r.logID
 		paths[i], versions[i] = r.path, r.version
 	}
-	res, err := s.queryLookups(s.lookups.ctx, keys, logs, paths, versions, maxIDs)
+	res, err := s.queryLookups(s.lookups.ctx, s.lookupPool, keys, logs, paths, versions, maxIDs)
 	for i, r := range live {
 		if err != nil {
 			r.done <- lookupRes{err: err}
@@ -129,7 +159,7 @@ func (s *Store) lookupBatch(batch []*lookupReq) {
 // queryLookups runs one batch of lookups. A panic in it is an error for
 // every lookup of the batch: it must not end the worker (and the process)
 // or keep the connection.
-func (s *Store) queryLookups(ctx context.Context, keys []int64, logs []int16, paths, versions []string, maxIDs []int64) (res []lookupRes, err error) {
+func (s *Store) queryLookups(ctx context.Context, pool *pgxpool.Pool, keys []int64, logs []int16, paths, versions []string, maxIDs []int64) (res []lookupRes, err error) {
 	defer recoverTo(&err, "looking up records")
 	n := len(keys)
 	// A worker's batch is shared: no one caller's cancellation may fail
@@ -139,7 +169,7 @@ func (s *Store) queryLookups(ctx context.Context, keys []int64, logs []int16, pa
 	// log_id + 0 and id + 0 keep the planner on the hash index of key: with
 	// stale statistics (right after a bulk sync) the BRIN index on
 	// (log_id, id) can look more selective, and would scan the table.
-	rows, err := s.pool.Query(ctx, `SELECT q.i, r.id, r.hashes, r.raw
+	rows, err := pool.Query(ctx, `SELECT q.i, r.id, r.hashes, r.raw
 		FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::text[], $5::bigint[])
 			WITH ORDINALITY AS q(key, log_id, path, version, max_id, i)
 		CROSS JOIN LATERAL (SELECT id, hashes, raw FROM records
@@ -232,7 +262,7 @@ func (s *Store) LookupMany(ctx context.Context, log string, paths, versions []st
 		for i := range n {
 			keys[i], maxIDs[i], logs[i] = store.LookupKey(paths[lo+i], versions[lo+i]), maxID, id
 		}
-		res, err := s.queryLookups(ctx, keys, logs, paths[lo:hi], versions[lo:hi], maxIDs)
+		res, err := s.queryLookups(ctx, s.pool, keys, logs, paths[lo:hi], versions[lo:hi], maxIDs)
 		if err != nil {
 			return nil, nil, fmt.Errorf("postgres: looking up %d records in %s: %w", n, log, err)
 		}

@@ -26,6 +26,9 @@ import (
 // Store is a store.Store backed by PostgreSQL.
 type Store struct {
 	pool *pgxpool.Pool
+	// lookupPool holds the lookup workers' connections (see
+	// lookupPoolConfig); everything else uses pool.
+	lookupPool *pgxpool.Pool
 
 	mu   sync.Mutex
 	logs map[string]int16 // log name -> logs.id
@@ -51,7 +54,8 @@ var ErrDSN = errors.New("postgres: the connection string does not parse (it is n
 
 // Open connects to the database at dsn (a postgres:// URL or key=value
 // string) and brings its schema up to date. The pool holds room for a
-// syncer and the lookup workers unless dsn sets pool_max_conns.
+// syncer unless dsn sets pool_max_conns; the lookup workers have
+// connections of their own, one each.
 func Open(ctx context.Context, dsn string) (*Store, error) {
 	return open(ctx, dsn, false)
 }
@@ -164,19 +168,25 @@ func connect(ctx context.Context, dsn string, readOnly bool) (*Store, error) {
 		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
 	workers := lookupWorkers()
+	lcfg := lookupPoolConfig(cfg, workers)
 	if !strings.Contains(dsn, "pool_max_conns") {
 		// A syncer holds up to six connections at once (its lock, two
 		// staged batches with a transaction and a duplicate probe each,
-		// the index summarizer) and each lookup worker one more;
-		// pgxpool's default of max(4, cores) could make them queue behind
-		// each other in `serve --sync-schedule`.
-		cfg.MaxConns = max(cfg.MaxConns, int32(6+workers+2))
+		// the index summarizer), and LookupMany one more; pgxpool's
+		// default of max(4, cores) could make them queue behind each
+		// other in `serve --sync-schedule`.
+		cfg.MaxConns = max(cfg.MaxConns, int32(6+2))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connecting: %w", err)
 	}
-	s := &Store{pool: pool, logs: make(map[string]int16), commitTurn: make(turn, 1), copyTurn: make(turn, 1)}
+	lookupPool, err := pgxpool.NewWithConfig(ctx, lcfg)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres: connecting: %w", err)
+	}
+	s := &Store{pool: pool, lookupPool: lookupPool, logs: make(map[string]int16), commitTurn: make(turn, 1), copyTurn: make(turn, 1)}
 	s.brin.ctx, s.brin.cancel = context.WithCancel(context.Background())
 	s.startLookups(workers)
 	return s, nil
@@ -237,6 +247,7 @@ func (s *Store) Close() {
 		s.stopSummarizing()
 		closed := make(chan struct{})
 		go func() {
+			s.lookupPool.Close()
 			s.pool.Close()
 			close(closed)
 		}()
