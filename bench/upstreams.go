@@ -66,8 +66,8 @@ func (x *delayed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // upstreamsFigures measures the several-upstreams figures; u's log must be
-// large enough for 1 + 3 x upstreamPairs runs of lookups of distinct
-// modules. The first run, a warm-up, is not counted.
+// large enough for 1 + 3 x upstreamPairs runs of lookups (and warm-up
+// lookups) of distinct modules. The first run, a warm-up, is not counted.
 func upstreamsFigures(ctx context.Context, u *sumdbtest.Upstream, lookups int, add func(name, value, target string)) error {
 	fmt.Println("several upstreams: cold fetch-through lookups, 8 in flight...")
 	// Data tiles refused, as by a proxy's /sumdb/: lazy mode.
@@ -97,6 +97,8 @@ func upstreamsFigures(ctx context.Context, u *sumdbtest.Upstream, lookups int, a
 	ids := rand.New(rand.NewPCG(5, 6)).Perm(int(u.Size()))
 	next := 0
 	run := func(name string, urls []string) (p50, p99 time.Duration, hedges, requests int64, err error) {
+		warm := ids[next : next+coldWarmup]
+		next += coldWarmup
 		pick := ids[next : next+lookups]
 		next += lookups
 		var cands []upstream.Candidate
@@ -122,6 +124,24 @@ func upstreamsFigures(ctx context.Context, u *sumdbtest.Upstream, lookups int, a
 		// also measures each upstream once).
 		if err := s.Refresh(ctx); err != nil {
 			return 0, 0, 0, 0, fmt.Errorf("%s: %w", name, err)
+		}
+		// As in the fetch-path figures, -cold-warmup lookups of other
+		// records come first, uncounted: a serving mirror's pool has
+		// measured its upstreams and saved up some hedge budget, and its
+		// connections are open; the figures are of that steady state, not
+		// of a process's first requests.
+		var wwg sync.WaitGroup
+		for _, id := range warm {
+			wwg.Go(func() {
+				p, v, _ := u.Module(int64(id))
+				s.Fetch(ctx, p, v)
+			})
+		}
+		wwg.Wait()
+		var h0, r0 int64
+		for _, h := range pool.Health() {
+			h0 += h.Hedges
+			r0 += h.Requests
 		}
 		lat := make([]time.Duration, len(pick))
 		var wg sync.WaitGroup
@@ -152,6 +172,7 @@ func upstreamsFigures(ctx context.Context, u *sumdbtest.Upstream, lookups int, a
 			hedges += h.Hedges
 			requests += h.Requests
 		}
+		hedges, requests = hedges-h0, requests-r0
 		return lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)], hedges, requests, nil
 	}
 
