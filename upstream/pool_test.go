@@ -376,7 +376,7 @@ func TestPoolHedgeSameUpstream(t *testing.T) {
 // another upstream's.
 func TestPoolOneSlowAnswer(t *testing.T) {
 	us := three(t, 300)
-	us[1].SetLatency(50 * time.Millisecond)
+	us[1].SetLatency(150 * time.Millisecond) // far from us[0]'s usual speed, even on a busy machine
 	var first atomic.Bool
 	us[0].OnRequest(func(r *http.Request) {
 		if first.CompareAndSwap(false, true) {
@@ -408,16 +408,17 @@ func TestPoolOneSlowAnswer(t *testing.T) {
 // is.
 func TestPoolNoHedgeForOrdinaryVariation(t *testing.T) {
 	us := three(t, 300)
-	// Answers have taken 100 ms; at the hedge delay of 20 ms, those past
-	// it ended 80 ms later, while a new copy would take 100. (The
-	// lookups below take 30 ms, far from the next look at 120 ms.)
+	// Answers have taken 250 ms; at the hedge delay of 20 ms, those past
+	// it ended 230 ms later, while a new copy would take 250. (The
+	// lookups below take 30 ms, far from the next look at 270 ms, even
+	// on a busy machine.)
 	p := pool(upstream.PoolConfig{HedgeDelay: 20 * time.Millisecond}, us[0])
 	for range 10 { // fast answers, which save up a hedge of the budget
 		if _, err := p.Latest(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	us[0].SetLatency(100 * time.Millisecond)
+	us[0].SetLatency(250 * time.Millisecond)
 	for range 20 { // LatestAll is never hedged
 		if a := p.LatestAll(context.Background()); a[0].Err != nil {
 			t.Fatal(a[0].Err)
