@@ -82,3 +82,16 @@ func FuzzRecordRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkRecordRow is the decoding every record read pays (lookups that
+// miss the cache, verify, proofs); -benchmem shows its allocations.
+func BenchmarkRecordRow(b *testing.B) {
+	data := []byte("golang.org/x/text v0.3.0 h1:g61tztE5qeGQ89tm6NTjjM9VPIm088od1l6aSorWRWg=\ngolang.org/x/text v0.3.0/go.mod h1:NqM8EUOU14njkJ3fqMW+pc6Ldnwhi/IjpwHt7yyuwOQ=\n")
+	path, version, hashes, raw := EncodeRecord(data)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := RecordRow("sum.example", 123456789, path, version, hashes, raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

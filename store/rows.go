@@ -40,13 +40,13 @@ func corrupt(log, table, row string, err error) error {
 // hashes and raw columns, see EncodeRecord) into a Record, or fails with a
 // *CorruptError if the row is not one a store writes.
 func RecordRow(log string, id int64, path, version string, hashes, raw []byte) (Record, error) {
-	row := fmt.Sprintf("id %d", id)
+	// The row is named only in an error: this runs for every record read.
 	if id < 0 {
-		return Record{}, corrupt(log, "records", row, errors.New("negative record id"))
+		return Record{}, corrupt(log, "records", fmt.Sprintf("id %d", id), errors.New("negative record id"))
 	}
 	data, err := DecodeRecord(path, version, hashes, raw)
 	if err != nil {
-		return Record{}, corrupt(log, "records", row, err)
+		return Record{}, corrupt(log, "records", fmt.Sprintf("id %d", id), err)
 	}
 	return Record{ID: id, Path: path, Version: version, Data: data}, nil
 }
@@ -68,14 +68,15 @@ func CheckRecordIDs(log string, prev, id int64, first bool) error {
 // (level, idx, width, hashes) is one a store writes: a width of 1 to 256
 // and width hashes.
 func CheckTileRow(log string, level, idx, width int64, hashes []byte) error {
-	row := fmt.Sprintf("level %d idx %d", level, idx)
+	// The row is named only in an error: this runs for every tile read.
+	row := func() string { return fmt.Sprintf("level %d idx %d", level, idx) }
 	switch {
 	case level < 0 || idx < 0:
-		return corrupt(log, "tiles", row, errors.New("negative level or index"))
+		return corrupt(log, "tiles", row(), errors.New("negative level or index"))
 	case width < 1 || width > 1<<TileHeight:
-		return corrupt(log, "tiles", row, fmt.Errorf("width %d is not between 1 and %d", width, 1<<TileHeight))
+		return corrupt(log, "tiles", row(), fmt.Errorf("width %d is not between 1 and %d", width, 1<<TileHeight))
 	case int64(len(hashes)) != width*tlog.HashSize:
-		return corrupt(log, "tiles", row, fmt.Errorf("width %d but %d bytes of hashes, want %d", width, len(hashes), width*tlog.HashSize))
+		return corrupt(log, "tiles", row(), fmt.Errorf("width %d but %d bytes of hashes, want %d", width, len(hashes), width*tlog.HashSize))
 	}
 	return nil
 }
