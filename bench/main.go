@@ -74,6 +74,7 @@ func main() {
 	flag.BoolVar(&trillianOnly, "trillian-only", false, "measure only the sync with the Trillian replica on beside it off")
 	flag.IntVar(&trillianPairs, "trillian-pairs", 1, "sync runs with and without the replica, alternated")
 	serveFile := flag.String("serve-upstream", "", "(internal) serve the pre-rendered upstream in this file, printing its URL")
+	serveLatency := flag.Duration("serve-upstream-latency", 0, "(internal) with -serve-upstream: answer each request after this latency")
 	flag.BoolVar(&lookupOnly, "lookup-only", false, "measure only the lookups (after one untimed sync): against sumdb.Server, and with metrics on beside off")
 	flag.IntVar(&metricsPairs, "metrics-pairs", 10, "lookup runs with metrics on and off, alternated, for the metrics overhead")
 	flag.BoolVar(&withUpstreams, "upstreams", true, "also measure cold lookups through several upstreams (fast, slow, down; with spikes) and the share of hedged requests")
@@ -88,7 +89,7 @@ func main() {
 	flag.IntVar(&seedConcurrency, "seed-concurrency", mirror.DefaultSeedConcurrency, "seed's concurrency in the fetch-path figures")
 	flag.Parse()
 	if *serveFile != "" {
-		if err := serveUpstream(*serveFile); err != nil {
+		if err := serveUpstream(*serveFile, *serveLatency); err != nil {
 			fmt.Fprintln(os.Stderr, "bench: upstream:", err)
 			os.Exit(1)
 		}
@@ -768,12 +769,19 @@ func prerender(u *sumdbtest.Upstream) *prerendered {
 func startUpstream(u *sumdbtest.Upstream) (*upstreamProc, error) {
 	cached := prerender(u)
 	cached.tiles["/latest"] = u.SignedHead()
+	return startUpstreamProc(cached.tiles, 0)
+}
+
+// startUpstreamProc starts a child process serving answers (path -> body;
+// any other path is 404), each after latency. Its /_bench/requests
+// answers, at once, "<requests> <most in flight>" so far.
+func startUpstreamProc(answers map[string][]byte, latency time.Duration) (*upstreamProc, error) {
 	f, err := os.CreateTemp("", "sumkeep-bench-upstream")
 	if err != nil {
 		return nil, err
 	}
 	defer os.Remove(f.Name())
-	err = gob.NewEncoder(f).Encode(cached.tiles)
+	err = gob.NewEncoder(f).Encode(answers)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -784,7 +792,7 @@ func startUpstream(u *sumdbtest.Upstream) (*upstreamProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, "-serve-upstream", f.Name())
+	cmd := exec.Command(self, "-serve-upstream", f.Name(), "-serve-upstream-latency", latency.String())
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -806,8 +814,8 @@ func startUpstream(u *sumdbtest.Upstream) (*upstreamProc, error) {
 }
 
 // serveUpstream serves the responses in file (path -> body, gob) until
-// killed, printing its URL first.
-func serveUpstream(file string) error {
+// killed, each after latency, printing its URL first.
+func serveUpstream(file string, latency time.Duration) error {
 	f, err := os.Open(file)
 	if err != nil {
 		return err
@@ -823,7 +831,16 @@ func serveUpstream(file string) error {
 		return err
 	}
 	fmt.Println("http://" + ln.Addr().String())
-	return http.Serve(ln, p)
+	if latency <= 0 {
+		return http.Serve(ln, p)
+	}
+	slow := &slowUpstream{h: p, delay: latency}
+	mux := http.NewServeMux()
+	mux.Handle("/", slow)
+	mux.HandleFunc("/_bench/requests", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%d %d", slow.requests.Load(), slow.maxIn.Load())
+	})
+	return http.Serve(ln, mux)
 }
 
 // scrapeEvery GETs url every interval until ctx ends, as Prometheus would.
