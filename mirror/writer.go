@@ -320,21 +320,15 @@ func (s *Syncer) checkEvidence(ctx context.Context) error {
 // lacks a tile, the syncer's source, Concurrency requests at a time; a tile
 // requested for another reader meanwhile is not requested again.
 func (s *Syncer) newReader(ctx context.Context) *proof.Reader {
-	return s.newReaderN(ctx, 0)
+	return proof.NewReader(ctx, proof.ReaderConfig{Store: s.cfg.Store, Log: s.log, Source: sharedSource{s}, Concurrency: s.cfg.Concurrency})
 }
 
-// newReaderN is newReader with concurrency requests in flight, if that is
-// more than the syncer's Concurrency.
-func (s *Syncer) newReaderN(ctx context.Context, concurrency int) *proof.Reader {
-	return proof.NewReader(ctx, proof.ReaderConfig{Store: s.cfg.Store, Log: s.log, Source: sharedSource{s}, Concurrency: max(s.cfg.Concurrency, concurrency)})
-}
-
-// newLimitedReader is newReaderN whose upstream tile requests, together
+// newLimitedReader is newReader whose upstream tile requests, together
 // with those of every reader given the same limit, are at most cap(limit)
-// in flight.
+// in flight (nil: newReader).
 func (s *Syncer) newLimitedReader(ctx context.Context, limit chan struct{}) *proof.Reader {
 	if limit == nil {
-		return s.newReaderN(ctx, 0)
+		return s.newReader(ctx)
 	}
 	return proof.NewReader(ctx, proof.ReaderConfig{Store: s.cfg.Store, Log: s.log, Source: limitedSource{sharedSource{s}, limit}, Concurrency: cap(limit)})
 }
