@@ -84,6 +84,7 @@ func main() {
 	flag.IntVar(&upstreamLookups, "upstream-lookups", 300, "cold lookups in each several-upstreams run")
 	flag.IntVar(&upstreamPairs, "upstream-rounds", 3, "rounds of the several-upstreams runs (alone, three, three with spikes), alternated")
 	flag.BoolVar(&fetchPathOnly, "fetchpath-only", false, "measure only the fetch path: cold lookups and seed against an upstream with latency")
+	flag.BoolVar(&traceUpstreams, "trace-upstreams", false, "print more percentiles of each several-upstreams run")
 	flag.IntVar(&traceCold, "trace-cold", 0, "print the store and upstream calls of this many of the slowest cold lookups (fetch-path figures)")
 	flag.IntVar(&coldWarmup, "cold-warmup", 16, "cold lookups of other records made, and not counted, before the measured ones: they open the store's and the upstream's connections (fetch-path figures)")
 	flag.BoolVar(&fetchPathSeed, "fetchpath-seed", true, "also measure seed in the fetch-path figures")
@@ -118,6 +119,7 @@ var (
 	withTrillian, trillianOnly bool
 	fetchPathOnly              bool
 	traceCold, coldWarmup      int
+	traceUpstreams             bool
 	fetchPathSeed              bool
 	seedConcurrency            int
 	trillianPairs              int

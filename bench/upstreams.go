@@ -168,6 +168,10 @@ func upstreamsFigures(ctx context.Context, u *sumdbtest.Upstream, lookups int, a
 			return 0, 0, 0, 0, firstErr
 		}
 		slices.Sort(lat)
+		if traceUpstreams {
+			q := func(f float64) string { return ms(lat[min(len(lat)-1, int(f*float64(len(lat))))]) }
+			fmt.Printf("    %s: p50 %s p90 %s p95 %s p98 %s p99 %s max %s\n", name, q(0.5), q(0.9), q(0.95), q(0.98), q(0.99), ms(lat[len(lat)-1]))
+		}
 		for _, h := range pool.Health() {
 			hedges += h.Hedges
 			requests += h.Requests

@@ -29,7 +29,8 @@ import (
 // answer does not decide where requests go).
 //
 // Hedging: if no answer comes within a hedge delay derived from that
-// upstream's recent latency (its p95, at most three times its median),
+// upstream's recent latency (the p99 of its answers no hedge beat, at
+// most three times its median),
 // the same request is sent again, as long as the hedge budget allows (at
 // most HedgeMax of all requests); the first answer wins and the others
 // are cancelled. The hedge goes to the upstream expected to answer first,
@@ -40,8 +41,9 @@ import (
 // only hide it that much later. An upstream is sent a second copy only
 // while it answers other requests (one that answers nothing may have
 // stopped altogether) and, since its slowness may not be the request's
-// alone, only if it is at least twice as fast as the best other one; it
-// is never sent a third. The copies a hedge beat are noted as late (their
+// alone, only if it is at least twice as fast as the best other one (a
+// third copy: three times; it is never sent a fourth). The copies a hedge
+// beat are noted as late (their
 // age, a lower bound of their latency) in their upstream's window, so the
 // hedge delay is derived from what the upstream really does, spikes
 // included, not only from the answers no hedge beat; a spiky upstream
@@ -51,9 +53,18 @@ import (
 // requests that got as late ended soon after, it is not, and the pool
 // looks again once a new copy would have answered. So the budget goes on
 // spikes, not on the ordinary variation of an upstream's answers, whose
-// hedges would have lost anyway. A request still
-// unanswered after four hedge delays (at least 200 ms) is sent again to
-// the same choice whatever the budget, and paid from it later.
+// hedges would have lost anyway. A hedge the budget refuses is looked at
+// again as often (each request made adds to the budget). A request still
+// unanswered after four hedge delays (at least 100 ms) is sent again to
+// the same choice whatever the budget, spending a hedge of it if one is
+// saved.
+//
+// What bounds hiding spikes: the budget starts full (hedgeBurst) and
+// fills by HedgeMax of the requests made. An upstream that spikes on as
+// large a share of its requests as HedgeMax leaves nothing to spare, and
+// the spikes that meet an empty budget are hidden only at the stall
+// delay. And a request whose copies each meet a spike in turn waits a
+// hedge delay for each.
 //
 // A network error, a 5xx or a timeout moves to the best upstream not
 // asked yet at once, and so does a 404: the request fails only
@@ -71,7 +82,7 @@ type Pool struct {
 	logger  *slog.Logger
 
 	mu     sync.Mutex
-	tokens float64 // hedge budget: hedges saved up (negative: owed)
+	tokens float64 // hedge budget: hedges saved up
 }
 
 // PoolConfig configures a Pool.
@@ -116,7 +127,7 @@ const (
 	minSamples = 8
 	// stallFloor is the shortest wait for an answer before failing over
 	// to the next upstream regardless of the hedge budget.
-	stallFloor = 200 * time.Millisecond
+	stallFloor = 100 * time.Millisecond
 	// stallsDown is how many requests in a row an upstream must leave
 	// unanswered past the stall delay, answering nothing meanwhile for
 	// a second or more, to be taken as down.
@@ -168,6 +179,12 @@ func NewPool(cands []Candidate, cfg PoolConfig) *Pool {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Pool{cfg: cfg, logger: logger}
+	if cfg.HedgeMax > 0 {
+		// The budget starts full, as a token bucket does: a process's
+		// first spikes are hidden too, and over time hedges stay
+		// within HedgeMax all the same.
+		p.tokens = hedgeBurst
+	}
 	now := time.Now()
 	for i, cand := range cands {
 		m := &member{index: i}
@@ -333,6 +350,23 @@ func (m *member) percentiles() (p50, p95, p99 time.Duration, n int) {
 	return at(0.5), at(0.95), at(0.99), n
 }
 
+// answeredP99 is the p99 of m's recent answers that no hedge beat, or
+// of them all if those are too few. m.mu is held.
+func (m *member) answeredP99() time.Duration {
+	n := min(m.nrecent, window)
+	s := make([]time.Duration, 0, n)
+	for i := range n {
+		if !m.censored[i] {
+			s = append(s, m.recent[i])
+		}
+	}
+	if len(s) < minSamples {
+		s = append(s[:0], m.recent[:n]...)
+	}
+	slices.Sort(s)
+	return s[min(len(s)*99/100, len(s)-1)]
+}
+
 // hedgeDelay is how long a request waits for m before asking the next
 // upstream too.
 func (p *Pool) hedgeDelay(m *member) time.Duration {
@@ -341,13 +375,17 @@ func (p *Pool) hedgeDelay(m *member) time.Duration {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	p50, p95, _, n := m.percentiles()
+	p50, _, _, n := m.percentiles()
 	switch {
 	case n >= minSamples:
-		// The slowest twentieth of requests, but no later than three
-		// times the median: an upstream whose latency spikes now and
-		// then is hedged on the spikes, not waited for.
-		return max(hedgeFloor, min(p95, 3*p50))
+		// Past nearly every answer that came in its own time (the p99
+		// of those no hedge beat), but no later than three times the
+		// median: an upstream whose latency spikes now and then is
+		// hedged on the spikes as soon as they stand out from its
+		// ordinary answers. (The copies a hedge beat are left out:
+		// each is a lower bound of a latency past the delay, and
+		// counting them would set the delay from the spikes.)
+		return max(hedgeFloor, min(m.answeredP99(), 3*p50))
 	case n > 0:
 		return max(hedgeFloor, 3*m.typical())
 	}
@@ -521,13 +559,15 @@ func (p *Pool) chargeRequest() {
 	p.mu.Unlock()
 }
 
-// forceHedge spends one hedge of the budget, if need be one not saved yet:
-// a failover from a stalled upstream, which does not wait for the budget
-// but is paid from it, so that hedges and failovers together stay within
-// HedgeMax over time.
+// forceHedge spends one hedge of the budget, if one is saved: a
+// failover from a stalled upstream, which does not wait for the budget.
+// It runs up no debt: a request whose upstream has held it past the stall
+// delay is sent again whatever the budget, so a debt would not spare the
+// upstreams a single request, only turn the hedges that could have hidden
+// the next spikes sooner into failovers after a stall.
 func (p *Pool) forceHedge() {
 	p.mu.Lock()
-	p.tokens = max(p.tokens-1, -hedgeBurst)
+	p.tokens = max(p.tokens-1, 0)
 	p.mu.Unlock()
 }
 
@@ -636,7 +676,7 @@ func (p *Pool) do(ctx context.Context, key string, f func(context.Context, *Clie
 // request to a fast upstream that spikes now and then is hedged to that
 // same upstream, whose next answer will likely come at its usual speed,
 // and not to a far slower one; the slower one is asked when the fast one
-// holds two copies, stopped answering, or is barely faster.
+// holds three copies, stopped answering, or is barely faster.
 func (p *Pool) round(ctx context.Context, f func(context.Context, *Client) ([]byte, error)) (data []byte, winner *member, errs []error, final bool) {
 	order := p.order(ctx)
 	now := time.Now()
@@ -707,9 +747,9 @@ func (p *Pool) round(ctx context.Context, f func(context.Context, *Client) ([]by
 				cost += time.Hour // only if nothing else is left
 			}
 			if asked[m] > 0 {
-				// Its copy is late: this may be the upstream's slowness,
-				// not the request's bad luck.
-				cost *= 2
+				// Its copies are late: this may be the upstream's
+				// slowness, not the request's bad luck.
+				cost *= time.Duration(1 + asked[m])
 			}
 			if best == nil || cost < bestCost {
 				best, bestCost = m, cost
@@ -759,12 +799,15 @@ func (p *Pool) round(ctx context.Context, f func(context.Context, *Client) ([]by
 			// to beat it? If not, look again once a new one would
 			// have answered.
 			t := tries[len(tries)-1]
-			if d := p.typical(m); !t.m.worthHedging(time.Since(t.start), d) {
+			d := p.typical(m)
+			if !t.m.worthHedging(time.Since(t.start), d) {
 				hedgeT.Reset(d)
 				break
 			}
 			if p.takeHedge() {
 				launch(m, true)
+			} else {
+				hedgeT.Reset(d)
 			}
 		case <-stallT.C:
 			last.stalled(p, p.stallAfter(last))
@@ -780,8 +823,8 @@ func (p *Pool) round(ctx context.Context, f func(context.Context, *Client) ([]by
 }
 
 // maxCopies is the most copies of one request an upstream is sent: the
-// request and one hedge.
-const maxCopies = 2
+// request and two hedges (the first hedge may meet a spike too).
+const maxCopies = 3
 
 // try is one copy of a request sent to an upstream.
 type try struct {
