@@ -45,7 +45,7 @@ func (h *hedgeDelay) Set(s string) error {
 // poolFlags adds the flags of the commands that read upstreams.
 func (e *env) poolFlags(fs *flag.FlagSet) {
 	e.pool.hedgeMax = upstream.DefaultHedgeMax
-	fs.Var(&e.pool.hedgeDelay, "hedge-delay", "how long a request waits for an upstream before it is sent again, to the upstream expected to answer first (often the same one): auto (from that upstream's recent latency: its p95, at most 3x its median, at least 10ms) or a duration")
+	fs.Var(&e.pool.hedgeDelay, "hedge-delay", "how long a request waits for an upstream before it is sent again, to the upstream expected to answer first (often the same one): auto (from that upstream's recent latency: the p99 of its answers no hedge beat, at most 3x its median, at least 10ms) or a duration")
 	fs.Float64Var(&e.pool.hedgeMax, "hedge-max", upstream.DefaultHedgeMax, "the largest share of upstream requests that may be hedges (0 or less: never hedge); failing over from an upstream that failed is not bounded")
 	fs.DurationVar(&e.pool.quarantine, "quarantine", upstream.DefaultQuarantine, "how long an upstream caught lying (an answer that does not verify) is not asked")
 }
