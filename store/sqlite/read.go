@@ -134,8 +134,10 @@ func storable(t tlog.Tile) bool {
 // readTiles reads tiles of log id (each storable, unless some) in one read
 // transaction. A tile not found fails the read with ErrNotFound, unless
 // some: then it is nil.
+// tileQuery reads a stored tile (see Store.tile).
+const tileQuery = `SELECT width, hashes FROM tiles WHERE log_id = ? AND level = ? AND idx = ?`
+
 func (s *Store) readTiles(ctx context.Context, id int64, log string, tiles []tlog.Tile, some bool) ([][]byte, error) {
-	const query = `SELECT width, hashes FROM tiles WHERE log_id = ? AND level = ? AND idx = ?`
 	// read returns tile t as stored, or rebuilt from its records if it is
 	// a level-0 tile that is not (see store.LeafTile).
 	read := func(row *sql.Row, q queryer, t tlog.Tile) ([]byte, error) {
@@ -173,7 +175,7 @@ func (s *Store) readTiles(ctx context.Context, id int64, log string, tiles []tlo
 	}
 	if len(tiles) == 1 && storable(tiles[0]) {
 		t := tiles[0]
-		data, err := keep(read(s.r.QueryRowContext(ctx, query, id, t.L, t.N), s.r, t))
+		data, err := keep(read(s.tile.QueryRowContext(ctx, id, t.L, t.N), s.r, t))
 		if err != nil {
 			return nil, err
 		}
@@ -188,10 +190,7 @@ func (s *Store) readTiles(ctx context.Context, id int64, log string, tiles []tlo
 		return nil, fmt.Errorf("sqlite: reading tiles of %s: %w", log, err)
 	}
 	defer tx.Rollback()
-	st, err := tx.PrepareContext(ctx, query)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: reading tiles of %s: %w", log, err)
-	}
+	st := tx.StmtContext(ctx, s.tile)
 	defer st.Close()
 	for i, t := range tiles {
 		if !storable(t) {

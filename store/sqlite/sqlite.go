@@ -52,6 +52,7 @@ type Store struct {
 	r    *sql.DB
 
 	lookup *sql.Stmt // on r: see Lookup
+	tile   *sql.Stmt // on r: see readTiles
 
 	mu    sync.Mutex
 	logs  map[string]int64      // log name -> logs.id, of committed logs
@@ -324,6 +325,14 @@ func (s *Store) openReaders(ctx context.Context, extra url.Values) error {
 		r.Close()
 		return fmt.Errorf("sqlite: opening %s: preparing lookups: %w", s.path, err)
 	}
+	// Prepared once: parsing the statement cost as much CPU as running
+	// it, for every tile a cold lookup reads.
+	s.tile, err = r.PrepareContext(ctx, tileQuery)
+	if err != nil {
+		s.lookup.Close()
+		r.Close()
+		return fmt.Errorf("sqlite: opening %s: preparing tile reads: %w", s.path, err)
+	}
 	s.r = r
 	return nil
 }
@@ -368,6 +377,7 @@ func (s *Store) Close() {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
 		s.lookup.Close()
+		s.tile.Close()
 		s.r.Close()
 		if s.w != nil {
 			s.w.Close()
