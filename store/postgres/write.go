@@ -278,7 +278,7 @@ func writeRecords(ctx context.Context, conn, probe *pgx.Conn, log string, logID 
 		}
 	}
 	chk := &checker{recs: recs, src: src, probe: probe, logID: logID, ready: ready,
-		skip: func(id int64) bool { return have[id] }, first: make(map[int64]int32, len(recs))}
+		skip: func(id int64) bool { return have[id] }, index: newKeyIndex(src.keys)}
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	checked := make(chan error, 1)
@@ -319,8 +319,7 @@ type checker struct {
 	readied bool
 	filter  *keyFilter // if not nil, keys it does not hold need no probe
 
-	first map[int64]int32   // lookup key -> first record with it
-	more  map[int64][]int32 // further records with a key (64-bit collisions)
+	index *keyIndex // the records checked so far, by lookup key
 }
 
 func (c *checker) run(ctx context.Context) error {
@@ -374,37 +373,26 @@ func (c *checker) run(ctx context.Context) error {
 // add indexes record i by its key, failing if its module@version is in the
 // batch already.
 func (c *checker) add(i int32) error {
-	r, k := &c.recs[i], c.src.keys[i]
-	if _, ok := c.first[k]; !ok {
-		// The common case, in one map lookup: no record with this key.
-		c.first[k] = i
-		return nil
-	}
-	if o, ok := c.find(k, r.Path, r.Version); ok {
+	r := &c.recs[i]
+	if o, ok := c.find(c.src.keys[i], r.Path, r.Version); ok {
 		return &store.DuplicateError{Path: r.Path, Version: r.Version, ID: r.ID, OtherID: o.ID}
 	}
-	if c.more == nil {
-		c.more = make(map[int64][]int32)
-	}
-	c.more[k] = append(c.more[k], i)
+	c.index.add(i)
 	return nil
 }
 
 // find returns the batch's record indexed for path@version with key k.
 func (c *checker) find(k int64, path, version string) (*store.Record, bool) {
-	j, ok := c.first[k]
-	if !ok {
-		return nil, false
-	}
-	if r := &c.recs[j]; r.Path == path && r.Version == version {
-		return r, true
-	}
-	for _, j := range c.more[k] {
-		if r := &c.recs[j]; r.Path == path && r.Version == version {
-			return r, true
+	var found *store.Record
+	ok := c.index.find(k, func(i int32) bool {
+		r := &c.recs[i]
+		if r.Path == path && r.Version == version {
+			found = r
+			return true
 		}
-	}
-	return nil, false
+		return false
+	})
+	return found, ok
 }
 
 // reprobe probes every key of the batch again, through q, ignoring stored
