@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -279,22 +278,9 @@ func (s *Syncer) verifyJob(ctx context.Context, reader *proof.Reader, tree tlog.
 		return nil, s.findLiar(ctx, reader, tree, j, texts, target, err)
 	}
 	recs := make([]store.Record, 0, n)
+	var sc tileScratch
 	for i, ts := range texts {
-		k := j.first + int64(i)
-		// The records' paths and versions are substrings of one copy of
-		// the tile: two allocations a tile instead of two a record.
-		tile := string(j.data[i])
-		off := 0
-		for x, text := range ts {
-			var path, version string
-			if off+len(text) <= len(tile) && tile[off:off+len(text)] == string(text) {
-				path, version = recordModule(tile[off:off+len(text)], text)
-			} else {
-				path, version = store.RecordModule(text)
-			}
-			off += len(text) + 1 // and the blank line after it
-			recs = append(recs, store.Record{ID: k*tileWidth + int64(x), Path: path, Version: version, Data: text})
-		}
+		recs = appendTileRecords(recs, &sc, j.first+int64(i), ts)
 	}
 	return recs, nil
 }
@@ -308,29 +294,70 @@ func leafHash(buf, text []byte) (tlog.Hash, []byte) {
 	return sha256.Sum256(buf), buf
 }
 
-// recordModule is store.RecordModule(text), where s is text as a string:
-// for the records of the Go checksum database (a path and a version of
-// printable ASCII) it returns substrings of s, without allocating.
-func recordModule(s string, text []byte) (path, version string) {
-	sp := strings.IndexByte(s, ' ')
-	if sp > 0 {
-		rest := s[sp+1:]
-		end := strings.IndexAny(rest, " \n")
-		if end > 0 && rest[end] == ' ' && asciiField(s[:sp]) && asciiField(rest[:end]) {
-			return s[:sp], rest[:end]
+// appendTileRecords appends to recs the records of data tile k, whose
+// records' bytes are texts. The records' paths and versions are
+// substrings of one string made for the tile from its paths and versions
+// alone: one allocation a tile instead of two a record, and a copy of
+// about a third of the tile's bytes rather than all of them (the whole
+// tile as a string, earlier: 60 of the 1,440 ms in a 1,000,000-record
+// sync's profile, and most of the garbage the sync made besides its
+// batches). sc is scratch space, returned for the next tile.
+func appendTileRecords(recs []store.Record, sc *tileScratch, k int64, texts [][]byte) []store.Record {
+	sc.names, sc.lens = sc.names[:0], sc.lens[:0]
+	for _, text := range texts {
+		p, v, ok := moduleFields(text)
+		if !ok {
+			sc.lens = append(sc.lens, -1, -1)
+			continue
 		}
+		sc.names = append(append(sc.names, p...), v...)
+		sc.lens = append(sc.lens, int32(len(p)), int32(len(v)))
 	}
-	return store.RecordModule(text)
+	all := string(sc.names)
+	off := 0
+	for x, text := range texts {
+		var path, version string
+		if p, v := int(sc.lens[2*x]), int(sc.lens[2*x+1]); p >= 0 {
+			path, version = all[off:off+p], all[off+p:off+p+v]
+			off += p + v
+		} else {
+			path, version = store.RecordModule(text)
+		}
+		recs = append(recs, store.Record{ID: k*tileWidth + int64(x), Path: path, Version: version, Data: text})
+	}
+	return recs
 }
 
-// asciiField reports whether f is printable ASCII without spaces.
-func asciiField(f string) bool {
-	for i := 0; i < len(f); i++ {
-		if f[i] <= ' ' || f[i] >= 0x7f {
-			return false
-		}
+// tileScratch is appendTileRecords' scratch space.
+type tileScratch struct {
+	names []byte
+	lens  []int32 // per record: its path's and version's lengths, or -1s
+}
+
+// moduleFields returns the path and version a record begins with,
+// "<path> <version> ", when both are printable ASCII without spaces, as in
+// every record of the Go checksum database: then they are what
+// store.RecordModule returns. ok is false for anything else, which
+// store.RecordModule decides.
+func moduleFields(text []byte) (path, version []byte, ok bool) {
+	i := fieldEnd(text, 0)
+	if i == 0 || i == len(text) || text[i] != ' ' {
+		return nil, nil, false
 	}
-	return true
+	j := fieldEnd(text, i+1)
+	if j == i+1 || j == len(text) || text[j] != ' ' {
+		return nil, nil, false
+	}
+	return text[:i], text[i+1 : j], true
+}
+
+// fieldEnd returns the index of the first byte of b from i on that is not
+// printable ASCII (a space is not), or len(b).
+func fieldEnd(b []byte, i int) int {
+	for i < len(b) && b[i]-'!' <= '~'-'!' {
+		i++
+	}
+	return i
 }
 
 // findLiar finds what is wrong in a batch whose records do not authenticate
