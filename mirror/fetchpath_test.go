@@ -332,3 +332,53 @@ func TestSeedBoundsRequestsInFlight(t *testing.T) {
 		t.Logf("seed of %d records: at most %d upstream requests in flight", len(mods), p)
 	}
 }
+
+// TestSeedTilesTakeTheLookupsSlots: once a seed's lookups are done, the
+// proof tiles of the groups left have every slot of the 2 x concurrency
+// requests in flight, not only the half they share while lookups run. A
+// seed of one round of lookups, one record per level-0 tile, reads its
+// group's tiles (more than concurrency of them) in one round.
+func TestSeedTilesTakeTheLookupsSlots(t *testing.T) {
+	ctx := context.Background()
+	u, _ := newUpstream(t, 60000)
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
+	u.SetLatency(100 * time.Millisecond)
+	var tilesInFlight, peak, inFlight, peakAll atomic.Int64
+	h := u.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		all := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := peakAll.Load(); all > m && !peakAll.CompareAndSwap(m, all); m = peakAll.Load() {
+		}
+		if strings.Contains(r.URL.Path, "/tile/") {
+			n := tilesInFlight.Add(1)
+			defer tilesInFlight.Add(-1)
+			for m := peak.Load(); n > m && !peak.CompareAndSwap(m, n); m = peak.Load() {
+			}
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	s, err := mirror.New(mirror.Config{Store: newStore(t), Upstream: upstream.NewClient(srv.URL, nil), Key: u.VerifierKey(), Mode: mirror.ModeLazy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const concurrency = 8
+	var mods []module.Version
+	for id := int64(100); len(mods) < concurrency; id += 7 * 256 {
+		p, v, _ := u.Module(id)
+		mods = append(mods, module.Version{Path: p, Version: v})
+	}
+	counts, failures, err := s.Seed(ctx, mods, concurrency, nil)
+	if err != nil || len(failures) > 0 || counts.Fetched != len(mods) {
+		t.Fatalf("seed: %v, counts %+v, failures %v", err, counts, failures)
+	}
+	if p := peakAll.Load(); p > 2*concurrency {
+		t.Errorf("seed with concurrency %d had %d upstream requests in flight, want at most %d", concurrency, p, 2*concurrency)
+	}
+	if p := peak.Load(); p <= concurrency {
+		t.Errorf("seed with concurrency %d, its lookups done, had at most %d tile requests in flight, want more than %d", concurrency, p, concurrency)
+	} else {
+		t.Logf("seed of %d records with concurrency %d: %d tile requests in flight at most", len(mods), concurrency, p)
+	}
+}

@@ -154,6 +154,15 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 		return true
 	}
 
+	// Upstream requests in flight: at most 2 x concurrency, the lookups'
+	// and the proof tiles' together. Each lookup worker holds a slot from
+	// its start to its end (it looks up one module@version at a time), so
+	// the tiles of the groups being proven share the other concurrency
+	// slots while every worker looks up, and the slots of the workers that
+	// are done once the lookups run out: the last round's lookups are
+	// fewer, and the last groups' tiles are read after them.
+	budget := make(chan struct{}, 2*concurrency)
+
 	// Lookups, concurrency at a time; what they find goes to be kept.
 	found := make(chan lookedUp, 2*concurrency)
 	var next atomic.Int64
@@ -161,8 +170,10 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 	checks := make(chan struct{}, seedStoreChecks)
 	for w := 0; w < concurrency; w++ {
 		lookups.Add(1)
+		budget <- struct{}{}
 		go func() {
 			defer lookups.Done()
+			defer func() { <-budget }()
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= len(mods) || ctx.Err() != nil {
@@ -199,14 +210,10 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 	// Groups, proven a few at a time and committed one by one.
 	var provers sync.WaitGroup
 	slots := make(chan struct{}, seedProvers)
-	// The groups being proven share concurrency tile requests in flight,
-	// so that a seed asks its upstreams for at most 2 x concurrency
-	// things at once (its lookups, and the proof tiles of what they found).
-	tileLimit := make(chan struct{}, concurrency)
 	keepGroup := func(group []lookedUp) {
 		defer provers.Done()
 		defer func() { <-slots }()
-		errs, err := s.keep(ctx, group, tileLimit)
+		errs, err := s.keep(ctx, group, budget)
 		for i, it := range group {
 			m := module.Version{Path: it.rec.Path, Version: it.rec.Version}
 			e := err
