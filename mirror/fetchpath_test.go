@@ -17,6 +17,7 @@ import (
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
 	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/store"
+	"github.com/sumkeep/sumkeep/store/postgres"
 	"github.com/sumkeep/sumkeep/upstream"
 )
 
@@ -381,4 +382,64 @@ func TestSeedTilesTakeTheLookupsSlots(t *testing.T) {
 	} else {
 		t.Logf("seed of %d records with concurrency %d: %d tile requests in flight at most", len(mods), concurrency, p)
 	}
+}
+
+// lookupCounter is a real store (store/postgres) that counts its lookups
+// of records, one at a time and many at once.
+type lookupCounter struct {
+	store.Store
+	lookups, manys atomic.Int64
+}
+
+func (c *lookupCounter) Lookup(ctx context.Context, log, path, version string, maxID int64) (store.Record, error) {
+	c.lookups.Add(1)
+	return c.Store.Lookup(ctx, log, path, version, maxID)
+}
+
+func (c *lookupCounter) LookupMany(ctx context.Context, log string, paths, versions []string, maxID int64) ([]store.Record, []error, error) {
+	c.manys.Add(1)
+	return c.Store.(*postgres.Store).LookupMany(ctx, log, paths, versions, maxID)
+}
+
+// TestReseedChecksTheStoreInChunks: a seed of module@versions that are
+// mostly stored already asks the store about them a chunk at a time, not
+// one query each, and counts them as present.
+func TestReseedChecksTheStoreInChunks(t *testing.T) {
+	ctx := context.Background()
+	u, url := newUpstream(t, 8000)
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
+	st := &lookupCounter{Store: newStore(t)}
+	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: u.VerifierKey(), Mode: mirror.ModeLazy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first, again []module.Version
+	for id := int64(0); id < 8000; id++ {
+		p, v, _ := u.Module(id)
+		switch id % 7 {
+		case 0:
+			first = append(first, module.Version{Path: p, Version: v})
+			again = append(again, module.Version{Path: p, Version: v})
+		case 3:
+			again = append(again, module.Version{Path: p, Version: v})
+		}
+	}
+	const concurrency = 64
+	if counts, failures, err := s.Seed(ctx, first, concurrency, nil); err != nil || len(failures) > 0 || counts.Fetched != len(first) {
+		t.Fatalf("first seed: %v, counts %+v, failures %v", err, counts, failures)
+	}
+	st.lookups.Store(0)
+	st.manys.Store(0)
+	counts, failures, err := s.Seed(ctx, again, concurrency, nil)
+	if err != nil || len(failures) > 0 || counts.Present != len(first) || counts.Fetched != len(again)-len(first) {
+		t.Fatalf("second seed of %d (%d stored): %v, counts %+v, failures %v", len(again), len(first), err, counts, failures)
+	}
+	// A first chunk of concurrency, then chunks of 1,024.
+	chunks := 1 + int64(len(again)-concurrency+1023)/1024
+	if l, m := st.lookups.Load(), st.manys.Load(); l > 0 || m > chunks {
+		t.Errorf("a seed of %d module@versions looked up %d records one at a time and %d chunks, want %d chunks", len(again), l, m, chunks)
+	} else {
+		t.Logf("a seed of %d module@versions, %d stored: %d chunks looked up", len(again), len(first), m)
+	}
+	checkProvable(t, st, u)
 }

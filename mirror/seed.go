@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/module"
@@ -55,10 +54,22 @@ const (
 	// committed together (see commit.go).
 	seedProvers = 4
 	// seedStoreChecks bounds the lookups in the store (is it there
-	// already?) a seed has in flight: its lookups upstream are many more
-	// than the store's connections.
+	// already?) a seed has in flight, in a store that cannot look up many
+	// at once (see manyLooker): its lookups upstream are many more than
+	// the store's connections.
 	seedStoreChecks = 4
+	// seedCheckChunk is how many module@versions a seed checks in the
+	// store at once (one query in store/postgres), after a first chunk of
+	// concurrency of them, so that the first lookups start soon.
+	seedCheckChunk = 1024
 )
+
+// manyLooker is a store that looks up many records of a log at once
+// (store/postgres): recs[i] and errs[i] are what Lookup gives for
+// paths[i]@versions[i]; err fails them all.
+type manyLooker interface {
+	LookupMany(ctx context.Context, log string, paths, versions []string, maxID int64) (recs []store.Record, errs []error, err error)
+}
 
 // DefaultSeedConcurrency is how many lookups a seed has in flight by
 // default: a seed's time is its lookups' round trips divided by this.
@@ -163,34 +174,47 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 	// fewer, and the last groups' tiles are read after them.
 	budget := make(chan struct{}, 2*concurrency)
 
+	// What the store holds already is counted, a chunk of module@versions
+	// checked at once, and the rest goes to the lookups.
+	todo := make(chan module.Version, concurrency)
+	go func() {
+		defer close(todo)
+		for lo, n := 0, min(concurrency, seedCheckChunk); lo < len(mods); lo, n = lo+n, seedCheckChunk {
+			chunk := mods[lo:min(lo+n, len(mods))]
+			present, errs := s.storedMany(ctx, before, chunk)
+			for i, m := range chunk {
+				switch {
+				case errs[i] != nil:
+					if !failed(m, errs[i]) {
+						return
+					}
+				case present[i]:
+					note(m, &counts.Present, nil)
+				default:
+					select {
+					case todo <- m:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
+		}
+	}()
+
 	// Lookups, concurrency at a time; what they find goes to be kept.
 	found := make(chan lookedUp, 2*concurrency)
-	var next atomic.Int64
 	var lookups sync.WaitGroup
-	checks := make(chan struct{}, seedStoreChecks)
 	for w := 0; w < concurrency; w++ {
 		lookups.Add(1)
 		budget <- struct{}{}
 		go func() {
 			defer lookups.Done()
 			defer func() { <-budget }()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(mods) || ctx.Err() != nil {
+			for m := range todo {
+				if ctx.Err() != nil {
 					return
 				}
-				m := mods[i]
-				checks <- struct{}{}
-				present, err := s.storedUnder(ctx, before, m)
-				<-checks
-				if err == nil && present {
-					note(m, &counts.Present, nil)
-					continue
-				}
-				var lu lookedUp
-				if err == nil {
-					lu, err = s.lookUp(ctx, m.Path, m.Version)
-				}
+				lu, err := s.lookUp(ctx, m.Path, m.Version)
 				if err != nil {
 					if !failed(m, err) {
 						return
@@ -272,6 +296,47 @@ func seedGroups(found <-chan lookedUp) func(yield func([]lookedUp) bool) {
 			}
 		}
 	}
+}
+
+// storedMany reports which of mods have their record stored under head
+// (none if its size is 0), in one call where the store looks up many at
+// once, and otherwise seedStoreChecks lookups at a time; errs[i] is the
+// store's error for mods[i].
+func (s *Syncer) storedMany(ctx context.Context, head store.Head, mods []module.Version) (present []bool, errs []error) {
+	present, errs = make([]bool, len(mods)), make([]error, len(mods))
+	if head.Size == 0 {
+		return present, errs
+	}
+	if lm, ok := s.cfg.Store.(manyLooker); ok {
+		paths, versions := make([]string, len(mods)), make([]string, len(mods))
+		for i, m := range mods {
+			paths[i], versions[i] = m.Path, m.Version
+		}
+		_, lerrs, err := lm.LookupMany(ctx, s.log, paths, versions, head.Size)
+		for i := range mods {
+			e := err
+			if e == nil {
+				e = lerrs[i]
+			}
+			if !errors.Is(e, store.ErrNotFound) {
+				present[i], errs[i] = e == nil, e
+			}
+		}
+		return present, errs
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, seedStoreChecks)
+	for i, m := range mods {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			present[i], errs[i] = s.storedUnder(ctx, head, m)
+		}()
+	}
+	wg.Wait()
+	return present, errs
 }
 
 // storedUnder reports whether the record of m is stored under head (none
