@@ -285,8 +285,18 @@ func (s *Syncer) keepFrom(ctx context.Context, items []lookedUp, first keepState
 			if err != nil {
 				return nil, err
 			}
-			if _, err := s.advance(ctx, latest, nil, r, nil); err != nil {
+			// Another keep may have served it since (a seed's first
+			// groups all find no head served): then only prove under it,
+			// without waiting for the advance lock, which waits for the
+			// commits in progress.
+			st, err := s.cfg.Store.State(ctx, s.log)
+			if err != nil {
 				return nil, err
+			}
+			if st.Served < latest.Size {
+				if _, err := s.advance(ctx, latest, nil, r, nil); err != nil {
+					return nil, err
+				}
 			}
 			if attempt < 10 {
 				continue
