@@ -3,8 +3,10 @@ package mirror_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -440,6 +442,70 @@ func TestReseedChecksTheStoreInChunks(t *testing.T) {
 		t.Errorf("a seed of %d module@versions looked up %d records one at a time and %d chunks, want %d chunks", len(again), l, m, chunks)
 	} else {
 		t.Logf("a seed of %d module@versions, %d stored: %d chunks looked up", len(again), len(first), m)
+	}
+	checkProvable(t, st, u)
+}
+
+// slowCommits is a real store whose commits take a while, so that a
+// seed's groups are proven while the groups before them commit.
+type slowCommits struct {
+	store.Store
+	delay time.Duration
+}
+
+func (s slowCommits) Commit(ctx context.Context, log string, b store.Batch) error {
+	time.Sleep(s.delay)
+	return s.Store.Commit(ctx, log, b)
+}
+
+// TestSeedGroupsShareTiles: the groups of a seed proven at once need some
+// of the same tiles (here, the tiles of the tree's right edge, which every
+// proof reads), which the store lacks until the group that fetched them
+// has committed: they are fetched once, not once a group.
+func TestSeedGroupsShareTiles(t *testing.T) {
+	ctx := context.Background()
+	u, _ := newUpstream(t, 60000)
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
+	// Lookups come back in waves further apart than a group lingers:
+	// a group each.
+	u.SetLatency(50 * time.Millisecond)
+	var mu sync.Mutex
+	requests := make(map[string]int)
+	h := u.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/tile/") {
+			mu.Lock()
+			requests[r.URL.Path]++
+			mu.Unlock()
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	st := slowCommits{Store: newStore(t), delay: 150 * time.Millisecond}
+	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(srv.URL, nil), Key: u.VerifierKey(), Mode: mirror.ModeLazy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mods []module.Version
+	for id := int64(3); id < 60000; id += 937 {
+		p, v, _ := u.Module(id)
+		mods = append(mods, module.Version{Path: p, Version: v})
+	}
+	counts, failures, err := s.Seed(ctx, mods, 8, nil)
+	if err != nil || len(failures) > 0 || counts.Fetched != len(mods) {
+		t.Fatalf("seed: %v, counts %+v, failures %v", err, counts, failures)
+	}
+	var again []string
+	for path, n := range requests {
+		if n > 1 {
+			again = append(again, fmt.Sprintf("%s x%d", path, n))
+		}
+	}
+	slices.Sort(again)
+	if len(again) > 0 {
+		t.Errorf("a seed of %d records in groups fetched %d tiles, and these more than once: %v", len(mods), len(requests), again)
+	} else {
+		t.Logf("a seed of %d records in groups fetched %d tiles, each once", len(mods), len(requests))
 	}
 	checkProvable(t, st, u)
 }

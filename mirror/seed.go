@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumkeep/sumkeep/proof"
 	"github.com/sumkeep/sumkeep/store"
 	"github.com/sumkeep/sumkeep/upstream"
 )
@@ -234,10 +236,13 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 	// Groups, proven a few at a time and committed one by one.
 	var provers sync.WaitGroup
 	slots := make(chan struct{}, seedProvers)
+	held := newHeldTiles(limitedSource{sharedSource{s}, budget})
 	keepGroup := func(group []lookedUp) {
 		defer provers.Done()
 		defer func() { <-slots }()
-		errs, err := s.keep(ctx, group, budget)
+		src := held.forGroup()
+		defer src.release()
+		errs, err := s.keep(ctx, group, src, cap(budget))
 		for i, it := range group {
 			m := module.Version{Path: it.rec.Path, Version: it.rec.Version}
 			e := err
@@ -296,6 +301,99 @@ func seedGroups(found <-chan lookedUp) func(yield func([]lookedUp) bool) {
 			}
 		}
 	}
+}
+
+// heldTiles is the source of a seed's groups. The groups proven at once
+// need some of the same tiles (a level-0 tile holding records of two
+// groups, the tiles above them, those of the tree's right edge), which the
+// store holds only once a group that read them has committed. So a tile
+// one group fetches, or is fetching, is held for the others until every
+// group that read it is done: committed (the store then answers for it),
+// or failed. Held tiles are as unauthenticated as any other from the
+// source: each group's proof authenticates those it reads before they are
+// stored. A fetch that failed is not held: the next group to need the tile
+// fetches it again.
+type heldTiles struct {
+	src   proof.Source
+	mu    sync.Mutex
+	tiles map[tlog.Tile]*heldTile
+}
+
+type heldTile struct {
+	done chan struct{} // closed once fetched
+	data []byte
+	err  error
+	refs int // groups that read it and are not done; guarded by mu
+}
+
+func newHeldTiles(src proof.Source) *heldTiles {
+	return &heldTiles{src: src, tiles: make(map[tlog.Tile]*heldTile)}
+}
+
+// forGroup returns the source of one group's proof.
+func (h *heldTiles) forGroup() *groupTiles {
+	return &groupTiles{h: h}
+}
+
+// groupTiles is the source of one group's proof.
+type groupTiles struct {
+	h    *heldTiles
+	mu   sync.Mutex
+	read map[tlog.Tile]*heldTile
+}
+
+func (g *groupTiles) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
+	h := g.h
+	h.mu.Lock()
+	ht := h.tiles[t]
+	fetch := ht == nil
+	if fetch {
+		ht = &heldTile{done: make(chan struct{})}
+		h.tiles[t] = ht
+	}
+	g.mu.Lock()
+	if g.read == nil {
+		g.read = make(map[tlog.Tile]*heldTile)
+	}
+	if g.read[t] == nil {
+		g.read[t] = ht
+		ht.refs++
+	}
+	g.mu.Unlock()
+	h.mu.Unlock()
+	if fetch {
+		ht.data, ht.err = h.src.Tile(ctx, t)
+		if ht.err != nil {
+			h.mu.Lock()
+			if h.tiles[t] == ht {
+				delete(h.tiles, t)
+			}
+			h.mu.Unlock()
+		}
+		close(ht.done)
+	} else {
+		select {
+		case <-ht.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return ht.data, ht.err
+}
+
+// release lets go of the tiles the group read, once it is done.
+func (g *groupTiles) release() {
+	h := g.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for t, ht := range g.read {
+		if ht.refs--; ht.refs <= 0 && h.tiles[t] == ht {
+			delete(h.tiles, t)
+		}
+	}
+	g.read = nil
 }
 
 // storedMany reports which of mods have their record stored under head
