@@ -2,6 +2,7 @@ package proof
 
 import (
 	"errors"
+	"slices"
 	"sync"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -72,14 +73,12 @@ func readPlan(tree tlog.Tree, indexes []int64) []tlog.Tile {
 	}
 	stx := &stxRecorder{}
 	_, _ = tlog.TreeHash(tree.N, stx)
-	order := make(map[tlog.Tile]bool, len(stx.indexes)+2*len(indexes))
-	var tiles []tlog.Tile
-	add := func(t tlog.Tile) {
-		order[t] = true
-		tiles = append(tiles, t)
-	}
+	// A proof reads a few tiles: a list is quicker than a map.
+	tiles := make([]tlog.Tile, 0, len(stx.indexes)+2*len(indexes))
+	planned := func(t tlog.Tile) bool { return slices.Contains(tiles, t) }
+	add := func(t tlog.Tile) { tiles = append(tiles, t) }
 	for _, x := range stx.indexes {
-		if t := tileParent(tlog.TileForIndex(h, x), 0, tree.N); !order[t] {
+		if t := tileParent(tlog.TileForIndex(h, x), 0, tree.N); !planned(t) {
 			add(t)
 		}
 	}
@@ -92,7 +91,7 @@ func readPlan(tree tlog.Tree, indexes []int64) []tlog.Tile {
 		// Up to a planned tile (the tiles of the root's hashes hold the
 		// top of the tree, so one is met), then back down.
 		k := 0
-		for ; !order[tileParent(t, k, tree.N)]; k++ {
+		for ; !planned(tileParent(t, k, tree.N)); k++ {
 			if tileParent(t, k, tree.N) == (tlog.Tile{}) {
 				return nil // outside the tree: TileHashReader's "bad math"
 			}
