@@ -179,7 +179,10 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 	// What the store holds already is counted, a chunk of module@versions
 	// checked at once, and the rest goes to the lookups.
 	todo := make(chan module.Version, concurrency)
+	var lookups sync.WaitGroup // the checks and the lookups
+	lookups.Add(1)
 	go func() {
+		defer lookups.Done()
 		defer close(todo)
 		for lo, n := 0, min(concurrency, seedCheckChunk); lo < len(mods); lo, n = lo+n, seedCheckChunk {
 			chunk := mods[lo:min(lo+n, len(mods))]
@@ -205,7 +208,6 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 
 	// Lookups, concurrency at a time; what they find goes to be kept.
 	found := make(chan lookedUp, 2*concurrency)
-	var lookups sync.WaitGroup
 	for w := 0; w < concurrency; w++ {
 		lookups.Add(1)
 		budget <- struct{}{}
