@@ -93,8 +93,10 @@ func (s *slowUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // u, pre-rendered).
 func fetchPathFigures(ctx context.Context, u *sumdbtest.Upstream, h http.Handler, add func(name, value, target string)) error {
 	gin.SetMode(gin.ReleaseMode)
-	if err := coldLookups(ctx, u, h, 20*time.Millisecond, 8, 400, add); err != nil {
-		return fmt.Errorf("cold lookups: %w", err)
+	if !seedOnly {
+		if err := coldLookups(ctx, u, h, 20*time.Millisecond, 8, 400, add); err != nil {
+			return fmt.Errorf("cold lookups: %w", err)
+		}
 	}
 	if !fetchPathSeed {
 		return nil
@@ -289,6 +291,19 @@ func seedFigures(ctx context.Context, u *sumdbtest.Upstream, h http.Handler, del
 		fmt.Fscan(resp.Body, &requests, &maxIn)
 		return requests, maxIn
 	}
+	for run := 0; run < max(1, seedRuns); run++ {
+		if err := seedRun(ctx, run, upURL, upRequests, up.pid, u.VerifierKey(), mods, delay, add); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// seedRun is one timed seed of mods into a fresh database, from the
+// upstream process at upURL.
+func seedRun(ctx context.Context, run int, upURL string, upRequests func() (int64, int64), upPID int, key string, mods []module.Version, delay time.Duration, add func(name, value, target string)) error {
+	k := len(mods)
+	requests0, _ := upRequests()
 	st, drop, err := newPostgres(ctx, "sumkeep_bench_seed")
 	if err != nil {
 		return err
@@ -299,12 +314,16 @@ func seedFigures(ctx context.Context, u *sumdbtest.Upstream, h http.Handler, del
 	// As `sumkeep seed` does: a connection kept for each lookup and tile
 	// request in flight.
 	client := upstream.NewClient(upURL, nil, upstream.WithIdleConns(2*concurrency))
-	s, err := mirror.New(mirror.Config{Store: commits, Upstream: client, Key: u.VerifierKey(), Mode: mirror.ModeLazy})
+	s, err := mirror.New(mirror.Config{Store: commits, Upstream: client, Key: key, Mode: mirror.ModeLazy})
 	if err != nil {
 		return err
 	}
 	if profile != "" {
-		f, err := os.Create(profile + ".seed")
+		name := profile + ".seed"
+		if run > 0 {
+			name += strconv.Itoa(run)
+		}
+		f, err := os.Create(name)
 		if err != nil {
 			return err
 		}
@@ -312,13 +331,14 @@ func seedFigures(ctx context.Context, u *sumdbtest.Upstream, h http.Handler, del
 		defer pprof.StopCPUProfile()
 	}
 	cpu0 := cpuNow(ctx, st)
-	upCPU0 := procCPU(strconv.Itoa(up.pid))
+	upCPU0 := procCPU(strconv.Itoa(upPID))
 	start := time.Now()
 	counts, failures, err := s.Seed(ctx, mods, concurrency, nil)
 	elapsed := time.Since(start)
 	cpu := cpuNow(ctx, st).sub(cpu0)
-	upCPU := procCPU(strconv.Itoa(up.pid)) - upCPU0
+	upCPU := procCPU(strconv.Itoa(upPID)) - upCPU0
 	requests, maxIn := upRequests()
+	requests -= requests0
 	if err != nil {
 		return err
 	}

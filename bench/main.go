@@ -88,6 +88,8 @@ func main() {
 	flag.IntVar(&traceCold, "trace-cold", 0, "print the store and upstream calls of this many of the slowest cold lookups (fetch-path figures)")
 	flag.IntVar(&coldWarmup, "cold-warmup", 16, "cold lookups of other records made, and not counted, before the measured ones: they open the store's and the upstream's connections (fetch-path figures)")
 	flag.BoolVar(&fetchPathSeed, "fetchpath-seed", true, "also measure seed in the fetch-path figures")
+	flag.BoolVar(&seedOnly, "seed-only", false, "with -fetchpath-only: measure the seed alone, not the cold lookups")
+	flag.IntVar(&seedRuns, "seed-runs", 1, "seeds timed one after another, each into a fresh database, in the fetch-path figures (-cpuprofile: one profile each, .seed, .seed1, ...)")
 	flag.IntVar(&seedConcurrency, "seed-concurrency", mirror.DefaultSeedConcurrency, "seed's concurrency in the fetch-path figures")
 	flag.Parse()
 	if *serveFile != "" {
@@ -120,7 +122,8 @@ var (
 	fetchPathOnly              bool
 	traceCold, coldWarmup      int
 	traceUpstreams             bool
-	fetchPathSeed              bool
+	fetchPathSeed, seedOnly    bool
+	seedRuns                   int
 	seedConcurrency            int
 	trillianPairs              int
 

@@ -3,8 +3,10 @@ package mirror_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +19,7 @@ import (
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
 	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/store"
+	"github.com/sumkeep/sumkeep/store/postgres"
 	"github.com/sumkeep/sumkeep/upstream"
 )
 
@@ -331,4 +334,178 @@ func TestSeedBoundsRequestsInFlight(t *testing.T) {
 	} else {
 		t.Logf("seed of %d records: at most %d upstream requests in flight", len(mods), p)
 	}
+}
+
+// TestSeedTilesTakeTheLookupsSlots: once a seed's lookups are done, the
+// proof tiles of the groups left have every slot of the 2 x concurrency
+// requests in flight, not only the half they share while lookups run. A
+// seed of one round of lookups, one record per level-0 tile, reads its
+// group's tiles (more than concurrency of them) in one round.
+func TestSeedTilesTakeTheLookupsSlots(t *testing.T) {
+	ctx := context.Background()
+	u, _ := newUpstream(t, 60000)
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
+	u.SetLatency(100 * time.Millisecond)
+	var tilesInFlight, peak, inFlight, peakAll atomic.Int64
+	h := u.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		all := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := peakAll.Load(); all > m && !peakAll.CompareAndSwap(m, all); m = peakAll.Load() {
+		}
+		if strings.Contains(r.URL.Path, "/tile/") {
+			n := tilesInFlight.Add(1)
+			defer tilesInFlight.Add(-1)
+			for m := peak.Load(); n > m && !peak.CompareAndSwap(m, n); m = peak.Load() {
+			}
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	s, err := mirror.New(mirror.Config{Store: newStore(t), Upstream: upstream.NewClient(srv.URL, nil), Key: u.VerifierKey(), Mode: mirror.ModeLazy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const concurrency = 8
+	var mods []module.Version
+	for id := int64(100); len(mods) < concurrency; id += 7 * 256 {
+		p, v, _ := u.Module(id)
+		mods = append(mods, module.Version{Path: p, Version: v})
+	}
+	counts, failures, err := s.Seed(ctx, mods, concurrency, nil)
+	if err != nil || len(failures) > 0 || counts.Fetched != len(mods) {
+		t.Fatalf("seed: %v, counts %+v, failures %v", err, counts, failures)
+	}
+	if p := peakAll.Load(); p > 2*concurrency {
+		t.Errorf("seed with concurrency %d had %d upstream requests in flight, want at most %d", concurrency, p, 2*concurrency)
+	}
+	if p := peak.Load(); p <= concurrency {
+		t.Errorf("seed with concurrency %d, its lookups done, had at most %d tile requests in flight, want more than %d", concurrency, p, concurrency)
+	} else {
+		t.Logf("seed of %d records with concurrency %d: %d tile requests in flight at most", len(mods), concurrency, p)
+	}
+}
+
+// lookupCounter is a real store (store/postgres) that counts its lookups
+// of records, one at a time and many at once.
+type lookupCounter struct {
+	store.Store
+	lookups, manys atomic.Int64
+}
+
+func (c *lookupCounter) Lookup(ctx context.Context, log, path, version string, maxID int64) (store.Record, error) {
+	c.lookups.Add(1)
+	return c.Store.Lookup(ctx, log, path, version, maxID)
+}
+
+func (c *lookupCounter) LookupMany(ctx context.Context, log string, paths, versions []string, maxID int64) ([]store.Record, []error, error) {
+	c.manys.Add(1)
+	return c.Store.(*postgres.Store).LookupMany(ctx, log, paths, versions, maxID)
+}
+
+// TestReseedChecksTheStoreInChunks: a seed of module@versions that are
+// mostly stored already asks the store about them a chunk at a time, not
+// one query each, and counts them as present.
+func TestReseedChecksTheStoreInChunks(t *testing.T) {
+	ctx := context.Background()
+	u, url := newUpstream(t, 8000)
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
+	st := &lookupCounter{Store: newStore(t)}
+	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: u.VerifierKey(), Mode: mirror.ModeLazy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first, again []module.Version
+	for id := int64(0); id < 8000; id++ {
+		p, v, _ := u.Module(id)
+		switch id % 7 {
+		case 0:
+			first = append(first, module.Version{Path: p, Version: v})
+			again = append(again, module.Version{Path: p, Version: v})
+		case 3:
+			again = append(again, module.Version{Path: p, Version: v})
+		}
+	}
+	const concurrency = 64
+	if counts, failures, err := s.Seed(ctx, first, concurrency, nil); err != nil || len(failures) > 0 || counts.Fetched != len(first) {
+		t.Fatalf("first seed: %v, counts %+v, failures %v", err, counts, failures)
+	}
+	st.lookups.Store(0)
+	st.manys.Store(0)
+	counts, failures, err := s.Seed(ctx, again, concurrency, nil)
+	if err != nil || len(failures) > 0 || counts.Present != len(first) || counts.Fetched != len(again)-len(first) {
+		t.Fatalf("second seed of %d (%d stored): %v, counts %+v, failures %v", len(again), len(first), err, counts, failures)
+	}
+	// A first chunk of concurrency, then chunks of 1,024.
+	chunks := 1 + int64(len(again)-concurrency+1023)/1024
+	if l, m := st.lookups.Load(), st.manys.Load(); l > 0 || m > chunks {
+		t.Errorf("a seed of %d module@versions looked up %d records one at a time and %d chunks, want %d chunks", len(again), l, m, chunks)
+	} else {
+		t.Logf("a seed of %d module@versions, %d stored: %d chunks looked up", len(again), len(first), m)
+	}
+	checkProvable(t, st, u)
+}
+
+// slowCommits is a real store whose commits take a while, so that a
+// seed's groups are proven while the groups before them commit.
+type slowCommits struct {
+	store.Store
+	delay time.Duration
+}
+
+func (s slowCommits) Commit(ctx context.Context, log string, b store.Batch) error {
+	time.Sleep(s.delay)
+	return s.Store.Commit(ctx, log, b)
+}
+
+// TestSeedGroupsShareTiles: the groups of a seed proven at once need some
+// of the same tiles (here, the tiles of the tree's right edge, which every
+// proof reads), which the store lacks until the group that fetched them
+// has committed: they are fetched once, not once a group.
+func TestSeedGroupsShareTiles(t *testing.T) {
+	ctx := context.Background()
+	u, _ := newUpstream(t, 60000)
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
+	// Lookups come back in waves further apart than a group lingers:
+	// a group each.
+	u.SetLatency(50 * time.Millisecond)
+	var mu sync.Mutex
+	requests := make(map[string]int)
+	h := u.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/tile/") {
+			mu.Lock()
+			requests[r.URL.Path]++
+			mu.Unlock()
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	st := slowCommits{Store: newStore(t), delay: 150 * time.Millisecond}
+	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(srv.URL, nil), Key: u.VerifierKey(), Mode: mirror.ModeLazy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mods []module.Version
+	for id := int64(3); id < 60000; id += 937 {
+		p, v, _ := u.Module(id)
+		mods = append(mods, module.Version{Path: p, Version: v})
+	}
+	counts, failures, err := s.Seed(ctx, mods, 8, nil)
+	if err != nil || len(failures) > 0 || counts.Fetched != len(mods) {
+		t.Fatalf("seed: %v, counts %+v, failures %v", err, counts, failures)
+	}
+	var again []string
+	for path, n := range requests {
+		if n > 1 {
+			again = append(again, fmt.Sprintf("%s x%d", path, n))
+		}
+	}
+	slices.Sort(again)
+	if len(again) > 0 {
+		t.Errorf("a seed of %d records in groups fetched %d tiles, and these more than once: %v", len(mods), len(requests), again)
+	} else {
+		t.Logf("a seed of %d records in groups fetched %d tiles, each once", len(mods), len(requests))
+	}
+	checkProvable(t, st, u)
 }

@@ -133,7 +133,7 @@ func (s *Syncer) fetch(ctx context.Context, path, version string) error {
 	if err != nil {
 		return err
 	}
-	errs, err := s.keepFrom(ctx, []lookedUp{lu}, st, nil)
+	errs, err := s.keepFrom(ctx, []lookedUp{lu}, st, nil, 0)
 	if err != nil {
 		return err
 	}
@@ -192,11 +192,12 @@ func (s *Syncer) lookUp(ctx context.Context, path, version string) (lookedUp, er
 // stored (a fork, a bad tile, the store or the upstream failing), one
 // error for all.
 //
-// tileLimit, if not nil, bounds its tile requests in flight instead of the
-// syncer's Concurrency, together with every keep given the same limit (a
-// seed's groups are large, and several are proven at once).
-func (s *Syncer) keep(ctx context.Context, items []lookedUp, tileLimit chan struct{}) ([]error, error) {
-	return s.keepFrom(ctx, items, keepState{}, tileLimit)
+// src, if not nil, is where it reads the tiles the store lacks, at most
+// concurrency at once, instead of the syncer's source (a seed's groups are
+// large, several are proven at once, and their requests share a budget
+// with the seed's lookups; see Seed).
+func (s *Syncer) keep(ctx context.Context, items []lookedUp, src proof.Source, concurrency int) ([]error, error) {
+	return s.keepFrom(ctx, items, keepState{}, src, concurrency)
 }
 
 // keepState is what keep starts from: the served head and the stored
@@ -226,10 +227,10 @@ func (s *Syncer) readKeepState(ctx context.Context) keepState {
 
 // keepFrom is keep starting from first, if it was read; a commit expects
 // the served head it saw, so a stale one only costs a retry.
-func (s *Syncer) keepFrom(ctx context.Context, items []lookedUp, first keepState, tileLimit chan struct{}) ([]error, error) {
+func (s *Syncer) keepFrom(ctx context.Context, items []lookedUp, first keepState, src proof.Source, concurrency int) ([]error, error) {
 	errs := make([]error, len(items))
 	// One reader for every attempt: what it read stays read.
-	r := s.newLimitedReader(ctx, tileLimit)
+	r := s.newReaderFrom(ctx, src, concurrency)
 	for attempt := 0; ; attempt++ {
 		st := first
 		first = keepState{}
@@ -285,8 +286,18 @@ func (s *Syncer) keepFrom(ctx context.Context, items []lookedUp, first keepState
 			if err != nil {
 				return nil, err
 			}
-			if _, err := s.advance(ctx, latest, nil, r, nil); err != nil {
+			// Another keep may have served it since (a seed's first
+			// groups all find no head served): then only prove under it,
+			// without waiting for the advance lock, which waits for the
+			// commits in progress.
+			st, err := s.cfg.Store.State(ctx, s.log)
+			if err != nil {
 				return nil, err
+			}
+			if st.Served < latest.Size {
+				if _, err := s.advance(ctx, latest, nil, r, nil); err != nil {
+					return nil, err
+				}
 			}
 			if attempt < 10 {
 				continue

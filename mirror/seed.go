@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumkeep/sumkeep/proof"
 	"github.com/sumkeep/sumkeep/store"
 	"github.com/sumkeep/sumkeep/upstream"
 )
@@ -55,10 +56,22 @@ const (
 	// committed together (see commit.go).
 	seedProvers = 4
 	// seedStoreChecks bounds the lookups in the store (is it there
-	// already?) a seed has in flight: its lookups upstream are many more
-	// than the store's connections.
+	// already?) a seed has in flight, in a store that cannot look up many
+	// at once (see manyLooker): its lookups upstream are many more than
+	// the store's connections.
 	seedStoreChecks = 4
+	// seedCheckChunk is how many module@versions a seed checks in the
+	// store at once (one query in store/postgres), after a first chunk of
+	// concurrency of them, so that the first lookups start soon.
+	seedCheckChunk = 1024
 )
+
+// manyLooker is a store that looks up many records of a log at once
+// (store/postgres): recs[i] and errs[i] are what Lookup gives for
+// paths[i]@versions[i]; err fails them all.
+type manyLooker interface {
+	LookupMany(ctx context.Context, log string, paths, versions []string, maxID int64) (recs []store.Record, errs []error, err error)
+}
 
 // DefaultSeedConcurrency is how many lookups a seed has in flight by
 // default: a seed's time is its lookups' round trips divided by this.
@@ -154,32 +167,58 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 		return true
 	}
 
+	// Upstream requests in flight: at most 2 x concurrency, the lookups'
+	// and the proof tiles' together. Each lookup worker holds a slot from
+	// its start to its end (it looks up one module@version at a time), so
+	// the tiles of the groups being proven share the other concurrency
+	// slots while every worker looks up, and the slots of the workers that
+	// are done once the lookups run out: the last round's lookups are
+	// fewer, and the last groups' tiles are read after them.
+	budget := make(chan struct{}, 2*concurrency)
+
+	// What the store holds already is counted, a chunk of module@versions
+	// checked at once, and the rest goes to the lookups.
+	todo := make(chan module.Version, concurrency)
+	var lookups sync.WaitGroup // the checks and the lookups
+	lookups.Add(1)
+	go func() {
+		defer lookups.Done()
+		defer close(todo)
+		for lo, n := 0, min(concurrency, seedCheckChunk); lo < len(mods); lo, n = lo+n, seedCheckChunk {
+			chunk := mods[lo:min(lo+n, len(mods))]
+			present, errs := s.storedMany(ctx, before, chunk)
+			for i, m := range chunk {
+				switch {
+				case errs[i] != nil:
+					if !failed(m, errs[i]) {
+						return
+					}
+				case present[i]:
+					note(m, &counts.Present, nil)
+				default:
+					select {
+					case todo <- m:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
+		}
+	}()
+
 	// Lookups, concurrency at a time; what they find goes to be kept.
 	found := make(chan lookedUp, 2*concurrency)
-	var next atomic.Int64
-	var lookups sync.WaitGroup
-	checks := make(chan struct{}, seedStoreChecks)
 	for w := 0; w < concurrency; w++ {
 		lookups.Add(1)
+		budget <- struct{}{}
 		go func() {
 			defer lookups.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(mods) || ctx.Err() != nil {
+			defer func() { <-budget }()
+			for m := range todo {
+				if ctx.Err() != nil {
 					return
 				}
-				m := mods[i]
-				checks <- struct{}{}
-				present, err := s.storedUnder(ctx, before, m)
-				<-checks
-				if err == nil && present {
-					note(m, &counts.Present, nil)
-					continue
-				}
-				var lu lookedUp
-				if err == nil {
-					lu, err = s.lookUp(ctx, m.Path, m.Version)
-				}
+				lu, err := s.lookUp(ctx, m.Path, m.Version)
 				if err != nil {
 					if !failed(m, err) {
 						return
@@ -199,14 +238,13 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 	// Groups, proven a few at a time and committed one by one.
 	var provers sync.WaitGroup
 	slots := make(chan struct{}, seedProvers)
-	// The groups being proven share concurrency tile requests in flight,
-	// so that a seed asks its upstreams for at most 2 x concurrency
-	// things at once (its lookups, and the proof tiles of what they found).
-	tileLimit := make(chan struct{}, concurrency)
+	held := newHeldTiles(limitedSource{sharedSource{s}, budget})
 	keepGroup := func(group []lookedUp) {
 		defer provers.Done()
 		defer func() { <-slots }()
-		errs, err := s.keep(ctx, group, tileLimit)
+		src := held.forGroup()
+		defer src.release()
+		errs, err := s.keep(ctx, group, src, cap(budget))
 		for i, it := range group {
 			m := module.Version{Path: it.rec.Path, Version: it.rec.Version}
 			e := err
@@ -265,6 +303,140 @@ func seedGroups(found <-chan lookedUp) func(yield func([]lookedUp) bool) {
 			}
 		}
 	}
+}
+
+// heldTiles is the source of a seed's groups. The groups proven at once
+// need some of the same tiles (a level-0 tile holding records of two
+// groups, the tiles above them, those of the tree's right edge), which the
+// store holds only once a group that read them has committed. So a tile
+// one group fetches, or is fetching, is held for the others until every
+// group that read it is done: committed (the store then answers for it),
+// or failed. Held tiles are as unauthenticated as any other from the
+// source: each group's proof authenticates those it reads before they are
+// stored. A fetch that failed is not held: the next group to need the tile
+// fetches it again.
+type heldTiles struct {
+	src   proof.Source
+	mu    sync.Mutex
+	tiles map[tlog.Tile]*heldTile
+}
+
+type heldTile struct {
+	done chan struct{} // closed once fetched
+	data []byte
+	err  error
+	refs int // groups that read it and are not done; guarded by mu
+}
+
+func newHeldTiles(src proof.Source) *heldTiles {
+	return &heldTiles{src: src, tiles: make(map[tlog.Tile]*heldTile)}
+}
+
+// forGroup returns the source of one group's proof.
+func (h *heldTiles) forGroup() *groupTiles {
+	return &groupTiles{h: h}
+}
+
+// groupTiles is the source of one group's proof.
+type groupTiles struct {
+	h    *heldTiles
+	mu   sync.Mutex
+	read map[tlog.Tile]*heldTile
+}
+
+func (g *groupTiles) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
+	h := g.h
+	h.mu.Lock()
+	ht := h.tiles[t]
+	fetch := ht == nil
+	if fetch {
+		ht = &heldTile{done: make(chan struct{})}
+		h.tiles[t] = ht
+	}
+	g.mu.Lock()
+	if g.read == nil {
+		g.read = make(map[tlog.Tile]*heldTile)
+	}
+	if g.read[t] == nil {
+		g.read[t] = ht
+		ht.refs++
+	}
+	g.mu.Unlock()
+	h.mu.Unlock()
+	if fetch {
+		ht.data, ht.err = h.src.Tile(ctx, t)
+		if ht.err != nil {
+			h.mu.Lock()
+			if h.tiles[t] == ht {
+				delete(h.tiles, t)
+			}
+			h.mu.Unlock()
+		}
+		close(ht.done)
+	} else {
+		select {
+		case <-ht.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return ht.data, ht.err
+}
+
+// release lets go of the tiles the group read, once it is done.
+func (g *groupTiles) release() {
+	h := g.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for t, ht := range g.read {
+		if ht.refs--; ht.refs <= 0 && h.tiles[t] == ht {
+			delete(h.tiles, t)
+		}
+	}
+	g.read = nil
+}
+
+// storedMany reports which of mods have their record stored under head
+// (none if its size is 0), in one call where the store looks up many at
+// once, and otherwise seedStoreChecks lookups at a time; errs[i] is the
+// store's error for mods[i].
+func (s *Syncer) storedMany(ctx context.Context, head store.Head, mods []module.Version) (present []bool, errs []error) {
+	present, errs = make([]bool, len(mods)), make([]error, len(mods))
+	if head.Size == 0 {
+		return present, errs
+	}
+	if lm, ok := s.cfg.Store.(manyLooker); ok {
+		paths, versions := make([]string, len(mods)), make([]string, len(mods))
+		for i, m := range mods {
+			paths[i], versions[i] = m.Path, m.Version
+		}
+		_, lerrs, err := lm.LookupMany(ctx, s.log, paths, versions, head.Size)
+		for i := range mods {
+			e := err
+			if e == nil {
+				e = lerrs[i]
+			}
+			if !errors.Is(e, store.ErrNotFound) {
+				present[i], errs[i] = e == nil, e
+			}
+		}
+		return present, errs
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, seedStoreChecks)
+	for i, m := range mods {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			present[i], errs[i] = s.storedUnder(ctx, head, m)
+		}()
+	}
+	wg.Wait()
+	return present, errs
 }
 
 // storedUnder reports whether the record of m is stored under head (none

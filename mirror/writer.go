@@ -323,14 +323,13 @@ func (s *Syncer) newReader(ctx context.Context) *proof.Reader {
 	return proof.NewReader(ctx, proof.ReaderConfig{Store: s.cfg.Store, Log: s.log, Source: sharedSource{s}, Concurrency: s.cfg.Concurrency})
 }
 
-// newLimitedReader is newReader whose upstream tile requests, together
-// with those of every reader given the same limit, are at most cap(limit)
-// in flight (nil: newReader).
-func (s *Syncer) newLimitedReader(ctx context.Context, limit chan struct{}) *proof.Reader {
-	if limit == nil {
+// newReaderFrom is newReader reading what the store lacks from src,
+// concurrency requests at a time (nil: newReader).
+func (s *Syncer) newReaderFrom(ctx context.Context, src proof.Source, concurrency int) *proof.Reader {
+	if src == nil {
 		return s.newReader(ctx)
 	}
-	return proof.NewReader(ctx, proof.ReaderConfig{Store: s.cfg.Store, Log: s.log, Source: limitedSource{sharedSource{s}, limit}, Concurrency: cap(limit)})
+	return proof.NewReader(ctx, proof.ReaderConfig{Store: s.cfg.Store, Log: s.log, Source: src, Concurrency: concurrency})
 }
 
 // limitedSource holds one of limit's slots for each request.
