@@ -1,8 +1,19 @@
 package server
 
 import (
+	"bytes"
+	"context"
+	"fmt"
 	"net/http"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sumkeep/sumkeep/store/postgres"
 )
 
 // discardWriter is a ResponseWriter that keeps nothing but the status, with a
@@ -78,4 +89,60 @@ func BenchmarkLookupReference(b *testing.B) {
 		paths[i] = lookupPath(b, l.mods[i])
 	}
 	benchLookups(b, h, paths)
+}
+
+// BenchmarkLookupMiss measures a lookup that reaches the store (the record
+// cache off), one at a time: the handler's own cost and the store round
+// trip's, without a connection. pg-µs/op is the CPU time the database's
+// backends spent per lookup (from /proc, so only with a local server).
+func BenchmarkLookupMiss(b *testing.B) {
+	st, _ := openStore(b)
+	l := newTestLog(b, "sum.example.test")
+	l.grow(b, 5000)
+	l.sync(b, st, 0, 5000, 5000, true)
+	s := New(Config{Store: st, Log: l.name, CacheRecords: -1})
+	if err := s.Refresh(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	h := s.Handler()
+	paths := make([]string, 5000)
+	for i := range paths {
+		paths[i] = lookupPath(b, l.mods[(i*7)%len(l.mods)])
+		if w := do(h, "GET", paths[i]); w.Code != http.StatusOK {
+			b.Fatalf("%s: %d", paths[i], w.Code)
+		}
+	}
+	pg0 := backendCPU(b, st)
+	benchLookups(b, h, paths)
+	b.StopTimer()
+	b.ReportMetric(float64((backendCPU(b, st)-pg0).Microseconds())/float64(b.N), "pg-µs/op")
+}
+
+// backendCPU returns the user and system CPU time of the database's
+// backends (0 for those it cannot read).
+func backendCPU(b *testing.B, st *postgres.Store) time.Duration {
+	rows, err := st.Pool().Query(context.Background(), `SELECT pid FROM pg_stat_activity WHERE datname = current_database()`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sum time.Duration
+	for _, pid := range pids {
+		f, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(f, ')')
+		fs := strings.Fields(string(f[i+1:]))
+		if i < 0 || len(fs) < 13 {
+			continue
+		}
+		u, _ := strconv.ParseInt(fs[11], 10, 64)
+		s, _ := strconv.ParseInt(fs[12], 10, 64)
+		sum += time.Duration(u+s) * time.Second / 100 // USER_HZ
+	}
+	return sum
 }
