@@ -307,7 +307,7 @@ func (s *Server) writeLookup(c *gin.Context, rec, note []byte) {
 	h := c.Writer.Header()
 	h["Content-Type"] = hdrText
 	h["Cache-Control"] = hdrShort
-	h["Content-Length"] = []string{strconv.Itoa(len(rec) + len(note))}
+	h["Content-Length"] = s.contentLength(len(rec) + len(note))
 	c.Writer.WriteHeader(http.StatusOK)
 	c.Writer.Write(rec)
 	c.Writer.Write(note)
@@ -505,9 +505,41 @@ func (s *Server) write(c *gin.Context, contentType, cache []string, body []byte)
 	h := c.Writer.Header()
 	h["Content-Type"] = contentType
 	h["Cache-Control"] = cache
-	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	h["Content-Length"] = s.contentLength(len(body))
 	c.Writer.WriteHeader(http.StatusOK)
 	c.Writer.Write(body)
+}
+
+// smallAnswer bounds the answers whose Content-Length values are made
+// once (contentLength): a lookup's answer is a few hundred bytes.
+const smallAnswer = 4096
+
+// contentLengths returns the Content-Length header values of 0 to n-1
+// bytes, each a slice of one string, all of them in one backing array.
+func contentLengths(n int) []string {
+	ends := make([]int, n)
+	var digits []byte
+	for i := range ends {
+		digits = strconv.AppendInt(digits, int64(i), 10)
+		ends[i] = len(digits)
+	}
+	all, start := string(digits), 0
+	vals := make([]string, n)
+	for i, end := range ends {
+		vals[i], start = all[start:end], end
+	}
+	return vals
+}
+
+// contentLength returns the Content-Length header value of n bytes. For
+// a small answer it is made once, as a slice of one value whose capacity
+// ends there (a header value is never written into, and an append copies);
+// allocating it per answer cost a lookup two of its allocations.
+func (s *Server) contentLength(n int) []string {
+	if n >= 0 && n < len(s.clens) {
+		return s.clens[n : n+1 : n+1]
+	}
+	return []string{strconv.Itoa(n)}
 }
 
 // clientReasoner is a Fetcher's error that can say why to a client: a

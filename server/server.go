@@ -244,6 +244,7 @@ type Server struct {
 	lastAttempt atomic.Int64  // time.Since(epoch) at the start of the last refresh
 	failing     atomic.Bool   // the last refresh failed (to log transitions only)
 	bufs        sync.Pool     // *[]byte response buffers
+	clens       []string      // see contentLength
 	cache       *recordCache  // nil: no caching
 	tiles       *recordCache  // full hash tiles; nil: no caching
 	fetch       map[string]Fetcher
@@ -316,6 +317,7 @@ func New(cfg Config) *Server {
 	}
 	s.store = deadlineReader{r: cfg.Store, d: s.storeTimeout}
 	s.retryAfter = []string{strconv.Itoa(max(1, int(s.storeTimeout.Round(time.Second)/time.Second)))}
+	s.clens = contentLengths(smallAnswer)
 	s.bufs.New = func() any {
 		b := make([]byte, 0, 1024)
 		return &b
