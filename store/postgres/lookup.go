@@ -6,12 +6,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sumkeep/sumkeep/store"
@@ -69,6 +71,7 @@ type lookupReq struct {
 	path, version string
 	maxID         int64
 	done          chan lookupRes
+	timer         *time.Timer // LookupWithin's, kept with the request for its next use
 }
 
 type lookupRes struct {
@@ -84,8 +87,11 @@ type lookupRes struct {
 
 type lookupBatcher struct {
 	reqs chan *lookupReq
+	free sync.Pool     // *lookupReq answered, for reuse
 	stop chan struct{} // closed by Close
 	wg   sync.WaitGroup
+	// workers are the workers' states, for Close to end their queries.
+	workers []*batchWorker
 	// ctx is cancelled by Close, ending the queries under way.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -100,21 +106,25 @@ func (s *Store) startLookups(workers int) {
 	b.stop = make(chan struct{})
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	for range workers {
+		w := &batchWorker{batch: make([]*lookupReq, 0, maxLookupBatch)}
+		b.workers = append(b.workers, w)
 		b.wg.Add(1)
-		go s.lookupWorker()
+		go s.lookupWorker(w)
 	}
 }
 
 func (s *Store) stopLookups() {
 	s.lookups.cancel()
 	close(s.lookups.stop)
+	for _, w := range s.lookups.workers {
+		w.stop()
+	}
 	s.lookups.wg.Wait()
 }
 
-func (s *Store) lookupWorker() {
+func (s *Store) lookupWorker(w *batchWorker) {
 	b := &s.lookups
 	defer b.wg.Done()
-	w := &batchWorker{batch: make([]*lookupReq, 0, maxLookupBatch)}
 	for {
 		select {
 		case r := <-b.reqs:
@@ -138,11 +148,16 @@ func (s *Store) lookupWorker() {
 // batchWorker is a lookup worker's batch and the buffers it reuses for
 // every batch's query.
 type batchWorker struct {
-	batch []*lookupReq
-	live  []*lookupReq
-	res   []lookupRes
-	keys  []int64
-	param []byte
+	batch  []*lookupReq
+	live   []*lookupReq
+	res    []lookupRes
+	keys   []int64
+	param  []byte
+	params [][]byte
+
+	mu      sync.Mutex
+	conn    net.Conn // the connection of the query under way, or nil
+	stopped bool     // Close has begun
 }
 
 func (s *Store) lookupBatch(w *batchWorker) {
@@ -223,19 +238,37 @@ func (s *Store) queryBatch(ctx context.Context, w *batchWorker) (err error) {
 	w.param = appendInt8Array(w.param[:0], w.keys)
 
 	// A worker's batch is shared: no one caller's cancellation may fail
-	// the others (ctx is the store's own then).
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
+	// the others (ctx is the store's own, cancelled by Close). The query
+	// itself runs without a context, which pgx would watch with a
+	// goroutine hand-off set up and torn down per query: the connection's
+	// deadline bounds it, and Close moves that deadline to now.
 	c, err := s.lookupPool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Release()
+	nc := c.Conn().PgConn().Conn()
+	if !w.hold(nc) {
+		return errClosed
+	}
+	defer w.release(nc)
+	nc.SetDeadline(time.Now().Add(lookupQueryTimeout))
+	// A query cut short leaves the connection amid the protocol: it must
+	// not serve another. A database's error (a *pgconn.PgError) leaves
+	// it ready for the next query.
+	defer func() {
+		if err != nil && !errors.As(err, new(*pgconn.PgError)) {
+			cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			c.Conn().Close(cctx)
+			cancel()
+		}
+	}()
 	sd, err := c.Conn().Prepare(ctx, name, sql)
 	if err != nil {
 		return err
 	}
-	rr := c.Conn().PgConn().ExecStatement(ctx, sd, [][]byte{w.param}, binaryFormat, binaryFormat)
+	w.params = append(w.params[:0], w.param)
+	rr := c.Conn().PgConn().ExecStatement(context.Background(), sd, w.params, binaryFormat, binaryFormat)
 	for rr.NextRow() {
 		if err := w.match(rr.Values()); err != nil {
 			rr.Close()
@@ -244,6 +277,41 @@ func (s *Store) queryBatch(ctx context.Context, w *batchWorker) (err error) {
 	}
 	_, err = rr.Close()
 	return err
+}
+
+// lookupQueryTimeout bounds a lookup batch's query.
+const lookupQueryTimeout = 30 * time.Second
+
+// hold notes nc as the connection of w's query under way, unless the
+// store is closing.
+func (w *batchWorker) hold(nc net.Conn) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped {
+		return false
+	}
+	w.conn = nc
+	return true
+}
+
+// release clears nc's deadline (the pool may ping it when it has been
+// idle) and forgets it.
+func (w *batchWorker) release(nc net.Conn) {
+	nc.SetDeadline(time.Time{})
+	w.mu.Lock()
+	w.conn = nil
+	w.mu.Unlock()
+}
+
+// stop ends w's query under way (its connection times out now) and any
+// later one before it starts.
+func (w *batchWorker) stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stopped = true
+	if w.conn != nil {
+		w.conn.SetDeadline(time.Now())
+	}
 }
 
 // match gives a row (id, key, log_id, path, version, hashes, raw, in
@@ -337,27 +405,72 @@ func (s *Store) queryLookups(ctx context.Context, pool *pgxpool.Pool, keys []int
 
 // Lookup implements store.Store.
 func (s *Store) Lookup(ctx context.Context, log, path, version string, maxID int64) (store.Record, error) {
+	return s.LookupWithin(ctx, 0, log, path, version, maxID)
+}
+
+// LookupWithin is Lookup given d to answer (none for d <= 0): a lookup
+// that has no answer within d fails with an error wrapping
+// context.DeadlineExceeded. It is Lookup under context.WithTimeout(ctx,
+// d) without a context, a timer and a watch of them made for each lookup:
+// its request (with its reply channel and timer) is reused.
+func (s *Store) LookupWithin(ctx context.Context, d time.Duration, log, path, version string, maxID int64) (store.Record, error) {
 	id, err := s.logID(ctx, s.pool, log, false)
 	if err != nil {
 		return store.Record{}, err
 	}
-	req := &lookupReq{ctx: ctx, log: log, logID: id, key: store.LookupKey(path, version), path: path, version: version, maxID: maxID, done: make(chan lookupRes, 1)}
+	b := &s.lookups
+	req, _ := b.free.Get().(*lookupReq)
+	if req == nil {
+		req = &lookupReq{done: make(chan lookupRes, 1)}
+	}
+	req.ctx, req.log, req.logID, req.maxID = ctx, log, id, maxID
+	req.key, req.path, req.version = store.LookupKey(path, version), path, version
+	var timeout <-chan time.Time
+	if d > 0 {
+		if req.timer == nil {
+			req.timer = time.NewTimer(d)
+		} else {
+			req.timer.Reset(d)
+		}
+		timeout = req.timer.C
+	}
+	// Until the answer is received a worker may hold req: a lookup that
+	// stops waiting leaves it to the garbage collector.
+	abandon := func(err error) (store.Record, error) {
+		if req.timer != nil {
+			req.timer.Stop()
+		}
+		return store.Record{}, err
+	}
 	select {
-	case s.lookups.reqs <- req:
-	case <-s.lookups.stop:
-		return store.Record{}, errClosed
+	case b.reqs <- req:
+	case <-b.stop:
+		return abandon(errClosed)
 	case <-ctx.Done():
-		return store.Record{}, ctx.Err()
+		return abandon(ctx.Err())
+	case <-timeout:
+		return abandon(lookupTimeout(log, path, version, d))
 	}
 	var res lookupRes
 	select {
 	case res = <-req.done:
-	case <-s.lookups.stop:
-		return store.Record{}, errClosed
+	case <-b.stop:
+		return abandon(errClosed)
 	case <-ctx.Done():
-		return store.Record{}, ctx.Err()
+		return abandon(ctx.Err())
+	case <-timeout:
+		return abandon(lookupTimeout(log, path, version, d))
 	}
+	if req.timer != nil {
+		req.timer.Stop()
+	}
+	*req = lookupReq{done: req.done, timer: req.timer}
+	b.free.Put(req)
 	return lookupRecord(log, path, version, res)
+}
+
+func lookupTimeout(log, path, version string, d time.Duration) error {
+	return fmt.Errorf("postgres: looking up %s@%s in %s: no answer within %v: %w", path, version, log, d, context.DeadlineExceeded)
 }
 
 // lookupRecord turns the answer to one lookup into Lookup's.
