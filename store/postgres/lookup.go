@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"runtime"
 	"slices"
 	"sync"
@@ -90,8 +91,11 @@ type lookupBatcher struct {
 	free sync.Pool     // *lookupReq answered, for reuse
 	stop chan struct{} // closed by Close
 	wg   sync.WaitGroup
-	// workers are the workers' states, for Close to end their queries.
+	// workers are the workers' states, for Close to end their queries;
+	// slots holds those not in use. A batch runs with one, taken by a
+	// worker or by a lookup running its batch itself.
 	workers []*batchWorker
+	slots   chan *batchWorker
 	// ctx is cancelled by Close, ending the queries under way.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -105,11 +109,13 @@ func (s *Store) startLookups(workers int) {
 	b.reqs = make(chan *lookupReq, 1024)
 	b.stop = make(chan struct{})
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.slots = make(chan *batchWorker, workers)
 	for range workers {
 		w := &batchWorker{batch: make([]*lookupReq, 0, maxLookupBatch)}
 		b.workers = append(b.workers, w)
+		b.slots <- w
 		b.wg.Add(1)
-		go s.lookupWorker(w)
+		go s.lookupWorker()
 	}
 }
 
@@ -120,28 +126,46 @@ func (s *Store) stopLookups() {
 		w.stop()
 	}
 	s.lookups.wg.Wait()
+	// Lookups running their batch themselves give their slots back once
+	// their queries have ended.
+	for range s.lookups.workers {
+		<-s.lookups.slots
+	}
 }
 
-func (s *Store) lookupWorker(w *batchWorker) {
+func (s *Store) lookupWorker() {
 	b := &s.lookups
 	defer b.wg.Done()
 	for {
+		var r *lookupReq
 		select {
-		case r := <-b.reqs:
-			w.batch = append(w.batch[:0], r)
+		case r = <-b.reqs:
 		case <-b.stop:
 			return
 		}
-	more:
-		for len(w.batch) < maxLookupBatch {
-			select {
-			case r := <-b.reqs:
-				w.batch = append(w.batch, r)
-			default:
-				break more
-			}
+		var w *batchWorker
+		select {
+		case w = <-b.slots:
+		case <-b.stop:
+			return // r's caller stops waiting on Close too
 		}
-		s.lookupBatch(w)
+		w.batch = append(w.batch[:0], r)
+		s.takeQueued(w)
+		s.lookupBatch(w, time.Time{})
+		b.slots <- w
+	}
+}
+
+// takeQueued adds the lookups waiting in the queue to w's batch, up to
+// maxLookupBatch.
+func (s *Store) takeQueued(w *batchWorker) {
+	for len(w.batch) < maxLookupBatch {
+		select {
+		case r := <-s.lookups.reqs:
+			w.batch = append(w.batch, r)
+		default:
+			return
+		}
 	}
 }
 
@@ -160,7 +184,9 @@ type batchWorker struct {
 	stopped bool     // Close has begun
 }
 
-func (s *Store) lookupBatch(w *batchWorker) {
+// lookupBatch answers w's batch, its query given until deadline (if not
+// zero) or lookupQueryTimeout, whichever comes first.
+func (s *Store) lookupBatch(w *batchWorker, deadline time.Time) {
 	w.live = w.live[:0]
 	for _, r := range w.batch {
 		if r.ctx.Err() != nil {
@@ -173,7 +199,10 @@ func (s *Store) lookupBatch(w *batchWorker) {
 	if len(w.live) == 0 {
 		return
 	}
-	err := s.queryBatch(s.lookups.ctx, w)
+	err := s.queryBatch(s.lookups.ctx, w, deadline)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("postgres: no answer in time: %w (%w)", context.DeadlineExceeded, err)
+	}
 	for i, r := range w.live {
 		if err != nil {
 			r.done <- lookupRes{err: err}
@@ -222,7 +251,7 @@ var binaryFormat = []int16{1}
 // itself (there is one of each, of known types), into buffers it reuses.
 // A panic in it is an error for every lookup of the batch: it must not end
 // the worker (and the process) or keep the connection.
-func (s *Store) queryBatch(ctx context.Context, w *batchWorker) (err error) {
+func (s *Store) queryBatch(ctx context.Context, w *batchWorker, deadline time.Time) (err error) {
 	defer recoverTo(&err, "looking up records")
 	w.keys = w.keys[:0]
 	for _, r := range w.live {
@@ -252,7 +281,10 @@ func (s *Store) queryBatch(ctx context.Context, w *batchWorker) (err error) {
 		return errClosed
 	}
 	defer w.release(nc)
-	nc.SetDeadline(time.Now().Add(lookupQueryTimeout))
+	if bound := time.Now().Add(lookupQueryTimeout); deadline.IsZero() || bound.Before(deadline) {
+		deadline = bound
+	}
+	nc.SetDeadline(deadline)
 	// A query cut short leaves the connection amid the protocol: it must
 	// not serve another. A database's error (a *pgconn.PgError) leaves
 	// it ready for the next query.
@@ -425,6 +457,26 @@ func (s *Store) LookupWithin(ctx context.Context, d time.Duration, log, path, ve
 	}
 	req.ctx, req.log, req.logID, req.maxID = ctx, log, id, maxID
 	req.key, req.path, req.version = store.LookupKey(path, version), path, version
+	// With a worker's slot free, no batch is forming: this lookup runs
+	// its batch itself (with whatever was queued meanwhile), rather than
+	// waking a worker and waiting to be woken by it. Its query is given
+	// until this lookup's deadline.
+	select {
+	case w := <-b.slots:
+		w.batch = append(w.batch[:0], req)
+		s.takeQueued(w)
+		var deadline time.Time
+		if d > 0 {
+			deadline = time.Now().Add(d)
+		}
+		s.lookupBatch(w, deadline)
+		b.slots <- w
+		res := <-req.done
+		*req = lookupReq{done: req.done, timer: req.timer}
+		b.free.Put(req)
+		return lookupRecord(log, path, version, res)
+	default:
+	}
 	var timeout <-chan time.Time
 	if d > 0 {
 		if req.timer == nil {

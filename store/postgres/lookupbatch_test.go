@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/sumkeep/sumkeep/store"
 )
@@ -85,7 +86,7 @@ func TestLookupBatch(t *testing.T) {
 						path: r.Path, version: r.Version, maxID: a.maxID, done: make(chan lookupRes, 1)})
 				}
 				reqs := append([]*lookupReq(nil), w.batch...)
-				s.lookupBatch(w)
+				s.lookupBatch(w, time.Time{})
 				for k, a := range part {
 					r := reqs[k]
 					got, err := lookupRecord(a.log, r.path, r.version, <-r.done)
@@ -98,5 +99,67 @@ func TestLookupBatch(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLookupConcurrent: many lookups at once, some running their batch
+// themselves and some queued for the workers, each get their own answer;
+// lookups still under way when the store closes all return.
+func TestLookupConcurrent(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	var recs []store.Record
+	for i := range 500 {
+		recs = append(recs, filterRecord(i, int64(i)))
+	}
+	if err := s.Commit(ctx, "log", store.Batch{Records: recs, Synced: int64(len(recs))}); err != nil {
+		t.Fatal(err)
+	}
+	const callers, each = 32, 100
+	errs := make(chan error, callers)
+	for c := range callers {
+		go func() {
+			for k := range each {
+				i := (c*each + k*7) % 600 // 500.. are not stored
+				r := filterRecord(i, 0)
+				got, err := s.LookupWithin(ctx, time.Minute, "log", r.Path, r.Version, 400)
+				switch {
+				case i >= 400 && !errors.Is(err, store.ErrNotFound):
+					errs <- fmt.Errorf("m%d: %d, %v; want not found", i, got.ID, err)
+					return
+				case i < 400 && (err != nil || got.ID != int64(i) || !bytes.Equal(got.Data, r.Data)):
+					errs <- fmt.Errorf("m%d: %d %q, %v", i, got.ID, got.Data, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	done := make(chan struct{}, callers)
+	for c := range callers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for k := 0; ; k++ {
+				r := filterRecord((c+k)%500, 0)
+				if _, err := s.Lookup(ctx, "log", r.Path, r.Version, 500); err != nil {
+					return // closed
+				}
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	s.Close()
+	for range callers {
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			t.Fatal("a lookup still waits a minute after Close")
+		}
 	}
 }
