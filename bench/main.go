@@ -87,6 +87,7 @@ func main() {
 	flag.IntVar(&traceCold, "trace-cold", 0, "print the store and upstream calls of this many of the slowest cold lookups (fetch-path figures)")
 	flag.IntVar(&coldWarmup, "cold-warmup", 16, "cold lookups of other records made, and not counted, before the measured ones: they open the store's and the upstream's connections (fetch-path figures)")
 	flag.BoolVar(&fetchPathSeed, "fetchpath-seed", true, "also measure seed in the fetch-path figures")
+	flag.BoolVar(&withFetch, "fetchpath", true, "also measure the fetch path (cold lookups and seed) after the lookups")
 	flag.IntVar(&seedConcurrency, "seed-concurrency", mirror.DefaultSeedConcurrency, "seed's concurrency in the fetch-path figures")
 	flag.Parse()
 	if *serveFile != "" {
@@ -118,7 +119,7 @@ var (
 	withTrillian, trillianOnly bool
 	fetchPathOnly              bool
 	traceCold, coldWarmup      int
-	fetchPathSeed              bool
+	fetchPathSeed, withFetch   bool
 	seedConcurrency            int
 	trillianPairs              int
 
@@ -445,8 +446,10 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 		add("CPU per lookup, metrics on / off (median of pairs)", fmt.Sprintf("%.3f (pairs: %s)", median(cpuOnOff), listPrec(cpuOnOff, 3)), "<= 1.03")
 	}
 
-	if err := fetchPathFigures(ctx, u, prerender(u), add); err != nil {
-		return err
+	if withFetch {
+		if err := fetchPathFigures(ctx, u, prerender(u), add); err != nil {
+			return err
+		}
 	}
 	printRows(rows)
 	return nil
