@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -95,7 +97,13 @@ func BenchmarkLookupReference(b *testing.B) {
 // cache off), one at a time: the handler's own cost and the store round
 // trip's, without a connection. pg-µs/op is the CPU time the database's
 // backends spent per lookup (from /proc, so only with a local server).
-func BenchmarkLookupMiss(b *testing.B) {
+// BenchmarkLookupMissParallel makes them from 64 goroutines at once, as
+// the bench's connections do, so that lookups share batches.
+func BenchmarkLookupMiss(b *testing.B) { benchLookupMiss(b, false) }
+
+func BenchmarkLookupMissParallel(b *testing.B) { benchLookupMiss(b, true) }
+
+func benchLookupMiss(b *testing.B, parallel bool) {
 	st, _ := openStore(b)
 	l := newTestLog(b, "sum.example.test")
 	l.grow(b, 5000)
@@ -113,7 +121,31 @@ func BenchmarkLookupMiss(b *testing.B) {
 		}
 	}
 	pg0 := backendCPU(b, st)
-	benchLookups(b, h, paths)
+	if !parallel {
+		benchLookups(b, h, paths)
+	} else {
+		// The requests are shared: the handler only reads them.
+		reqs := make([]*http.Request, len(paths))
+		for i, p := range paths {
+			reqs[i] = httptest.NewRequest("GET", p, nil)
+		}
+		b.ReportAllocs()
+		b.SetParallelism(32)
+		b.ResetTimer()
+		var next atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			w := &discardWriter{}
+			for pb.Next() {
+				i := int(next.Add(1)) % len(paths)
+				w.h, w.code, w.n = make(http.Header), 0, 0
+				h.ServeHTTP(w, reqs[i])
+				if w.code != http.StatusOK {
+					b.Errorf("%s: %d", paths[i], w.code)
+					return
+				}
+			}
+		})
+	}
 	b.StopTimer()
 	b.ReportMetric(float64((backendCPU(b, st)-pg0).Microseconds())/float64(b.N), "pg-µs/op")
 }
