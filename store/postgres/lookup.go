@@ -25,7 +25,8 @@ import (
 // one, so concurrent lookups are batched: a few workers each take the
 // oldest waiting lookup and whatever else is queued behind it (up to
 // maxLookupBatch) and answer them all with one query. A lookup that arrives
-// alone is sent at once; batching only forms while the workers are busy.
+// alone is sent at once, by its own goroutine when a worker's slot is free
+// (LookupWithin); batching only forms while every slot is busy.
 //
 // Fewer workers make bigger batches. On a 2-core machine shared by server
 // and database, four workers averaged 2.6 lookups a query and reached 0.41
