@@ -90,6 +90,7 @@ func main() {
 	flag.BoolVar(&fetchPathSeed, "fetchpath-seed", true, "also measure seed in the fetch-path figures")
 	flag.BoolVar(&seedOnly, "seed-only", false, "with -fetchpath-only: measure the seed alone, not the cold lookups")
 	flag.IntVar(&seedRuns, "seed-runs", 1, "seeds timed one after another, each into a fresh database, in the fetch-path figures (-cpuprofile: one profile each, .seed, .seed1, ...)")
+	flag.BoolVar(&withFetch, "fetchpath", true, "also measure the fetch path (cold lookups and seed) after the lookups")
 	flag.IntVar(&seedConcurrency, "seed-concurrency", mirror.DefaultSeedConcurrency, "seed's concurrency in the fetch-path figures")
 	flag.Parse()
 	if *serveFile != "" {
@@ -123,6 +124,7 @@ var (
 	traceCold, coldWarmup      int
 	traceUpstreams             bool
 	fetchPathSeed, seedOnly    bool
+	withFetch                  bool
 	seedRuns                   int
 	seedConcurrency            int
 	trillianPairs              int
@@ -342,24 +344,41 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 	// figure is the median of the pairs' ratios, and the runs shown are
 	// those of the median pair.
 	var ref loadgen.Result
+	var refCPU time.Duration
 	timeRef := func() error {
+		cpu0 := procCPU("self")
 		ref = loadgen.Run(ctx, urlsFor(refURL), conns, time.Second, dur, 10_000_000)
+		refCPU = procCPU("self") - cpu0
 		if ref.Errors > 0 {
 			return fmt.Errorf("reference lookup errors: %v", ref.FirstErr)
 		}
 		return nil
 	}
 	type pair struct{ ref, mir loadgen.Result }
+	// Each pair also prints the CPU time a lookup took, load generator
+	// included (the 1s warm-up's too, of requests not counted): this
+	// process's for the reference, this process's and the database's
+	// backends' for sumkeep. On a shared machine their ratio is steadier
+	// than the throughputs'.
+	perLookup := func(d time.Duration, r loadgen.Result) float64 {
+		return float64(d.Microseconds()) / float64(max(1, r.Requests-r.Errors))
+	}
+	var cpuRatios []float64
 	paired := func(cfg server.Config) ([]float64, pair, error) {
 		var ratios []float64
 		var ps []pair
-		for range lookupPairs {
-			r, _, err := measure(cfg, time.Second, timeRef)
+		cpuRatios = cpuRatios[:0]
+		for i := range lookupPairs {
+			r, cpu, err := measure(cfg, time.Second, timeRef)
 			if err != nil {
 				return nil, pair{}, err
 			}
 			ratios = append(ratios, r.RPS()/ref.RPS())
 			ps = append(ps, pair{ref, r})
+			refUs, mirUs := perLookup(refCPU, ref), perLookup(cpu.total(), r)
+			cpuRatios = append(cpuRatios, mirUs/refUs)
+			fmt.Printf("  pair %d: reference %.0f req/s, %.1fµs CPU a lookup; sumkeep %.0f req/s, %.1fµs CPU a lookup (go %.1f + postgres %.1f); throughput ratio %.2f, CPU ratio %.2f\n",
+				i+1, ref.RPS(), refUs, r.RPS(), mirUs, perLookup(cpu.self, r), perLookup(cpu.pg, r), r.RPS()/ref.RPS(), mirUs/refUs)
 		}
 		sorted := slices.Clone(ratios)
 		slices.Sort(sorted)
@@ -379,6 +398,7 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 		pprof.StartCPUProfile(f)
 	}
 	hotRatios, hot, err := paired(server.Config{Store: st, Log: u.Name()})
+	hotCPU := slices.Clone(cpuRatios)
 	if profile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -389,6 +409,7 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 	if err != nil {
 		return err
 	}
+	coldCPU := slices.Clone(cpuRatios)
 	ref, mir, cold := hot.ref, hot.mir, coldPair.mir
 	// The request log, on by default in serve: one slog text line per
 	// request, written to a file as serve writes to its standard error.
@@ -405,12 +426,14 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 	add("lookups, sumdb.Server in memory (median pair)", ref.String(), "reference")
 	add("lookups, sumkeep (median pair)", mir.String(), "")
 	add("lookup throughput / reference (median of pairs)", fmt.Sprintf("%.2f (pairs: %s)", median(hotRatios), list(hotRatios)), ">= 1.0")
+	add("CPU per lookup, sumkeep / reference (median of pairs)", fmt.Sprintf("%.2f (pairs: %s)", median(hotCPU), list(hotCPU)), "")
 	add("lookup p99, sumkeep / reference", fmt.Sprintf("%s / %s = %.2f", mir.P99.Round(time.Microsecond), ref.P99.Round(time.Microsecond),
 		float64(mir.P99)/float64(ref.P99)), "<= 1.5")
 	add("lookups, sumkeep, request log on (to a file)", logged.String(), "")
 	add("request log on / off throughput", fmt.Sprintf("%.2f", logged.RPS()/mir.RPS()), "")
 	add("lookups, sumkeep, cache off (all Postgres)", cold.String(), "")
 	add("cache-off throughput / reference (median of pairs)", fmt.Sprintf("%.2f (pairs: %s)", median(coldRatios), list(coldRatios)), ">= 0.6")
+	add("cache-off CPU per lookup, sumkeep / reference (median of pairs)", fmt.Sprintf("%.2f (pairs: %s)", median(coldCPU), list(coldCPU)), "")
 	if withUpstreams {
 		if err := upstreamsFigures(ctx, u, upstreamLookups, add); err != nil {
 			return err
@@ -460,8 +483,10 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 		add("CPU per lookup, metrics on / off (median of pairs)", fmt.Sprintf("%.3f (pairs: %s)", median(cpuOnOff), listPrec(cpuOnOff, 3)), "<= 1.03")
 	}
 
-	if err := fetchPathFigures(ctx, u, prerender(u), add); err != nil {
-		return err
+	if withFetch {
+		if err := fetchPathFigures(ctx, u, prerender(u), add); err != nil {
+			return err
+		}
 	}
 	printRows(rows)
 	return nil

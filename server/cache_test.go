@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"strconv"
 	"testing"
 )
 
@@ -64,5 +65,21 @@ func TestRecordCacheKeepsPopular(t *testing.T) {
 	}
 	if kept < len(hot)*9/10 {
 		t.Fatalf("only %d of %d popular entries survived", kept, len(hot))
+	}
+}
+
+// TestContentLength: the shared Content-Length values are each exactly
+// the number's, and appending to one never writes into the next.
+func TestContentLength(t *testing.T) {
+	s := New(Config{})
+	for _, n := range []int{0, 1, 9, 10, 99, 100, 345, smallAnswer - 1, smallAnswer, 100000} {
+		v := s.contentLength(n)
+		if len(v) != 1 || v[0] != strconv.Itoa(n) {
+			t.Errorf("contentLength(%d) = %q", n, v)
+		}
+		_ = append(v, "x")
+	}
+	if v := s.contentLength(346); v[0] != "346" {
+		t.Errorf("after appends, contentLength(346) = %q", v)
 	}
 }

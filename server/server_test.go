@@ -630,7 +630,8 @@ func TestUnescape(t *testing.T) {
 // TestValidRecordText checks the record check against tlog.FormatRecord.
 func TestValidRecordText(t *testing.T) {
 	inputs := []string{"", "\n", "a", "a\n", "a\n\n", "a\nb\n", "a\n\nb\n", "a \n", "a\tb\n", "a\rb\n", "Ω\n",
-		"\xff\n", "a\x00\n", "a\x7f\n", "\u2028\n", "a\nb", "\xef\xbf\xbd\n", "\xc0\x80\n", " \n"}
+		"\xff\n", "a\x00\n", "a\x7f\n", "\u2028\n", "a\nb", "\xef\xbf\xbd\n", "\xc0\x80\n", " \n",
+		"\n\n", "a\n\n\n", "\na\n", "a\x1f\n", "a\x80\n", "a\u0085\n", "\xed\xa0\x80\n", "a\xe2\x82\n", "a\xf4\x90\x80\x80\n"}
 	for i := range 300 {
 		_, data := testRecord(i)
 		inputs = append(inputs, string(data))

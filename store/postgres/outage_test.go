@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -85,4 +86,46 @@ func TestOutage(t *testing.T) {
 	if err := waiting.Migrate(ctx); err != nil {
 		t.Fatalf("Migrate after restart: %v", err)
 	}
+}
+
+// TestCloseDuringLookup: a lookup batch whose query the database does not
+// answer (paused) holds its worker until the query's own deadline (30s)
+// unless Close ends it: Close returns long before, and so do the lookups
+// waiting; LookupWithin gives up on its own bound with an error wrapping
+// context.DeadlineExceeded.
+func TestCloseDuringLookup(t *testing.T) {
+	c := pgtest.NewCluster(t)
+	ctx := context.Background()
+	s, err := postgres.Open(ctx, c.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r := store.Record{ID: 0, Path: "example.com/m", Version: "v1.0.0", Data: []byte("example.com/m v1.0.0 h1:x\nexample.com/m v1.0.0/go.mod h1:y\n")}
+	if err := s.Commit(ctx, "log", store.Batch{Records: []store.Record{r}, Synced: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Lookup(ctx, "log", r.Path, r.Version, 1); err != nil {
+		t.Fatal(err)
+	}
+
+	c.Pause()
+	defer c.Resume()
+	returnsWithin(t, "LookupWithin 1s while paused", 20*time.Second, func() {
+		if _, err := s.LookupWithin(ctx, time.Second, "log", r.Path, r.Version, 1); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("LookupWithin while paused: %v, want an error wrapping context.DeadlineExceeded", err)
+		}
+	})
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := s.Lookup(ctx, "log", r.Path, r.Version, 1)
+		waiting <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // its batch (or the one before) is under way
+	returnsWithin(t, "Close during a lookup", 20*time.Second, s.Close)
+	returnsWithin(t, "the lookup waiting", time.Second, func() {
+		if err := <-waiting; err == nil {
+			t.Error("a lookup answered by a paused database")
+		}
+	})
 }

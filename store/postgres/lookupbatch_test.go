@@ -1,0 +1,165 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/sumkeep/sumkeep/store"
+)
+
+// TestLookupBatch: a lookup worker's batch, of few keys (key = ANY) and of
+// many (a join over the keys), answers each lookup as one query of its own
+// would: the row of its log, path and version below its maxID with the
+// smallest id, never another module's row that shares its key, and the
+// same answer to a lookup asked twice in one batch.
+func TestLookupBatch(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	for _, log := range []string{"log", "other"} {
+		var recs []store.Record
+		for i := range 300 {
+			recs = append(recs, filterRecord(i, int64(i)))
+		}
+		if err := s.Commit(ctx, log, store.Batch{Records: recs, Synced: int64(len(recs))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logID, err := s.logID(ctx, s.pool, "log", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := s.pool.Exec(ctx, sql, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// m10 takes m11's key (a collision: m11 must not answer a lookup of
+	// m10, nor m10 one of m11); m20 has a second row of a smaller id,
+	// m30 one of a larger id; in the other log, m40 is missing.
+	exec(`UPDATE records SET key = (SELECT key FROM records WHERE log_id = $1 AND id = 11) WHERE log_id = $1 AND id = 10`, logID)
+	exec(`INSERT INTO records (log_id, id, key, path, version, hashes, raw)
+		SELECT log_id, 5, key, path, version, hashes, raw FROM records WHERE log_id = $1 AND id = 20`, logID)
+	exec(`INSERT INTO records (log_id, id, key, path, version, hashes, raw)
+		SELECT log_id, 250, key, path, version, hashes, raw FROM records WHERE log_id = $1 AND id = 30`, logID)
+	exec(`DELETE FROM records WHERE log_id <> $1 AND id = 40`, logID)
+
+	type ask struct {
+		log   string
+		i     int   // module m<i>
+		maxID int64 // the lookup's
+		want  int64 // the id found, or -1
+	}
+	asks := []ask{
+		{"log", 10, 300, -1}, // its row has another key now
+		{"log", 11, 300, 11},
+		{"log", 20, 300, 5},
+		{"log", 20, 5, -1}, // neither row is below 5
+		{"log", 20, 6, 5},
+		{"log", 30, 300, 30},
+		{"log", 30, 30, -1},
+		{"log", 40, 300, 40},
+		{"other", 40, 300, -1},
+		{"other", 41, 300, 41},
+		{"log", 1000, 300, -1},
+		{"log", 11, 300, 11}, // asked twice
+	}
+	for i := range 20 {
+		asks = append(asks, ask{"other", 100 + i, 300, int64(100 + i)})
+	}
+	for _, n := range []int{1, 3, lookupFewMax, len(asks)} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			for lo := 0; lo < len(asks); lo += n {
+				part := asks[lo:min(lo+n, len(asks))]
+				w := &batchWorker{}
+				for _, a := range part {
+					id, err := s.logID(ctx, s.pool, a.log, false)
+					if err != nil {
+						t.Fatal(err)
+					}
+					r := filterRecord(a.i, 0)
+					w.batch = append(w.batch, &lookupReq{ctx: ctx, log: a.log, logID: id, key: store.LookupKey(r.Path, r.Version),
+						path: r.Path, version: r.Version, maxID: a.maxID, done: make(chan lookupRes, 1)})
+				}
+				reqs := append([]*lookupReq(nil), w.batch...)
+				s.lookupBatch(w, time.Time{})
+				for k, a := range part {
+					r := reqs[k]
+					got, err := lookupRecord(a.log, r.path, r.version, <-r.done)
+					switch {
+					case a.want < 0 && !errors.Is(err, store.ErrNotFound):
+						t.Errorf("%s m%d below %d: %d, %v; want not found", a.log, a.i, a.maxID, got.ID, err)
+					case a.want >= 0 && (err != nil || got.ID != a.want || !bytes.Equal(got.Data, filterRecord(a.i, 0).Data)):
+						t.Errorf("%s m%d below %d: %d %q, %v; want %d", a.log, a.i, a.maxID, got.ID, got.Data, err, a.want)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestLookupConcurrent: many lookups at once, some running their batch
+// themselves and some queued for the workers, each get their own answer;
+// lookups still under way when the store closes all return.
+func TestLookupConcurrent(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	var recs []store.Record
+	for i := range 500 {
+		recs = append(recs, filterRecord(i, int64(i)))
+	}
+	if err := s.Commit(ctx, "log", store.Batch{Records: recs, Synced: int64(len(recs))}); err != nil {
+		t.Fatal(err)
+	}
+	const callers, each = 32, 100
+	errs := make(chan error, callers)
+	for c := range callers {
+		go func() {
+			for k := range each {
+				i := (c*each + k*7) % 600 // 500.. are not stored
+				r := filterRecord(i, 0)
+				got, err := s.LookupWithin(ctx, time.Minute, "log", r.Path, r.Version, 400)
+				switch {
+				case i >= 400 && !errors.Is(err, store.ErrNotFound):
+					errs <- fmt.Errorf("m%d: %d, %v; want not found", i, got.ID, err)
+					return
+				case i < 400 && (err != nil || got.ID != int64(i) || !bytes.Equal(got.Data, r.Data)):
+					errs <- fmt.Errorf("m%d: %d %q, %v", i, got.ID, got.Data, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	done := make(chan struct{}, callers)
+	for c := range callers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for k := 0; ; k++ {
+				r := filterRecord((c+k)%500, 0)
+				if _, err := s.Lookup(ctx, "log", r.Path, r.Version, 500); err != nil {
+					return // closed
+				}
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	s.Close()
+	for range callers {
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			t.Fatal("a lookup still waits a minute after Close")
+		}
+	}
+}
