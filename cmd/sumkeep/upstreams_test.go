@@ -66,6 +66,13 @@ func TestGoCommandUpstreams(t *testing.T) {
 		{"WrongLookup", sumdbtest.Fault{Kind: sumdbtest.FaultWrongLookup}, store.EvidenceWrongAnswer},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// The honest upstream answers far later than the liar even
+			// on a busy machine, so the liar's answers arrive first and
+			// the lie is met (with it at 30 ms, a liar starved of CPU
+			// for that long was hedged, then outrun, and lied to no one:
+			// no evidence, 2 runs in 16 under load).
+			u.SetLatency(500 * time.Millisecond)
+			defer u.SetLatency(30 * time.Millisecond)
 			liar, failing := sameLog(t, u), sameLog(t, u)
 			liar.SetFault(tc.fault)
 			failing.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultServerError})
