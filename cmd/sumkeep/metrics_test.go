@@ -101,11 +101,15 @@ func TestSyncScheduleMetrics(t *testing.T) {
 	// first run that reads it.
 	runs := fmt.Sprintf(`sumkeep_sync_runs_total{log=%q,outcome="success"}`, u.Name())
 	served := fmt.Sprintf(`sumkeep_log_served_tree_size{log=%q}`, u.Name())
+	// The store's figures are read together, but a read may come between
+	// the sync's commit and the head it serves: wait for both.
+	stored := fmt.Sprintf(`sumkeep_log_records_stored{log=%q}`, u.Name())
 	waitFor(t, 90*time.Second, func() string { return "no successful sync run shown\n" + text + "\nstderr:\n" + p.stderr.String() }, func() bool {
 		_, text = httpGet(t, mu)
 		v, _ := sample(text, runs)
 		size, _ := sample(text, served)
-		return v >= 1 && size == 700
+		n, _ := sample(text, stored)
+		return v >= 1 && size == 700 && n == 700
 	})
 	for series, want := range map[string]float64{
 		fmt.Sprintf(`sumkeep_sync_records_written_total{log=%q}`, u.Name()): 700,
