@@ -27,20 +27,7 @@ func TestBRINSummarizedDuringSync(t *testing.T) {
 		}
 		s.brin.wg.Wait() // as if the next batch's COPY took that long
 	}
-	var blocks, left int64
-	if err := s.pool.QueryRow(ctx, `SELECT pg_relation_size('records') / current_setting('block_size')::bigint`).Scan(&blocks); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.pool.QueryRow(ctx, `SELECT brin_summarize_new_values('records_id')`).Scan(&left); err != nil {
-		t.Fatal(err)
-	}
-	ranges := (blocks + brinPagesPerRange - 1) / brinPagesPerRange
-	if ranges < 6 {
-		t.Fatalf("the records fill only %d ranges: the test needs more", ranges)
-	}
-	if left > 3 {
-		t.Errorf("%d of %d ranges were left unsummarized, want at most 3", left, ranges)
-	}
+	checkSummarized(t, s)
 }
 
 // TestBRINSummarizedByStagedBatches: a staged full-sync batch summarizes
@@ -73,6 +60,14 @@ func TestBRINSummarizedByStagedBatches(t *testing.T) {
 	if staged < batches-1 {
 		t.Fatalf("%d of %d batches were staged: the test needs them staged", staged, batches)
 	}
+	checkSummarized(t, s)
+}
+
+// checkSummarized checks that the records fill at least 6 BRIN ranges of
+// the id index and that at most 3 of them were left unsummarized.
+func checkSummarized(t *testing.T, s *Store) {
+	t.Helper()
+	ctx := context.Background()
 	var blocks, left int64
 	if err := s.pool.QueryRow(ctx, `SELECT pg_relation_size('records') / current_setting('block_size')::bigint`).Scan(&blocks); err != nil {
 		t.Fatal(err)
