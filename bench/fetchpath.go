@@ -292,8 +292,10 @@ func seedFigures(ctx context.Context, u *sumdbtest.Upstream, h http.Handler, del
 		return requests, maxIn
 	}
 	for run := 0; run < max(1, seedRuns); run++ {
-		if err := seedRun(ctx, run, upURL, upRequests, up.pid, u.VerifierKey(), mods, delay, add); err != nil {
-			return err
+		for _, h2 := range seedProtocols() {
+			if err := seedRun(ctx, run, h2, upURL, upRequests, up.pid, u.VerifierKey(), mods, delay, add); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -301,7 +303,7 @@ func seedFigures(ctx context.Context, u *sumdbtest.Upstream, h http.Handler, del
 
 // seedRun is one timed seed of mods into a fresh database, from the
 // upstream process at upURL.
-func seedRun(ctx context.Context, run int, upURL string, upRequests func() (int64, int64), upPID int, key string, mods []module.Version, delay time.Duration, add func(name, value, target string)) error {
+func seedRun(ctx context.Context, run int, h2 bool, upURL string, upRequests func() (int64, int64), upPID int, key string, mods []module.Version, delay time.Duration, add func(name, value, target string)) error {
 	k := len(mods)
 	requests0, _ := upRequests()
 	st, drop, err := newPostgres(ctx, "sumkeep_bench_seed")
@@ -312,8 +314,16 @@ func seedRun(ctx context.Context, run int, upURL string, upRequests func() (int6
 	commits := &countingStore{Store: st}
 	concurrency := seedConcurrency
 	// As `sumkeep seed` does: a connection kept for each lookup and tile
-	// request in flight.
+	// request in flight over HTTP/1.1; over HTTP/2, the streams of a few.
 	client := upstream.NewClient(upURL, nil, upstream.WithIdleConns(2*concurrency))
+	proto := "HTTP/1.1"
+	if h2 {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.Protocols = new(http.Protocols)
+		t.Protocols.SetUnencryptedHTTP2(true)
+		client = upstream.NewClient(upURL, &http.Client{Transport: t, Timeout: time.Minute})
+		proto = "HTTP/2"
+	}
 	s, err := mirror.New(mirror.Config{Store: commits, Upstream: client, Key: key, Mode: mirror.ModeLazy})
 	if err != nil {
 		return err
@@ -348,18 +358,30 @@ func seedRun(ctx context.Context, run int, upURL string, upRequests func() (int6
 	rounds := (k + concurrency - 1) / concurrency
 	bound := float64(k) / (delay.Seconds() * float64(rounds))
 	rate := float64(k) / elapsed.Seconds()
-	fmt.Printf("  seed of %d module@versions (a %d-line go.sum), concurrency %d, upstream latency %s: %s, %d upstream requests (at most %d in flight), %d commits, %d tile reads from the store\n",
-		k, 2*k, concurrency, delay, elapsed.Round(time.Millisecond), requests, maxIn, commits.commits.Load(), commits.tileReads.Load())
+	fmt.Printf("  seed of %d module@versions (a %d-line go.sum), concurrency %d, upstream latency %s over %s: %s, %d upstream requests (at most %d in flight), %d commits, %d tile reads from the store\n",
+		k, 2*k, concurrency, delay, proto, elapsed.Round(time.Millisecond), requests, maxIn, commits.commits.Load(), commits.tileReads.Load())
 	fmt.Printf("  seed CPU: %s; upstream process %.2fs (not the seed's)\n", cpu, upCPU.Seconds())
-	add(fmt.Sprintf("seed records/s (%s upstream)", delay), fmt.Sprintf("%.0f", rate), ">= 4920 (10x 492)")
+	add(fmt.Sprintf("seed records/s (%s upstream, %s)", delay, proto), fmt.Sprintf("%.0f", rate), ">= 4920 (10x 492)")
 	add(fmt.Sprintf("seed latency bound (records/(latency x %d rounds))", rounds), fmt.Sprintf("%.0f", bound), "reference")
-	add("seed / latency bound", fmt.Sprintf("%.2f", rate/bound), ">= 0.70")
+	add(fmt.Sprintf("seed / latency bound, %s", proto), fmt.Sprintf("%.2f", rate/bound), ">= 0.70")
 	// What the CPU alone allows, if every core were busy all the time: the
 	// seed and the database share the cores (the upstream's CPU left out).
 	ceiling := float64(k) / (cpu.total().Seconds() / float64(runtime.NumCPU())) / bound
-	add(fmt.Sprintf("seed / latency bound: ceiling from CPU alone on %d cores", runtime.NumCPU()), fmt.Sprintf("%.2f", ceiling), "")
-	add("seed CPU per record (postgres + go)", (cpu.total() / time.Duration(k)).Round(time.Microsecond).String(), "")
+	add(fmt.Sprintf("seed / latency bound, %s: ceiling from CPU alone on %d cores", proto, runtime.NumCPU()), fmt.Sprintf("%.2f", ceiling), "")
+	add(fmt.Sprintf("seed CPU per record (postgres + go), %s", proto), (cpu.total() / time.Duration(k)).Round(time.Microsecond).String(), "")
 	return nil
+}
+
+// seedProtocols lists the transports the seed is timed over (-seed-http):
+// false for HTTP/1.1, true for HTTP/2.
+func seedProtocols() []bool {
+	switch seedHTTP {
+	case "1":
+		return []bool{false}
+	case "2":
+		return []bool{true}
+	}
+	return []bool{false, true}
 }
 
 // countingStore counts durable commits and the store's tile reads (each

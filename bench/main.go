@@ -91,6 +91,7 @@ func main() {
 	flag.BoolVar(&seedOnly, "seed-only", false, "with -fetchpath-only: measure the seed alone, not the cold lookups")
 	flag.IntVar(&seedRuns, "seed-runs", 1, "seeds timed one after another, each into a fresh database, in the fetch-path figures (-cpuprofile: one profile each, .seed, .seed1, ...)")
 	flag.BoolVar(&withFetch, "fetchpath", true, "also measure the fetch path (cold lookups and seed) after the lookups")
+	flag.StringVar(&seedHTTP, "seed-http", "both", "the seed's transport to its upstream in the fetch-path figures: 1 (HTTP/1.1, a connection a request in flight), 2 (HTTP/2 from the start, as over TLS), or both, one after the other")
 	flag.IntVar(&seedConcurrency, "seed-concurrency", mirror.DefaultSeedConcurrency, "seed's concurrency in the fetch-path figures")
 	flag.Parse()
 	if *serveFile != "" {
@@ -127,6 +128,7 @@ var (
 	withFetch                  bool
 	seedRuns                   int
 	seedConcurrency            int
+	seedHTTP                   string
 	trillianPairs              int
 
 	lookupOnly                       bool
@@ -932,7 +934,12 @@ func serveUpstream(file string, latency time.Duration) error {
 	mux.HandleFunc("/_bench/requests", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%d %d", slow.requests.Load(), slow.maxIn.Load())
 	})
-	return http.Serve(ln, mux)
+	// HTTP/1.1, and HTTP/2 to a client that speaks it from the start (as
+	// an upstream over TLS speaks it once ALPN has chosen it).
+	srv := &http.Server{Handler: mux, Protocols: new(http.Protocols)}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	return srv.Serve(ln)
 }
 
 // scrapeEvery GETs url every interval until ctx ends, as Prometheus would.
