@@ -315,7 +315,7 @@ func seedRun(ctx context.Context, run int, h2 bool, upURL string, upRequests fun
 	concurrency := seedConcurrency
 	// As `sumkeep seed` does: a connection kept for each lookup and tile
 	// request in flight over HTTP/1.1; over HTTP/2, the streams of a few.
-	client := upstream.NewClient(upURL, nil, upstream.WithIdleConns(2*concurrency))
+	var client *upstream.Client
 	proto := "HTTP/1.1"
 	if h2 {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -323,6 +323,8 @@ func seedRun(ctx context.Context, run int, h2 bool, upURL string, upRequests fun
 		t.Protocols.SetUnencryptedHTTP2(true)
 		client = upstream.NewClient(upURL, &http.Client{Transport: t, Timeout: time.Minute})
 		proto = "HTTP/2"
+	} else {
+		client = upstream.NewClient(upURL, nil, upstream.WithIdleConns(2*concurrency))
 	}
 	s, err := mirror.New(mirror.Config{Store: commits, Upstream: client, Key: key, Mode: mirror.ModeLazy})
 	if err != nil {
@@ -381,7 +383,7 @@ func seedProtocols() []bool {
 	case "2":
 		return []bool{true}
 	}
-	return []bool{false, true}
+	return []bool{false, true} // "both"; main checked the value
 }
 
 // countingStore counts durable commits and the store's tile reads (each

@@ -94,6 +94,10 @@ func main() {
 	flag.StringVar(&seedHTTP, "seed-http", "both", "the seed's transport to its upstream in the fetch-path figures: 1 (HTTP/1.1, a connection a request in flight), 2 (HTTP/2 from the start, as over TLS), or both, one after the other")
 	flag.IntVar(&seedConcurrency, "seed-concurrency", mirror.DefaultSeedConcurrency, "seed's concurrency in the fetch-path figures")
 	flag.Parse()
+	if seedHTTP != "1" && seedHTTP != "2" && seedHTTP != "both" {
+		fmt.Fprintf(os.Stderr, "bench: -seed-http %q: want 1, 2 or both\n", seedHTTP)
+		os.Exit(2)
+	}
 	if *serveFile != "" {
 		if err := serveUpstream(*serveFile, *serveLatency); err != nil {
 			fmt.Fprintln(os.Stderr, "bench: upstream:", err)
