@@ -41,10 +41,11 @@ test:
 PGSOCKET ?= /var/run/postgresql
 BENCH_POSTGRES := $(if $(wildcard $(PGSOCKET)/.s.PGSQL.5432),postgres://postgres@/postgres?host=$(PGSOCKET)&sslmode=disable)
 
+bench: export SUMKEEP_TEST_POSTGRES := $(or $(SUMKEEP_TEST_POSTGRES),$(BENCH_POSTGRES))
 bench:
-	SUMKEEP_TEST_POSTGRES="$${SUMKEEP_TEST_POSTGRES:-$(BENCH_POSTGRES)}" $(GO) run ./bench
-	SUMKEEP_TEST_POSTGRES="$${SUMKEEP_TEST_POSTGRES:-$(BENCH_POSTGRES)}" $(GO) run ./bench/verify
-	SUMKEEP_TEST_POSTGRES="$${SUMKEEP_TEST_POSTGRES:-$(BENCH_POSTGRES)}" $(GO) run ./bench/realdata
+	$(GO) run ./bench
+	$(GO) run ./bench/verify
+	$(GO) run ./bench/realdata
 
 fmt:
 	gofmt -w $$($(GO) list -f '{{.Dir}}' ./...)
