@@ -117,6 +117,7 @@ type Client struct {
 	observe func(Observation) // nil: not observed
 	own     *http.Transport   // the client's own transport (NewClient with hc nil), else nil
 	slots   chan struct{}     // nil: unbounded; else one token per request in flight
+	lanes   *lanes            // with own: how requests share connections; else nil
 }
 
 // WithMaxInFlight bounds the requests the Client has in flight at once to
@@ -190,6 +191,9 @@ func NewClient(base string, hc *http.Client, opts ...ClientOption) *Client {
 	}
 	for _, o := range opts {
 		o(c)
+	}
+	if c.own != nil {
+		c.lanes = newLanes(hc)
 	}
 	return c
 }
@@ -275,18 +279,30 @@ func (c *Client) get(ctx context.Context, path string, limit int64) ([]byte, err
 }
 
 // observed is getOnce in a request slot, reported to the observer if
-// there is one.
+// there is one. The time spent waiting for a slot, or for the first
+// connection to the upstream (see lanes), is not the upstream's: the observation, and
+// the hook of ctx (see withAdmitted), start when the request is sent.
 func (c *Client) observed(ctx context.Context, path string, limit int64) ([]byte, bool, error) {
 	release, err := c.acquire(ctx)
 	if err != nil {
 		return nil, false, err
 	}
 	defer release()
-	if c.observe == nil {
-		return c.getOnce(ctx, path, limit)
+	hc, rctx, done := c.http, ctx, func() {}
+	if c.lanes != nil {
+		if hc, rctx, done, err = c.lanes.admit(ctx, c.shown); err != nil {
+			return nil, false, err
+		}
+	}
+	if f, ok := ctx.Value(admittedKey{}).(func()); ok {
+		f()
 	}
 	start := time.Now()
-	data, retry, err := c.getOnce(ctx, path, limit)
+	data, retry, err := c.getOnce(rctx, hc, path, limit)
+	done()
+	if c.observe == nil {
+		return data, retry, err
+	}
 	o := Observation{Upstream: c.shown, Kind: pathKind(path), Duration: time.Since(start), Err: err}
 	if err == nil {
 		o.Status = http.StatusOK
@@ -295,6 +311,16 @@ func (c *Client) observed(ctx context.Context, path string, limit int64) ([]byte
 	}
 	c.observe(o)
 	return data, retry, err
+}
+
+// admittedKey is the context key of withAdmitted's hook.
+type admittedKey struct{}
+
+// withAdmitted returns ctx with a hook that the Client calls each time it
+// sends a request made with it, after any wait for a slot: a Pool times
+// a copy of a request from then.
+func withAdmitted(ctx context.Context, f func()) context.Context {
+	return context.WithValue(ctx, admittedKey{}, f)
 }
 
 // pathKind is the kind of request a path under the base URL is.
@@ -317,14 +343,14 @@ func pathKind(path string) string {
 
 // getOnce fetches base/path once. Its errors name the URL without
 // credentials: the client's own (*url.Error) are masked too.
-func (c *Client) getOnce(ctx context.Context, path string, limit int64) (data []byte, retry bool, err error) {
+func (c *Client) getOnce(ctx context.Context, hc *http.Client, path string, limit int64) (data []byte, retry bool, err error) {
 	url := c.shown + "/" + path
 	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/"+path, nil)
 	if err != nil {
 		return nil, false, fmt.Errorf("fetching %s: %w", url, redact.URLError(err))
 	}
 	req.Header.Set("User-Agent", "sumkeep")
-	resp, err := c.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, true, fmt.Errorf("fetching %s: %w", url, redact.URLError(err))
 	}

@@ -689,7 +689,10 @@ func (p *Pool) round(ctx context.Context, f func(context.Context, *Client) ([]by
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	results := make(chan result, 2*len(order))
+	// Every copy sends one result and at most one admission, after this
+	// round may have returned: room for them all.
+	results := make(chan result, maxCopies*len(p.members))
+	admitted := make(chan int, maxCopies*len(p.members))
 	var tries []try // every copy sent, in order
 	asked := make(map[*member]int, len(order))
 	failed := make(map[*member]bool, len(order))
@@ -708,9 +711,11 @@ func (p *Pool) round(ctx context.Context, f func(context.Context, *Client) ([]by
 			m.mu.Unlock()
 		}
 		i := len(tries)
-		tries = append(tries, try{m: m, start: time.Now(), hedge: hedge})
+		tries = append(tries, try{m: m, start: time.Now(), hedge: hedge, pending: true})
+		var once sync.Once
+		cctx := withAdmitted(rctx, func() { once.Do(func() { admitted <- i }) })
 		go func() {
-			d, err := f(rctx, m.c)
+			d, err := f(cctx, m.c)
 			results <- result{i, d, err}
 		}()
 		last = m
@@ -771,7 +776,7 @@ func (p *Pool) round(ctx context.Context, f func(context.Context, *Client) ([]by
 				// hedge delay would be set from the answers below
 				// the spikes).
 				for _, o := range tries[:r.i] {
-					if !o.done {
+					if !o.done && !o.pending {
 						o.m.late(time.Since(o.start))
 					}
 				}
@@ -790,15 +795,30 @@ func (p *Pool) round(ctx context.Context, f func(context.Context, *Client) ([]by
 			if m := fresh(); m != nil {
 				launch(m, false)
 			}
+		case i := <-admitted:
+			// The copy is sent only now (it waited for a slot, or for
+			// the first connection to its upstream): time it from now.
+			if tries[i].done {
+				break // its failure came in first
+			}
+			tries[i].start, tries[i].pending = time.Now(), false
+			if i == len(tries)-1 {
+				hedgeT.Reset(p.hedgeDelay(last))
+				stallT.Reset(p.stallAfter(last))
+			}
 		case <-hedgeT.C:
+			// The copy sent last set the timer; is a new one likely
+			// to beat it? If not, look again once a new one would
+			// have answered. One still waiting to be sent is not late.
+			t := tries[len(tries)-1]
+			if t.pending {
+				hedgeT.Reset(p.hedgeDelay(t.m))
+				break
+			}
 			m := hedgeTarget(false)
 			if m == nil {
 				break
 			}
-			// The copy sent last set the timer; is a new one likely
-			// to beat it? If not, look again once a new one would
-			// have answered.
-			t := tries[len(tries)-1]
 			d := p.typical(m)
 			if !t.m.worthHedging(time.Since(t.start), d) {
 				hedgeT.Reset(d)
@@ -810,6 +830,17 @@ func (p *Pool) round(ctx context.Context, f func(context.Context, *Client) ([]by
 				hedgeT.Reset(d)
 			}
 		case <-stallT.C:
+			if tries[len(tries)-1].pending {
+				// Still waiting to be sent: no fault of the upstream's,
+				// but another may answer sooner.
+				if m := hedgeTarget(true); m != nil && m != last {
+					p.forceHedge()
+					launch(m, true)
+				} else {
+					stallT.Reset(p.stallAfter(last))
+				}
+				break
+			}
 			last.stalled(p, p.stallAfter(last))
 			if m := hedgeTarget(true); m != nil {
 				p.forceHedge()
@@ -828,10 +859,11 @@ const maxCopies = 3
 
 // try is one copy of a request sent to an upstream.
 type try struct {
-	m     *member
-	start time.Time
-	hedge bool
-	done  bool // it failed
+	m       *member
+	start   time.Time
+	hedge   bool
+	done    bool // it failed
+	pending bool // not sent yet: waiting for a slot (start is when it was launched)
 }
 
 // Latest returns a signed tree head note from the best upstream.
