@@ -148,10 +148,3 @@ func (l *lanes) release(ln *lane) {
 	ln.n--
 	l.mu.Unlock()
 }
-
-// open reports how many lanes are open.
-func (l *lanes) open() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.h2)
-}
