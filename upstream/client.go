@@ -193,7 +193,7 @@ func NewClient(base string, hc *http.Client, opts ...ClientOption) *Client {
 		o(c)
 	}
 	if c.own != nil {
-		c.lanes = newLanes(hc)
+		c.lanes = newLanes(hc, c.own)
 	}
 	return c
 }
@@ -280,8 +280,9 @@ func (c *Client) get(ctx context.Context, path string, limit int64) ([]byte, err
 
 // observed is getOnce in a request slot, reported to the observer if
 // there is one. The time spent waiting for a slot, or for the first
-// connection to the upstream (see lanes), is not the upstream's: the observation, and
-// the hook of ctx (see withAdmitted), start when the request is sent.
+// connection to the upstream (see lanes), is not the upstream's: the
+// observation, and the hook of ctx (see withAdmitted), start when the
+// request is sent.
 func (c *Client) observed(ctx context.Context, path string, limit int64) ([]byte, bool, error) {
 	release, err := c.acquire(ctx)
 	if err != nil {

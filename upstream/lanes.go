@@ -35,7 +35,8 @@ const laneStreams = 100
 // burst beyond opens another lane. Over HTTP/1.1 the transport itself is
 // used, a connection a request, as before.
 type lanes struct {
-	base *http.Client // its Transport is the Client's own *http.Transport
+	base *http.Client    // the Client's, for HTTP/1.1
+	own  *http.Transport // base's Transport, cloned for each lane
 
 	mu      sync.Mutex
 	proto   int           // the upstream's HTTP major version; 0 until connected
@@ -50,8 +51,8 @@ type lane struct {
 	n  int
 }
 
-func newLanes(base *http.Client) *lanes {
-	return &lanes{base: base, wake: make(chan struct{})}
+func newLanes(base *http.Client, own *http.Transport) *lanes {
+	return &lanes{base: base, own: own, wake: make(chan struct{})}
 }
 
 // admit waits until a request may be sent and returns the client to send
@@ -79,7 +80,7 @@ func (l *lanes) admit(ctx context.Context, shown string) (hc *http.Client, rctx 
 		ln := l.lane()
 		ln.n++
 		trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { l.learn(l.protoOf(info.Conn)) }}
-		return ln.hc, httptrace.WithClientTrace(ctx, trace), func() { l.probed(ln) }, nil
+		return ln.hc, httptrace.WithClientTrace(ctx, trace), func() { l.release(ln); l.learn(0) }, nil
 	case 2:
 		ln := l.lane()
 		ln.n++
@@ -97,13 +98,15 @@ func (l *lanes) protoOf(conn net.Conn) int {
 		}
 		return 1
 	}
-	if p := l.base.Transport.(*http.Transport).Protocols; p != nil && p.UnencryptedHTTP2() && !p.HTTP1() {
+	if p := l.own.Protocols; p != nil && p.UnencryptedHTTP2() && !p.HTTP1() {
 		return 2
 	}
 	return 1
 }
 
-// learn records the upstream's protocol and lets waiting requests go.
+// learn records the upstream's protocol and lets waiting requests go; 0
+// (the request sent to learn it ended without a connection) lets the next
+// one try.
 func (l *lanes) learn(proto int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -123,26 +126,14 @@ func (l *lanes) lane() *lane {
 			return ln
 		}
 	}
-	t := l.base.Transport.(*http.Transport).Clone()
+	t := l.own.Clone()
 	t.MaxConnsPerHost = 1
 	ln := &lane{hc: &http.Client{Transport: t, Timeout: l.base.Timeout, CheckRedirect: l.base.CheckRedirect, Jar: l.base.Jar}}
 	l.h2 = append(l.h2, ln)
 	return ln
 }
 
-// probed ends the request sent while the protocol was unknown: if it
-// never connected, the next request tries.
-func (l *lanes) probed(ln *lane) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	ln.n--
-	if l.proto == 0 {
-		l.probing = false
-		close(l.wake)
-		l.wake = make(chan struct{})
-	}
-}
-
+// release ends a request of ln's.
 func (l *lanes) release(ln *lane) {
 	l.mu.Lock()
 	ln.n--
