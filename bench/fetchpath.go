@@ -49,7 +49,12 @@ import (
 //     rounds' lookups, as many at a time, so only the last group's tiles
 //     and commit add to it. Beside it, the CPU it took (this process, the
 //     upstream included, and the database's backends) and the ratio that
-//     CPU alone allows on the machine's cores.
+//     CPU alone allows on the machine's cores. Then the same seed from an
+//     upstream whose lookups each come with a head of their own, as a
+//     caching proxy serves them (one real proxy answered a 2,091-record
+//     go.sum with heads spread over 15 million records): every head is
+//     linked and kept, and the figure is its records/s over the plain
+//     seed's.
 
 // slowUpstream serves h after a fixed delay per request and counts requests.
 type slowUpstream struct {
@@ -269,19 +274,66 @@ func seedFigures(ctx context.Context, u *sumdbtest.Upstream, h http.Handler, del
 	if err := render("/latest"); err != nil {
 		return err
 	}
-	for _, m := range mods {
-		ep, _ := module.EscapePath(m.Path)
-		ev, _ := module.EscapeVersion(m.Version)
-		if err := render("/lookup/" + ep + "@" + ev); err != nil {
-			return err
+	lookups := func() error {
+		for _, m := range mods {
+			ep, _ := module.EscapePath(m.Path)
+			ev, _ := module.EscapeVersion(m.Version)
+			if err := render("/lookup/" + ep + "@" + ev); err != nil {
+				return err
+			}
 		}
+		return nil
+	}
+	if err := lookups(); err != nil {
+		return err
 	}
 	up, err := startUpstreamProc(answers, delay)
 	if err != nil {
 		return err
 	}
 	defer up.stop()
-	upURL := up.url
+	var rate1 float64
+	for run := 0; run < max(1, seedRuns); run++ {
+		for _, h2 := range seedProtocols() {
+			rate, err := seedRun(ctx, run, h2, up, u.VerifierKey(), mods, delay, "", add)
+			if err != nil {
+				return err
+			}
+			if rate1 == 0 {
+				rate1 = rate
+			}
+		}
+	}
+
+	// The same seed from an upstream whose lookups each come with a head
+	// of their own, as a caching proxy serves them: every head is linked
+	// and kept, so a seed that reads every stored head to link the next
+	// is quadratic in them.
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultCachedHeads})
+	err = lookups()
+	u.SetFault(sumdbtest.Fault{})
+	if err != nil {
+		return err
+	}
+	cup, err := startUpstreamProc(answers, delay)
+	if err != nil {
+		return err
+	}
+	defer cup.stop()
+	h2 := seedProtocols()[0]
+	rate, err := seedRun(ctx, 0, h2, cup, u.VerifierKey(), mods, delay, ", lookups with heads of their own", add)
+	if err != nil {
+		return err
+	}
+	add("seed with a head per lookup / seed with one head", fmt.Sprintf("%.2f", rate/rate1), "")
+	return nil
+}
+
+// seedRun is one timed seed of mods into a fresh database, from the
+// upstream process up, and returns its records/s. what (if not empty)
+// tells the figures apart from the plain seed's.
+func seedRun(ctx context.Context, run int, h2 bool, up *upstreamProc, key string, mods []module.Version, delay time.Duration, what string, add func(name, value, target string)) (float64, error) {
+	upURL, upPID := up.url, up.pid
 	upRequests := func() (requests, maxIn int64) {
 		resp, err := http.Get(upURL + "/_bench/requests")
 		if err != nil {
@@ -291,24 +343,11 @@ func seedFigures(ctx context.Context, u *sumdbtest.Upstream, h http.Handler, del
 		fmt.Fscan(resp.Body, &requests, &maxIn)
 		return requests, maxIn
 	}
-	for run := 0; run < max(1, seedRuns); run++ {
-		for _, h2 := range seedProtocols() {
-			if err := seedRun(ctx, run, h2, upURL, upRequests, up.pid, u.VerifierKey(), mods, delay, add); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// seedRun is one timed seed of mods into a fresh database, from the
-// upstream process at upURL.
-func seedRun(ctx context.Context, run int, h2 bool, upURL string, upRequests func() (int64, int64), upPID int, key string, mods []module.Version, delay time.Duration, add func(name, value, target string)) error {
 	k := len(mods)
 	requests0, _ := upRequests()
 	st, drop, err := newPostgres(ctx, "sumkeep_bench_seed")
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer drop()
 	commits := &countingStore{Store: st}
@@ -328,7 +367,7 @@ func seedRun(ctx context.Context, run int, h2 bool, upURL string, upRequests fun
 	}
 	s, err := mirror.New(mirror.Config{Store: commits, Upstream: client, Key: key, Mode: mirror.ModeLazy})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if profile != "" {
 		name := profile + ".seed"
@@ -337,7 +376,7 @@ func seedRun(ctx context.Context, run int, h2 bool, upURL string, upRequests fun
 		}
 		f, err := os.Create(name)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
@@ -352,14 +391,15 @@ func seedRun(ctx context.Context, run int, h2 bool, upURL string, upRequests fun
 	requests, maxIn := upRequests()
 	requests -= requests0
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if len(failures) > 0 || counts.Fetched != k {
-		return fmt.Errorf("seed fetched %d of %d (%d failures, first: %v)", counts.Fetched, k, len(failures), failures[0].Err)
+		return 0, fmt.Errorf("seed fetched %d of %d (%d failures, first: %v)", counts.Fetched, k, len(failures), failures[0].Err)
 	}
 	rounds := (k + concurrency - 1) / concurrency
 	bound := float64(k) / (delay.Seconds() * float64(rounds))
 	rate := float64(k) / elapsed.Seconds()
+	proto += what
 	fmt.Printf("  seed of %d module@versions (a %d-line go.sum), concurrency %d, upstream latency %s over %s: %s, %d upstream requests (at most %d in flight), %d commits, %d tile reads from the store\n",
 		k, 2*k, concurrency, delay, proto, elapsed.Round(time.Millisecond), requests, maxIn, commits.commits.Load(), commits.tileReads.Load())
 	fmt.Printf("  seed CPU: %s; upstream process %.2fs (not the seed's)\n", cpu, upCPU.Seconds())
@@ -371,7 +411,7 @@ func seedRun(ctx context.Context, run int, h2 bool, upURL string, upRequests fun
 	ceiling := float64(k) / (cpu.total().Seconds() / float64(runtime.NumCPU())) / bound
 	add(fmt.Sprintf("seed / latency bound, %s: ceiling from CPU alone on %d cores", proto, runtime.NumCPU()), fmt.Sprintf("%.2f", ceiling), "")
 	add(fmt.Sprintf("seed CPU per record (postgres + go), %s", proto), (cpu.total() / time.Duration(k)).Round(time.Microsecond).String(), "")
-	return nil
+	return rate, nil
 }
 
 // seedProtocols lists the transports the seed is timed over (-seed-http):

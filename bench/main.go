@@ -838,13 +838,34 @@ func (p *prerendered) fill(n int64) {
 }
 
 func (p *prerendered) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if b, ok := p.tiles[r.URL.Path]; ok {
+	b, ok := p.tiles[r.URL.Path]
+	if !ok {
+		b, ok = p.prefix(r.URL.Path)
+	}
+	if ok {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 		w.Write(b)
 		return
 	}
 	p.h.ServeHTTP(w, r)
+}
+
+// prefix answers a partial hash tile (a tile of an older tree) from a wider
+// one rendered, as a checksum database answers it: tiles are prefix-stable.
+func (p *prerendered) prefix(path string) ([]byte, bool) {
+	t, err := tlog.ParseTilePath(strings.TrimPrefix(path, "/"))
+	if err != nil || t.L < 0 {
+		return nil, false
+	}
+	for w := t.W + 1; w <= 1<<t.H; w++ {
+		wide := t
+		wide.W = w
+		if b, ok := p.tiles["/"+wide.Path()]; ok {
+			return b[:t.W*tlog.HashSize], true
+		}
+	}
+	return nil, false
 }
 
 // upstreamProc is the pre-rendered upstream served by a child process (this

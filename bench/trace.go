@@ -156,6 +156,11 @@ func (s *tracedStore) Heads(ctx context.Context, log string) ([]store.Head, erro
 	return s.Store.Heads(ctx, log)
 }
 
+func (s *tracedStore) HeadsAround(ctx context.Context, log string, size int64) (store.Around, error) {
+	defer traceFrom(ctx).note("store HeadsAround", time.Now())
+	return s.Store.HeadsAround(ctx, log, size)
+}
+
 func (s *tracedStore) LatestHead(ctx context.Context, log string) (store.Head, error) {
 	defer traceFrom(ctx).note("store LatestHead", time.Now())
 	return s.Store.LatestHead(ctx, log)

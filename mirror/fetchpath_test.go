@@ -266,6 +266,66 @@ func TestSeedCommitsInGroups(t *testing.T) {
 	}
 }
 
+// TestSeedCachedHeads: a seed whose lookups each come with a head of their
+// own (as a caching proxy serves them) links and keeps every one of those
+// heads, each provable under the served head, and links each by reading
+// its neighbours, not every stored head: reading them all for each new
+// head made a seed quadratic in the heads it met (76 s of a real seed's
+// CPU went there).
+func TestSeedCachedHeads(t *testing.T) {
+	ctx := context.Background()
+	u, url := newUpstream(t, 6000)
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultCachedHeads})
+	st := &headReadCounter{Store: newStore(t)}
+	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: u.VerifierKey(), Mode: mirror.ModeLazy, Concurrency: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mods []module.Version
+	for id := int64(3); id < 6000; id += 13 {
+		p, v, _ := u.Module(id)
+		mods = append(mods, module.Version{Path: p, Version: v})
+	}
+	counts, failures, err := s.Seed(ctx, mods, 32, nil)
+	if err != nil || len(failures) > 0 || counts.Fetched != len(mods) {
+		t.Fatalf("seed: %v, counts %+v, failures %v", err, counts, failures)
+	}
+	if n := checkProvable(t, st, u); n != len(mods) {
+		t.Fatalf("%d records stored, want %d", n, len(mods))
+	}
+	heads, err := st.Store.Heads(ctx, logName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sizes drawn per record: a few coincide.
+	if len(heads) < len(mods)*3/4 {
+		t.Fatalf("%d heads stored after a seed of %d lookups each with its own head, want about one each", len(heads), len(mods))
+	}
+	// Reading every head is left to the advance of the served head,
+	// which proves them all: a few times a seed, not once a head.
+	if n := st.allHeads.Load(); n > int64(len(heads))/10 {
+		t.Errorf("a seed that linked %d heads read every stored head %d times", len(heads), n)
+	} else {
+		t.Logf("a seed that linked %d heads read every stored head %d times and the heads around one %d times", len(heads), n, st.around.Load())
+	}
+}
+
+// headReadCounter is a real store that counts reads of the stored heads.
+type headReadCounter struct {
+	store.Store
+	allHeads, around atomic.Int64
+}
+
+func (c *headReadCounter) Heads(ctx context.Context, log string) ([]store.Head, error) {
+	c.allHeads.Add(1)
+	return c.Store.Heads(ctx, log)
+}
+
+func (c *headReadCounter) HeadsAround(ctx context.Context, log string, size int64) (store.Around, error) {
+	c.around.Add(1)
+	return c.Store.HeadsAround(ctx, log, size)
+}
+
 // TestLyingTileEvidenceOnce: lookups that each meet the same lying tile
 // keep one piece of evidence, counted, not a row per lookup.
 func TestLyingTileEvidenceOnce(t *testing.T) {

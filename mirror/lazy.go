@@ -200,13 +200,13 @@ func (s *Syncer) keep(ctx context.Context, items []lookedUp, src proof.Source, c
 	return s.keepFrom(ctx, items, keepState{}, src, concurrency)
 }
 
-// keepState is what keep starts from: the served head and the stored
-// heads, read from the store.
+// keepState is what keep starts from: the served head and the largest
+// stored head, read from the store.
 type keepState struct {
 	read      bool // read at all (the zero keepState is not)
 	served    store.Head
 	hasServed bool
-	stored    []store.Head
+	latest    *store.Head // nil if none is stored
 	err       error
 }
 
@@ -219,7 +219,11 @@ func (s *Syncer) readKeepState(ctx context.Context) keepState {
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return keepState{err: err}
 	}
-	if st.stored, err = s.cfg.Store.Heads(ctx, s.log); err != nil {
+	latest, err := s.cfg.Store.LatestHead(ctx, s.log)
+	switch {
+	case err == nil:
+		st.latest = &latest
+	case !errors.Is(err, store.ErrNotFound):
 		return keepState{err: err}
 	}
 	return st
@@ -240,11 +244,36 @@ func (s *Syncer) keepFrom(ctx context.Context, items []lookedUp, first keepState
 		if st.err != nil {
 			return nil, st.err
 		}
-		served, hasServed, stored := st.served, st.hasServed, st.stored
-		newHeads, target := unlinked(stored, items)
+		served, hasServed := st.served, st.hasServed
+		newHeads, target, err := s.unlinked(ctx, st.latest, items)
+		if err != nil {
+			return nil, err
+		}
+		// The new heads other than target are linked through target (see
+		// linkWith): target first, if it is new, against its neighbours.
+		var via *store.Head
+		targetNew := len(newHeads) > 0 && newHeads[0].h.Tree() == target.Tree()
+		if targetNew {
+			via = &newHeads[0].h
+		} else if st.latest != nil && st.latest.Tree() == target.Tree() {
+			via = st.latest
+		}
 		var plan []tlog.Tile
-		for _, h := range newHeads {
-			pred, succ := neighbours(stored, h)
+		for i, nh := range newHeads {
+			h, pred, succ := nh.h, nh.near.Pred, nh.near.Succ
+			if via != nil && (i > 0 || !targetNew) {
+				plan = append(plan, proof.Plan(via.Tree(), func(hr tlog.HashReader) error {
+					for _, x := range []*store.Head{&h, pred, succ} {
+						if x != nil && x.Size > 0 && x.Size <= via.Size {
+							if _, err := tlog.TreeHash(x.Size, hr); err != nil {
+								return err
+							}
+						}
+					}
+					return nil
+				})...)
+				continue
+			}
 			if pred != nil && pred.Size > 0 {
 				plan = append(plan, proof.Plan(h.Tree(), func(hr tlog.HashReader) error {
 					_, err := tlog.TreeHash(pred.Size, hr)
@@ -276,8 +305,16 @@ func (s *Syncer) keepFrom(ctx context.Context, items []lookedUp, first keepState
 		if _, err := r.ReadTiles(uniqueTiles(plan)); err != nil {
 			return nil, err
 		}
-		for _, h := range newHeads {
-			if _, err := s.linkWith(ctx, h, r); err != nil {
+		var vt *through
+		if via != nil {
+			vt = newThrough(*via, r)
+		}
+		for i, nh := range newHeads {
+			v := vt
+			if i == 0 && targetNew {
+				v = nil
+			}
+			if _, err := s.linkWith(ctx, nh.h, v, r); err != nil {
 				return nil, err
 			}
 		}
@@ -345,7 +382,7 @@ func (s *Syncer) keepFrom(ctx context.Context, items []lookedUp, first keepState
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		err := s.commitRecords(ctx, served, recs, r.Verified())
+		err = s.commitRecords(ctx, served, recs, r.Verified())
 		if errors.Is(err, store.ErrConflict) && attempt < 10 {
 			continue // another head is served now: prove under that one
 		}
@@ -359,39 +396,47 @@ func (s *Syncer) keepFrom(ctx context.Context, items []lookedUp, first keepState
 	}
 }
 
-// unlinked returns the distinct heads of items that are not stored, and
-// the largest head among them and the stored ones.
-func unlinked(stored []store.Head, items []lookedUp) ([]store.Head, store.Head) {
+// newHead is a head a lookup came with that is not stored, and the stored
+// heads around it.
+type newHead struct {
+	h    store.Head
+	near store.Around
+}
+
+// unlinked returns the distinct heads of items that are not stored, each
+// with its stored neighbours, and the largest head among them and latest
+// (the largest stored, if any). A head equal to latest, as most are, costs
+// no read; another costs one indexed read, however many heads are stored.
+func (s *Syncer) unlinked(ctx context.Context, latest *store.Head, items []lookedUp) ([]newHead, store.Head, error) {
 	var target store.Head
-	if len(stored) > 0 {
-		target = stored[len(stored)-1]
+	if latest != nil {
+		target = *latest
 	}
-	var out []store.Head
+	var out []newHead
+	seen := make(map[tlog.Tree]bool)
 	for _, it := range items {
 		h := it.head
 		if h.Size > target.Size {
 			target = h
 		}
-		if slices.ContainsFunc(stored, func(o store.Head) bool { return o.Size == h.Size && o.Hash == h.Hash }) ||
-			slices.ContainsFunc(out, func(o store.Head) bool { return o.Size == h.Size && o.Hash == h.Hash }) {
+		if seen[h.Tree()] || latest != nil && latest.Size == h.Size && latest.Hash == h.Hash {
 			continue
 		}
-		out = append(out, h)
-	}
-	return out, target
-}
-
-// neighbours returns the stored heads next smaller and next larger than h.
-func neighbours(stored []store.Head, h store.Head) (pred, succ *store.Head) {
-	for i := range stored {
-		switch {
-		case stored[i].Size < h.Size:
-			pred = &stored[i]
-		case stored[i].Size > h.Size && succ == nil:
-			succ = &stored[i]
+		seen[h.Tree()] = true
+		near, err := s.cfg.Store.HeadsAround(ctx, s.log, h.Size)
+		if err != nil {
+			return nil, target, err
 		}
+		if near.At != nil && near.At.Hash == h.Hash {
+			continue
+		}
+		out = append(out, newHead{h: h, near: near})
 	}
-	return pred, succ
+	// The largest first: the others are linked through it.
+	if i := slices.IndexFunc(out, func(nh newHead) bool { return nh.h.Tree() == target.Tree() }); i > 0 {
+		out[0], out[i] = out[i], out[0]
+	}
+	return out, target, nil
 }
 
 // planRecord returns the tiles that prove it under head: its record, and
@@ -480,7 +525,9 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 		}))); err != nil {
 			return target, err
 		}
-		hr := r.HashReader(target.Tree())
+		// Each tile authenticated once for all the proofs (a stored head
+		// and a stored record each read several).
+		hr := proof.NewTiles(target.Tree(), r)
 		n := 0
 		if err := s.proveStored(ctx, target, hr, provenHeads, provenTiles, &n); err != nil {
 			return target, s.tileTrouble(ctx, err, target, r.Suspects())
@@ -490,6 +537,7 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 				return target, err
 			}
 		}
+		r.SaveTiles(hr.Authenticated(), nil)
 		serve := int64(0)
 		if target.Size > st.Served {
 			serve = target.Size

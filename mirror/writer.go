@@ -99,60 +99,62 @@ func (s *Syncer) openHead(ctx context.Context, msg []byte, source, where string)
 // the two: of two heads stored at once, the later one's second check sees
 // the earlier one. Two heads that do not link are a fork.
 func (s *Syncer) link(ctx context.Context, h store.Head) (store.Head, error) {
-	return s.linkWith(ctx, h, nil)
+	return s.linkWith(ctx, h, nil, nil)
 }
 
 // linkWith is link reading tiles through r (a new reader if nil), which
 // may hold them already.
-func (s *Syncer) linkWith(ctx context.Context, h store.Head, r *proof.Reader) (store.Head, error) {
+//
+// With via, a linked head at least as large as h, h and each neighbour no
+// larger than via are proven consistent by proving each a prefix of via,
+// from via's tiles: the heads a seed meets (one per lookup, from a caching
+// proxy) then share one tree's tiles, and linking each costs no upstream
+// round of its own. Two heads each a prefix of a third are consistent;
+// where one is not, via and it are the fork's evidence.
+func (s *Syncer) linkWith(ctx context.Context, h store.Head, via *through, r *proof.Reader) (store.Head, error) {
 	s.linkMu.Lock()
 	defer s.linkMu.Unlock()
 	proven := make(map[int64]bool) // neighbours proven consistent with h
 	for round := 0; ; round++ {
-		heads, err := s.cfg.Store.Heads(ctx, s.log)
+		near, err := s.cfg.Store.HeadsAround(ctx, s.log, h.Size)
 		if err != nil {
 			return h, err
 		}
-		var pred, succ *store.Head
-		stored := false
-		for i := range heads {
-			switch {
-			case heads[i].Size < h.Size:
-				pred = &heads[i]
-			case heads[i].Size == h.Size:
-				if heads[i].Hash != h.Hash {
-					return h, s.fork(ctx, heads[i], h)
-				}
-				stored = true
-			case succ == nil:
-				succ = &heads[i]
-			}
+		if near.At != nil && near.At.Hash != h.Hash {
+			return h, s.fork(ctx, *near.At, h)
 		}
+		stored := near.At != nil
 		if stored && round == 0 {
 			// Stored before, and proven then against its neighbours (a
 			// neighbour stored later was proven against it).
-			return heads[len(heads)-1], nil
+			return *near.Latest, nil
 		}
-		for _, o := range []*store.Head{pred, succ} {
+		for _, o := range []*store.Head{near.Pred, near.Succ} {
 			if o == nil || proven[o.Size] {
 				continue
 			}
-			if err := s.consistent(ctx, *o, h, r); err != nil {
+			if via != nil && via.head.Size >= h.Size && via.head.Size >= o.Size {
+				for _, x := range []store.Head{h, *o} {
+					if err := s.consistentIn(ctx, via.head, x, via.tiles, r); err != nil {
+						return h, err
+					}
+				}
+			} else if err := s.consistent(ctx, *o, h, r); err != nil {
 				return h, err
 			}
 			proven[o.Size] = true
 		}
-		if stored && round > 0 {
+		if stored {
 			latest := h
-			if len(heads) > 0 && heads[len(heads)-1].Size > h.Size {
-				latest = heads[len(heads)-1]
+			if near.Latest.Size > h.Size {
+				latest = *near.Latest
 			}
 			return latest, nil
 		}
-		if len(heads) == 0 {
+		if near.Latest == nil {
 			s.logger.Info("first head", "size", h.Size)
-		} else if succ != nil {
-			s.logger.Debug("upstream head is older than the stored one; keeping the stored one", "upstream", h.Size, "stored", heads[len(heads)-1].Size)
+		} else if near.Succ != nil {
+			s.logger.Debug("upstream head is older than the stored one; keeping the stored one", "upstream", h.Size, "stored", near.Latest.Size)
 		}
 		if err := s.cfg.Store.AddHead(ctx, s.log, h); err != nil {
 			return h, err
@@ -163,10 +165,28 @@ func (s *Syncer) linkWith(ctx context.Context, h store.Head, r *proof.Reader) (s
 	}
 }
 
+// through is a linked head and its tree's tiles, authenticated once for
+// all the heads linked through it (see linkWith).
+type through struct {
+	head  store.Head
+	tiles *proof.Tiles
+}
+
+// newThrough returns a through for h, reading tiles through r.
+func newThrough(h store.Head, r *proof.Reader) *through {
+	return &through{head: h, tiles: proof.NewTiles(h.Tree(), r)}
+}
+
 // consistent proves heads a and b consistent, from tiles of the larger one
 // (authenticated against its signed root) read through r (a new reader if
 // nil), and keeps evidence of a fork.
 func (s *Syncer) consistent(ctx context.Context, a, b store.Head, r *proof.Reader) error {
+	return s.consistentIn(ctx, a, b, nil, r)
+}
+
+// consistentIn is consistent reading the larger head's tree through hr if
+// it is not nil.
+func (s *Syncer) consistentIn(ctx context.Context, a, b store.Head, hr tlog.HashReader, r *proof.Reader) error {
 	small, big := a, b
 	if b.Size < a.Size {
 		small, big = b, a
@@ -179,7 +199,10 @@ func (s *Syncer) consistent(ctx context.Context, a, b store.Head, r *proof.Reade
 		if r == nil {
 			r = s.newReader(ctx)
 		}
-		th, err = tlog.TreeHash(small.Size, r.HashReader(big.Tree()))
+		if hr == nil {
+			hr = r.HashReader(big.Tree())
+		}
+		th, err = tlog.TreeHash(small.Size, hr)
 		if err != nil {
 			return s.tileTrouble(ctx, fmt.Errorf("proving head %d consistent with head %d: %w", small.Size, big.Size, err), big, r.Suspects())
 		}

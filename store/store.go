@@ -76,6 +76,39 @@ func Tables() []string {
 // TileHeight is the tile height of the Go checksum database protocol.
 const TileHeight = 8
 
+// Around is what HeadsAround returns: the stored heads next smaller than a
+// size (Pred), of that size (At), next larger (Succ) and the largest
+// (Latest); nil where the store has none.
+type Around struct {
+	Pred, At, Succ, Latest *Head
+}
+
+// AroundOf classifies heads (in any order, possibly repeated) around size:
+// what HeadsAround returns when heads hold at least the true neighbours
+// and the largest.
+func AroundOf(heads []Head, size int64) Around {
+	var a Around
+	for i := range heads {
+		h := &heads[i]
+		switch {
+		case h.Size < size:
+			if a.Pred == nil || h.Size > a.Pred.Size {
+				a.Pred = h
+			}
+		case h.Size == size:
+			a.At = h
+		default:
+			if a.Succ == nil || h.Size < a.Succ.Size {
+				a.Succ = h
+			}
+		}
+		if a.Latest == nil || h.Size > a.Latest.Size {
+			a.Latest = h
+		}
+	}
+	return a
+}
+
 // Head is a signed tree head.
 type Head struct {
 	Size      int64
@@ -212,6 +245,11 @@ type Writer interface {
 	LatestHead(ctx context.Context, log string) (Head, error)
 	// Heads returns every stored head in ascending size.
 	Heads(ctx context.Context, log string) ([]Head, error)
+	// HeadsAround returns the stored heads next to a tree size, in one
+	// indexed read however many heads are stored: linking a head needs
+	// only its neighbours, and a lazy mirror stores a head for every
+	// distinct head its lookups came with.
+	HeadsAround(ctx context.Context, log string, size int64) (Around, error)
 
 	// ReadSomeTiles is ReadTiles for the tiles of a list that the store
 	// holds, in one round trip to the database: out[i] is tiles[i]'s

@@ -61,6 +61,13 @@ const (
 	// FaultServerError: requests whose path starts with Fault.Prefix (all
 	// requests if it is empty) answer 503 Service Unavailable.
 	FaultServerError
+
+	// FaultCachedHeads: each lookup carries a head of its own, the honest
+	// head of a tree between the record's id+1 and the current size
+	// (fixed per record), as a caching proxy that kept every answer from
+	// the day it was first asked serves them; /latest stays current. Not a
+	// lie, a mode.
+	FaultCachedHeads
 )
 
 var faultNames = [...]string{
@@ -74,6 +81,7 @@ var faultNames = [...]string{
 	FaultRefuseDataTiles: "refuse-data-tiles",
 	FaultStaleHead:       "stale-head",
 	FaultServerError:     "server-error",
+	FaultCachedHeads:     "cached-heads",
 }
 
 // String returns the fault's name, e.g. "flip-tile-byte".
@@ -163,6 +171,7 @@ func (u *Upstream) ResetRequests() {
 type requestState struct {
 	fault  Fault
 	lookup bool
+	id     int64 // the record a lookup found
 }
 
 type stateKey struct{}

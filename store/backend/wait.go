@@ -116,6 +116,13 @@ func (g *storeGate) ServedHead(ctx context.Context, log string) (store.Head, err
 	return g.Store.ServedHead(ctx, log)
 }
 
+func (g *storeGate) HeadsAround(ctx context.Context, log string, size int64) (store.Around, error) {
+	if err := g.check(); err != nil {
+		return store.Around{}, err
+	}
+	return g.Store.HeadsAround(ctx, log, size)
+}
+
 func (g *storeGate) Heads(ctx context.Context, log string) ([]store.Head, error) {
 	if err := g.check(); err != nil {
 		return nil, err

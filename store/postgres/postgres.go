@@ -438,6 +438,39 @@ func (s *Store) Heads(ctx context.Context, log string) ([]store.Head, error) {
 	return hs, nil
 }
 
+// HeadsAround implements store.Store: the next smaller, the one of that
+// size and the next larger, and the largest, each an index scan of the
+// primary key.
+func (s *Store) HeadsAround(ctx context.Context, log string, size int64) (store.Around, error) {
+	id, err := s.logID(ctx, s.pool, log, false)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Around{}, nil
+	}
+	if err != nil {
+		return store.Around{}, err
+	}
+	rows, err := s.pool.Query(ctx, `
+		(SELECT `+headCols+` FROM heads WHERE log_id = $1 AND size < $2 ORDER BY size DESC LIMIT 1)
+		UNION ALL (SELECT `+headCols+` FROM heads WHERE log_id = $1 AND size >= $2 ORDER BY size LIMIT 2)
+		UNION ALL (SELECT `+headCols+` FROM heads WHERE log_id = $1 ORDER BY size DESC LIMIT 1)`, id, size)
+	if err != nil {
+		return store.Around{}, fmt.Errorf("postgres: reading the heads of %s around size %d: %w", log, size, err)
+	}
+	defer rows.Close()
+	var hs []store.Head
+	for rows.Next() {
+		h, err := scanHead(rows, log)
+		if err != nil {
+			return store.Around{}, fmt.Errorf("postgres: reading the heads of %s around size %d: %w", log, size, err)
+		}
+		hs = append(hs, h)
+	}
+	if err := rows.Err(); err != nil {
+		return store.Around{}, fmt.Errorf("postgres: reading the heads of %s around size %d: %w", log, size, err)
+	}
+	return store.AroundOf(hs, size), nil
+}
+
 // Synced implements store.Store.
 func (s *Store) Synced(ctx context.Context, log string) (int64, error) {
 	id, err := s.logID(ctx, s.pool, log, false)

@@ -29,17 +29,18 @@ type Hostile struct {
 
 // Read paths RunHostile tries on every corrupted store.
 const (
-	readLookup     = "Lookup"
-	readRecords    = "ReadRecords"    // the whole range
-	readRecord     = "ReadRecord"     // the corrupted id alone
-	readRecordIDs  = "RecordIDs"      // a walk from the start
-	readLeafTile   = "ReadTiles/L0"   // rebuilt from the records
-	readUpperTile  = "ReadTiles/L1"   // stored
-	readTiles      = "ReadTiles/both" // both in one call
-	readSomeTiles  = "ReadSomeTiles"  // both, in one call
-	readHeads      = "Heads"
-	readLatestHead = "LatestHead"
-	readServedHead = "ServedHead"
+	readLookup      = "Lookup"
+	readRecords     = "ReadRecords"    // the whole range
+	readRecord      = "ReadRecord"     // the corrupted id alone
+	readRecordIDs   = "RecordIDs"      // a walk from the start
+	readLeafTile    = "ReadTiles/L0"   // rebuilt from the records
+	readUpperTile   = "ReadTiles/L1"   // stored
+	readTiles       = "ReadTiles/both" // both in one call
+	readSomeTiles   = "ReadSomeTiles"  // both, in one call
+	readHeads       = "Heads"
+	readHeadsAround = "HeadsAround"
+	readLatestHead  = "LatestHead"
+	readServedHead  = "ServedHead"
 )
 
 // hostileRow is one kind of row no store writes.
@@ -56,7 +57,7 @@ type hostileRow struct {
 func hostileRows() []hostileRow {
 	const logRow = `log_id = (SELECT id FROM logs WHERE name = ?)`
 	recordReads := []string{readLookup, readRecords, readRecord, readLeafTile, readTiles, readSomeTiles}
-	headReads := []string{readHeads, readLatestHead, readServedHead}
+	headReads := []string{readHeads, readHeadsAround, readLatestHead, readServedHead}
 	tileReads := []string{readUpperTile, readTiles, readSomeTiles}
 	setRecord := func(name, set string, args ...any) hostileRow {
 		return hostileRow{name: name, query: `UPDATE records SET ` + set + ` WHERE ` + logRow + ` AND id = 5`,
@@ -149,12 +150,13 @@ func RunHostile(t *testing.T, open func(t *testing.T) Hostile) {
 					_, err := s.ReadSomeTiles(ctx, logName, []tlog.Tile{leaf, upper.Tile})
 					return err
 				},
-				readHeads:      func() error { _, err := s.Heads(ctx, logName); return err },
-				readLatestHead: func() error { _, err := s.LatestHead(ctx, logName); return err },
-				readServedHead: func() error { _, err := s.ServedHead(ctx, logName); return err },
+				readHeads:       func() error { _, err := s.Heads(ctx, logName); return err },
+				readHeadsAround: func() error { _, err := s.HeadsAround(ctx, logName, 1); return err },
+				readLatestHead:  func() error { _, err := s.LatestHead(ctx, logName); return err },
+				readServedHead:  func() error { _, err := s.ServedHead(ctx, logName); return err },
 			}
 			for _, name := range []string{readLookup, readRecords, readRecord, readRecordIDs, readLeafTile,
-				readUpperTile, readTiles, readSomeTiles, readHeads, readLatestHead, readServedHead} {
+				readUpperTile, readTiles, readSomeTiles, readHeads, readHeadsAround, readLatestHead, readServedHead} {
 				err := noPanic(t, name, reads[name])
 				if h.Idle != nil {
 					if ierr := h.Idle(ctx); ierr != nil {

@@ -118,6 +118,9 @@ func testHeads(t *testing.T, s store.Store) {
 	mustNotFound(t, err, "LatestHead of empty store")
 	_, err = s.ServedHead(ctx, logName)
 	mustNotFound(t, err, "ServedHead of empty store")
+	if a, err := s.HeadsAround(ctx, logName, 10); err != nil || a != (store.Around{}) {
+		t.Fatalf("HeadsAround of empty store = %+v, %v", a, err)
+	}
 	for _, n := range []int64{10, 5, 20} {
 		if err := s.AddHead(ctx, logName, head(n)); err != nil {
 			t.Fatal(err)
@@ -141,6 +144,27 @@ func testHeads(t *testing.T, s store.Store) {
 	hs, err := s.Heads(ctx, logName)
 	if err != nil || len(hs) != 3 || hs[0].Size != 5 || hs[1].Size != 10 || hs[2].Size != 20 {
 		t.Fatalf("Heads = %v, %v", hs, err)
+	}
+	size := func(h *store.Head) int64 {
+		if h == nil {
+			return -1
+		}
+		return h.Size
+	}
+	for _, c := range []struct{ n, pred, at, succ int64 }{
+		{10, 5, 10, 20}, {7, 5, -1, 10}, {3, -1, -1, 5}, {5, -1, 5, 10}, {20, 10, 20, -1}, {25, 20, -1, -1},
+	} {
+		a, err := s.HeadsAround(ctx, logName, c.n)
+		if err != nil {
+			t.Fatalf("HeadsAround %d: %v", c.n, err)
+		}
+		if size(a.Pred) != c.pred || size(a.At) != c.at || size(a.Succ) != c.succ || size(a.Latest) != 20 {
+			t.Errorf("HeadsAround %d = pred %d at %d succ %d latest %d, want %d %d %d 20",
+				c.n, size(a.Pred), size(a.At), size(a.Succ), size(a.Latest), c.pred, c.at, c.succ)
+		}
+		if a.At != nil && (a.At.Hash != head(c.n).Hash || !bytes.Equal(a.At.Note, head(c.n).Note)) {
+			t.Errorf("HeadsAround %d: At = %+v, want the stored head", c.n, a.At)
+		}
 	}
 	_, err = s.ServedHead(ctx, logName)
 	mustNotFound(t, err, "ServedHead before any is served")
