@@ -114,7 +114,7 @@ func (s *Syncer) link(ctx context.Context, h store.Head) (store.Head, error) {
 func (s *Syncer) linkWith(ctx context.Context, h store.Head, via *through, r *proof.Reader) (store.Head, error) {
 	s.linkMu.Lock()
 	defer s.linkMu.Unlock()
-	proven := make(map[int64]bool) // neighbours proven consistent with h
+	proven := make(map[int64]bool) // heads proven consistent with h, by size
 	for round := 0; ; round++ {
 		near, err := s.cfg.Store.HeadsAround(ctx, s.log, h.Size)
 		if err != nil {
@@ -134,10 +134,15 @@ func (s *Syncer) linkWith(ctx context.Context, h store.Head, via *through, r *pr
 				continue
 			}
 			if via != nil && via.head.Size >= h.Size && via.head.Size >= o.Size {
-				for _, x := range []store.Head{h, *o} {
-					if err := s.consistentIn(ctx, via.head, x, via.tiles, r); err != nil {
+				if !proven[via.head.Size] {
+					// h a prefix of via: once for all its neighbours.
+					if err := s.consistentIn(ctx, via.head, h, via.tiles, r); err != nil {
 						return h, err
 					}
+					proven[via.head.Size] = true
+				}
+				if err := s.consistentIn(ctx, via.head, *o, via.tiles, r); err != nil {
+					return h, err
 				}
 			} else if err := s.consistent(ctx, *o, h, r); err != nil {
 				return h, err
