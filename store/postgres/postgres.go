@@ -423,19 +423,25 @@ func (s *Store) Heads(ctx context.Context, log string) ([]store.Head, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: listing heads of %s: %w", log, err)
 	}
+	hs, err := scanHeads(rows, log)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: listing heads of %s: %w", log, err)
+	}
+	return hs, nil
+}
+
+// scanHeads reads and closes rows of headCols.
+func scanHeads(rows pgx.Rows, log string) ([]store.Head, error) {
 	defer rows.Close()
 	var hs []store.Head
 	for rows.Next() {
 		h, err := scanHead(rows, log)
 		if err != nil {
-			return nil, fmt.Errorf("postgres: listing heads of %s: %w", log, err)
+			return nil, err
 		}
 		hs = append(hs, h)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: listing heads of %s: %w", log, err)
-	}
-	return hs, nil
+	return hs, rows.Err()
 }
 
 // HeadsAround implements store.Store: the next smaller, the one of that
@@ -456,16 +462,8 @@ func (s *Store) HeadsAround(ctx context.Context, log string, size int64) (store.
 	if err != nil {
 		return store.Around{}, fmt.Errorf("postgres: reading the heads of %s around size %d: %w", log, size, err)
 	}
-	defer rows.Close()
-	var hs []store.Head
-	for rows.Next() {
-		h, err := scanHead(rows, log)
-		if err != nil {
-			return store.Around{}, fmt.Errorf("postgres: reading the heads of %s around size %d: %w", log, size, err)
-		}
-		hs = append(hs, h)
-	}
-	if err := rows.Err(); err != nil {
+	hs, err := scanHeads(rows, log)
+	if err != nil {
 		return store.Around{}, fmt.Errorf("postgres: reading the heads of %s around size %d: %w", log, size, err)
 	}
 	return store.AroundOf(hs, size), nil
