@@ -419,7 +419,7 @@ func (s *Syncer) unlinked(ctx context.Context, latest *store.Head, items []looke
 		if h.Size > target.Size {
 			target = h
 		}
-		if seen[h.Tree()] || latest != nil && latest.Size == h.Size && latest.Hash == h.Hash {
+		if seen[h.Tree()] || latest != nil && latest.Tree() == h.Tree() {
 			continue
 		}
 		seen[h.Tree()] = true
