@@ -132,6 +132,11 @@ func TestGoEnvFiles(t *testing.T) {
 	file("xdg/go/env", "GOPRIVATE=xdg.example\n")
 	file("home/.config/go/env", "GOPRIVATE=home.example\nGOSUMDB=off\n")
 	file("sumdbon/env", "GOSUMDB=sum.golang.org\n")
+	// The go command keeps telemetry counters in the config directory it
+	// is given, and may still be writing them, from a child of its own,
+	// when the test removes dir; with telemetry off it writes nothing.
+	file("xdg/go/telemetry/mode", "off")
+	file("home/.config/go/telemetry/mode", "off")
 
 	for _, tt := range []struct {
 		name string
