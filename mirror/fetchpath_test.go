@@ -1,6 +1,7 @@
 package mirror_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -308,12 +309,24 @@ func TestSeedCachedHeads(t *testing.T) {
 	} else {
 		t.Logf("a seed that linked %d heads read every stored head %d times and the heads around one %d times", len(heads), n, st.around.Load())
 	}
+	// The heads of a group are stored in one commit, not one each.
+	if n := st.adds.Load(); n > int64(len(heads))/4 {
+		t.Errorf("a seed that linked %d heads stored them in %d commits", len(heads), n)
+	} else {
+		t.Logf("a seed that linked %d heads stored them in %d commits", len(heads), n)
+	}
 }
 
-// headReadCounter is a real store that counts reads of the stored heads.
+// headReadCounter is a real store that counts reads of the stored heads,
+// and the calls that store heads.
 type headReadCounter struct {
 	store.Store
-	allHeads, around atomic.Int64
+	allHeads, around, adds atomic.Int64
+}
+
+func (c *headReadCounter) AddHead(ctx context.Context, log string, hs ...store.Head) error {
+	c.adds.Add(1)
+	return c.Store.AddHead(ctx, log, hs...)
 }
 
 func (c *headReadCounter) Heads(ctx context.Context, log string) ([]store.Head, error) {
@@ -568,4 +581,78 @@ func TestSeedGroupsShareTiles(t *testing.T) {
 		t.Logf("a seed of %d records in groups fetched %d tiles, each once", len(mods), len(requests))
 	}
 	checkProvable(t, st, u)
+}
+
+// TestSeedSplitViewHeads: a seed whose lookups come with heads of two
+// histories signed with the same key (a split view: some answered with the
+// upstream's head, others with a forked history's older head) stops at
+// the fork and keeps its evidence, whichever group meets the forked head,
+// and stores no head of the forked history.
+func TestSeedSplitViewHeads(t *testing.T) {
+	ctx := context.Background()
+	u, err := sumdbtest.New(logName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.AddSynthetic(6000); err != nil {
+		t.Fatal(err)
+	}
+	f, err := u.Fork(2500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.AddSynthetic(1000); err != nil {
+		t.Fatal(err)
+	}
+	// The forked history's lookups come with its head of 3000 records,
+	// past where the histories part.
+	f.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultStaleHead, N: 3000})
+	// A third of the lookups are answered by the forked history.
+	var mods []module.Version
+	fromFork := make(map[string]bool)
+	for id := int64(100); id < 140; id++ {
+		p, v, _ := u.Module(id)
+		mods = append(mods, module.Version{Path: p, Version: v})
+		if id%3 == 0 {
+			ep, _ := module.EscapePath(p)
+			ev, _ := module.EscapeVersion(v)
+			fromFork["/lookup/"+ep+"@"+ev] = true
+		}
+	}
+	var forked atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fromFork[r.URL.Path] {
+			forked.Add(1)
+			f.Handler().ServeHTTP(w, r)
+			return
+		}
+		u.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	st := newStore(t)
+	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(srv.URL, nil), Key: u.VerifierKey(), Mode: mirror.ModeLazy, Concurrency: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = s.Seed(ctx, mods, 8, nil)
+	if forked.Load() == 0 {
+		t.Fatal("no lookup was answered by the forked history: the test does not test it")
+	}
+	var me *mirror.MisbehaviourError
+	if !errors.As(err, &me) || me.Evidence.Kind != store.EvidenceFork {
+		t.Fatalf("seed meeting heads of two histories: %v, want a MisbehaviourError of kind %s", err, store.EvidenceFork)
+	}
+	heads, err := st.Heads(ctx, logName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fh, err := f.SignedHeadAt(3000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range heads {
+		if bytes.Equal(h.Note, fh) {
+			t.Errorf("the forked history's head of size %d was stored", h.Size)
+		}
+	}
 }

@@ -305,16 +305,26 @@ func (s *Syncer) keepFrom(ctx context.Context, items []lookedUp, first keepState
 		if _, err := r.ReadTiles(uniqueTiles(plan)); err != nil {
 			return nil, err
 		}
-		var vt *through
-		if via != nil {
-			vt = newThrough(*via, r)
-		}
-		for i, nh := range newHeads {
-			v := vt
-			if i == 0 && targetNew {
-				v = nil
+		// Target first, if it is new, against its neighbours; then the
+		// others through it, in one commit.
+		rest := newHeads
+		if targetNew {
+			if _, err := s.linkWith(ctx, newHeads[0].h, r); err != nil {
+				return nil, err
 			}
-			if _, err := s.linkWith(ctx, nh.h, v, r); err != nil {
+			rest = newHeads[1:]
+		}
+		if len(rest) > 0 && via == nil {
+			// Not reached: target is stored or new, and via is then
+			// target.
+			return nil, fmt.Errorf("sync %s: %d new heads and no head to link them through", s.log, len(rest))
+		}
+		if len(rest) > 0 {
+			hs := make([]store.Head, len(rest))
+			for i, nh := range rest {
+				hs[i] = nh.h
+			}
+			if err := s.linkThrough(ctx, hs, newThrough(*via, r), r); err != nil {
 				return nil, err
 			}
 		}

@@ -99,19 +99,12 @@ func (s *Syncer) openHead(ctx context.Context, msg []byte, source, where string)
 // the two: of two heads stored at once, the later one's second check sees
 // the earlier one. Two heads that do not link are a fork.
 func (s *Syncer) link(ctx context.Context, h store.Head) (store.Head, error) {
-	return s.linkWith(ctx, h, nil, nil)
+	return s.linkWith(ctx, h, nil)
 }
 
 // linkWith is link reading tiles through r (a new reader if nil), which
 // may hold them already.
-//
-// With via, a linked head at least as large as h, h and each neighbour no
-// larger than via are proven consistent by proving each a prefix of via,
-// from via's tiles: the heads a seed meets (one per lookup, from a caching
-// proxy) then share one tree's tiles, and linking each costs no upstream
-// round of its own. Two heads each a prefix of a third are consistent;
-// where one is not, via and it are the fork's evidence.
-func (s *Syncer) linkWith(ctx context.Context, h store.Head, via *through, r *proof.Reader) (store.Head, error) {
+func (s *Syncer) linkWith(ctx context.Context, h store.Head, r *proof.Reader) (store.Head, error) {
 	s.linkMu.Lock()
 	defer s.linkMu.Unlock()
 	proven := make(map[int64]bool) // heads proven consistent with h, by size
@@ -133,18 +126,7 @@ func (s *Syncer) linkWith(ctx context.Context, h store.Head, via *through, r *pr
 			if o == nil || proven[o.Size] {
 				continue
 			}
-			if via != nil && via.head.Size >= h.Size && via.head.Size >= o.Size {
-				if !proven[via.head.Size] {
-					// h a prefix of via: once for all its neighbours.
-					if err := s.consistentIn(ctx, via.head, h, via.tiles, r); err != nil {
-						return h, err
-					}
-					proven[via.head.Size] = true
-				}
-				if err := s.consistentIn(ctx, via.head, *o, via.tiles, r); err != nil {
-					return h, err
-				}
-			} else if err := s.consistent(ctx, *o, h, r); err != nil {
+			if err := s.consistent(ctx, *o, h, r); err != nil {
 				return h, err
 			}
 			proven[o.Size] = true
@@ -168,6 +150,82 @@ func (s *Syncer) linkWith(ctx context.Context, h store.Head, via *through, r *pr
 			return h, fmt.Errorf("sync %s: linking head %d: the stored heads keep changing", s.log, h.Size)
 		}
 	}
+}
+
+// linkThrough links hs, heads no larger than via's, as linkWith links
+// each through via, storing those not stored yet in one commit: each is
+// proven a prefix of via, and so is each of its stored neighbours no
+// larger than via (a larger one is proven consistent with it directly),
+// before the commit and again after, as linkWith does. Two heads each a
+// prefix of a third are consistent; where one is not, via and it are the
+// fork's evidence. The heads share via's tiles, so linking each costs no
+// upstream round of its own. A seed through a caching proxy meets a head
+// per lookup; linking them one by one cost a commit each, one after the
+// other under linkMu.
+func (s *Syncer) linkThrough(ctx context.Context, hs []store.Head, via *through, r *proof.Reader) error {
+	s.linkMu.Lock()
+	defer s.linkMu.Unlock()
+	proven := make(map[tlog.Tree]bool) // heads proven consistent with via
+	prefix := func(o store.Head) error {
+		if proven[o.Tree()] {
+			return nil
+		}
+		if err := s.consistentIn(ctx, via.head, o, via.tiles, r); err != nil {
+			return err
+		}
+		proven[o.Tree()] = true
+		return nil
+	}
+	// check proves each of hs and its stored neighbours consistent, and
+	// returns those not stored.
+	check := func(hs []store.Head, first bool) ([]store.Head, error) {
+		var unstored []store.Head
+		for _, h := range hs {
+			near, err := s.cfg.Store.HeadsAround(ctx, s.log, h.Size)
+			if err != nil {
+				return nil, err
+			}
+			if near.At != nil && near.At.Hash != h.Hash {
+				return nil, s.fork(ctx, *near.At, h)
+			}
+			if near.At != nil && first {
+				continue // stored before, and linked then
+			}
+			if err := prefix(h); err != nil {
+				return nil, err
+			}
+			for _, o := range []*store.Head{near.Pred, near.Succ} {
+				switch {
+				case o == nil:
+				case o.Size <= via.head.Size:
+					err = prefix(*o)
+				default:
+					err = s.consistent(ctx, *o, h, r)
+				}
+				if err != nil {
+					return nil, err
+				}
+			}
+			if near.At == nil {
+				unstored = append(unstored, h)
+			}
+		}
+		return unstored, nil
+	}
+	unstored, err := check(hs, true)
+	if err != nil || len(unstored) == 0 {
+		return err
+	}
+	if err := s.cfg.Store.AddHead(ctx, s.log, unstored...); err != nil {
+		return err
+	}
+	if unstored, err = check(unstored, false); err != nil {
+		return err
+	}
+	if len(unstored) > 0 {
+		return fmt.Errorf("sync %s: linking %d heads: head %d is not stored after it was added", s.log, len(unstored), unstored[0].Size)
+	}
+	return nil
 }
 
 // through is a linked head and its tree's tiles, authenticated once for

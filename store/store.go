@@ -237,10 +237,13 @@ type Reader interface {
 // heads to link, batches to commit, the state its commits expect, evidence
 // and the sync lock.
 type Writer interface {
-	// AddHead stores a verified signed head. Adding a head whose size is
-	// stored already with the same hash is a no-op; with another hash it is
-	// an error (the caller must have recorded a fork instead).
-	AddHead(ctx context.Context, log string, h Head) error
+	// AddHead stores verified signed heads, all of them in one durable
+	// commit or none. Adding a head whose size is stored already with the
+	// same hash is a no-op; with another hash it is an error (the caller
+	// must have recorded a fork instead). A mirror linking the heads a seed
+	// meets (one per lookup through a caching proxy) stores a group's at
+	// once.
+	AddHead(ctx context.Context, log string, hs ...Head) error
 	// LatestHead returns the largest stored head, or ErrNotFound.
 	LatestHead(ctx context.Context, log string) (Head, error)
 	// Heads returns every stored head in ascending size.

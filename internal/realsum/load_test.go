@@ -23,9 +23,9 @@ type callStore struct {
 	batches []store.Batch
 }
 
-func (s *callStore) AddHead(ctx context.Context, log string, h store.Head) error {
+func (s *callStore) AddHead(ctx context.Context, log string, hs ...store.Head) error {
 	s.log = log
-	s.heads = append(s.heads, h)
+	s.heads = append(s.heads, hs...)
 	return nil
 }
 

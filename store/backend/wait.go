@@ -95,11 +95,11 @@ func (g *storeGate) check() error {
 	return nil
 }
 
-func (g *storeGate) AddHead(ctx context.Context, log string, h store.Head) error {
+func (g *storeGate) AddHead(ctx context.Context, log string, hs ...store.Head) error {
 	if err := g.check(); err != nil {
 		return err
 	}
-	return g.Store.AddHead(ctx, log, h)
+	return g.Store.AddHead(ctx, log, hs...)
 }
 
 func (g *storeGate) LatestHead(ctx context.Context, log string) (store.Head, error) {

@@ -6,12 +6,14 @@
 package postgres
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -339,32 +341,100 @@ func lockKey(name string) int64 {
 	return int64(h.Sum64())
 }
 
-// AddHead implements store.Store.
-func (s *Store) AddHead(ctx context.Context, log string, h store.Head) error {
+// AddHead implements store.Store. One head is one statement; several are
+// one statement in a transaction, rolled back if any conflicts.
+func (s *Store) AddHead(ctx context.Context, log string, hs ...store.Head) error {
+	hs = distinctHeads(hs)
+	if len(hs) == 0 {
+		return nil
+	}
 	id, err := s.logID(ctx, s.pool, log, true)
 	if err != nil {
 		return err
 	}
-	var stored []byte
-	for try := 0; ; try++ {
-		err = s.pool.QueryRow(ctx, `WITH ins AS (
-				INSERT INTO heads (log_id, size, hash, note) VALUES ($1, $2, $3, $4)
-				ON CONFLICT (log_id, size) DO NOTHING RETURNING hash)
-			SELECT hash FROM ins UNION ALL SELECT hash FROM heads WHERE log_id = $1 AND size = $2`,
-			id, h.Size, h.Hash[:], h.Note).Scan(&stored)
-		// A concurrent writer inserted the same head after this statement's
-		// snapshot was taken: the next statement sees it.
-		if !errors.Is(err, pgx.ErrNoRows) || try == 2 {
-			break
-		}
+	what := fmt.Sprintf("head %d", hs[0].Size)
+	if len(hs) > 1 {
+		what = fmt.Sprintf("%d heads (%d to %d)", len(hs), hs[0].Size, hs[len(hs)-1].Size)
+	}
+	if len(hs) == 1 {
+		err = addHeads(ctx, s.pool, id, hs)
+	} else {
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return addHeads(ctx, tx, id, hs) })
 	}
 	if err != nil {
-		return fmt.Errorf("postgres: storing head %d of %s: %w", h.Size, log, err)
-	}
-	if !equalHash(stored, h.Hash) {
-		return fmt.Errorf("postgres: storing head %d of %s: a head of that size with another hash is stored", h.Size, log)
+		return fmt.Errorf("postgres: storing %s of %s: %w", what, log, err)
 	}
 	return nil
+}
+
+// distinctHeads returns hs in ascending size without repeats (a head
+// repeated with another hash stays, to fail as a conflict).
+func distinctHeads(hs []store.Head) []store.Head {
+	hs = slices.Clone(hs)
+	slices.SortFunc(hs, func(a, b store.Head) int {
+		if c := cmp.Compare(a.Size, b.Size); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.Hash[:], b.Hash[:])
+	})
+	return slices.CompactFunc(hs, func(a, b store.Head) bool { return a.Tree() == b.Tree() })
+}
+
+type queryer interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// addHeads inserts hs (distinct, ascending) in one statement, and checks
+// that each size holds its hash: inserted now, or stored before.
+func addHeads(ctx context.Context, q queryer, logID int16, hs []store.Head) error {
+	sizes := make([]int64, len(hs))
+	hashes := make([][]byte, len(hs))
+	notes := make([][]byte, len(hs))
+	for i, h := range hs {
+		sizes[i], hashes[i], notes[i] = h.Size, h.Hash[:], h.Note
+	}
+	for try := 0; ; try++ {
+		rows, err := q.Query(ctx, `WITH v AS (
+				SELECT * FROM unnest($2::bigint[], $3::bytea[], $4::bytea[]) AS v(size, hash, note)),
+			ins AS (
+				INSERT INTO heads (log_id, size, hash, note) SELECT $1, size, hash, note FROM v
+				ON CONFLICT (log_id, size) DO NOTHING RETURNING size, hash)
+			SELECT size, hash FROM ins
+			UNION ALL SELECT h.size, h.hash FROM heads h JOIN v ON h.log_id = $1 AND h.size = v.size`,
+			logID, sizes, hashes, notes)
+		if err != nil {
+			return err
+		}
+		stored := make(map[int64][]byte, len(hs))
+		var size int64
+		var hash []byte
+		_, err = pgx.ForEachRow(rows, []any{&size, &hash}, func() error {
+			stored[size] = bytes.Clone(hash)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		missing := false
+		for _, h := range hs {
+			b, ok := stored[h.Size]
+			if !ok {
+				missing = true
+				continue
+			}
+			if !equalHash(b, h.Hash) {
+				return fmt.Errorf("a head of size %d with another hash is stored", h.Size)
+			}
+		}
+		// A concurrent writer inserted one of them after this statement's
+		// snapshot was taken: the next statement sees it.
+		if !missing {
+			return nil
+		}
+		if try == 2 {
+			return errors.New("a head inserted at the same time cannot be read")
+		}
+	}
 }
 
 func equalHash(b []byte, h tlog.Hash) bool { return len(b) == tlog.HashSize && tlog.Hash(b) == h }

@@ -553,29 +553,39 @@ func logForWrite(ctx context.Context, tx *sql.Tx, log string) (logRow, error) {
 	return l, nil
 }
 
-// AddHead implements store.Store.
-func (s *Store) AddHead(ctx context.Context, log string, h store.Head) error {
+// AddHead implements store.Store: every head in one transaction.
+func (s *Store) AddHead(ctx context.Context, log string, hs ...store.Head) error {
+	if len(hs) == 0 {
+		return nil
+	}
 	if err := s.check(true); err != nil {
 		return err
 	}
+	var at int64
 	err := s.writeLog(ctx, log, true, func(tx *sql.Tx, l *logRow) error {
-		var stored []byte
-		err := tx.QueryRowContext(ctx, `SELECT hash FROM heads WHERE log_id = ? AND size = ?`, l.id, h.Size).Scan(&stored)
-		switch {
-		case err == nil:
-			if !equalHash(stored, h.Hash) {
-				return errors.New("a head of that size with another hash is stored")
+		for _, h := range hs {
+			at = h.Size
+			var stored []byte
+			err := tx.QueryRowContext(ctx, `SELECT hash FROM heads WHERE log_id = ? AND size = ?`, l.id, h.Size).Scan(&stored)
+			switch {
+			case err == nil:
+				if !equalHash(stored, h.Hash) {
+					return errors.New("a head of that size with another hash is stored")
+				}
+				continue
+			case !errors.Is(err, sql.ErrNoRows):
+				return err
 			}
-			return nil
-		case !errors.Is(err, sql.ErrNoRows):
-			return err
+			_, err = tx.ExecContext(ctx, `INSERT INTO heads (log_id, size, hash, note, first_seen) VALUES (?, ?, ?, ?, ?)`,
+				l.id, h.Size, h.Hash[:], h.Note, time.Now().UnixMicro())
+			if err != nil {
+				return err
+			}
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO heads (log_id, size, hash, note, first_seen) VALUES (?, ?, ?, ?, ?)`,
-			l.id, h.Size, h.Hash[:], h.Note, time.Now().UnixMicro())
-		return err
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("sqlite: storing head %d of %s: %w", h.Size, log, err)
+		return fmt.Errorf("sqlite: storing head %d of %s: %w", at, log, err)
 	}
 	return nil
 }

@@ -168,6 +168,39 @@ func testHeads(t *testing.T, s store.Store) {
 	}
 	_, err = s.ServedHead(ctx, logName)
 	mustNotFound(t, err, "ServedHead before any is served")
+
+	// Several heads in one call: all of them or none.
+	conflict := head(30)
+	conflict.Hash = hashOf("other")
+	if err := s.AddHead(ctx, logName, head(25), head(30), conflict, head(10)); err == nil {
+		t.Fatal("adding heads, two of one size with different hashes, succeeded")
+	}
+	if err := s.AddHead(ctx, logName, head(25), head(10), bad); err == nil {
+		t.Fatal("adding heads, one of a stored size with another hash, succeeded")
+	}
+	if hs, err := s.Heads(ctx, logName); err != nil || len(hs) != 3 {
+		t.Fatalf("after failed AddHead of several: Heads = %v, %v; want the 3 stored before", hs, err)
+	}
+	if err := s.AddHead(ctx, logName, head(40), head(25), head(10), head(30), head(25)); err != nil {
+		t.Fatalf("adding several heads: %v", err)
+	}
+	hs, err = s.Heads(ctx, logName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sizes []int64
+	for _, h := range hs {
+		if h.Hash != head(h.Size).Hash || !bytes.Equal(h.Note, head(h.Size).Note) {
+			t.Errorf("head %d stored as %+v", h.Size, h)
+		}
+		sizes = append(sizes, h.Size)
+	}
+	if want := []int64{5, 10, 20, 25, 30, 40}; !slices.Equal(sizes, want) {
+		t.Errorf("heads stored: %v, want %v", sizes, want)
+	}
+	if err := s.AddHead(ctx, logName); err != nil {
+		t.Errorf("adding no head: %v", err)
+	}
 }
 
 func testCommitAndRead(t *testing.T, s store.Store) {
