@@ -161,6 +161,11 @@ func (s *tracedStore) HeadsAround(ctx context.Context, log string, size int64) (
 	return s.Store.HeadsAround(ctx, log, size)
 }
 
+func (s *tracedStore) HeadsAroundMany(ctx context.Context, log string, sizes []int64) ([]store.Around, error) {
+	defer traceFrom(ctx).note("store HeadsAroundMany", time.Now())
+	return s.Store.HeadsAroundMany(ctx, log, sizes)
+}
+
 func (s *tracedStore) LatestHead(ctx context.Context, log string) (store.Head, error) {
 	defer traceFrom(ctx).note("store LatestHead", time.Now())
 	return s.Store.LatestHead(ctx, log)

@@ -309,6 +309,12 @@ func TestSeedCachedHeads(t *testing.T) {
 	} else {
 		t.Logf("a seed that linked %d heads read every stored head %d times and the heads around one %d times", len(heads), n, st.around.Load())
 	}
+	// The heads of a group have their neighbours read at once.
+	if n := st.aroundMany.Load(); n > int64(len(heads))/4 {
+		t.Errorf("a seed that linked %d heads read their neighbours in %d reads", len(heads), n)
+	} else {
+		t.Logf("a seed that linked %d heads read their neighbours in %d reads", len(heads), n)
+	}
 	// The heads of a group are stored in one commit, not one each.
 	if n := st.adds.Load(); n > int64(len(heads))/4 {
 		t.Errorf("a seed that linked %d heads stored them in %d commits", len(heads), n)
@@ -321,7 +327,7 @@ func TestSeedCachedHeads(t *testing.T) {
 // and the calls that store heads.
 type headReadCounter struct {
 	store.Store
-	allHeads, around, adds atomic.Int64
+	allHeads, around, aroundMany, adds atomic.Int64
 }
 
 func (c *headReadCounter) AddHead(ctx context.Context, log string, hs ...store.Head) error {
@@ -337,6 +343,12 @@ func (c *headReadCounter) Heads(ctx context.Context, log string) ([]store.Head, 
 func (c *headReadCounter) HeadsAround(ctx context.Context, log string, size int64) (store.Around, error) {
 	c.around.Add(1)
 	return c.Store.HeadsAround(ctx, log, size)
+}
+
+func (c *headReadCounter) HeadsAroundMany(ctx context.Context, log string, sizes []int64) ([]store.Around, error) {
+	c.aroundMany.Add(1)
+	c.around.Add(int64(len(sizes)))
+	return c.Store.HeadsAroundMany(ctx, log, sizes)
 }
 
 // TestLyingTileEvidenceOnce: lookups that each meet the same lying tile

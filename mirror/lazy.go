@@ -416,13 +416,14 @@ type newHead struct {
 // unlinked returns the distinct heads of items that are not stored, each
 // with its stored neighbours, and the largest head among them and latest
 // (the largest stored, if any). A head equal to latest, as most are, costs
-// no read; another costs one indexed read, however many heads are stored.
+// no read; the others' neighbours are read at once, in one indexed read,
+// however many heads are stored.
 func (s *Syncer) unlinked(ctx context.Context, latest *store.Head, items []lookedUp) ([]newHead, store.Head, error) {
 	var target store.Head
 	if latest != nil {
 		target = *latest
 	}
-	var out []newHead
+	var cands []store.Head
 	seen := make(map[tlog.Tree]bool)
 	for _, it := range items {
 		h := it.head
@@ -433,14 +434,25 @@ func (s *Syncer) unlinked(ctx context.Context, latest *store.Head, items []looke
 			continue
 		}
 		seen[h.Tree()] = true
-		near, err := s.cfg.Store.HeadsAround(ctx, s.log, h.Size)
-		if err != nil {
-			return nil, target, err
-		}
-		if near.At != nil && near.At.Hash == h.Hash {
+		cands = append(cands, h)
+	}
+	if len(cands) == 0 {
+		return nil, target, nil
+	}
+	sizes := make([]int64, len(cands))
+	for i, h := range cands {
+		sizes[i] = h.Size
+	}
+	nears, err := s.cfg.Store.HeadsAroundMany(ctx, s.log, sizes)
+	if err != nil {
+		return nil, target, err
+	}
+	var out []newHead
+	for i, h := range cands {
+		if at := nears[i].At; at != nil && at.Hash == h.Hash {
 			continue
 		}
-		out = append(out, newHead{h: h, near: near})
+		out = append(out, newHead{h: h, near: nears[i]})
 	}
 	// The largest first: the others are linked through it.
 	if i := slices.IndexFunc(out, func(nh newHead) bool { return nh.h.Tree() == target.Tree() }); i > 0 {

@@ -179,12 +179,17 @@ func (s *Syncer) linkThrough(ctx context.Context, hs []store.Head, via *through,
 	// check proves each of hs and its stored neighbours consistent, and
 	// returns those not stored.
 	check := func(hs []store.Head, first bool) ([]store.Head, error) {
+		sizes := make([]int64, len(hs))
+		for i, h := range hs {
+			sizes[i] = h.Size
+		}
+		nears, err := s.cfg.Store.HeadsAroundMany(ctx, s.log, sizes)
+		if err != nil {
+			return nil, err
+		}
 		var unstored []store.Head
-		for _, h := range hs {
-			near, err := s.cfg.Store.HeadsAround(ctx, s.log, h.Size)
-			if err != nil {
-				return nil, err
-			}
+		for i, h := range hs {
+			near := nears[i]
 			if near.At != nil && near.At.Hash != h.Hash {
 				return nil, s.fork(ctx, *near.At, h)
 			}

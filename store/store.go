@@ -253,6 +253,10 @@ type Writer interface {
 	// only its neighbours, and a lazy mirror stores a head for every
 	// distinct head its lookups came with.
 	HeadsAround(ctx context.Context, log string, size int64) (Around, error)
+	// HeadsAroundMany is HeadsAround for each of sizes, in one read:
+	// out[i] is what HeadsAround gives for sizes[i]. A seed through a
+	// caching proxy links a group's hundreds of heads at once.
+	HeadsAroundMany(ctx context.Context, log string, sizes []int64) ([]Around, error)
 
 	// ReadSomeTiles is ReadTiles for the tiles of a list that the store
 	// holds, in one round trip to the database: out[i] is tiles[i]'s

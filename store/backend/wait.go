@@ -123,6 +123,13 @@ func (g *storeGate) HeadsAround(ctx context.Context, log string, size int64) (st
 	return g.Store.HeadsAround(ctx, log, size)
 }
 
+func (g *storeGate) HeadsAroundMany(ctx context.Context, log string, sizes []int64) ([]store.Around, error) {
+	if err := g.check(); err != nil {
+		return nil, err
+	}
+	return g.Store.HeadsAroundMany(ctx, log, sizes)
+}
+
 func (g *storeGate) Heads(ctx context.Context, log string) ([]store.Head, error) {
 	if err := g.check(); err != nil {
 		return nil, err

@@ -514,29 +514,75 @@ func scanHeads(rows pgx.Rows, log string) ([]store.Head, error) {
 	return hs, rows.Err()
 }
 
-// HeadsAround implements store.Store: the next smaller, the one of that
-// size and the next larger, and the largest, each an index scan of the
-// primary key.
+// HeadsAround implements store.Store (see HeadsAroundMany).
 func (s *Store) HeadsAround(ctx context.Context, log string, size int64) (store.Around, error) {
-	id, err := s.logID(ctx, s.pool, log, false)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.Around{}, nil
-	}
+	a, err := s.HeadsAroundMany(ctx, log, []int64{size})
 	if err != nil {
 		return store.Around{}, err
 	}
+	return a[0], nil
+}
+
+// HeadsAroundMany implements store.Store: for each size, the next smaller,
+// the one of that size and the next larger, each an index scan of the
+// primary key, and once the largest, all in one query.
+func (s *Store) HeadsAroundMany(ctx context.Context, log string, sizes []int64) ([]store.Around, error) {
+	out := make([]store.Around, len(sizes))
+	if len(sizes) == 0 {
+		return out, nil
+	}
+	id, err := s.logID(ctx, s.pool, log, false)
+	if errors.Is(err, store.ErrNotFound) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	what := fmt.Sprintf("around size %d", sizes[0])
+	if len(sizes) > 1 {
+		what = fmt.Sprintf("around %d sizes", len(sizes))
+	}
 	rows, err := s.pool.Query(ctx, `
-		(SELECT `+headCols+` FROM heads WHERE log_id = $1 AND size < $2 ORDER BY size DESC LIMIT 1)
-		UNION ALL (SELECT `+headCols+` FROM heads WHERE log_id = $1 AND size >= $2 ORDER BY size LIMIT 2)
-		UNION ALL (SELECT `+headCols+` FROM heads WHERE log_id = $1 ORDER BY size DESC LIMIT 1)`, id, size)
+		SELECT q.i, h.size, h.hash, h.note, h.first_seen
+		FROM unnest($2::bigint[]) WITH ORDINALITY AS q(size, i)
+		CROSS JOIN LATERAL (
+			(SELECT `+headCols+` FROM heads WHERE log_id = $1 AND size < q.size ORDER BY size DESC LIMIT 1)
+			UNION ALL (SELECT `+headCols+` FROM heads WHERE log_id = $1 AND size >= q.size ORDER BY size LIMIT 2)
+		) h
+		UNION ALL (SELECT 0, `+headCols+` FROM heads WHERE log_id = $1 ORDER BY size DESC LIMIT 1)`, id, sizes)
 	if err != nil {
-		return store.Around{}, fmt.Errorf("postgres: reading the heads of %s around size %d: %w", log, size, err)
+		return nil, fmt.Errorf("postgres: reading the heads of %s %s: %w", log, what, err)
 	}
-	hs, err := scanHeads(rows, log)
-	if err != nil {
-		return store.Around{}, fmt.Errorf("postgres: reading the heads of %s around size %d: %w", log, size, err)
+	defer rows.Close()
+	near := make([][]store.Head, len(sizes))
+	var latest []store.Head
+	for rows.Next() {
+		var i, size int64
+		var hash, note []byte
+		var firstSeen time.Time
+		if err := rows.Scan(&i, &size, &hash, &note, &firstSeen); err != nil {
+			return nil, fmt.Errorf("postgres: reading the heads of %s %s: %w", log, what, err)
+		}
+		h, err := store.HeadRow(log, size, hash, note, firstSeen)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: reading the heads of %s %s: %w", log, what, err)
+		}
+		switch {
+		case i == 0:
+			latest = append(latest, h)
+		case i >= 1 && i <= int64(len(sizes)):
+			near[i-1] = append(near[i-1], h)
+		default:
+			return nil, fmt.Errorf("postgres: reading the heads of %s %s: row for size %d of %d", log, what, i, len(sizes))
+		}
 	}
-	return store.AroundOf(hs, size), nil
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: reading the heads of %s %s: %w", log, what, err)
+	}
+	for i, size := range sizes {
+		out[i] = store.AroundOf(append(near[i], latest...), size)
+	}
+	return out, nil
 }
 
 // Synced implements store.Store.

@@ -692,6 +692,19 @@ func (s *Store) HeadsAround(ctx context.Context, log string, size int64) (store.
 	return store.AroundOf(hs, size), nil
 }
 
+// HeadsAroundMany implements store.Store: HeadsAround for each size (a
+// read in this process costs no round trip).
+func (s *Store) HeadsAroundMany(ctx context.Context, log string, sizes []int64) ([]store.Around, error) {
+	out := make([]store.Around, len(sizes))
+	for i, size := range sizes {
+		var err error
+		if out[i], err = s.HeadsAround(ctx, log, size); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // Synced implements store.Store.
 func (s *Store) Synced(ctx context.Context, log string) (int64, error) {
 	id, err := s.logID(ctx, log)

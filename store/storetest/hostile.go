@@ -39,6 +39,7 @@ const (
 	readSomeTiles   = "ReadSomeTiles"  // both, in one call
 	readHeads       = "Heads"
 	readHeadsAround = "HeadsAround"
+	readAroundMany  = "HeadsAroundMany"
 	readLatestHead  = "LatestHead"
 	readServedHead  = "ServedHead"
 )
@@ -57,7 +58,7 @@ type hostileRow struct {
 func hostileRows() []hostileRow {
 	const logRow = `log_id = (SELECT id FROM logs WHERE name = ?)`
 	recordReads := []string{readLookup, readRecords, readRecord, readLeafTile, readTiles, readSomeTiles}
-	headReads := []string{readHeads, readHeadsAround, readLatestHead, readServedHead}
+	headReads := []string{readHeads, readHeadsAround, readAroundMany, readLatestHead, readServedHead}
 	tileReads := []string{readUpperTile, readTiles, readSomeTiles}
 	setRecord := func(name, set string, args ...any) hostileRow {
 		return hostileRow{name: name, query: `UPDATE records SET ` + set + ` WHERE ` + logRow + ` AND id = 5`,
@@ -152,11 +153,12 @@ func RunHostile(t *testing.T, open func(t *testing.T) Hostile) {
 				},
 				readHeads:       func() error { _, err := s.Heads(ctx, logName); return err },
 				readHeadsAround: func() error { _, err := s.HeadsAround(ctx, logName, 1); return err },
+				readAroundMany:  func() error { _, err := s.HeadsAroundMany(ctx, logName, []int64{1, 400}); return err },
 				readLatestHead:  func() error { _, err := s.LatestHead(ctx, logName); return err },
 				readServedHead:  func() error { _, err := s.ServedHead(ctx, logName); return err },
 			}
 			for _, name := range []string{readLookup, readRecords, readRecord, readRecordIDs, readLeafTile,
-				readUpperTile, readTiles, readSomeTiles, readHeads, readHeadsAround, readLatestHead, readServedHead} {
+				readUpperTile, readTiles, readSomeTiles, readHeads, readHeadsAround, readAroundMany, readLatestHead, readServedHead} {
 				err := noPanic(t, name, reads[name])
 				if h.Idle != nil {
 					if ierr := h.Idle(ctx); ierr != nil {

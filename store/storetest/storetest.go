@@ -166,6 +166,31 @@ func testHeads(t *testing.T, s store.Store) {
 			t.Errorf("HeadsAround %d: At = %+v, want the stored head", c.n, a.At)
 		}
 	}
+	// Many sizes at once: each as HeadsAround gives it, in order,
+	// repeats included.
+	around := []int64{25, 3, 10, 7, 20, 5, 10}
+	many, err := s.HeadsAroundMany(ctx, logName, around)
+	if err != nil || len(many) != len(around) {
+		t.Fatalf("HeadsAroundMany %v = %d results, %v", around, len(many), err)
+	}
+	for i, n := range around {
+		one, err := s.HeadsAround(ctx, logName, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := many[i]
+		if size(a.Pred) != size(one.Pred) || size(a.At) != size(one.At) || size(a.Succ) != size(one.Succ) || size(a.Latest) != size(one.Latest) {
+			t.Errorf("HeadsAroundMany, size %d = pred %d at %d succ %d latest %d; HeadsAround gives %d %d %d %d",
+				n, size(a.Pred), size(a.At), size(a.Succ), size(a.Latest), size(one.Pred), size(one.At), size(one.Succ), size(one.Latest))
+		}
+	}
+	if many, err := s.HeadsAroundMany(ctx, logName, nil); err != nil || len(many) != 0 {
+		t.Errorf("HeadsAroundMany of no sizes = %v, %v", many, err)
+	}
+	if many, err := s.HeadsAroundMany(ctx, "sumdb.other", []int64{1, 2}); err != nil || len(many) != 2 || many[0] != (store.Around{}) {
+		t.Errorf("HeadsAroundMany of a log not stored = %v, %v", many, err)
+	}
+
 	_, err = s.ServedHead(ctx, logName)
 	mustNotFound(t, err, "ServedHead before any is served")
 
