@@ -31,7 +31,11 @@ import (
 // Fewer workers make bigger batches. On a 2-core machine shared by server
 // and database, four workers averaged 2.6 lookups a query and reached 0.41
 // of an in-memory server's throughput; one worker reached 0.76. So there is
-// one query in flight per two cores.
+// one query in flight per two cores, and one more while at least
+// overflowDepth lookups wait (see overflowWorker): with every lookup
+// missing the cache, one query in flight left the cores waiting on it, and
+// a second worker always on split the few misses of a warm cache into more
+// queries.
 const maxLookupBatch = 128
 
 func lookupWorkers() int { return max(1, runtime.GOMAXPROCS(0)/2) }
@@ -95,8 +99,10 @@ type lookupBatcher struct {
 	// workers are the workers' states, for Close to end their queries;
 	// slots holds those not in use. A batch runs with one, taken by a
 	// worker or by a lookup running its batch itself.
-	workers []*batchWorker
-	slots   chan *batchWorker
+	workers  []*batchWorker
+	slots    chan *batchWorker
+	deep     chan struct{} // wakes the overflow worker
+	overflow *batchWorker
 	// ctx is cancelled by Close, ending the queries under way.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -118,6 +124,52 @@ func (s *Store) startLookups(workers int) {
 		b.wg.Add(1)
 		go s.lookupWorker()
 	}
+	b.deep = make(chan struct{}, 1)
+	b.overflow = &batchWorker{batch: make([]*lookupReq, 0, maxLookupBatch)}
+	b.wg.Add(1)
+	go s.overflowWorker(b.overflow)
+}
+
+// overflowDepth is how many lookups must be waiting for the overflow
+// worker to run a second query beside the workers'.
+const overflowDepth = 16
+
+// overflowWorker runs a batch of its own while the queue stays deep (the
+// lookups that fill it wake it): a second query in flight only when a
+// batch is waiting for one.
+func (s *Store) overflowWorker(w *batchWorker) {
+	b := &s.lookups
+	defer b.wg.Done()
+	for {
+		select {
+		case <-b.deep:
+		case <-b.stop:
+			return
+		}
+		for len(b.reqs) >= overflowDepth {
+			select {
+			case <-b.stop:
+				return
+			default:
+			}
+			w.batch = w.batch[:0]
+			s.takeQueued(w)
+			if len(w.batch) == 0 {
+				break
+			}
+			s.lookupBatch(w, time.Time{})
+		}
+	}
+}
+
+// signalDeep wakes the overflow worker if the queue is deep.
+func (s *Store) signalDeep() {
+	if len(s.lookups.reqs) >= overflowDepth {
+		select {
+		case s.lookups.deep <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (s *Store) stopLookups() {
@@ -126,6 +178,7 @@ func (s *Store) stopLookups() {
 	for _, w := range s.lookups.workers {
 		w.stop()
 	}
+	s.lookups.overflow.stop()
 	s.lookups.wg.Wait()
 	// Lookups running their batch themselves give their slots back once
 	// their queries have ended.
@@ -510,6 +563,7 @@ func (s *Store) LookupWithin(ctx context.Context, d time.Duration, log, path, ve
 			return abandon(lookupTimeout(log, path, version, d))
 		}
 	}
+	s.signalDeep()
 	var res lookupRes
 	select {
 	case res = <-req.done:

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -160,6 +161,72 @@ func TestLookupConcurrent(t *testing.T) {
 		case <-done:
 		case <-time.After(time.Minute):
 			t.Fatal("a lookup still waits a minute after Close")
+		}
+	}
+}
+
+// TestLookupOverflow: while many lookups wait behind the query in flight
+// (every one missing the cache), a second query takes a batch of them, and
+// each lookup still gets its own answer. The records table is held locked
+// until both queries wait on it.
+func TestLookupOverflow(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	var recs []store.Record
+	for i := range 300 {
+		recs = append(recs, filterRecord(i, int64(i)))
+	}
+	if err := s.Commit(ctx, "log", store.Batch{Records: recs, Synced: int64(len(recs))}); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := s.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx)
+	if _, err := lock.Exec(ctx, `LOCK TABLE records IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	got := make([]store.Record, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			got[i], errs[i] = s.Lookup(ctx, "log", recs[i].Path, recs[i].Version, int64(len(recs)))
+		})
+	}
+	// The lookup queries waiting on the lock, as the server sees them.
+	waiting := func() int {
+		var k int
+		err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query IN ($1, $2)`,
+			lookupFewSQL, lookupManySQL).Scan(&k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	// A bound only for a failure (one query in flight never becomes two).
+	for give := time.Now().Add(30 * time.Second); ; {
+		k := waiting()
+		if k >= 2 {
+			break
+		}
+		if time.Now().After(give) {
+			lock.Rollback(ctx)
+			wg.Wait()
+			t.Fatalf("%d lookups waiting, %d lookup queries in flight: want a second one for the queue", n, k)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil || got[i].ID != int64(i) || got[i].Path != recs[i].Path {
+			t.Errorf("lookup of %s: id %d, %v; want id %d", recs[i].Path, got[i].ID, errs[i], i)
 		}
 	}
 }

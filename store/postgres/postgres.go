@@ -170,7 +170,7 @@ func connect(ctx context.Context, dsn string, readOnly bool) (*Store, error) {
 		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
 	workers := lookupWorkers()
-	lcfg := lookupPoolConfig(cfg, workers)
+	lcfg := lookupPoolConfig(cfg, workers+1) // and the overflow worker's
 	if !strings.Contains(dsn, "pool_max_conns") {
 		// A syncer holds up to six connections at once (its lock, two
 		// staged batches with a transaction and a duplicate probe each,
