@@ -599,7 +599,8 @@ func TestSeedGroupsShareTiles(t *testing.T) {
 // histories signed with the same key (a split view: some answered with the
 // upstream's head, others with a forked history's older head) stops at
 // the fork and keeps its evidence, whichever group meets the forked head,
-// and stores no head of the forked history.
+// and stores no head of the forked history when it knows the other's
+// newer head.
 func TestSeedSplitViewHeads(t *testing.T) {
 	ctx := context.Background()
 	u, err := sumdbtest.New(logName)
@@ -644,6 +645,12 @@ func TestSeedSplitViewHeads(t *testing.T) {
 	st := newStore(t)
 	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(srv.URL, nil), Key: u.VerifierKey(), Mode: mirror.ModeLazy, Concurrency: 8})
 	if err != nil {
+		t.Fatal(err)
+	}
+	// The upstream's newest head is stored first, so that every forked
+	// head a lookup brings is linked through it, whichever group it is in
+	// (an empty store would keep the first head it meets, forked or not).
+	if _, err := s.Once(ctx); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err = s.Seed(ctx, mods, 8, nil)
