@@ -314,12 +314,12 @@ func (s *Syncer) keepFrom(ctx context.Context, items []lookedUp, first keepState
 			}
 			rest = newHeads[1:]
 		}
-		if len(rest) > 0 && via == nil {
-			// Not reached: target is stored or new, and via is then
-			// target.
-			return nil, fmt.Errorf("sync %s: %d new heads and no head to link them through", s.log, len(rest))
-		}
 		if len(rest) > 0 {
+			if via == nil {
+				// Not reached: target is stored or new, and via is
+				// then target.
+				return nil, fmt.Errorf("sync %s: %d new heads and no head to link them through", s.log, len(rest))
+			}
 			hs := make([]store.Head, len(rest))
 			for i, nh := range rest {
 				hs[i] = nh.h

@@ -234,7 +234,7 @@ func (s *Syncer) linkThrough(ctx context.Context, hs []store.Head, via *through,
 }
 
 // through is a linked head and its tree's tiles, authenticated once for
-// all the heads linked through it (see linkWith).
+// all the heads linked through it (see linkThrough).
 type through struct {
 	head  store.Head
 	tiles *proof.Tiles

@@ -441,12 +441,13 @@ func equalHash(b []byte, h tlog.Hash) bool { return len(b) == tlog.HashSize && t
 
 const headCols = `size, hash, note, first_seen`
 
-// scanHead reads a row of headCols and checks it (store.HeadRow).
-func scanHead(row pgx.Row, log string) (store.Head, error) {
+// scanHead reads a row of headCols, after any columns of before (scanned
+// into them), and checks it (store.HeadRow).
+func scanHead(row pgx.Row, log string, before ...any) (store.Head, error) {
 	var size int64
 	var hash, note []byte
 	var firstSeen time.Time
-	if err := row.Scan(&size, &hash, &note, &firstSeen); err != nil {
+	if err := row.Scan(append(before, &size, &hash, &note, &firstSeen)...); err != nil {
 		return store.Head{}, err
 	}
 	return store.HeadRow(log, size, hash, note, firstSeen)
@@ -557,13 +558,8 @@ func (s *Store) HeadsAroundMany(ctx context.Context, log string, sizes []int64) 
 	near := make([][]store.Head, len(sizes))
 	var latest []store.Head
 	for rows.Next() {
-		var i, size int64
-		var hash, note []byte
-		var firstSeen time.Time
-		if err := rows.Scan(&i, &size, &hash, &note, &firstSeen); err != nil {
-			return nil, fmt.Errorf("postgres: reading the heads of %s %s: %w", log, what, err)
-		}
-		h, err := store.HeadRow(log, size, hash, note, firstSeen)
+		var i int64
+		h, err := scanHead(rows, log, &i)
 		if err != nil {
 			return nil, fmt.Errorf("postgres: reading the heads of %s %s: %w", log, what, err)
 		}
