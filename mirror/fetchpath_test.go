@@ -675,3 +675,70 @@ func TestSeedSplitViewHeads(t *testing.T) {
 		}
 	}
 }
+
+// TestSeedHeadStoredMeanwhile: a group's newest head that another process
+// stores after the group read the store's newest head (as a seed's
+// concurrent groups do, or a second mirror on the same database) is a
+// stored head to link the group's other heads through, not a reason to
+// fail the group.
+func TestSeedHeadStoredMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	u, url := newUpstream(t, 6000)
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultCachedHeads})
+	st := &storesMeanwhile{Store: newStore(t), u: u}
+	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: u.VerifierKey(), Mode: mirror.ModeLazy, Concurrency: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mods []module.Version
+	for id := int64(3); id < 6000; id += 13 {
+		p, v, _ := u.Module(id)
+		mods = append(mods, module.Version{Path: p, Version: v})
+	}
+	counts, failures, err := s.Seed(ctx, mods, 32, nil)
+	if err != nil || len(failures) > 0 || counts.Fetched != len(mods) {
+		t.Fatalf("seed: %v, counts %+v, first failures %v", err, counts, failures[:min(len(failures), 3)])
+	}
+	if n := st.stored.Load(); n == 0 {
+		t.Fatal("no head was stored meanwhile: the test does not test it")
+	} else {
+		t.Logf("%d heads stored by another process meanwhile", n)
+	}
+	if n := checkProvable(t, st, u); n != len(mods) {
+		t.Fatalf("%d records stored, want %d", n, len(mods))
+	}
+}
+
+// storesMeanwhile is a real store where, just before the neighbours of
+// several heads are read, another process stores the largest of them (an
+// honest head of u).
+type storesMeanwhile struct {
+	store.Store
+	u      *sumdbtest.Upstream
+	stored atomic.Int64
+}
+
+func (s *storesMeanwhile) HeadsAroundMany(ctx context.Context, log string, sizes []int64) ([]store.Around, error) {
+	if len(sizes) > 1 {
+		n := slices.Max(sizes)
+		near, err := s.Store.HeadsAround(ctx, log, n)
+		if err != nil {
+			return nil, err
+		}
+		if near.At == nil {
+			msg, err := s.u.SignedHeadAt(n)
+			if err != nil {
+				return nil, err
+			}
+			hash, err := tlog.TreeHash(n, s.u.HashReader())
+			if err != nil {
+				return nil, err
+			}
+			if err := s.Store.AddHead(ctx, log, store.Head{Size: n, Hash: hash, Note: msg}); err != nil {
+				return nil, err
+			}
+			s.stored.Add(1)
+		}
+	}
+	return s.Store.HeadsAroundMany(ctx, log, sizes)
+}

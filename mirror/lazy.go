@@ -250,21 +250,18 @@ func (s *Syncer) keepFrom(ctx context.Context, items []lookedUp, first keepState
 			return nil, err
 		}
 		// The new heads other than target are linked through target (see
-		// linkWith): target first, if it is new, against its neighbours.
-		var via *store.Head
+		// linkThrough): target first, if it is new, against its
+		// neighbours. If it is not new it is stored, and so linked: the
+		// latest head read above, or a head of items that another group
+		// or process stored since.
 		targetNew := len(newHeads) > 0 && newHeads[0].h.Tree() == target.Tree()
-		if targetNew {
-			via = &newHeads[0].h
-		} else if st.latest != nil && st.latest.Tree() == target.Tree() {
-			via = st.latest
-		}
 		var plan []tlog.Tile
 		for i, nh := range newHeads {
 			h, pred, succ := nh.h, nh.near.Pred, nh.near.Succ
-			if via != nil && (i > 0 || !targetNew) {
-				plan = append(plan, proof.Plan(via.Tree(), func(hr tlog.HashReader) error {
+			if i > 0 || !targetNew {
+				plan = append(plan, proof.Plan(target.Tree(), func(hr tlog.HashReader) error {
 					for _, x := range []*store.Head{&h, pred, succ} {
-						if x != nil && x.Size > 0 && x.Size <= via.Size {
+						if x != nil && x.Size > 0 && x.Size <= target.Size {
 							if _, err := tlog.TreeHash(x.Size, hr); err != nil {
 								return err
 							}
@@ -315,16 +312,11 @@ func (s *Syncer) keepFrom(ctx context.Context, items []lookedUp, first keepState
 			rest = newHeads[1:]
 		}
 		if len(rest) > 0 {
-			if via == nil {
-				// Not reached: target is stored or new, and via is
-				// then target.
-				return nil, fmt.Errorf("sync %s: %d new heads and no head to link them through", s.log, len(rest))
-			}
 			hs := make([]store.Head, len(rest))
 			for i, nh := range rest {
 				hs[i] = nh.h
 			}
-			if err := s.linkThrough(ctx, hs, newThrough(*via, r), r); err != nil {
+			if err := s.linkThrough(ctx, hs, newThrough(target, r), r); err != nil {
 				return nil, err
 			}
 		}
