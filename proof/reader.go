@@ -59,6 +59,7 @@ type memory struct {
 	fromSrc  map[tlog.Tile]bool   // tiles that came from the source
 	authed   map[tlog.Tile]bool   // source tiles authenticated
 	verified map[tlog.Tile]bool   // tiles to report in Verified
+	expanded map[tlog.Tile]*expandedTile
 }
 
 // NewReader returns a Reader reading on behalf of ctx.
@@ -71,6 +72,7 @@ func NewReader(ctx context.Context, cfg ReaderConfig) *Reader {
 		fromSrc:  make(map[tlog.Tile]bool),
 		authed:   make(map[tlog.Tile]bool),
 		verified: make(map[tlog.Tile]bool),
+		expanded: make(map[tlog.Tile]*expandedTile),
 	}}
 }
 
@@ -181,6 +183,41 @@ func (r *Reader) fromSource(tiles []tlog.Tile, missing []int, out [][]byte) erro
 	}
 	wg.Wait()
 	return FirstError(errs)
+}
+
+// expand returns data, tile t as read through r, expanded (see Tiles):
+// once per Reader for the tiles it remembers, however many Tiles of
+// however many trees read them. An expansion is a function of the bytes
+// alone; each Tiles still authenticates it against its own tree. It is
+// kept only for the very bytes the Reader remembers for t, which it never
+// changes, so bytes read again from a source that answered otherwise are
+// expanded anew.
+func (r *Reader) expand(t tlog.Tile, data []byte) *expandedTile {
+	r.c.mu.Lock()
+	held := r.c.seen[t]
+	_, local := r.local[t]
+	kept := !local && len(held) > 0 && len(held) == len(data) && &held[0] == &data[0]
+	e := r.c.expanded[t]
+	r.c.mu.Unlock()
+	if kept && e != nil && &e.data[0] == &data[0] {
+		return e
+	}
+	e = expand(data)
+	if kept {
+		r.c.mu.Lock()
+		r.c.expanded[t] = e
+		r.c.mu.Unlock()
+	}
+	return e
+}
+
+// expandFor expands data, tile t as read through tr: through tr if it is
+// a Reader, which keeps expansions.
+func expandFor(tr tlog.TileReader, t tlog.Tile, data []byte) *expandedTile {
+	if r, ok := tr.(*Reader); ok {
+		return r.expand(t, data)
+	}
+	return expand(data)
 }
 
 // SaveTiles implements tlog.TileReader: tlog.TileHashReader calls it with

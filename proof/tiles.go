@@ -32,8 +32,11 @@ func PathTiles(tree tlog.Tree, id int64) []tlog.Tile {
 // tile once (not only its bottom row), so that the many proofs that share
 // a tile do not hash it again. (Over TileHashReader, each proof costs some
 // two thousand SHA-256 computations: more than half a second for a real
-// go.sum.) A tile that does not authenticate fails every proof that reads
-// it; and every proof is checked against the signed root by
+// go.sum.) Over a Reader, a tile is expanded once for all the Tiles that
+// read it, whatever their trees (see Reader.expand): a lazy fetch proves
+// its records, links its heads and advances the served head in trees of
+// several sizes. A tile that does not authenticate fails every proof that
+// reads it; and every proof is checked against the signed root by
 // tlog.CheckRecord.
 type Tiles struct {
 	tree tlog.Tree
@@ -93,7 +96,7 @@ func (p *Tiles) AuthenticateEdge() error {
 		}
 		for i, t := range s.tiles {
 			e := p.entry(t)
-			e.once.Do(func() { e.exp = expand(s.data[i]) })
+			e.once.Do(func() { e.exp = expandFor(p.tr, t, s.data[i]) })
 		}
 	})
 	return p.rootErr
@@ -127,7 +130,7 @@ func (p *Tiles) tile(t tlog.Tile) (*expandedTile, error) {
 				Err: fmt.Errorf("tile %s has %d bytes, want %d", t.Path(), len(data[0]), t.W*tlog.HashSize)}
 			return
 		}
-		exp := expand(data[0])
+		exp := expandFor(p.tr, t, data[0])
 		parent := tlog.Tile{H: h, L: t.L + 1, N: t.N >> h, W: widthIn(p.tree, t.L+1, t.N>>h)}
 		if parent.W <= 0 {
 			e.err = fmt.Errorf("tile %s is outside the signed tree", t.Path())
