@@ -14,7 +14,10 @@
 //     prefix-stable, so a narrower request is served by slicing. A level-0
 //     tile is its records' leaf hashes, so where the records are stored it
 //     need not be: a full sync stores none, and ReadTiles rebuilds them
-//     (LeafTile). On-demand fetches store the level-0 tiles of their proofs.
+//     (LeafTile) under the full-sync cursor. On-demand fetches store the
+//     level-0 tiles of their proofs, and above the cursor a level-0 tile is
+//     only ever read as stored: records stored on demand are in no order,
+//     and looking for all of a tile's among them can cost a store a scan.
 //   - records: id, module path, version and the exact record bytes the log
 //     holds (the leaf hash is over these bytes).
 //   - evidence of upstream misbehaviour, kept forever.
@@ -228,8 +231,9 @@ type Reader interface {
 	ReadRecords(ctx context.Context, log string, start, n int64) ([]Record, error)
 	// ReadTiles returns the contents of the given hash tiles, each exactly
 	// t.W hashes (sliced from a wider stored tile where needed, or for
-	// level 0 rebuilt from the records under it), or ErrNotFound if any is
-	// neither stored at least that wide nor rebuildable.
+	// level 0 rebuilt from the records under it where the full-sync cursor
+	// covers them all), or ErrNotFound if any is neither stored at least
+	// that wide nor rebuildable.
 	ReadTiles(ctx context.Context, log string, tiles []tlog.Tile) ([][]byte, error)
 }
 

@@ -157,10 +157,10 @@ func scanTiles(rows pgx.Rows, log string, n int) (map[tileKey][]byte, error) {
 }
 
 // ReadSomeTiles implements store.Store in one round trip: the stored tiles
-// and, beside them, the records under each level-0 tile asked for, where
-// they are all stored (so that the tile can be rebuilt: store.LeafTile).
-// A lazy store holds few records under each tile, and the database counts
-// them before it reads any.
+// and, beside them, the records under each level-0 tile asked for that the
+// full-sync cursor covers, where they are all stored (so that the tile can
+// be rebuilt: store.LeafTile). The database counts them before it reads
+// any.
 func (s *Store) ReadSomeTiles(ctx context.Context, log string, tiles []tlog.Tile) ([][]byte, error) {
 	out := make([][]byte, len(tiles))
 	id, err := s.logID(ctx, s.pool, log, false)
@@ -231,11 +231,13 @@ func (s *Store) ReadSomeTiles(ctx context.Context, log string, tiles []tlog.Tile
 }
 
 // completeLeavesSQL reads, for each level-0 tile ($2[i], width $3[i]) of
-// log $1 whose records are all stored, those records, each row naming its
-// tile; tiles with a record missing give no rows, and their records are
-// not read (a lazy store's usual case: it holds a few of them).
+// log $1 under its full-sync cursor whose records are all stored, those
+// records, each row naming its tile; tiles with a record missing give no
+// rows, and their records are not read. A tile above the cursor is not
+// looked for at all (see leafRangeSQL).
 const completeLeavesSQL = `SELECT q.n, q.w, r.id, r.path, r.version, r.hashes, r.raw
-	FROM unnest($2::bigint[], $3::bigint[]) AS q(n, w)
+	FROM (SELECT * FROM unnest($2::bigint[], $3::bigint[]) AS u(n, w)
+		WHERE u.n * 256 + u.w <= (SELECT synced FROM logs WHERE id = $1)) AS q
 	CROSS JOIN LATERAL (SELECT count(*) AS c FROM records
 		WHERE log_id = $1 AND id >= q.n * 256 AND id < q.n * 256 + q.w) AS k
 	JOIN LATERAL (SELECT id, path, version, hashes, raw FROM records
@@ -265,6 +267,17 @@ func scanLeafRecords(rows pgx.Rows, log string, leaves map[tlog.Tile][]store.Rec
 	return nil
 }
 
+// leafRangeSQL is recordRangeSQL for the records under a level-0 tile,
+// which are read only where the full-sync cursor covers them: records
+// stored on demand come with their level-0 tiles, so above the cursor a
+// tile the store lacks cannot be rebuilt, and looking for its records
+// would read the whole table (they are stored in no order there, and the
+// BRIN index on id then matches every block).
+const leafRangeSQL = `SELECT id, path, version, hashes, raw FROM records
+	WHERE log_id = $1 AND id >= $2 AND id < $3
+		AND $3 <= (SELECT synced FROM logs WHERE id = $1)
+	ORDER BY id`
+
 // leafTiles rebuilds the level-0 tiles tiles[i], i in which, from their
 // records (see store.LeafTile), reading all of them in one round trip.
 func (s *Store) leafTiles(ctx context.Context, id int16, log string, tiles []tlog.Tile, which []int, out [][]byte) error {
@@ -273,7 +286,7 @@ func (s *Store) leafTiles(ctx context.Context, id int16, log string, tiles []tlo
 	for j, i := range which {
 		t := tiles[i]
 		start := t.N << store.TileHeight
-		q.Queue(recordRangeSQL, id, start, start+int64(t.W)).Query(func(rows pgx.Rows) (err error) {
+		q.Queue(leafRangeSQL, id, start, start+int64(t.W)).Query(func(rows pgx.Rows) (err error) {
 			// A panic here would unwind through pgx and leave the
 			// connection acquired forever: turn it into an error.
 			defer recoverTo(&err, "reading records under tile "+t.Path())

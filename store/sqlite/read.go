@@ -57,6 +57,7 @@ func (s *Store) ReadRecords(ctx context.Context, log string, start, n int64) ([]
 // queryer is a connection pool or a transaction.
 type queryer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
 func readRecords(ctx context.Context, q queryer, id int64, log string, start, n int64) ([]store.Record, error) {
@@ -158,6 +159,14 @@ func (s *Store) readTiles(ctx context.Context, id int64, log string, tiles []tlo
 			return data[: t.W*tlog.HashSize : t.W*tlog.HashSize], nil
 		}
 		if t.L != 0 {
+			return nil, fmt.Errorf("tile %s of %s: %w", t.Path(), log, store.ErrNotFound)
+		}
+		// Rebuilt only under the full-sync cursor (see store.Reader).
+		var synced int64
+		if err := q.QueryRowContext(ctx, `SELECT synced FROM logs WHERE id = ?`, id).Scan(&synced); err != nil {
+			return nil, fmt.Errorf("sqlite: reading the full-sync cursor of %s: %w", log, err)
+		}
+		if t.N<<store.TileHeight+int64(t.W) > synced {
 			return nil, fmt.Errorf("tile %s of %s: %w", t.Path(), log, store.ErrNotFound)
 		}
 		recs, err := readRecords(ctx, q, id, log, t.N<<store.TileHeight, int64(t.W))
