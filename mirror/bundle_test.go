@@ -45,6 +45,17 @@ func mods(t *testing.T, u *sumdbtest.Upstream, ids ...int64) []module.Version {
 	return ms
 }
 
+// modsEvery returns the module@versions of u's records from, from+step,
+// ... below to.
+func modsEvery(t *testing.T, u *sumdbtest.Upstream, from, to, step int64) []module.Version {
+	t.Helper()
+	var ids []int64
+	for id := from; id < to; id += step {
+		ids = append(ids, id)
+	}
+	return mods(t, u, ids...)
+}
+
 // export writes a bundle, a SQLite file as sumkeep export writes it.
 func export(t *testing.T, from store.Store, key string, ms []module.Version) store.Store {
 	t.Helper()

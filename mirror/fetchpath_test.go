@@ -214,11 +214,7 @@ func TestSeedCommitsInGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mods []module.Version
-	for id := int64(0); id < 20000; id += 23 {
-		p, v, _ := u.Module(id)
-		mods = append(mods, module.Version{Path: p, Version: v})
-	}
+	mods := modsEvery(t, u, 0, 20000, 23)
 	counts, failures, err := s.Seed(ctx, mods, 64, nil)
 	if err != nil || len(failures) > 0 || counts.Fetched != len(mods) {
 		t.Fatalf("seed: %v, counts %+v, failures %v", err, counts, failures)
@@ -282,11 +278,7 @@ func TestSeedCachedHeads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mods []module.Version
-	for id := int64(3); id < 6000; id += 13 {
-		p, v, _ := u.Module(id)
-		mods = append(mods, module.Version{Path: p, Version: v})
-	}
+	mods := modsEvery(t, u, 3, 6000, 13)
 	counts, failures, err := s.Seed(ctx, mods, 32, nil)
 	if err != nil || len(failures) > 0 || counts.Fetched != len(mods) {
 		t.Fatalf("seed: %v, counts %+v, failures %v", err, counts, failures)
@@ -403,12 +395,8 @@ func TestSeedBoundsRequestsInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mods []module.Version
 	// A level-0 tile for each record: groups with many tiles to read.
-	for id := int64(0); id < 60000; id += 257 {
-		p, v, _ := u.Module(id)
-		mods = append(mods, module.Version{Path: p, Version: v})
-	}
+	mods := modsEvery(t, u, 0, 60000, 257)
 	const concurrency = 8
 	counts, failures, err := s.Seed(ctx, mods, concurrency, nil)
 	if err != nil || len(failures) > 0 || counts.Fetched != len(mods) {
@@ -571,11 +559,7 @@ func TestSeedGroupsShareTiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mods []module.Version
-	for id := int64(3); id < 60000; id += 937 {
-		p, v, _ := u.Module(id)
-		mods = append(mods, module.Version{Path: p, Version: v})
-	}
+	mods := modsEvery(t, u, 3, 60000, 937)
 	counts, failures, err := s.Seed(ctx, mods, 8, nil)
 	if err != nil || len(failures) > 0 || counts.Fetched != len(mods) {
 		t.Fatalf("seed: %v, counts %+v, failures %v", err, counts, failures)
@@ -690,11 +674,7 @@ func TestSeedHeadStoredMeanwhile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mods []module.Version
-	for id := int64(3); id < 6000; id += 13 {
-		p, v, _ := u.Module(id)
-		mods = append(mods, module.Version{Path: p, Version: v})
-	}
+	mods := modsEvery(t, u, 3, 6000, 13)
 	counts, failures, err := s.Seed(ctx, mods, 32, nil)
 	if err != nil || len(failures) > 0 || counts.Fetched != len(mods) {
 		t.Fatalf("seed: %v, counts %+v, first failures %v", err, counts, failures[:min(len(failures), 3)])
