@@ -177,13 +177,7 @@ func TestBundleTampered(t *testing.T) {
 	before := lazyState(t, c)
 
 	// A foreign log with the same name: its own key signed it.
-	other, err := sumdbtest.New(logName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := other.AddSynthetic(5000); err != nil {
-		t.Fatal(err)
-	}
+	other := newLog(t, 5000)
 	oo := newStore(t)
 	os, err := mirror.New(mirror.Config{Store: oo, Upstream: upstream.NewClient(other.Start(), nil), Key: other.VerifierKey(), Mode: mirror.ModeLazy})
 	if err != nil {

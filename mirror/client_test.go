@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/sumkeep/sumkeep/internal/sumdbtest"
 	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/upstream"
 )
@@ -17,13 +16,7 @@ import (
 // requests on the connections it opened for the first burst, rather than
 // dialing (over TLS: handshaking) again for each batch.
 func TestClientReusesConnections(t *testing.T) {
-	u, err := sumdbtest.New(logName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.AddSynthetic(96 * 256); err != nil {
-		t.Fatal(err)
-	}
+	u := newLog(t, 96*256)
 	var dials atomic.Int64
 	srv := httptest.NewUnstartedServer(u.Handler())
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {

@@ -39,13 +39,7 @@ func TestLieStopsSeedWhenEvidenceFails(t *testing.T) {
 	if _, err := s.Once(ctx); err != nil {
 		t.Fatal(err)
 	}
-	f, err := u.Fork(2500)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.AddSynthetic(1000); err != nil {
-		t.Fatal(err)
-	}
+	f := forkOf(t, u, 2500, 1000)
 	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultFork, Fork: f})
 	var mods []module.Version
 	for _, id := range []int64{3200, 3201, 3202, 3203} {

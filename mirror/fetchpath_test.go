@@ -129,13 +129,7 @@ func (r *rounds) result() (depth, requests int) {
 // and for a record newer than the served head (the head move's proofs too).
 func TestColdLookupRoundTrips(t *testing.T) {
 	ctx := context.Background()
-	u, err := sumdbtest.New(logName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.AddSynthetic(70000); err != nil {
-		t.Fatal(err)
-	}
+	u := newLog(t, 70000)
 	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
 	// A generous latency: requests sent together must arrive before any
 	// is answered, even on a busy machine.
@@ -587,20 +581,8 @@ func TestSeedGroupsShareTiles(t *testing.T) {
 // newer head.
 func TestSeedSplitViewHeads(t *testing.T) {
 	ctx := context.Background()
-	u, err := sumdbtest.New(logName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.AddSynthetic(6000); err != nil {
-		t.Fatal(err)
-	}
-	f, err := u.Fork(2500)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.AddSynthetic(1000); err != nil {
-		t.Fatal(err)
-	}
+	u := newLog(t, 6000)
+	f := forkOf(t, u, 2500, 1000)
 	// The forked history's lookups come with its head of 3000 records,
 	// past where the histories part.
 	f.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultStaleHead, N: 3000})

@@ -262,13 +262,7 @@ func TestLazyLies(t *testing.T) {
 		{"BadSignature", func(*sumdbtest.Upstream) sumdbtest.Fault { return sumdbtest.Fault{Kind: sumdbtest.FaultBadSignature} },
 			500, "does not verify", store.EvidenceBadSig},
 		{"Fork", func(u *sumdbtest.Upstream) sumdbtest.Fault {
-			f, err := u.Fork(2500)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := f.AddSynthetic(1000); err != nil {
-				t.Fatal(err)
-			}
+			f := forkOf(t, u, 2500, 1000)
 			return sumdbtest.Fault{Kind: sumdbtest.FaultFork, Fork: f}
 		}, 3200, "forked", store.EvidenceFork},
 	} {

@@ -24,6 +24,15 @@ const logName = "sumdb.test"
 
 func newUpstream(t *testing.T, n int) (*sumdbtest.Upstream, string) {
 	t.Helper()
+	u := newLog(t, n)
+	url := u.Start()
+	t.Cleanup(u.Close)
+	return u, url
+}
+
+// newLog returns a hermetic upstream of n synthetic records, not started.
+func newLog(t *testing.T, n int) *sumdbtest.Upstream {
+	t.Helper()
 	u, err := sumdbtest.New(logName)
 	if err != nil {
 		t.Fatal(err)
@@ -31,9 +40,21 @@ func newUpstream(t *testing.T, n int) (*sumdbtest.Upstream, string) {
 	if err := u.AddSynthetic(n); err != nil {
 		t.Fatal(err)
 	}
-	url := u.Start()
-	t.Cleanup(u.Close)
-	return u, url
+	return u
+}
+
+// forkOf returns a fork of u (same name and key) that keeps u's first
+// keep records and then adds n of its own (see sumdbtest.Upstream.Fork).
+func forkOf(t *testing.T, u *sumdbtest.Upstream, keep int64, n int) *sumdbtest.Upstream {
+	t.Helper()
+	f, err := u.Fork(keep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.AddSynthetic(n); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 func newStore(t *testing.T) store.Store {
