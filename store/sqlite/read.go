@@ -139,6 +139,8 @@ func storable(t tlog.Tile) bool {
 const tileQuery = `SELECT width, hashes FROM tiles WHERE log_id = ? AND level = ? AND idx = ?`
 
 func (s *Store) readTiles(ctx context.Context, id int64, log string, tiles []tlog.Tile, some bool) ([][]byte, error) {
+	// The full-sync cursor, read once, by the first tile to be rebuilt.
+	synced := int64(-1)
 	// read returns tile t as stored, or rebuilt from its records if it is
 	// a level-0 tile that is not (see store.LeafTile).
 	read := func(row *sql.Row, q queryer, t tlog.Tile) ([]byte, error) {
@@ -162,9 +164,10 @@ func (s *Store) readTiles(ctx context.Context, id int64, log string, tiles []tlo
 			return nil, fmt.Errorf("tile %s of %s: %w", t.Path(), log, store.ErrNotFound)
 		}
 		// Rebuilt only under the full-sync cursor (see store.Reader).
-		var synced int64
-		if err := q.QueryRowContext(ctx, `SELECT synced FROM logs WHERE id = ?`, id).Scan(&synced); err != nil {
-			return nil, fmt.Errorf("sqlite: reading the full-sync cursor of %s: %w", log, err)
+		if synced < 0 {
+			if err := q.QueryRowContext(ctx, `SELECT synced FROM logs WHERE id = ?`, id).Scan(&synced); err != nil {
+				return nil, fmt.Errorf("sqlite: reading the full-sync cursor of %s: %w", log, err)
+			}
 		}
 		if t.N<<store.TileHeight+int64(t.W) > synced {
 			return nil, fmt.Errorf("tile %s of %s: %w", t.Path(), log, store.ErrNotFound)
