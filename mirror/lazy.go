@@ -609,14 +609,7 @@ func (s *Syncer) proveStored(ctx context.Context, target store.Head, hr tlog.Has
 	}
 	// Records in one level-0 tile share every tile of their proofs.
 	lastTile := int64(-1)
-	for after := int64(-1); ; {
-		ids, err := s.cfg.Store.RecordIDs(ctx, s.log, after, 4096)
-		if err != nil {
-			return err
-		}
-		if len(ids) == 0 {
-			return nil
-		}
+	return store.WalkRecordIDs(ctx, s.cfg.Store, s.log, func(ids []int64) error {
 		for _, id := range ids {
 			if id>>store.TileHeight == lastTile || provenTiles[id>>store.TileHeight] {
 				continue
@@ -633,8 +626,8 @@ func (s *Syncer) proveStored(ctx context.Context, target store.Head, hr tlog.Has
 				*n++
 			}
 		}
-		after = ids[len(ids)-1]
-	}
+		return nil
+	})
 }
 
 // FetchTile fetches hash tile t (t.L >= 0) of the served tree from the

@@ -55,16 +55,12 @@ func Status(ctx context.Context, st StatusReader, log string) (LogStatus, error)
 		return ls, fmt.Errorf("status of %s: reading the sync cursor: %w", log, err)
 	}
 	if ls.Synced == 0 {
-		for after := int64(-1); ; {
-			ids, err := st.RecordIDs(ctx, log, after, 10000)
-			if err != nil {
-				return ls, fmt.Errorf("status of %s: counting records: %w", log, err)
-			}
-			if len(ids) == 0 {
-				break
-			}
+		err := store.WalkRecordIDs(ctx, st, log, func(ids []int64) error {
 			ls.OnDemand += int64(len(ids))
-			after = ids[len(ids)-1]
+			return nil
+		})
+		if err != nil {
+			return ls, fmt.Errorf("status of %s: counting records: %w", log, err)
 		}
 	}
 	if ls.Evidence, err = st.Evidence(ctx, log); err != nil {

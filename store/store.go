@@ -283,7 +283,8 @@ type Writer interface {
 	// State for a log the store does not hold.
 	State(ctx context.Context, log string) (State, error)
 	// RecordIDs returns up to limit ids of stored records above after, in
-	// ascending order. It is how stores filled on demand are walked.
+	// ascending order; fewer than limit only when no more are stored. It
+	// is how stores filled on demand are walked (see WalkRecordIDs).
 	RecordIDs(ctx context.Context, log string, after int64, limit int) ([]int64, error)
 
 	// AddEvidence keeps evidence of misbehaviour forever: once per Kind,
