@@ -55,10 +55,16 @@ func Status(ctx context.Context, st StatusReader, log string) (LogStatus, error)
 		return ls, fmt.Errorf("status of %s: reading the sync cursor: %w", log, err)
 	}
 	if ls.Synced == 0 {
-		err := store.WalkRecordIDs(ctx, st, log, func(ids []int64) error {
-			ls.OnDemand += int64(len(ids))
-			return nil
-		})
+		// A store that counts its records does it in one pass; walking
+		// the ids takes a few.
+		if c, ok := st.(store.RecordCounter); ok {
+			ls.OnDemand, err = c.CountRecords(ctx, log)
+		} else {
+			err = store.WalkRecordIDs(ctx, st, log, func(ids []int64) error {
+				ls.OnDemand += int64(len(ids))
+				return nil
+			})
+		}
 		if err != nil {
 			return ls, fmt.Errorf("status of %s: counting records: %w", log, err)
 		}

@@ -43,6 +43,11 @@ func TestStatus(t *testing.T) {
 	if err != nil || got.Synced != 0 || got.OnDemand != 3 || got.Served.Size != 3000 || len(got.Evidence) != 1 {
 		t.Fatalf("lazy store: %+v, %v", got, err)
 	}
+	// A store that cannot count its records has them walked.
+	walked, err := mirror.Status(ctx, struct{ mirror.StatusReader }{lst}, logName)
+	if err != nil || walked.OnDemand != 3 {
+		t.Fatalf("lazy store, records walked: %+v, %v", walked, err)
+	}
 
 	lst.Close()
 	if _, err := mirror.Status(ctx, lst, logName); err == nil {
