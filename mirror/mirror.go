@@ -67,6 +67,17 @@ import (
 
 const tileWidth = 1 << store.TileHeight
 
+// DefaultBatchTiles is how many data tiles a full sync commits in one
+// batch by default: 65,536 records. Each batch costs both processes a
+// fixed share (its transaction, its BRIN summary, its duplicate probes,
+// the upper tiles its level-0 tiles are authenticated through), so larger
+// batches take less CPU per record: against batches of 64 tiles, 256
+// took 10% less CPU per million records (3.26 s against 3.63 s, the
+// database's and the syncer's) and synced at 0.80 and 0.83 of a plain
+// COPY instead of 0.75, for about 80 MB more heap at the peak. A stopped
+// sync redoes at most the batches that had not committed.
+const DefaultBatchTiles = 256
+
 // Config configures a Syncer.
 type Config struct {
 	Store store.Store
@@ -81,7 +92,7 @@ type Config struct {
 	// Concurrency is how many tile requests are in flight (default 32).
 	Concurrency int
 	// BatchTiles is how many data tiles (of 256 records) go in one
-	// transaction (default 64).
+	// transaction (default DefaultBatchTiles).
 	BatchTiles int
 	// Logger receives progress; nil discards it.
 	Logger *slog.Logger
@@ -163,7 +174,7 @@ func New(cfg Config) (*Syncer, error) {
 		cfg.Concurrency = 32
 	}
 	if cfg.BatchTiles <= 0 {
-		cfg.BatchTiles = 64
+		cfg.BatchTiles = DefaultBatchTiles
 	}
 	switch cfg.Mode {
 	case "":

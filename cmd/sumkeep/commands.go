@@ -190,7 +190,7 @@ func cmdSync(ctx context.Context, e *env, args []string) error {
 	schedule := fs.String("schedule", "", "keep running, syncing on this cron schedule (e.g. '@every 5m' or '*/10 * * * *')")
 	mode := fs.String("mode", mirror.ModeAuto, modeUsage)
 	concurrency := fs.Int("concurrency", 32, "upstream requests in flight")
-	batch := fs.Int("batch", 64, "data tiles (of 256 records) per transaction")
+	batch := fs.Int("batch", mirror.DefaultBatchTiles, "data tiles (of 256 records) per transaction")
 	storeTimeout := fs.Duration("store-timeout", defaultSyncStoreTimeout, "stop a sync whose store does not answer a probe within this time (it resumes on the next run)")
 	metricsListen := fs.String("metrics-listen", "", metricsListenUsage+" (with --schedule)")
 	tf := e.trillianFlags(fs)
