@@ -15,25 +15,33 @@ import (
 // cost a pass over the whole records table, since the BRIN index on id
 // matches every block of records stored in no order: 54 ms for 300 tiles
 // in a store of 2,091 records, and growing with the store.
-func TestLazyLeavesNotScanned(t *testing.T) {
-	ctx := context.Background()
-	s := openTest(t)
-	const batches, per = 40, 100
+// storeScattered commits batches of per records to log "log" of s, as a
+// lazy store holds them: ids spread over [0, span) by every batch, in no
+// order across batches. It returns the ids in the order committed.
+func storeScattered(t *testing.T, s *Store, batches, per int, span int64) []int64 {
+	t.Helper()
 	var ids []int64
 	for k := range batches {
 		var recs []store.Record
 		for i := k * per; i < (k+1)*per; i++ {
 			// Odd times i modulo a power of two: distinct ids spread
 			// over the whole range by every batch.
-			id := int64(i) * 7919 % (1 << 24)
+			id := int64(i) * 7919 % span
 			recs = append(recs, filterRecord(i, id))
 			ids = append(ids, id)
 		}
 		slices.SortFunc(recs, func(a, b store.Record) int { return int(a.ID - b.ID) })
-		if err := s.Commit(ctx, "log", store.Batch{Records: recs, Synced: -1}); err != nil {
+		if err := s.Commit(context.Background(), "log", store.Batch{Records: recs, Synced: -1}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return ids
+}
+
+func TestLazyLeavesNotScanned(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	ids := storeScattered(t, s, 40, 100, 1<<24)
 	if _, err := s.pool.Exec(ctx, `ANALYZE records`); err != nil {
 		t.Fatal(err)
 	}

@@ -29,22 +29,8 @@ func (c *countingIDs) RecordIDs(ctx context.Context, log string, after int64, li
 func TestWalkScatteredIDs(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t)
-	const n, per = 20000, 2000
-	var want []int64
-	for k := range n / per {
-		var recs []store.Record
-		for i := k * per; i < (k+1)*per; i++ {
-			// Odd times i modulo a power of two: distinct ids spread
-			// over the whole range by every commit.
-			id := int64(i) * 7919 % (1 << 26)
-			recs = append(recs, filterRecord(i, id))
-			want = append(want, id)
-		}
-		slices.SortFunc(recs, func(a, b store.Record) int { return int(a.ID - b.ID) })
-		if err := s.Commit(ctx, "log", store.Batch{Records: recs, Synced: -1}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	const n = 20000
+	want := storeScattered(t, s, 10, n/10, 1<<26)
 	slices.Sort(want)
 	c := &countingIDs{Store: s}
 	var got []int64
