@@ -439,7 +439,7 @@ func TestLies(t *testing.T) {
 		{
 			name: "ForkLarger",
 			start: func(t *testing.T, m *honest) lie {
-				f := fork(t, m.u, 500, lieBase+lieGrowth+200-500)
+				f := forkOf(t, m.u, 500, lieBase+lieGrowth+200-500)
 				m.u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultFork, Fork: f})
 				return lie{fork: f}
 			},
@@ -450,7 +450,7 @@ func TestLies(t *testing.T) {
 		{
 			name: "ForkSmaller",
 			start: func(t *testing.T, m *honest) lie {
-				f := fork(t, m.u, 500, 300)
+				f := forkOf(t, m.u, 500, 300)
 				m.u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultFork, Fork: f})
 				return lie{fork: f}
 			},
@@ -461,7 +461,7 @@ func TestLies(t *testing.T) {
 		{
 			name: "ForkAtStoredSize",
 			start: func(t *testing.T, m *honest) lie {
-				f := fork(t, m.u, 500, lieBase-500)
+				f := forkOf(t, m.u, 500, lieBase-500)
 				m.u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultFork, Fork: f})
 				return lie{fork: f}
 			},
@@ -669,20 +669,6 @@ func TestLies(t *testing.T) {
 
 // m0URL in a test's errWant stands for the upstream's URL.
 const m0URL = "\x00upstream-url" // replaced by the URL in TestLies
-
-// fork returns a fork of u keeping its first keep records and adding n of
-// its own, signed with u's key.
-func fork(t *testing.T, u *sumdbtest.Upstream, keep int64, n int) *sumdbtest.Upstream {
-	t.Helper()
-	f, err := u.Fork(keep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.AddSynthetic(n); err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
 
 // TestStaleHead: an upstream serving an older head than the stored one (a
 // caching proxy) is not a lie. The head is verified and linked, the mirror

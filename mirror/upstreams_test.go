@@ -155,7 +155,7 @@ func TestPoolSplitView(t *testing.T) {
 	ctx := context.Background()
 	a, _ := newUpstream(t, 2500)
 	a.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
-	b := fork(t, a, 2000, 700)
+	b := forkOf(t, a, 2000, 700)
 	b.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
 	b.Start()
 	t.Cleanup(b.Close)
