@@ -125,8 +125,18 @@ func (s *Store) commit(ctx context.Context, log string, b store.Batch) (err erro
 // caller then summarizes (see brinSummarizer).
 func (s *Store) finishBatch(ctx context.Context, c *pgx.Conn, logID int16, b store.Batch, tileArgs []any, gen int64, filter *keyFilter, keys []int64) (summarize bool, err error) {
 	recs := b.Records
-	// One round trip: tiles, cursors, and (unless a head is to be served,
-	// which is checked first) the commit.
+	if len(b.Tiles) >= copyTilesMin {
+		rest, err := copyNewTiles(ctx, c, logID, b.Tiles)
+		if err != nil {
+			return false, fmt.Errorf("writing %d tiles: %w", len(b.Tiles), err)
+		}
+		if tileArgs, err = tileRows(logID, rest); err != nil {
+			return false, err
+		}
+	}
+	// One round trip: tiles (those stored already, if many were copied),
+	// cursors, and (unless a head is to be served, which is checked first)
+	// the commit.
 	var q pgx.Batch
 	if tileArgs != nil {
 		q.Queue(writeTilesSQL, tileArgs...)

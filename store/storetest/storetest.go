@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CommitAndRead", testCommitAndRead},
 		{"RawRecords", testRawRecords},
 		{"Tiles", testTiles},
+		{"ManyTiles", testManyTiles},
 		{"LeafTilesFromRecords", testLeafTiles},
 		{"SomeTiles", testSomeTiles},
 		{"DuplicateRejectsBatch", testDuplicate},
@@ -369,6 +370,73 @@ func testTiles(t *testing.T, s store.Store) {
 	bad := store.Tile{Tile: tlog.Tile{H: 8, L: 0, N: 9, W: 2}, Data: tileData(3, "y")}
 	if err := s.Commit(ctx, logName, store.Batch{Tiles: []store.Tile{bad}, Synced: -1}); err == nil {
 		t.Fatal("Commit of a tile with the wrong data length succeeded")
+	}
+}
+
+// testManyTiles: a batch of many tiles (as a seed's group of records
+// fetched on demand carries) adds the new ones, widens those stored
+// narrower, leaves those stored wider, and of one tile given twice keeps
+// the widest.
+func testManyTiles(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	tile := func(n int64, w int) store.Tile {
+		return store.Tile{Tile: tlog.Tile{H: 8, L: 0, N: n, W: w}, Data: tileData(w, fmt.Sprint("tile", n))}
+	}
+	var first []store.Tile
+	for n := range int64(40) {
+		w := 256
+		if n%2 == 0 {
+			w = 10
+		}
+		first = append(first, tile(n, w))
+	}
+	first = append(first, store.Tile{Tile: tlog.Tile{H: 8, L: 1, N: 0, W: 40}, Data: tileData(40, "up")})
+	if err := s.Commit(ctx, logName, store.Batch{Tiles: first, Synced: -1}); err != nil {
+		t.Fatal(err)
+	}
+	want := make(map[int64]store.Tile)
+	for _, tl := range first[:40] {
+		want[tl.Tile.N] = tl
+	}
+	var second []store.Tile
+	for n := range int64(60) {
+		switch {
+		case n < 20: // wider than stored (even n), or as wide (odd n)
+			second = append(second, tile(n, 256))
+			want[n] = tile(n, 256)
+		case n < 40: // narrower than stored, or as narrow: no change
+			second = append(second, tile(n, 5))
+		case n == 50: // given twice: the widest is kept
+			second = append(second, tile(n, 100), tile(n, 256), tile(n, 3))
+			want[n] = tile(n, 256)
+		default:
+			second = append(second, tile(n, 200))
+			want[n] = tile(n, 200)
+		}
+	}
+	if err := s.Commit(ctx, logName, store.Batch{Tiles: second, Synced: -1}); err != nil {
+		t.Fatal(err)
+	}
+	var ask []tlog.Tile
+	for n := range int64(60) {
+		ask = append(ask, want[n].Tile)
+	}
+	ask = append(ask, tlog.Tile{H: 8, L: 1, N: 0, W: 40})
+	got, err := s.ReadTiles(ctx, logName, ask)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := range int64(60) {
+		if !bytes.Equal(got[n], want[n].Data) {
+			t.Errorf("tile 0/%d: got %d bytes, want the %d-wide tile's %d", n, len(got[n]), want[n].Tile.W, len(want[n].Data))
+		}
+	}
+	if !bytes.Equal(got[60], tileData(40, "up")) {
+		t.Errorf("tile 1/0: not as stored")
+	}
+	for _, n := range []int64{0, 20, 50} {
+		_, err := s.ReadTiles(ctx, logName, []tlog.Tile{{H: 8, L: 0, N: n, W: want[n].Tile.W + 1}})
+		mustNotFound(t, err, fmt.Sprintf("ReadTiles of 0/%d wider than stored", n))
 	}
 }
 
