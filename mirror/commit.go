@@ -88,7 +88,7 @@ func (s *Syncer) commitGroup(ctx context.Context, group []*commitRequest) {
 			recs = append(recs, r.recs...)
 			tiles = append(tiles, r.tiles...)
 		}
-		b := store.Batch{Records: sortRecords(recs), Tiles: widestTiles(tiles), Synced: -1,
+		b := store.Batch{Records: sortRecords(recs), Tiles: store.WidestTiles(tiles), Synced: -1,
 			Expect: &store.State{Served: served.Size, Generation: -1}}
 		cctx, cancel := context.WithTimeout(ctx, commitTimeout)
 		defer cancel()
@@ -113,13 +113,4 @@ func (s *Syncer) commitGroup(ctx context.Context, group []*commitRequest) {
 func sortRecords(recs []store.Record) []store.Record {
 	slices.SortFunc(recs, func(a, b store.Record) int { return cmp.Compare(a.ID, b.ID) })
 	return slices.CompactFunc(recs, func(a, b store.Record) bool { return a.ID == b.ID })
-}
-
-// widestTiles returns tiles with each (level, index) once, at its widest:
-// tiles are prefix-stable, so the widest holds the others.
-func widestTiles(tiles []store.Tile) []store.Tile {
-	slices.SortFunc(tiles, func(a, b store.Tile) int {
-		return cmp.Or(cmp.Compare(a.Tile.L, b.Tile.L), cmp.Compare(a.Tile.N, b.Tile.N), cmp.Compare(b.Tile.W, a.Tile.W))
-	})
-	return slices.CompactFunc(tiles, func(a, b store.Tile) bool { return a.Tile.L == b.Tile.L && a.Tile.N == b.Tile.N })
 }

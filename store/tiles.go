@@ -1,7 +1,9 @@
 package store
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -25,4 +27,14 @@ func LeafTile(t tlog.Tile, recs []Record) ([]byte, error) {
 		out = append(out, h[:]...)
 	}
 	return out, nil
+}
+
+// WidestTiles returns tiles with each (level, index) once, at its widest:
+// tiles are prefix-stable, so the widest holds the others. It sorts tiles
+// in place, by level and index, and returns a prefix of them.
+func WidestTiles(tiles []Tile) []Tile {
+	slices.SortFunc(tiles, func(a, b Tile) int {
+		return cmp.Or(cmp.Compare(a.Tile.L, b.Tile.L), cmp.Compare(a.Tile.N, b.Tile.N), cmp.Compare(b.Tile.W, a.Tile.W))
+	})
+	return slices.CompactFunc(tiles, func(a, b Tile) bool { return a.Tile.L == b.Tile.L && a.Tile.N == b.Tile.N })
 }

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -40,11 +39,7 @@ const copyTilesSQL = `COPY tiles (log_id, level, idx, width, hashes) FROM STDIN 
 // for writeTilesSQL. Of tiles at the same level and index, it keeps the
 // widest.
 func copyNewTiles(ctx context.Context, c *pgx.Conn, logID int16, tiles []store.Tile) ([]store.Tile, error) {
-	tiles = slices.Clone(tiles)
-	slices.SortFunc(tiles, func(a, b store.Tile) int {
-		return cmp.Or(cmp.Compare(a.Tile.L, b.Tile.L), cmp.Compare(a.Tile.N, b.Tile.N), cmp.Compare(b.Tile.W, a.Tile.W))
-	})
-	tiles = slices.CompactFunc(tiles, func(a, b store.Tile) bool { return a.Tile.L == b.Tile.L && a.Tile.N == b.Tile.N })
+	tiles = store.WidestTiles(slices.Clone(tiles))
 
 	levels, idxs := make([]int16, len(tiles)), make([]int64, len(tiles))
 	for i, t := range tiles {
