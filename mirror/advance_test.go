@@ -1,0 +1,114 @@
+package mirror_test
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	"golang.org/x/mod/module"
+
+	"github.com/sumkeep/sumkeep/internal/sumdbtest"
+	"github.com/sumkeep/sumkeep/mirror"
+	"github.com/sumkeep/sumkeep/upstream"
+)
+
+// provedTiles keeps the "proved tiles" of each "serving head" message.
+type provedTiles struct {
+	mu     sync.Mutex
+	proofs []int64
+}
+
+func (p *provedTiles) Enabled(context.Context, slog.Level) bool { return true }
+func (p *provedTiles) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "serving head" {
+		return nil
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "proved tiles" {
+			p.mu.Lock()
+			p.proofs = append(p.proofs, a.Value.Int64())
+			p.mu.Unlock()
+		}
+		return true
+	})
+	return nil
+}
+func (p *provedTiles) WithAttrs([]slog.Attr) slog.Handler { return p }
+func (p *provedTiles) WithGroup(string) slog.Handler      { return p }
+func (p *provedTiles) last(t *testing.T) int64 {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.proofs) == 0 {
+		t.Fatal("no head was served")
+	}
+	return p.proofs[len(p.proofs)-1]
+}
+
+// TestLazyAdvanceProofs: moving the served head of a lazy store proves
+// one stored record for each level-1 tile whose records' level-0 tiles
+// were full under the head served before, and one for each other level-0
+// tile, not one for every level-0 tile that holds a record; and every
+// stored record stays provable from stored tiles, across level-0 and
+// level-1 tile boundaries, whether a sync or a fetch moves the head.
+func TestLazyAdvanceProofs(t *testing.T) {
+	ctx := context.Background()
+	const size = 200_000 // level-1 tiles 0, 1 and 2 full, 3 partial; level-0 tile 781 partial
+	u, url := newUpstream(t, size)
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
+	st := newStore(t)
+	logs := &provedTiles{}
+	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: u.VerifierKey(),
+		Concurrency: 8, Logger: slog.New(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// 600 records scattered over the log, and some in its last, partial
+	// level-0 tile.
+	r := rand.New(rand.NewPCG(3, 4))
+	ids := map[int64]bool{size - 1: true, size - 60: true, 65535: true, 65536: true}
+	for len(ids) < 600 {
+		ids[r.Int64N(size)] = true
+	}
+	var mods []module.Version
+	for id := range ids {
+		p, v, _ := u.Module(id)
+		mods = append(mods, module.Version{Path: p, Version: v})
+	}
+	if c, _, err := s.Seed(ctx, mods, 64, nil); err != nil || c.Fetched != len(mods) {
+		t.Fatalf("seed: %+v, %v", c, err)
+	}
+	checkProvable(t, st, u)
+
+	// A sync moves the head past level-0 and level-1 tile boundaries.
+	if err := u.AddSynthetic(70_000); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Once(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Served.Size != u.Size() {
+		t.Fatalf("served %d, upstream %d", res.Served.Size, u.Size())
+	}
+	// Level-1 tiles 0 to 3, and level-0 tile 781.
+	if n := logs.last(t); n < 1 || n > 5 {
+		t.Errorf("the advance made %d record proofs, want at most 5 for 600 records", n)
+	}
+	checkProvable(t, st, u)
+
+	// A fetch of a record newer than the served head moves it too.
+	if err := u.AddSynthetic(300); err != nil {
+		t.Fatal(err)
+	}
+	fetchID(t, s, u, u.Size()-1)
+	if n := logs.last(t); n < 1 || n > 6 {
+		t.Errorf("the fetch's advance made %d record proofs, want at most 6", n)
+	}
+	checkProvable(t, st, u)
+}
