@@ -5,14 +5,27 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/mod/module"
 
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
 	"github.com/sumkeep/sumkeep/mirror"
+	"github.com/sumkeep/sumkeep/store/postgres"
 	"github.com/sumkeep/sumkeep/upstream"
 )
+
+// walkCounting counts the pages of record ids read from a Postgres store.
+type walkCounting struct {
+	*postgres.Store
+	pages atomic.Int64
+}
+
+func (w *walkCounting) RecordIDs(ctx context.Context, log string, after int64, limit int) ([]int64, error) {
+	w.pages.Add(1)
+	return w.Store.RecordIDs(ctx, log, after, limit)
+}
 
 // provedTiles keeps the "proved tiles" of each "serving head" message.
 type provedTiles struct {
@@ -58,7 +71,7 @@ func TestLazyAdvanceProofs(t *testing.T) {
 	const size = 200_000 // level-1 tiles 0, 1 and 2 full, 3 partial; level-0 tile 781 partial
 	u, url := newUpstream(t, size)
 	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
-	st := newStore(t)
+	st := &walkCounting{Store: newStore(t).(*postgres.Store)}
 	logs := &provedTiles{}
 	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: u.VerifierKey(),
 		Concurrency: 8, Logger: slog.New(logs)})
@@ -102,13 +115,19 @@ func TestLazyAdvanceProofs(t *testing.T) {
 	}
 	checkProvable(t, st, u)
 
-	// A fetch of a record newer than the served head moves it too.
+	// A fetch of a record newer than the served head moves it too, and
+	// walks the stored records once (one page: 600 ids), for the plan of
+	// its tiles and the proofs both.
 	if err := u.AddSynthetic(300); err != nil {
 		t.Fatal(err)
 	}
+	pages := st.pages.Load()
 	fetchID(t, s, u, u.Size()-1)
 	if n := logs.last(t); n < 1 || n > 6 {
 		t.Errorf("the fetch's advance made %d record proofs, want at most 6", n)
+	}
+	if n := st.pages.Load() - pages; n != 1 {
+		t.Errorf("the fetch read %d pages of record ids, want 1", n)
 	}
 	checkProvable(t, st, u)
 }

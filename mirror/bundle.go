@@ -251,7 +251,7 @@ func (s *Syncer) Import(ctx context.Context, bundle store.Store, name string) (I
 	}
 	// advance proves under the mirror's served head instead when that is
 	// newer than the bundle's.
-	served, err := imp.advance(ctx, b, recs, nil, nil)
+	served, err := imp.advance(ctx, b, recs, nil, nil, nil)
 	if err != nil {
 		return fail("%v", err)
 	}

@@ -296,8 +296,11 @@ func (s *Syncer) keepFrom(ctx context.Context, items []lookedUp, first keepState
 			}
 			plan = append(plan, planRecord(under, it)...)
 		}
+		var planned *storedProofs // the advance's walk, done for its plan
 		if advance {
-			plan = append(plan, s.planAdvance(ctx, target, served.Size)...)
+			var tiles []tlog.Tile
+			tiles, planned = s.planAdvance(ctx, target)
+			plan = append(plan, tiles...)
 		}
 		if _, err := r.ReadTiles(uniqueTiles(plan)); err != nil {
 			return nil, err
@@ -334,7 +337,7 @@ func (s *Syncer) keepFrom(ctx context.Context, items []lookedUp, first keepState
 				return nil, err
 			}
 			if st.Served < latest.Size {
-				if _, err := s.advance(ctx, latest, nil, r, nil); err != nil {
+				if _, err := s.advance(ctx, latest, nil, r, nil, planned); err != nil {
 					return nil, err
 				}
 			}
@@ -489,7 +492,7 @@ func uniqueTiles(ts []tlog.Tile) []tlog.Tile {
 // storing the tiles that prove every stored record and every stored head
 // under it. It does nothing if the served head is target or newer.
 func (s *Syncer) Advance(ctx context.Context, target store.Head) error {
-	_, err := s.advance(ctx, target, nil, nil, nil)
+	_, err := s.advance(ctx, target, nil, nil, nil, nil)
 	return err
 }
 
@@ -498,8 +501,10 @@ func (s *Syncer) Advance(ctx context.Context, target store.Head) error {
 // as well. When the served head is newer than target, it is used instead.
 // It reads tiles through r (a new reader if nil), all those its proofs
 // need in one parallel round. It returns the served head, and adds the
-// tiles it stored to *tiles (if tiles is not nil).
-func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.Record, r *proof.Reader, tiles *int64) (store.Head, error) {
+// tiles it stored to *tiles (if tiles is not nil). planned, if not nil,
+// is what planAdvance read of the store, used if the store has not
+// changed since.
+func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.Record, r *proof.Reader, tiles *int64, planned *storedProofs) (store.Head, error) {
 	s.advanceMu.Lock()
 	defer s.advanceMu.Unlock()
 	// On-demand commits of this process wait, so that they cannot change
@@ -533,7 +538,8 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 			clear(provenHeads)
 			clear(provenKeys)
 		}
-		stored, err := s.readStored(ctx, st.Served)
+		stored, err := s.readStored(ctx, st, planned)
+		planned = nil
 		if err != nil {
 			return target, err
 		}
@@ -578,19 +584,24 @@ func (s *Syncer) advance(ctx context.Context, target store.Head, extra []store.R
 	}
 }
 
-// planAdvance returns the tiles that Advance to target reads, with head
-// served (its size) served now.
-func (s *Syncer) planAdvance(ctx context.Context, target store.Head, served int64) []tlog.Tile {
+// planAdvance returns the tiles that an advance to target reads, and
+// what it read of the store for them, for the advance (see readStored),
+// or nil.
+func (s *Syncer) planAdvance(ctx context.Context, target store.Head) ([]tlog.Tile, *storedProofs) {
 	if target.Size == 0 {
-		return nil
+		return nil, nil
 	}
-	stored, err := s.readStored(ctx, served)
+	st, err := s.cfg.Store.State(ctx, s.log)
 	if err != nil {
-		return nil // the advance reads the store again, and fails
+		return nil, nil // the advance reads the store again, and fails
+	}
+	stored, err := s.readStored(ctx, st, nil)
+	if err != nil {
+		return nil, nil
 	}
 	return proof.Plan(target.Tree(), func(hr tlog.HashReader) error {
 		return stored.prove(target, hr, nil, nil, nil)
-	})
+	}), &stored
 }
 
 // storedProofs is what an advance proves under its target: every stored
@@ -615,11 +626,13 @@ func (s *Syncer) planAdvance(ctx context.Context, target store.Head, served int6
 // the whole of sum.golang.org at 72.8 million records, 2026-12-03), not
 // one per level-0 tile (one per record stored, in a lazy store); and the
 // stored records are walked once an attempt, not once to plan the tiles
-// and again to prove. With 50,000 records of a 1,000,000-record log
-// stored, a fetch that moved the head took 420–470 ms before, and
-// 100–145 ms after (2026-12-03, Postgres), most of it the walk.
+// and again to prove (and a fetch's keep passes the walk it planned with
+// on to the advance). With 50,000 records of a 1,000,000-record log
+// stored, a fetch that moved the head took 420–470 ms before, and 43–77
+// ms after (2026-12-03, Postgres), most of it the walk.
 type storedProofs struct {
 	log   string
+	state store.State // the log's, when the records were walked
 	heads []store.Head
 	reps  []proofRep
 	maxID int64 // the largest record id stored, or -1
@@ -628,15 +641,23 @@ type storedProofs struct {
 // proofRep is a stored record whose proof stands for those with its key.
 type proofRep struct{ key, id int64 }
 
-// readStored reads what an advance proves, with head served (its size)
-// served now: under it, every stored record is provable from stored
-// tiles.
-func (s *Syncer) readStored(ctx context.Context, served int64) (storedProofs, error) {
-	sp := storedProofs{log: s.log, maxID: -1}
+// readStored reads what an advance proves, with the log in state st
+// (read before): under its served head, every stored record is provable
+// from stored tiles. The heads are read anew; the records are walked
+// unless walked records holds them (read in the same state: no commit
+// has stored records or served a head since), which an advance planned
+// beforehand (planAdvance) passes on.
+func (s *Syncer) readStored(ctx context.Context, st store.State, walked *storedProofs) (storedProofs, error) {
+	sp := storedProofs{log: s.log, state: st, maxID: -1}
 	var err error
 	if sp.heads, err = s.cfg.Store.Heads(ctx, s.log); err != nil {
 		return sp, err
 	}
+	if walked != nil && walked.state.Served == st.Served && walked.state.Generation == st.Generation {
+		sp.reps, sp.maxID = walked.reps, walked.maxID
+		return sp, nil
+	}
+	served := st.Served
 	seen := make(map[int64]bool)
 	err = store.WalkRecordIDs(ctx, s.cfg.Store, s.log, func(ids []int64) error {
 		for _, id := range ids {

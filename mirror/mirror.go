@@ -324,7 +324,7 @@ func (s *Syncer) once(ctx context.Context, start time.Time) (Result, error) {
 		return res, err
 	}
 	if mode == ModeLazy {
-		_, err := s.advance(ctx, target, nil, nil, &res.Tiles)
+		_, err := s.advance(ctx, target, nil, nil, &res.Tiles, nil)
 		res.Elapsed = time.Since(start)
 		if err != nil {
 			return res, err
