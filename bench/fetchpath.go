@@ -109,6 +109,12 @@ func fetchPathFigures(ctx context.Context, u *sumdbtest.Upstream, h http.Handler
 	if err := seedFigures(ctx, u, h, 50*time.Millisecond, 2000, add); err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
+	if seedOnly {
+		return nil
+	}
+	if err := advanceFigures(ctx, u, add); err != nil {
+		return fmt.Errorf("lazy head advance: %w", err)
+	}
 	return nil
 }
 
