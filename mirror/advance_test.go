@@ -12,19 +12,26 @@ import (
 
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
 	"github.com/sumkeep/sumkeep/mirror"
+	"github.com/sumkeep/sumkeep/store"
 	"github.com/sumkeep/sumkeep/store/postgres"
 	"github.com/sumkeep/sumkeep/upstream"
 )
 
-// walkCounting counts the pages of record ids read from a Postgres store.
+// walkCounting counts the reads of a Postgres store's record ids: pages
+// of a walk, and groupings.
 type walkCounting struct {
 	*postgres.Store
-	pages atomic.Int64
+	pages, groupings atomic.Int64
 }
 
 func (w *walkCounting) RecordIDs(ctx context.Context, log string, after int64, limit int) ([]int64, error) {
 	w.pages.Add(1)
 	return w.Store.RecordIDs(ctx, log, after, limit)
+}
+
+func (w *walkCounting) GroupRecordIDs(ctx context.Context, log string, lo, hi int64, shift uint) ([]store.IDRange, error) {
+	w.groupings.Add(1)
+	return w.Store.GroupRecordIDs(ctx, log, lo, hi, shift)
 }
 
 // provedTiles keeps the "proved tiles" of each "serving head" message.
@@ -60,20 +67,46 @@ func (p *provedTiles) last(t *testing.T) int64 {
 	return p.proofs[len(p.proofs)-1]
 }
 
+// walkOnly is a walkCounting store that cannot group record ids: the
+// syncer walks them.
+type walkOnly struct {
+	store.Store
+	w *walkCounting
+}
+
+func (w walkOnly) RecordIDs(ctx context.Context, log string, after int64, limit int) ([]int64, error) {
+	return w.w.RecordIDs(ctx, log, after, limit)
+}
+
 // TestLazyAdvanceProofs: moving the served head of a lazy store proves
 // one stored record for each level-1 tile whose records' level-0 tiles
 // were full under the head served before, and one for each other level-0
 // tile, not one for every level-0 tile that holds a record; and every
 // stored record stays provable from stored tiles, across level-0 and
-// level-1 tile boundaries, whether a sync or a fetch moves the head.
+// level-1 tile boundaries, whether a sync or a fetch moves the head, and
+// whether the store groups record ids or they are walked.
 func TestLazyAdvanceProofs(t *testing.T) {
+	for _, grouped := range []bool{true, false} {
+		name := "grouped"
+		if !grouped {
+			name = "walked"
+		}
+		t.Run(name, func(t *testing.T) { testLazyAdvanceProofs(t, grouped) })
+	}
+}
+
+func testLazyAdvanceProofs(t *testing.T, grouped bool) {
 	ctx := context.Background()
 	const size = 200_000 // level-1 tiles 0, 1 and 2 full, 3 partial; level-0 tile 781 partial
 	u, url := newUpstream(t, size)
 	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
 	st := &walkCounting{Store: newStore(t).(*postgres.Store)}
+	var ms store.Store = st
+	if !grouped {
+		ms = walkOnly{Store: st, w: st}
+	}
 	logs := &provedTiles{}
-	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: u.VerifierKey(),
+	s, err := mirror.New(mirror.Config{Store: ms, Upstream: upstream.NewClient(url, nil), Key: u.VerifierKey(),
 		Concurrency: 8, Logger: slog.New(logs)})
 	if err != nil {
 		t.Fatal(err)
@@ -116,18 +149,23 @@ func TestLazyAdvanceProofs(t *testing.T) {
 	checkProvable(t, st, u)
 
 	// A fetch of a record newer than the served head moves it too, and
-	// walks the stored records once (one page: 600 ids), for the plan of
-	// its tiles and the proofs both.
+	// reads the stored ids once, for the plan of its tiles and the proofs
+	// both: two groupings (the records of full level-0 tiles by level-1
+	// tile, the others by level-0 tile), or a walk of one page (600 ids).
 	if err := u.AddSynthetic(300); err != nil {
 		t.Fatal(err)
 	}
-	pages := st.pages.Load()
+	pages, groupings := st.pages.Load(), st.groupings.Load()
 	fetchID(t, s, u, u.Size()-1)
 	if n := logs.last(t); n < 1 || n > 6 {
 		t.Errorf("the fetch's advance made %d record proofs, want at most 6", n)
 	}
-	if n := st.pages.Load() - pages; n != 1 {
-		t.Errorf("the fetch read %d pages of record ids, want 1", n)
+	wantPages, wantGroupings := int64(0), int64(2)
+	if !grouped {
+		wantPages, wantGroupings = 1, 0
+	}
+	if n, g := st.pages.Load()-pages, st.groupings.Load()-groupings; n != wantPages || g != wantGroupings {
+		t.Errorf("the fetch read %d pages of record ids and grouped them %d times, want %d and %d", n, g, wantPages, wantGroupings)
 	}
 	checkProvable(t, st, u)
 }

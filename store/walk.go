@@ -44,3 +44,27 @@ func WalkRecordIDs(ctx context.Context, st RecordIDLister, log string, f func(id
 		limit = min(2*limit, maxIDPage)
 	}
 }
+
+// IDRange is the smallest and the largest id of a group of stored records.
+type IDRange struct{ Min, Max int64 }
+
+// A RecordGrouper is a Store that groups a log's stored record ids in one
+// pass over its records, where a walk of them (WalkRecordIDs) takes a pass
+// per page and sends every id: a lazy store's served head moves with one
+// proof per group of records (see mirror's storedProofs), not per record.
+type RecordGrouper interface {
+	// GroupRecordIDs returns the smallest and largest id of each group of
+	// log's stored records with ids in [lo, hi) that agree but for their
+	// last shift bits (id >> shift), in ascending order. A negative id is
+	// a *CorruptError.
+	GroupRecordIDs(ctx context.Context, log string, lo, hi int64, shift uint) ([]IDRange, error)
+}
+
+// CheckIDRange fails with a *CorruptError if a group of record ids holds a
+// negative one.
+func CheckIDRange(log string, r IDRange) error {
+	if r.Min < 0 {
+		return CheckRecordIDs(log, 0, r.Min, true)
+	}
+	return nil
+}

@@ -307,6 +307,34 @@ func (s *Store) leafTiles(ctx context.Context, id int16, log string, tiles []tlo
 	return nil
 }
 
+var _ store.RecordGrouper = (*Store)(nil)
+
+// GroupRecordIDs implements store.RecordGrouper: one scan of the log's
+// records, aggregated by hash.
+func (s *Store) GroupRecordIDs(ctx context.Context, log string, lo, hi int64, shift uint) ([]store.IDRange, error) {
+	id, err := s.logID(ctx, s.pool, log, false)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT min(id), max(id) FROM records WHERE log_id = $1 AND id >= $2 AND id < $3
+		GROUP BY id >> $4 ORDER BY 1`, id, lo, hi, int32(shift))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: grouping records of %s: %w", log, err)
+	}
+	var out []store.IDRange
+	var r store.IDRange
+	if _, err := pgx.ForEachRow(rows, []any{&r.Min, &r.Max}, func() error {
+		out = append(out, r)
+		return store.CheckIDRange(log, r)
+	}); err != nil {
+		return nil, fmt.Errorf("postgres: grouping records of %s: %w", log, err)
+	}
+	return out, nil
+}
+
 // RecordIDs implements store.Store. It is meant for stores filled on demand:
 // on a fully synced log it sorts every id above after.
 func (s *Store) RecordIDs(ctx context.Context, log string, after int64, limit int) ([]int64, error) {

@@ -215,6 +215,40 @@ func (s *Store) readTiles(ctx context.Context, id int64, log string, tiles []tlo
 	return out, nil
 }
 
+var _ store.RecordGrouper = (*Store)(nil)
+
+// GroupRecordIDs implements store.RecordGrouper.
+func (s *Store) GroupRecordIDs(ctx context.Context, log string, lo, hi int64, shift uint) ([]store.IDRange, error) {
+	id, err := s.logID(ctx, log)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT min(id), max(id) FROM records WHERE log_id = ? AND id >= ? AND id < ?
+		GROUP BY id >> ? ORDER BY 1`, id, lo, hi, int64(shift))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: grouping records of %s: %w", log, err)
+	}
+	defer rows.Close()
+	var out []store.IDRange
+	for rows.Next() {
+		var r store.IDRange
+		if err := rows.Scan(&r.Min, &r.Max); err != nil {
+			return nil, fmt.Errorf("sqlite: grouping records of %s: %w", log, err)
+		}
+		if err := store.CheckIDRange(log, r); err != nil {
+			return nil, fmt.Errorf("sqlite: grouping records of %s: %w", log, err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: grouping records of %s: %w", log, err)
+	}
+	return out, nil
+}
+
 // RecordIDs implements store.Store: a range of the primary key.
 func (s *Store) RecordIDs(ctx context.Context, log string, after int64, limit int) ([]int64, error) {
 	id, err := s.logID(ctx, log)

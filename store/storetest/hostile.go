@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -33,6 +34,7 @@ const (
 	readRecords     = "ReadRecords"    // the whole range
 	readRecord      = "ReadRecord"     // the corrupted id alone
 	readRecordIDs   = "RecordIDs"      // a walk from the start
+	readGroupIDs    = "GroupRecordIDs" // every id, by level-0 tile
 	readLeafTile    = "ReadTiles/L0"   // rebuilt from the records
 	readUpperTile   = "ReadTiles/L1"   // stored
 	readTiles       = "ReadTiles/both" // both in one call
@@ -76,7 +78,7 @@ func hostileRows() []hostileRow {
 		{name: "VersionWithSpace", query: `UPDATE records SET version = ? WHERE ` + logRow + ` AND id = 5`,
 			args: []any{"v1.0.0 x"}, table: "records", row: "id 5", id: 5, fail: recordReads[1:]},
 		{name: "NegativeID", query: `UPDATE records SET id = -5 WHERE ` + logRow + ` AND id = 5`,
-			table: "records", row: "id -5", id: 5, fail: []string{readLookup, readRecordIDs}},
+			table: "records", row: "id -5", id: 5, fail: []string{readLookup, readRecordIDs, readGroupIDs}},
 		{name: "DuplicateID", query: `INSERT INTO records (log_id, id, key, path, version, hashes, raw)
 			SELECT log_id, 6, key, path, version, hashes, raw FROM records WHERE ` + logRow + ` AND id = 7`,
 			table: "records", row: "id 6", id: 6, fail: []string{readRecords, readRecord, readRecordIDs, readLeafTile, readTiles}},
@@ -141,6 +143,14 @@ func RunHostile(t *testing.T, open func(t *testing.T) Hostile) {
 						after = ids[len(ids)-1]
 					}
 				},
+				readGroupIDs: func() error {
+					g, ok := s.(store.RecordGrouper)
+					if !ok {
+						return errors.New("the store groups no record ids")
+					}
+					_, err := g.GroupRecordIDs(ctx, logName, math.MinInt64, math.MaxInt64, 8)
+					return err
+				},
 				readLeafTile:  func() error { _, err := s.ReadTiles(ctx, logName, []tlog.Tile{leaf}); return err },
 				readUpperTile: func() error { _, err := s.ReadTiles(ctx, logName, []tlog.Tile{upper.Tile}); return err },
 				readTiles: func() error {
@@ -157,7 +167,7 @@ func RunHostile(t *testing.T, open func(t *testing.T) Hostile) {
 				readLatestHead:  func() error { _, err := s.LatestHead(ctx, logName); return err },
 				readServedHead:  func() error { _, err := s.ServedHead(ctx, logName); return err },
 			}
-			for _, name := range []string{readLookup, readRecords, readRecord, readRecordIDs, readLeafTile,
+			for _, name := range []string{readLookup, readRecords, readRecord, readRecordIDs, readGroupIDs, readLeafTile,
 				readUpperTile, readTiles, readSomeTiles, readHeads, readHeadsAround, readAroundMany, readLatestHead, readServedHead} {
 				err := noPanic(t, name, reads[name])
 				if h.Idle != nil {

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -933,6 +934,27 @@ func testScattered(t *testing.T, s store.Store) {
 	}
 	if got, err := s.RecordIDs(ctx, "no.such.log", -1, 10); err != nil || len(got) != 0 {
 		t.Fatalf("RecordIDs of an unknown log = %v, %v", got, err)
+	}
+	if g, ok := s.(store.RecordGrouper); ok {
+		for _, c := range []struct {
+			lo, hi int64
+			shift  uint
+			want   string
+		}{
+			{math.MinInt64, math.MaxInt64, 8, "[{3 3} {700 701} {90000 90000} {1099511627776 1099511627776}]"},
+			{math.MinInt64, math.MaxInt64, 16, "[{3 701} {90000 90000} {1099511627776 1099511627776}]"},
+			{0, 701, 8, "[{3 3} {700 700}]"},
+			{701, 1 << 40, 0, "[{701 701} {90000 90000}]"},
+			{100000, 1 << 40, 8, "[]"},
+		} {
+			got, err := g.GroupRecordIDs(ctx, logName, c.lo, c.hi, c.shift)
+			if err != nil || fmt.Sprint(got) != c.want && !(c.want == "[]" && len(got) == 0) {
+				t.Errorf("GroupRecordIDs(%d, %d, %d) = %v, %v; want %s", c.lo, c.hi, c.shift, got, err, c.want)
+			}
+		}
+		if got, err := g.GroupRecordIDs(ctx, "no.such.log", 0, 10, 8); err != nil || len(got) != 0 {
+			t.Errorf("GroupRecordIDs of an unknown log = %v, %v", got, err)
+		}
 	}
 	// Other bytes under a stored id fail the whole batch.
 	other := record(5, "v9.0.0")
