@@ -433,9 +433,11 @@ func seedProtocols() []bool {
 }
 
 // countingStore counts durable commits and the store's tile reads (each
-// one query, or one round trip).
+// one query, or one round trip). It embeds the Postgres store itself, not
+// a store.Store, so that every optional interface the mirror looks for
+// (LookupMany, RecordGrouper, ...) is there as in the product.
 type countingStore struct {
-	store.Store
+	*postgres.Store
 	commits   atomic.Int64
 	tileReads atomic.Int64
 }
