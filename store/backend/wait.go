@@ -165,21 +165,6 @@ func (g *storeGate) RecordIDs(ctx context.Context, log string, after int64, limi
 	return g.Store.RecordIDs(ctx, log, after, limit)
 }
 
-var _ store.RecordGrouper = (*storeGate)(nil)
-
-// GroupRecordIDs passes store.RecordGrouper through: without it, a lazy
-// store's served head would move by a walk of every stored id.
-func (g *storeGate) GroupRecordIDs(ctx context.Context, log string, lo, hi int64, shift uint) ([]store.IDRange, error) {
-	if err := g.check(); err != nil {
-		return nil, err
-	}
-	rg, ok := g.Store.(store.RecordGrouper)
-	if !ok {
-		return nil, fmt.Errorf("grouping records of %s: the store cannot", log)
-	}
-	return rg.GroupRecordIDs(ctx, log, lo, hi, shift)
-}
-
 func (g *storeGate) Lookup(ctx context.Context, log, path, version string, maxID int64) (store.Record, error) {
 	if err := g.check(); err != nil {
 		return store.Record{}, err
