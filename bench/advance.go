@@ -21,14 +21,30 @@ import (
 // upstream on loopback, without latency), the log grows by 1,000
 // records, and the newest is fetched: advanceRounds times, timed. The
 // reference, timed alternately in the same run, is a fetch of a record
-// under the served head, which moves nothing. It runs last: it grows u.
+// under the served head, which moves nothing. Then the same with a head
+// of its own stored for each record (its lookup came with it, as from a
+// caching proxy): the advance proves the stored heads too. It runs last:
+// it grows u.
 const (
 	advanceStored = 50_000
 	advanceRounds = 7
 )
 
 func advanceFigures(ctx context.Context, u *sumdbtest.Upstream, add func(name, value, target string)) error {
-	fmt.Printf("lazy head advance: %d records stored, then %d fetches of a newer record and as many of an older one, alternated...\n", advanceStored, advanceRounds)
+	for i, heads := range []bool{false, true} {
+		if err := advanceRun(ctx, u, heads, uint64(17+i), add); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func advanceRun(ctx context.Context, u *sumdbtest.Upstream, heads bool, seed uint64, add func(name, value, target string)) error {
+	what := ""
+	if heads {
+		what = ", a head each"
+	}
+	fmt.Printf("lazy head advance: %d records stored%s, then %d fetches of a newer record and as many of an older one, alternated...\n", advanceStored, what, advanceRounds)
 	st, done, err := newPostgres(ctx, "sumkeep_bench_advance")
 	if err != nil {
 		return err
@@ -41,16 +57,30 @@ func advanceFigures(ctx context.Context, u *sumdbtest.Upstream, add func(name, v
 	if err != nil {
 		return err
 	}
-	ids := distinctIDs(u, advanceStored+advanceRounds, 17)
+	ids := distinctIDs(u, advanceStored+advanceRounds, seed)
 	var mods []module.Version
 	for _, id := range ids[:advanceStored] {
 		p, v, _ := u.Module(id)
 		mods = append(mods, module.Version{Path: p, Version: v})
 	}
-	if c, _, err := s.Seed(ctx, mods, 256, nil); err != nil {
+	if heads {
+		u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultCachedHeads})
+	}
+	c, _, err := s.Seed(ctx, mods, 256, nil)
+	u.SetFault(sumdbtest.Fault{})
+	if err != nil {
 		return err
-	} else if c.Fetched != advanceStored {
+	}
+	if c.Fetched != advanceStored {
 		return fmt.Errorf("seeded %d records of %d", c.Fetched, advanceStored)
+	}
+	hs, err := st.Heads(ctx, u.Name())
+	if err != nil {
+		return err
+	}
+	what = fmt.Sprintf("%d records and %d heads stored", advanceStored, len(hs))
+	if len(hs) == 1 {
+		what = fmt.Sprintf("%d records and one head stored", advanceStored)
 	}
 	fetch := func(id int64) (time.Duration, error) {
 		p, v, _ := u.Module(id)
@@ -79,10 +109,10 @@ func advanceFigures(ctx context.Context, u *sumdbtest.Upstream, add func(name, v
 	slices.Sort(moved)
 	slices.Sort(still)
 	mid := advanceRounds / 2
-	add(fmt.Sprintf("fetch that moves a lazy store's head, %d records stored (median of %d)", advanceStored, advanceRounds),
+	add(fmt.Sprintf("fetch that moves a lazy store's head, %s (median of %d)", what, advanceRounds),
 		fmt.Sprintf("%s (%s–%s)", ms(moved[mid]), ms(moved[0]), ms(moved[len(moved)-1])), "")
-	add("fetch of an older record, which moves nothing (median)",
+	add(fmt.Sprintf("fetch of an older record, which moves nothing, %s (median)", what),
 		fmt.Sprintf("%s (%s–%s)", ms(still[mid]), ms(still[0]), ms(still[len(still)-1])), "reference")
-	add("moving the head / not moving it (medians)", fmt.Sprintf("%.1f×", moved[mid].Seconds()/still[mid].Seconds()), "")
+	add(fmt.Sprintf("moving the head / not moving it, %s (medians)", what), fmt.Sprintf("%.1f×", moved[mid].Seconds()/still[mid].Seconds()), "")
 	return nil
 }

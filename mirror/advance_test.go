@@ -34,10 +34,12 @@ func (w *walkCounting) GroupRecordIDs(ctx context.Context, log string, lo, hi in
 	return w.Store.GroupRecordIDs(ctx, log, lo, hi, shift)
 }
 
-// provedTiles keeps the "proved tiles" of each "serving head" message.
+// provedTiles keeps the "proved tiles" (record proofs) and "proved heads"
+// of each "serving head" message.
 type provedTiles struct {
 	mu     sync.Mutex
 	proofs []int64
+	heads  []int64
 }
 
 func (p *provedTiles) Enabled(context.Context, slog.Level) bool { return true }
@@ -46,11 +48,14 @@ func (p *provedTiles) Handle(_ context.Context, r slog.Record) error {
 		return nil
 	}
 	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "proved tiles" {
-			p.mu.Lock()
+		p.mu.Lock()
+		switch a.Key {
+		case "proved tiles":
 			p.proofs = append(p.proofs, a.Value.Int64())
-			p.mu.Unlock()
+		case "proved heads":
+			p.heads = append(p.heads, a.Value.Int64())
 		}
+		p.mu.Unlock()
 		return true
 	})
 	return nil
@@ -166,6 +171,71 @@ func testLazyAdvanceProofs(t *testing.T, grouped bool) {
 	}
 	if n, g := st.pages.Load()-pages, st.groupings.Load()-groupings; n != wantPages || g != wantGroupings {
 		t.Errorf("the fetch read %d pages of record ids and grouped them %d times, want %d and %d", n, g, wantPages, wantGroupings)
+	}
+	checkProvable(t, st, u)
+}
+
+// lastHeads returns the "proved heads" of the last "serving head" message.
+func (p *provedTiles) lastHeads(t *testing.T) int64 {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.heads) == 0 {
+		t.Fatal("no head was served")
+	}
+	return p.heads[len(p.heads)-1]
+}
+
+// TestLazyAdvanceHeadProofs: with heads stored all over the log (a seed
+// whose lookups each come with a head of their own, as a caching proxy
+// serves them), moving the served head proves one stored head for each
+// level-1 tile whose heads' last leaves lie in level-0 tiles full under
+// the head served before, and one for each other level-0 tile, not one
+// for every head; and every stored head stays provable from stored tiles.
+func TestLazyAdvanceHeadProofs(t *testing.T) {
+	ctx := context.Background()
+	const size = 200_000
+	u, url := newUpstream(t, size)
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultCachedHeads})
+	st := newStore(t)
+	logs := &provedTiles{}
+	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(url, nil), Key: u.VerifierKey(),
+		Mode: mirror.ModeLazy, Concurrency: 8, Logger: slog.New(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	ids := make(map[int64]bool)
+	for len(ids) < 400 {
+		ids[r.Int64N(size)] = true
+	}
+	var mods []module.Version
+	for id := range ids {
+		p, v, _ := u.Module(id)
+		mods = append(mods, module.Version{Path: p, Version: v})
+	}
+	if c, _, err := s.Seed(ctx, mods, 64, nil); err != nil || c.Fetched != len(mods) {
+		t.Fatalf("seed: %+v, %v", c, err)
+	}
+	heads, err := st.Heads(ctx, logName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(heads) < 300 {
+		t.Fatalf("%d heads stored, want one for most of %d lookups", len(heads), len(mods))
+	}
+	checkProvable(t, st, u)
+
+	if err := u.AddSynthetic(70_000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Level-1 tiles 0 to 3 (by the heads' last leaves), and the level-0
+	// tiles at and past the old served head's edge.
+	if n := logs.lastHeads(t); n < 1 || n > 8 {
+		t.Errorf("the advance made %d head proofs for %d stored heads, want at most 8", n, len(heads))
 	}
 	checkProvable(t, st, u)
 }
