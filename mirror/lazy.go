@@ -665,7 +665,7 @@ type proofRep struct{ key, id int64 }
 func (s *Syncer) readStored(ctx context.Context, st store.State, walked *storedProofs) (storedProofs, error) {
 	sp := storedProofs{log: s.log, state: st, maxID: -1}
 	var err error
-	if sp.heads, err = s.cfg.Store.Heads(ctx, s.log); err != nil {
+	if sp.heads, err = s.headsToProve(ctx, st.Served); err != nil {
 		return sp, err
 	}
 	if walked != nil && walked.state.Served == st.Served && walked.state.Generation == st.Generation {
@@ -703,6 +703,34 @@ func (s *Syncer) readStored(ctx context.Context, st store.State, walked *storedP
 		return nil
 	})
 	return sp, err
+}
+
+// headsToProve returns the stored heads an advance proves, with head
+// served (its size) served now: one per proofKey of their last leaves,
+// with only their sizes, where the store groups heads, and otherwise
+// every head (prove keeps one per key).
+func (s *Syncer) headsToProve(ctx context.Context, served int64) ([]store.Head, error) {
+	g, ok := s.cfg.Store.(store.HeadGrouper)
+	if !ok {
+		return s.cfg.Store.Heads(ctx, s.log)
+	}
+	// A head's last leaf size-1 lies in a level-0 tile full under served
+	// exactly when size <= edge.
+	edge := served >> store.TileHeight << store.TileHeight
+	var heads []store.Head
+	for _, r := range []struct {
+		lo, hi int64
+		shift  uint
+	}{{1, edge + 1, 2 * store.TileHeight}, {edge + 1, math.MaxInt64, store.TileHeight}} {
+		sizes, err := g.GroupHeadSizes(ctx, s.log, r.lo, r.hi, r.shift)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range sizes {
+			heads = append(heads, store.Head{Size: n})
+		}
+	}
+	return heads, nil
 }
 
 // prove proves every stored head and stored record under target through

@@ -68,3 +68,14 @@ func CheckIDRange(log string, r IDRange) error {
 	}
 	return nil
 }
+
+// A HeadGrouper is a Store that groups a log's stored heads by size in one
+// query, without reading their notes: a lazy store's served head moves
+// with one consistency proof per group of heads (see mirror's
+// storedProofs), and a mirror keeps every head its lookups came with.
+type HeadGrouper interface {
+	// GroupHeadSizes returns the smallest size of each group of log's
+	// stored heads with sizes in [lo, hi) whose sizes less one agree but
+	// for their last shift bits ((size-1) >> shift), in ascending order.
+	GroupHeadSizes(ctx context.Context, log string, lo, hi int64, shift uint) ([]int64, error)
+}

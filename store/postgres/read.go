@@ -307,6 +307,29 @@ func (s *Store) leafTiles(ctx context.Context, id int16, log string, tiles []tlo
 	return nil
 }
 
+var _ store.HeadGrouper = (*Store)(nil)
+
+// GroupHeadSizes implements store.HeadGrouper.
+func (s *Store) GroupHeadSizes(ctx context.Context, log string, lo, hi int64, shift uint) ([]int64, error) {
+	id, err := s.logID(ctx, s.pool, log, false)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT min(size) FROM heads WHERE log_id = $1 AND size >= $2 AND size < $3
+		GROUP BY (size - 1) >> $4 ORDER BY 1`, id, lo, hi, int32(shift))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: grouping heads of %s: %w", log, err)
+	}
+	sizes, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("postgres: grouping heads of %s: %w", log, err)
+	}
+	return sizes, nil
+}
+
 var _ store.RecordGrouper = (*Store)(nil)
 
 // GroupRecordIDs implements store.RecordGrouper: one scan of the log's

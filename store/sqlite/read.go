@@ -215,6 +215,37 @@ func (s *Store) readTiles(ctx context.Context, id int64, log string, tiles []tlo
 	return out, nil
 }
 
+var _ store.HeadGrouper = (*Store)(nil)
+
+// GroupHeadSizes implements store.HeadGrouper.
+func (s *Store) GroupHeadSizes(ctx context.Context, log string, lo, hi int64, shift uint) ([]int64, error) {
+	id, err := s.logID(ctx, log)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT min(size) FROM heads WHERE log_id = ? AND size >= ? AND size < ?
+		GROUP BY (size - 1) >> ? ORDER BY 1`, id, lo, hi, int64(shift))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: grouping heads of %s: %w", log, err)
+	}
+	defer rows.Close()
+	var sizes []int64
+	for rows.Next() {
+		var n int64
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("sqlite: grouping heads of %s: %w", log, err)
+		}
+		sizes = append(sizes, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: grouping heads of %s: %w", log, err)
+	}
+	return sizes, nil
+}
+
 var _ store.RecordGrouper = (*Store)(nil)
 
 // GroupRecordIDs implements store.RecordGrouper.

@@ -55,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OverlapWithStoredRecords", testOverlap},
 		{"ServeNeverGoesBack", testServe},
 		{"ScatteredRecords", testScattered},
+		{"GroupHeadSizes", testGroupHeads},
 		{"ExpectedState", testExpect},
 		{"Evidence", testEvidence},
 		{"Lock", testLock},
@@ -881,6 +882,40 @@ func testClosed(t *testing.T, s store.Store) {
 }
 
 // testScattered writes records with scattered ids, as on-demand fetches do.
+// testGroupHeadSizes: a store that groups heads returns the smallest size
+// of each group of (size-1) >> shift, within the range asked.
+func testGroupHeads(t *testing.T, s store.Store) {
+	g, ok := s.(store.HeadGrouper)
+	if !ok {
+		t.Skip("the store does not group heads")
+	}
+	ctx := context.Background()
+	for _, n := range []int64{1, 256, 257, 300, 65536, 65537, 70000} {
+		if err := s.AddHead(ctx, logName, head(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		lo, hi int64
+		shift  uint
+		want   string
+	}{
+		{1, math.MaxInt64, 8, "[1 257 65536 65537 70000]"},
+		{1, math.MaxInt64, 16, "[1 65537]"},
+		{257, 65537, 8, "[257 65536]"},
+		{300, math.MaxInt64, 0, "[300 65536 65537 70000]"},
+		{70001, math.MaxInt64, 8, "[]"},
+	} {
+		got, err := g.GroupHeadSizes(ctx, logName, c.lo, c.hi, c.shift)
+		if err != nil || fmt.Sprint(got) != c.want {
+			t.Errorf("GroupHeadSizes(%d, %d, %d) = %v, %v; want %s", c.lo, c.hi, c.shift, got, err, c.want)
+		}
+	}
+	if got, err := g.GroupHeadSizes(ctx, "no.such.log", 1, 10, 8); err != nil || len(got) != 0 {
+		t.Errorf("GroupHeadSizes of an unknown log = %v, %v", got, err)
+	}
+}
+
 func testScattered(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	ids := []int64{3, 700, 701, 90000, 1 << 40}
