@@ -122,18 +122,7 @@ func testLazyAdvanceProofs(t *testing.T, grouped bool) {
 	// 600 records scattered over the log, and some in its last, partial
 	// level-0 tile.
 	r := rand.New(rand.NewPCG(3, 4))
-	ids := map[int64]bool{size - 1: true, size - 60: true, 65535: true, 65536: true}
-	for len(ids) < 600 {
-		ids[r.Int64N(size)] = true
-	}
-	var mods []module.Version
-	for id := range ids {
-		p, v, _ := u.Module(id)
-		mods = append(mods, module.Version{Path: p, Version: v})
-	}
-	if c, _, err := s.Seed(ctx, mods, 64, nil); err != nil || c.Fetched != len(mods) {
-		t.Fatalf("seed: %+v, %v", c, err)
-	}
+	seedScattered(t, s, u, r, 600, size-1, size-60, 65535, 65536)
 	checkProvable(t, st, u)
 
 	// A sync moves the head past level-0 and level-1 tile boundaries.
@@ -205,24 +194,13 @@ func TestLazyAdvanceHeadProofs(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := rand.New(rand.NewPCG(5, 6))
-	ids := make(map[int64]bool)
-	for len(ids) < 400 {
-		ids[r.Int64N(size)] = true
-	}
-	var mods []module.Version
-	for id := range ids {
-		p, v, _ := u.Module(id)
-		mods = append(mods, module.Version{Path: p, Version: v})
-	}
-	if c, _, err := s.Seed(ctx, mods, 64, nil); err != nil || c.Fetched != len(mods) {
-		t.Fatalf("seed: %+v, %v", c, err)
-	}
+	seedScattered(t, s, u, r, 400)
 	heads, err := st.Heads(ctx, logName)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(heads) < 300 {
-		t.Fatalf("%d heads stored, want one for most of %d lookups", len(heads), len(mods))
+		t.Fatalf("%d heads stored, want one for most of 400 lookups", len(heads))
 	}
 	checkProvable(t, st, u)
 	// Heads past the served head: the log grows by 2,000 records, and
@@ -247,4 +225,25 @@ func TestLazyAdvanceHeadProofs(t *testing.T) {
 		t.Errorf("the advance made %d head proofs for %d stored heads, want at most 16", n, len(heads))
 	}
 	checkProvable(t, st, u)
+}
+
+// seedScattered seeds n records of u drawn with r, those of ids among
+// them, into s.
+func seedScattered(t *testing.T, s *mirror.Syncer, u *sumdbtest.Upstream, r *rand.Rand, n int, ids ...int64) {
+	t.Helper()
+	pick := make(map[int64]bool)
+	for _, id := range ids {
+		pick[id] = true
+	}
+	for len(pick) < n {
+		pick[r.Int64N(u.Size())] = true
+	}
+	var mods []module.Version
+	for id := range pick {
+		p, v, _ := u.Module(id)
+		mods = append(mods, module.Version{Path: p, Version: v})
+	}
+	if c, _, err := s.Seed(context.Background(), mods, 64, nil); err != nil || c.Fetched != len(mods) {
+		t.Fatalf("seed: %+v, %v", c, err)
+	}
 }
