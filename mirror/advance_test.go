@@ -62,14 +62,26 @@ func (p *provedTiles) Handle(_ context.Context, r slog.Record) error {
 }
 func (p *provedTiles) WithAttrs([]slog.Attr) slog.Handler { return p }
 func (p *provedTiles) WithGroup(string) slog.Handler      { return p }
+// last returns the record proofs of the last "serving head" message.
 func (p *provedTiles) last(t *testing.T) int64 {
+	t.Helper()
+	return p.lastOf(t, &p.proofs)
+}
+
+// lastHeads returns the head proofs of the last "serving head" message.
+func (p *provedTiles) lastHeads(t *testing.T) int64 {
+	t.Helper()
+	return p.lastOf(t, &p.heads)
+}
+
+func (p *provedTiles) lastOf(t *testing.T, xs *[]int64) int64 {
 	t.Helper()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.proofs) == 0 {
+	if len(*xs) == 0 {
 		t.Fatal("no head was served")
 	}
-	return p.proofs[len(p.proofs)-1]
+	return (*xs)[len(*xs)-1]
 }
 
 // walkOnly is a walkCounting store that cannot group record ids: the
@@ -162,17 +174,6 @@ func testLazyAdvanceProofs(t *testing.T, grouped bool) {
 		t.Errorf("the fetch read %d pages of record ids and grouped them %d times, want %d and %d", n, g, wantPages, wantGroupings)
 	}
 	checkProvable(t, st, u)
-}
-
-// lastHeads returns the "proved heads" of the last "serving head" message.
-func (p *provedTiles) lastHeads(t *testing.T) int64 {
-	t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.heads) == 0 {
-		t.Fatal("no head was served")
-	}
-	return p.heads[len(p.heads)-1]
 }
 
 // TestLazyAdvanceHeadProofs: with heads stored all over the log (a seed
