@@ -62,6 +62,7 @@ func (p *provedTiles) Handle(_ context.Context, r slog.Record) error {
 }
 func (p *provedTiles) WithAttrs([]slog.Attr) slog.Handler { return p }
 func (p *provedTiles) WithGroup(string) slog.Handler      { return p }
+
 // last returns the record proofs of the last "serving head" message.
 func (p *provedTiles) last(t *testing.T) int64 {
 	t.Helper()
