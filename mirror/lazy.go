@@ -648,7 +648,7 @@ func (s *Syncer) planAdvance(ctx context.Context, target store.Head) ([]tlog.Til
 type storedProofs struct {
 	log   string
 	state store.State // the log's, when the records were walked
-	heads []store.Head
+	heads []int64     // sizes
 	reps  []proofRep
 	maxID int64 // the largest record id stored, or -1
 }
@@ -705,32 +705,35 @@ func (s *Syncer) readStored(ctx context.Context, st store.State, walked *storedP
 	return sp, err
 }
 
-// headsToProve returns the stored heads an advance proves, with head
-// served (its size) served now: one per proofKey of their last leaves,
-// with only their sizes, where the store groups heads, and otherwise
-// every head (prove keeps one per key).
-func (s *Syncer) headsToProve(ctx context.Context, served int64) ([]store.Head, error) {
+// headsToProve returns the sizes of the stored heads an advance proves,
+// with head served (its size) served now: one per proofKey of their last
+// leaves where the store groups heads, and otherwise every head (prove
+// keeps one per key).
+func (s *Syncer) headsToProve(ctx context.Context, served int64) ([]int64, error) {
 	g, ok := s.cfg.Store.(store.HeadGrouper)
 	if !ok {
-		return s.cfg.Store.Heads(ctx, s.log)
+		heads, err := s.cfg.Store.Heads(ctx, s.log)
+		sizes := make([]int64, len(heads))
+		for i, h := range heads {
+			sizes[i] = h.Size
+		}
+		return sizes, err
 	}
 	// A head's last leaf size-1 lies in a level-0 tile full under served
 	// exactly when size <= edge.
 	edge := served >> store.TileHeight << store.TileHeight
-	var heads []store.Head
+	var sizes []int64
 	for _, r := range []struct {
 		lo, hi int64
 		shift  uint
 	}{{1, edge + 1, 2 * store.TileHeight}, {edge + 1, math.MaxInt64, store.TileHeight}} {
-		sizes, err := g.GroupHeadSizes(ctx, s.log, r.lo, r.hi, r.shift)
+		some, err := g.GroupHeadSizes(ctx, s.log, r.lo, r.hi, r.shift)
 		if err != nil {
 			return nil, err
 		}
-		for _, n := range sizes {
-			heads = append(heads, store.Head{Size: n})
-		}
+		sizes = append(sizes, some...)
 	}
-	return heads, nil
+	return sizes, nil
 }
 
 // prove proves every stored head and stored record under target through
@@ -746,16 +749,16 @@ func (sp storedProofs) prove(target store.Head, hr tlog.HashReader, provenHeads,
 	if plan {
 		provenHeads = make(map[int64]bool) // the heads' keys repeat
 	}
-	for _, h := range sp.heads {
-		if h.Size == 0 || h.Size >= target.Size {
+	for _, size := range sp.heads {
+		if size == 0 || size >= target.Size {
 			continue
 		}
-		key := proofKey(h.Size-1, sp.state.Served)
+		key := proofKey(size-1, sp.state.Served)
 		if provenHeads[key] {
 			continue
 		}
-		if _, err := tlog.ProveTree(target.Size, h.Size, hr); err != nil && !plan {
-			return fmt.Errorf("proving head %d under head %d: %w", h.Size, target.Size, err)
+		if _, err := tlog.ProveTree(target.Size, size, hr); err != nil && !plan {
+			return fmt.Errorf("proving head %d under head %d: %w", size, target.Size, err)
 		}
 		provenHeads[key] = true
 		if !plan {
