@@ -230,3 +230,64 @@ func TestLookupOverflow(t *testing.T) {
 		}
 	}
 }
+
+// TestLookupLinger: a lookup that arrives alone runs its query at once,
+// and lookups arriving densely share queries (the first lingers for the
+// others), each still getting its own answer.
+func TestLookupLinger(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t)
+	var recs []store.Record
+	for i := range 100 {
+		recs = append(recs, filterRecord(i, int64(i)))
+	}
+	if err := s.Commit(ctx, "log", store.Batch{Records: recs, Synced: int64(len(recs))}); err != nil {
+		t.Fatal(err)
+	}
+	lookup := func(i int) error {
+		got, err := s.Lookup(ctx, "log", recs[i].Path, recs[i].Version, int64(len(recs)))
+		if err != nil || got.ID != int64(i) || !bytes.Equal(got.Data, recs[i].Data) {
+			return fmt.Errorf("lookup of %s: id %d, %v; want id %d", recs[i].Path, got.ID, err, i)
+		}
+		return nil
+	}
+
+	// Alone: lookups a second apart never linger, here for an hour.
+	b := &s.lookups
+	b.lingerFor, b.dense = time.Hour, 100*time.Millisecond
+	for i := range 3 {
+		if i > 0 {
+			time.Sleep(time.Second)
+		}
+		done := make(chan error, 1)
+		go func() { done <- lookup(i) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("lookup %d, the first in a second, still waits after a minute: it lingered", i)
+		}
+	}
+
+	// Dense: lookups 10 ms apart, while the first lingers for 500 ms.
+	// Without the linger each would have a query of its own (a query
+	// takes a millisecond or so).
+	b.lingerFor, b.dense = 500*time.Millisecond, time.Hour
+	const n = 10
+	before := b.queries.Load()
+	errs := make(chan error, n)
+	for i := range n {
+		go func() { errs <- lookup(10 + i) }()
+		time.Sleep(10 * time.Millisecond)
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if q := b.queries.Load() - before; q > n/2 {
+		t.Errorf("%d lookups arriving 10 ms apart took %d queries; want them to share a few", n, q)
+	}
+}
