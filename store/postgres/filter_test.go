@@ -62,6 +62,20 @@ func filterRecord(i int, id int64) store.Record {
 	return store.Record{ID: id, Path: p, Version: v, Data: fmt.Appendf(nil, "%s %s h1:x\n%s %s/go.mod h1:y\n", p, v, p, v)}
 }
 
+// commitFiltered commits n records to log "log" (filterRecord(i, i) for
+// i below n) as a full sync of them, and returns them.
+func commitFiltered(t *testing.T, s *Store, n int) []store.Record {
+	t.Helper()
+	var recs []store.Record
+	for i := range n {
+		recs = append(recs, filterRecord(i, int64(i)))
+	}
+	if err := s.Commit(context.Background(), "log", store.Batch{Records: recs, Synced: int64(len(recs))}); err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
 // TestKeyFilterOtherWriter: a record stored by another process (another
 // Store on the same database) is not in this one's filter, so the filter
 // must not be trusted after it: a later batch duplicating it is rejected.

@@ -109,13 +109,7 @@ func TestLookupBatch(t *testing.T) {
 func TestLookupConcurrent(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t)
-	var recs []store.Record
-	for i := range 500 {
-		recs = append(recs, filterRecord(i, int64(i)))
-	}
-	if err := s.Commit(ctx, "log", store.Batch{Records: recs, Synced: int64(len(recs))}); err != nil {
-		t.Fatal(err)
-	}
+	commitFiltered(t, s, 500)
 	const callers, each = 32, 100
 	errs := make(chan error, callers)
 	for c := range callers {
@@ -172,13 +166,7 @@ func TestLookupConcurrent(t *testing.T) {
 func TestLookupOverflow(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t)
-	var recs []store.Record
-	for i := range 300 {
-		recs = append(recs, filterRecord(i, int64(i)))
-	}
-	if err := s.Commit(ctx, "log", store.Batch{Records: recs, Synced: int64(len(recs))}); err != nil {
-		t.Fatal(err)
-	}
+	recs := commitFiltered(t, s, 300)
 	lock, err := s.pool.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -237,13 +225,7 @@ func TestLookupOverflow(t *testing.T) {
 func TestLookupLinger(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t)
-	var recs []store.Record
-	for i := range 100 {
-		recs = append(recs, filterRecord(i, int64(i)))
-	}
-	if err := s.Commit(ctx, "log", store.Batch{Records: recs, Synced: int64(len(recs))}); err != nil {
-		t.Fatal(err)
-	}
+	recs := commitFiltered(t, s, 100)
 	lookup := func(i int) error {
 		got, err := s.Lookup(ctx, "log", recs[i].Path, recs[i].Version, int64(len(recs)))
 		if err != nil || got.ID != int64(i) || !bytes.Equal(got.Data, recs[i].Data) {

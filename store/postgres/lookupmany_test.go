@@ -15,13 +15,7 @@ import (
 func TestLookupMany(t *testing.T) {
 	ctx := context.Background()
 	s := openTest(t)
-	var recs []store.Record
-	for i := range 1500 {
-		recs = append(recs, filterRecord(i, int64(i)))
-	}
-	if err := s.Commit(ctx, "log", store.Batch{Records: recs, Synced: int64(len(recs))}); err != nil {
-		t.Fatal(err)
-	}
+	commitFiltered(t, s, 1500)
 	var paths, versions []string
 	for i := 2000; i >= 0; i -= 1 { // 1500..2000 are not stored
 		r := filterRecord(i, 0)
