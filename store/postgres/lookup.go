@@ -27,7 +27,8 @@ import (
 // oldest waiting lookup and whatever else is queued behind it (up to
 // maxLookupBatch) and answer them all with one query. A lookup that arrives
 // alone is sent at once, by its own goroutine when a worker's slot is free
-// (LookupWithin); batching only forms while every slot is busy.
+// (LookupWithin); batching forms while every slot is busy, and while
+// lookups arrive densely (see lookupLinger).
 //
 // Fewer workers make bigger batches. On a 2-core machine shared by server
 // and database, four workers averaged 2.6 lookups a query and reached 0.41
@@ -127,18 +128,23 @@ type lookupBatcher struct {
 // microseconds apart under load; lingering cut the backend's CPU a lookup
 // by about a fifth, with the cache on (3.25 to 2.6 µs, mean of four pairs)
 // and off (12.3 to 10.1 µs; 2026-12-03, `bench -lookup-only`), for half a
-// millisecond more on a miss under load. A lookup that arrives alone, as the go command makes them, never
-// waits.
+// millisecond more on a miss under load. A lookup that arrives alone, as
+// the go command makes them, never waits.
 const (
 	lookupLinger = 500 * time.Microsecond
 	lookupDense  = time.Millisecond
 )
 
 // arrived notes a lookup's arrival and reports whether lookups are
-// arriving densely.
+// arriving densely: the one before it came less than dense before.
 func (b *lookupBatcher) arrived() bool {
 	now := time.Now().UnixNano()
 	return now-b.last.Swap(now) < int64(b.dense)
+}
+
+// recent reports whether the last lookup arrived less than dense ago.
+func (b *lookupBatcher) recent() bool {
+	return time.Now().UnixNano()-b.last.Load() < int64(b.dense)
 }
 
 // linger waits for more lookups to join a batch, if they arrive densely,
@@ -251,9 +257,9 @@ func (s *Store) lookupWorker() {
 		case <-b.stop:
 			return // r's caller stops waiting on Close too
 		}
-		// r waited for the slot: lookups keep arriving densely unless
-		// none has arrived since.
-		b.linger(time.Now().UnixNano()-b.last.Load() < int64(b.dense))
+		// r waited for the slot while another batch ran: it lingers
+		// only if lookups are still arriving.
+		b.linger(b.recent())
 		w.batch = append(w.batch[:0], r)
 		s.takeQueued(w)
 		s.lookupBatch(w, time.Time{})
@@ -564,9 +570,9 @@ func (s *Store) LookupWithin(ctx context.Context, d time.Duration, log, path, ve
 	req.ctx, req.log, req.logID, req.maxID = ctx, log, id, maxID
 	req.key, req.path, req.version = store.LookupKey(path, version), path, version
 	// With a worker's slot free, no batch is forming: this lookup runs
-	// its batch itself (with whatever was queued meanwhile), rather than
-	// waking a worker and waiting to be woken by it. Its query is given
-	// until this lookup's deadline.
+	// its batch itself (with whatever was queued meanwhile, or arrives
+	// while it lingers), rather than waking a worker and waiting to be
+	// woken by it. Its query is given until this lookup's deadline.
 	dense := b.arrived()
 	select {
 	case w := <-b.slots:
