@@ -157,8 +157,9 @@ type Syncer struct {
 	tileFlights flightGroup[tlog.Tile, sourcedTile] // tile requests under way, shared by every reader
 	absent      *absentCache                        // module@versions the upstream said it lacks
 
-	notesMu sync.Mutex
-	notes   map[string]store.Head // signed notes verified lately, by their bytes
+	notesMu    sync.Mutex
+	notes      map[string]store.Head           // signed notes verified lately, by their bytes
+	noteChecks flightGroup[string, openedNote] // signature checks under way, by the note's bytes
 }
 
 // New checks the configuration and returns a Syncer.

@@ -468,7 +468,12 @@ type sourcedTile struct {
 }
 
 // openHeadCached is openHead remembering the notes it verified lately: the
-// lookups of one go.sum come with a few signed heads, not one each.
+// lookups of one go.sum come with a few signed heads, not one each. The
+// answers that arrive together (a seed's first round, a burst of cold
+// lookups) carry the same note before any has been verified: one of them
+// checks its signature and the others wait for that check. A note that
+// fails it is opened again by each, so that the evidence names the
+// upstream each copy came from.
 func (s *Syncer) openHeadCached(ctx context.Context, msg []byte, source, where string) (store.Head, error) {
 	s.notesMu.Lock()
 	h, ok := s.notes[string(msg)]
@@ -476,17 +481,33 @@ func (s *Syncer) openHeadCached(ctx context.Context, msg []byte, source, where s
 	if ok {
 		return h, nil
 	}
-	h, err := s.openHead(ctx, msg, source, where)
+	on, err := s.noteChecks.do(ctx, string(msg), time.Minute, func(context.Context) (openedNote, error) {
+		h, err := proof.OpenHead(msg, s.verifier)
+		if err == nil {
+			// Remembered before the check ends, so that no caller
+			// finds neither.
+			s.notesMu.Lock()
+			if s.notes == nil || len(s.notes) >= maxNotes {
+				s.notes = make(map[string]store.Head)
+			}
+			s.notes[string(msg)] = h
+			s.notesMu.Unlock()
+		}
+		return openedNote{h, err}, nil
+	})
 	if err != nil {
-		return h, err
+		return store.Head{}, err // ctx ended
 	}
-	s.notesMu.Lock()
-	if s.notes == nil || len(s.notes) >= maxNotes {
-		s.notes = make(map[string]store.Head)
+	if on.err != nil {
+		return s.openHead(ctx, msg, source, where)
 	}
-	s.notes[string(msg)] = h
-	s.notesMu.Unlock()
-	return h, nil
+	return on.head, nil
+}
+
+// openedNote is what proof.OpenHead gave for a note.
+type openedNote struct {
+	head store.Head
+	err  error
 }
 
 // maxNotes bounds the signed notes openHeadCached remembers.
