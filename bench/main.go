@@ -152,11 +152,8 @@ func run(ctx context.Context, n, conns, pairs int, dur time.Duration) error {
 	}
 
 	fmt.Printf("building a %d-record upstream...\n", n)
-	u, err := sumdbtest.New("sumdb.bench")
+	u, err := sumdbtest.NewSynthetic("sumdb.bench", n)
 	if err != nil {
-		return err
-	}
-	if err := u.AddSynthetic(n); err != nil {
 		return err
 	}
 	// A real upstream runs on other machines and serves tiles from a cache;

@@ -253,11 +253,8 @@ func runUpstreams(ctx context.Context, n int) error {
 		fmt.Printf("  %-44s %s\n", name, value)
 	}
 	fmt.Printf("building a %d-record upstream...\n", n)
-	u, err := sumdbtest.New("sumdb.bench")
+	u, err := sumdbtest.NewSynthetic("sumdb.bench", n)
 	if err != nil {
-		return err
-	}
-	if err := u.AddSynthetic(n); err != nil {
 		return err
 	}
 	if err := upstreamsFigures(ctx, u, upstreamLookups, add); err != nil {

@@ -47,11 +47,8 @@ func newUpstream(t *testing.T, name string, n int) (*sumdbtest.Upstream, string)
 
 func newUpstreamB(t testing.TB, name string, n int) (*sumdbtest.Upstream, string) {
 	t.Helper()
-	u, err := sumdbtest.New(name)
+	u, err := sumdbtest.NewSynthetic(name, n)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.AddSynthetic(n); err != nil {
 		t.Fatal(err)
 	}
 	url := u.Start()

@@ -62,11 +62,8 @@ func TestLeafHash(t *testing.T) {
 // BenchmarkTileRecords makes the records of a full data tile of synthetic
 // (canonical) records, as verifyJob does for every tile of a full sync.
 func BenchmarkTileRecords(b *testing.B) {
-	u, err := sumdbtest.New("sumdb.bench")
+	u, err := sumdbtest.NewSynthetic("sumdb.bench", tileWidth)
 	if err != nil {
-		b.Fatal(err)
-	}
-	if err := u.AddSynthetic(tileWidth); err != nil {
 		b.Fatal(err)
 	}
 	var tile []byte

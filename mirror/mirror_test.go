@@ -33,11 +33,8 @@ func newUpstream(t *testing.T, n int) (*sumdbtest.Upstream, string) {
 // newLog returns a hermetic upstream of n synthetic records, not started.
 func newLog(t *testing.T, n int) *sumdbtest.Upstream {
 	t.Helper()
-	u, err := sumdbtest.New(logName)
+	u, err := sumdbtest.NewSynthetic(logName, n)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.AddSynthetic(n); err != nil {
 		t.Fatal(err)
 	}
 	return u

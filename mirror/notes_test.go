@@ -31,11 +31,8 @@ func (v *countingVerifier) Verify(msg, sig []byte) bool {
 // (a seed's first round) have its signature checked once, and each gets
 // the head it signs.
 func TestOpenHeadShared(t *testing.T) {
-	u, err := sumdbtest.New("sumdb.test")
+	u, err := sumdbtest.NewSynthetic("sumdb.test", 1000)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.AddSynthetic(1000); err != nil {
 		t.Fatal(err)
 	}
 	v, err := note.NewVerifier(u.VerifierKey())

@@ -24,11 +24,8 @@ func (s upstreamSource) Tile(_ context.Context, t tlog.Tile) ([]byte, error) {
 // remember as they are, a batch's own or other bytes for the same tile,
 // are expanded for themselves.
 func TestReaderKeepsExpansions(t *testing.T) {
-	u, err := sumdbtest.New("expand.test")
+	u, err := sumdbtest.NewSynthetic("expand.test", 3000)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.AddSynthetic(3000); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()

@@ -23,11 +23,8 @@ const logName = "proof.test"
 
 func newUpstream(t *testing.T, n int) *sumdbtest.Upstream {
 	t.Helper()
-	u, err := sumdbtest.New(logName)
+	u, err := sumdbtest.NewSynthetic(logName, n)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.AddSynthetic(n); err != nil {
 		t.Fatal(err)
 	}
 	return u
@@ -211,8 +208,7 @@ func TestTiles(t *testing.T) {
 }
 
 func ExampleOpenHead() {
-	u, _ := sumdbtest.New("example.test")
-	u.AddSynthetic(3)
+	u, _ := sumdbtest.NewSynthetic("example.test", 3)
 	v, _ := note.NewVerifier(u.VerifierKey())
 	h, err := proof.OpenHead(u.SignedHead(), v)
 	fmt.Println(h.Size, err)

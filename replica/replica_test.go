@@ -38,11 +38,8 @@ func records(u *sumdbtest.Upstream, start, end int64) []store.Record {
 
 func newUpstream(t *testing.T, n int) *sumdbtest.Upstream {
 	t.Helper()
-	u, err := sumdbtest.New("sumdb.test")
+	u, err := sumdbtest.NewSynthetic("sumdb.test", n)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.AddSynthetic(n); err != nil {
 		t.Fatal(err)
 	}
 	return u

@@ -63,11 +63,8 @@ func jsonPath(t *testing.T, v any, path ...any) any {
 // shows the same, the evidence above everything else, with no script.
 func TestStatusJSON(t *testing.T) {
 	ctx := context.Background()
-	u, err := sumdbtest.New("sum.example.test")
+	u, err := sumdbtest.NewSynthetic("sum.example.test", 1000)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.AddSynthetic(1000); err != nil {
 		t.Fatal(err)
 	}
 	url := u.Start()

@@ -18,11 +18,8 @@ import (
 // three returns three started copies of one log of n records.
 func three(t *testing.T, n int) []*sumdbtest.Upstream {
 	t.Helper()
-	u, err := sumdbtest.New("sumdb.test")
+	u, err := sumdbtest.NewSynthetic("sumdb.test", n)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.AddSynthetic(n); err != nil {
 		t.Fatal(err)
 	}
 	us := []*sumdbtest.Upstream{u}

@@ -29,11 +29,8 @@ type fixture struct {
 // records added by add, if not nil) and syncs it into a new Postgres store.
 func newFixture(t testing.TB, n int, add func(u *sumdbtest.Upstream) error) *fixture {
 	t.Helper()
-	u, err := sumdbtest.New(logName)
+	u, err := sumdbtest.NewSynthetic(logName, n)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.AddSynthetic(n); err != nil {
 		t.Fatal(err)
 	}
 	if add != nil {

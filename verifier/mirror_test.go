@@ -106,11 +106,8 @@ func TestMirrorFork(t *testing.T) {
 		{"SplitView", 300, 400, true, verifier.KindMisbehaviour},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			u, err := sumdbtest.New(logName)
+			u, err := sumdbtest.NewSynthetic(logName, 500)
 			if err != nil {
-				t.Fatal(err)
-			}
-			if err := u.AddSynthetic(500); err != nil {
 				t.Fatal(err)
 			}
 			upstreamURL := u.Start()
@@ -205,11 +202,8 @@ func (r *recordingReader) SaveTiles([]tlog.Tile, [][]byte) {}
 // TestMirrorErrors: a wrong key, an unreachable server and a bad state file
 // are errors of the environment, not reports.
 func TestMirrorErrors(t *testing.T) {
-	u, err := sumdbtest.New(logName)
+	u, err := sumdbtest.NewSynthetic(logName, 100)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.AddSynthetic(100); err != nil {
 		t.Fatal(err)
 	}
 	url := u.Start()
@@ -250,11 +244,8 @@ func TestMirrorErrors(t *testing.T) {
 
 // TestMirrorLies: answers that do not verify fail as proof errors.
 func TestMirrorLies(t *testing.T) {
-	u, err := sumdbtest.New(logName)
+	u, err := sumdbtest.NewSynthetic(logName, 600)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.AddSynthetic(600); err != nil {
 		t.Fatal(err)
 	}
 	url := u.Start()

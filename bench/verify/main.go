@@ -60,11 +60,8 @@ func run(ctx context.Context, n, runs int) error {
 	}
 
 	fmt.Printf("verify: building a %d-record upstream and syncing it into Postgres and SQLite...\n", n)
-	u, err := sumdbtest.New("sumdb.bench")
+	u, err := sumdbtest.NewSynthetic("sumdb.bench", n)
 	if err != nil {
-		return err
-	}
-	if err := u.AddSynthetic(n); err != nil {
 		return err
 	}
 	url := u.Start()

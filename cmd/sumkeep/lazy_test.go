@@ -152,14 +152,11 @@ func cachedHead(t *testing.T, gopath, log string) int64 {
 // module cache primed at the old head and with an empty one.
 func TestGoCommandLazy(t *testing.T) {
 	w := newGoWorld(t, "example.com/alpha", "example.com/beta", "example.org/gamma", "example.net/delta", "example.com/epsilon")
-	u, err := sumdbtest.New("sumdb.test")
+	u, err := sumdbtest.NewSynthetic("sumdb.test", 3000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
-	if err := u.AddSynthetic(3000); err != nil {
-		t.Fatal(err)
-	}
 	for _, s := range w.sums[:3] {
 		if err := u.AddModule(s.Path, s.Version, s.ZipHash, s.ModHash); err != nil {
 			t.Fatal(err)
@@ -252,14 +249,11 @@ func TestGoCommandLazy(t *testing.T) {
 // upstream gone.
 func TestSeed(t *testing.T) {
 	w := newGoWorld(t, "example.com/alpha", "example.com/beta", "example.org/private/gamma")
-	u, err := sumdbtest.New("sumdb.test")
+	u, err := sumdbtest.NewSynthetic("sumdb.test", 5000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
-	if err := u.AddSynthetic(5000); err != nil {
-		t.Fatal(err)
-	}
 	for _, s := range w.sums {
 		if err := u.AddModule(s.Path, s.Version, s.ZipHash, s.ModHash); err != nil {
 			t.Fatal(err)
@@ -330,14 +324,11 @@ func TestSeed(t *testing.T) {
 // (which made such a go command fail: "checking tree#N: ... 404").
 func TestGoCommandHeadSeenElsewhere(t *testing.T) {
 	w := newGoWorld(t, "example.com/alpha", "example.com/beta")
-	u, err := sumdbtest.New("sumdb.test")
+	u, err := sumdbtest.NewSynthetic("sumdb.test", 3000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
-	if err := u.AddSynthetic(3000); err != nil {
-		t.Fatal(err)
-	}
 	if err := u.AddModule(w.sums[0].Path, w.sums[0].Version, w.sums[0].ZipHash, w.sums[0].ModHash); err != nil {
 		t.Fatal(err)
 	}

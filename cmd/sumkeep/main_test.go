@@ -230,11 +230,8 @@ func (p *proc) stop(t *testing.T, timeout time.Duration) {
 // records, closed when the test ends.
 func newUpstream(t *testing.T, n int) *sumdbtest.Upstream {
 	t.Helper()
-	u, err := sumdbtest.New("sumdb.test")
+	u, err := sumdbtest.NewSynthetic("sumdb.test", n)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.AddSynthetic(n); err != nil {
 		t.Fatal(err)
 	}
 	u.Start()

@@ -101,11 +101,8 @@ func TestServeReadReplica(t *testing.T) {
 	p.stop(t, time.Minute)
 
 	// The lazy-mode log: a head only, then records fetched through.
-	lazy, err := sumdbtest.New("lazy.test")
+	lazy, err := sumdbtest.NewSynthetic("lazy.test", 300)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := lazy.AddSynthetic(300); err != nil {
 		t.Fatal(err)
 	}
 	lazy.Start()

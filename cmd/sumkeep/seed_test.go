@@ -22,11 +22,8 @@ import (
 // records and then the modules named, each with made-up hashes.
 func seedUpstream(t *testing.T, paths ...string) *sumdbtest.Upstream {
 	t.Helper()
-	u, err := sumdbtest.New("sumdb.test")
+	u, err := sumdbtest.NewSynthetic("sumdb.test", 300)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.AddSynthetic(300); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range paths {

@@ -149,11 +149,8 @@ func TestStatusPageBrowser(t *testing.T) {
 	}
 
 	w := newGoWorld(t, "example.com/alpha", "example.org/beta")
-	u, err := sumdbtest.New("sumdb.test")
+	u, err := sumdbtest.NewSynthetic("sumdb.test", 700)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.AddSynthetic(700); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range w.sums {

@@ -33,14 +33,11 @@ func sameLog(t *testing.T, u *sumdbtest.Upstream) *sumdbtest.Upstream {
 // verifies through the slow one.
 func TestGoCommandUpstreams(t *testing.T) {
 	w := newGoWorld(t, "example.com/alpha", "example.com/beta", "example.org/gamma")
-	u, err := sumdbtest.New("sumdb.test")
+	u, err := sumdbtest.NewSynthetic("sumdb.test", 2000)
 	if err != nil {
 		t.Fatal(err)
 	}
 	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
-	if err := u.AddSynthetic(2000); err != nil {
-		t.Fatal(err)
-	}
 	for _, s := range w.sums {
 		if err := u.AddModule(s.Path, s.Version, s.ZipHash, s.ModHash); err != nil {
 			t.Fatal(err)
@@ -126,11 +123,8 @@ func TestGoCommandUpstreams(t *testing.T) {
 // TestStatusUpstreams: status probes each upstream once and shows its
 // state: one answering, one down.
 func TestStatusUpstreams(t *testing.T) {
-	u, err := sumdbtest.New("sumdb.test")
+	u, err := sumdbtest.NewSynthetic("sumdb.test", 300)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.AddSynthetic(300); err != nil {
 		t.Fatal(err)
 	}
 	u.Start()

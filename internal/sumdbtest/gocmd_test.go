@@ -41,11 +41,8 @@ func TestGoCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	u, err := sumdbtest.New("sumdb.test")
+	u, err := sumdbtest.NewSynthetic("sumdb.test", 700)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.AddSynthetic(700); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range sums[:2] { // example.com/other is not in the database

@@ -76,6 +76,20 @@ func New(name string) (*Upstream, error) {
 	return newUpstream(name, skey, vkey)
 }
 
+// NewSynthetic returns an Upstream for the checksum database name holding n
+// synthetic records (see [Upstream.AddSynthetic]): the log most tests and
+// the benchmarks start from.
+func NewSynthetic(name string, n int) (*Upstream, error) {
+	u, err := New(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := u.AddSynthetic(n); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
 // newUpstream returns an empty Upstream signing with skey.
 func newUpstream(name, skey, vkey string) (*Upstream, error) {
 	signer, err := note.NewSigner(skey)

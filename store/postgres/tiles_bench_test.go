@@ -19,11 +19,8 @@ import (
 // holds only the records (a full sync), where each read hashes 256 records.
 func BenchmarkLevel0Tile(b *testing.B) {
 	const tiles = 64
-	u, err := sumdbtest.New("sumdb.bench")
+	u, err := sumdbtest.NewSynthetic("sumdb.bench", tiles*256)
 	if err != nil {
-		b.Fatal(err)
-	}
-	if err := u.AddSynthetic(tiles * 256); err != nil {
 		b.Fatal(err)
 	}
 	ctx := context.Background()

@@ -81,11 +81,8 @@ func (b *logBuffer) String() string {
 // what the replica holds is answered without the primary.
 func TestReplicaBehind(t *testing.T) {
 	ctx := context.Background()
-	u, err := sumdbtest.New("sumdb.test")
+	u, err := sumdbtest.NewSynthetic("sumdb.test", 300)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.AddSynthetic(300); err != nil {
 		t.Fatal(err)
 	}
 	u.Start()
@@ -183,11 +180,8 @@ func TestReplicaBehind(t *testing.T) {
 // after Retry.
 func TestReplicaDown(t *testing.T) {
 	ctx := context.Background()
-	u, err := sumdbtest.New("sumdb.test")
+	u, err := sumdbtest.NewSynthetic("sumdb.test", 300)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := u.AddSynthetic(300); err != nil {
 		t.Fatal(err)
 	}
 	u.Start()
