@@ -88,3 +88,82 @@ func FuzzLookupAnswer(f *testing.F) {
 		}
 	})
 }
+
+// hostileTiles is an upstream that serves a real log's heads, lookups and
+// tiles, but answers every request for the first level-0 tile, at any
+// width, with the same bytes.
+type hostileTiles struct {
+	mirror.Upstream
+	data []byte
+}
+
+func (h hostileTiles) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
+	if t.L == 0 && t.N == 0 {
+		return h.data, nil
+	}
+	return h.Upstream.Tile(ctx, t)
+}
+
+// FuzzTileAnswer fetches one record through a lazy mirror whose upstream
+// answers its level-0 tile with arbitrary bytes (the seeds are the real
+// tile, another tile, and the real one cut short or run long), into a
+// fresh store each time. Whatever the bytes, the fetch fails, or it stores
+// exactly the log's record and the log's own tile: the proof reader
+// authenticates every tile it reads before anything is kept.
+func FuzzTileAnswer(f *testing.F) {
+	u, err := sumdbtest.NewSynthetic(logName, 600)
+	if err != nil {
+		f.Fatal(err)
+	}
+	url := u.Start()
+	f.Cleanup(u.Close)
+	real := upstream.NewClient(url, nil)
+	ctx := context.Background()
+	const id = 5
+	tile := tlog.Tile{H: store.TileHeight, L: 0, N: 0, W: 1 << store.TileHeight} // the one record 5 is in
+	want, err := tlog.ReadTileData(tile, u.HashReader())
+	if err != nil {
+		f.Fatal(err)
+	}
+	other, err := tlog.ReadTileData(tlog.Tile{H: store.TileHeight, L: 0, N: 2, W: 600 - 512}, u.HashReader())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(want)
+	f.Add(other)
+	f.Add(want[:len(want)-tlog.HashSize])
+	f.Add(append(append([]byte{}, want...), want[:tlog.HashSize]...))
+	path, version, _ := u.Module(id)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "fuzz.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		s, err := mirror.New(mirror.Config{Store: st, Upstream: hostileTiles{real, data}, Key: u.VerifierKey(), Mode: mirror.ModeLazy})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Fetch(ctx, path, version); err != nil {
+			return
+		}
+		head, err := st.ServedHead(ctx, logName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := st.Lookup(ctx, logName, path, version, head.Size)
+		if err != nil {
+			t.Fatalf("tile %d bytes: the fetch succeeded, but %s@%s is not served: %v", len(data), path, version, err)
+		}
+		if rec.ID != id || !bytes.Equal(rec.Data, u.Record(id)) {
+			t.Fatalf("tile %d bytes: stored record %d %q, the log's is %d %q", len(data), rec.ID, rec.Data, id, u.Record(id))
+		}
+		got, err := st.ReadTiles(ctx, logName, []tlog.Tile{tile})
+		if err != nil {
+			t.Fatalf("tile %d bytes: the fetch succeeded, but %s is not stored: %v", len(data), tile.Path(), err)
+		}
+		if !bytes.Equal(got[0], want) {
+			t.Fatalf("tile %d bytes: stored %s differs from the log's", len(data), tile.Path())
+		}
+	})
+}
