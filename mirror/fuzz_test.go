@@ -167,3 +167,73 @@ func FuzzTileAnswer(f *testing.F) {
 		}
 	})
 }
+
+// hostileData is an upstream that serves a real log's heads, lookups and
+// tiles, but answers every request for the first data tile, at any width,
+// with the same bytes.
+type hostileData struct {
+	mirror.Upstream
+	data []byte
+}
+
+func (h hostileData) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
+	if t.L == -1 && t.N == 0 {
+		return h.data, nil
+	}
+	return h.Upstream.Tile(ctx, t)
+}
+
+// FuzzDataTile runs a full sync, into a fresh store each time, from an
+// upstream that answers the first data tile with arbitrary bytes (the seeds
+// are the real tile, the next one, the real one without its last blank
+// line, and the real one with two records swapped). Whatever the bytes,
+// the sync fails, or every record stored is the log's own, under its own
+// id.
+func FuzzDataTile(f *testing.F) {
+	u, err := sumdbtest.NewSynthetic(logName, 600)
+	if err != nil {
+		f.Fatal(err)
+	}
+	url := u.Start()
+	f.Cleanup(u.Close)
+	real := upstream.NewClient(url, nil)
+	ctx := context.Background()
+	full := func(n int64) []byte {
+		data, err := real.Tile(ctx, tlog.Tile{H: store.TileHeight, L: -1, N: n, W: 1 << store.TileHeight})
+		if err != nil {
+			f.Fatal(err)
+		}
+		return data
+	}
+	want := full(0)
+	f.Add(want)
+	f.Add(full(1))
+	f.Add(want[:len(want)-1])
+	first, second := u.Record(0), u.Record(1)
+	swapped := append(append(append(append([]byte{}, second...), '\n'), first...), '\n')
+	f.Add(append(swapped, want[len(first)+len(second)+2:]...))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "fuzz.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		s, err := mirror.New(mirror.Config{Store: st, Upstream: hostileData{real, data}, Key: u.VerifierKey(), Mode: mirror.ModeFull})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Once(ctx); err != nil {
+			return
+		}
+		for id := range u.Size() {
+			path, version, _ := u.Module(id)
+			rec, err := st.Lookup(ctx, logName, path, version, u.Size())
+			if err != nil {
+				t.Fatalf("data tile %d bytes: the sync succeeded, but %s@%s is not served: %v", len(data), path, version, err)
+			}
+			if rec.ID != id || !bytes.Equal(rec.Data, u.Record(id)) {
+				t.Fatalf("data tile %d bytes: stored record %d %q for %s@%s, the log's is %d %q", len(data), rec.ID, rec.Data, path, version, id, u.Record(id))
+			}
+		}
+	})
+}
