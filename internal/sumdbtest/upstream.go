@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha512"
 	"fmt"
 	"hash/maphash"
 	"net/http"
@@ -70,6 +71,19 @@ type Upstream struct {
 // "sumdb.test"), signing with a freshly generated Ed25519 key.
 func New(name string) (*Upstream, error) {
 	skey, vkey, err := note.GenerateKey(rand.Reader, name)
+	if err != nil {
+		return nil, fmt.Errorf("sumdbtest: %v", err)
+	}
+	return newUpstream(name, skey, vkey)
+}
+
+// NewFixedKey is New with a signing key derived from seed instead of a
+// random one, so the same in every process. Fuzz targets need it: each of
+// their worker processes builds its own Upstream, and the signed answers in
+// the seed corpus (made by another process) must verify in all of them.
+func NewFixedKey(name, seed string) (*Upstream, error) {
+	sum := sha512.Sum512([]byte(seed))
+	skey, vkey, err := note.GenerateKey(bytes.NewReader(sum[:]), name)
 	if err != nil {
 		return nil, fmt.Errorf("sumdbtest: %v", err)
 	}
