@@ -16,6 +16,37 @@ import (
 	"github.com/sumkeep/sumkeep/upstream"
 )
 
+// fuzzLog starts a log of 600 records signed with a key fixed by seed
+// (the seeds' signed heads must verify in every fuzzing worker, each of
+// which builds its own log), and returns it with a client of it.
+func fuzzLog(f *testing.F, seed string) (*sumdbtest.Upstream, mirror.Upstream) {
+	u, err := sumdbtest.NewFixedKey(logName, seed)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := u.AddSynthetic(600); err != nil {
+		f.Fatal(err)
+	}
+	url := u.Start()
+	f.Cleanup(u.Close)
+	return u, upstream.NewClient(url, nil)
+}
+
+// fuzzSyncer returns a syncer in mode over a fresh SQLite store, reading
+// up.
+func fuzzSyncer(t *testing.T, up mirror.Upstream, key, mode string) (store.Store, *mirror.Syncer) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "fuzz.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	s, err := mirror.New(mirror.Config{Store: st, Upstream: up, Key: key, Mode: mode})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, s
+}
+
 // hostileLookups is an upstream that serves a real log's heads and tiles
 // but answers every lookup with the same bytes, whatever was asked.
 type hostileLookups struct {
@@ -34,17 +65,7 @@ func (h hostileLookups) Lookup(context.Context, string, string) ([]byte, error) 
 // the bytes, the fetch fails, or it stores exactly the log's own record of
 // what was asked for: never another's, never a record the log lacks.
 func FuzzLookupAnswer(f *testing.F) {
-	// A fixed key: the seeds' signed heads must verify in every worker.
-	u, err := sumdbtest.NewFixedKey(logName, "FuzzLookupAnswer")
-	if err != nil {
-		f.Fatal(err)
-	}
-	if err := u.AddSynthetic(600); err != nil {
-		f.Fatal(err)
-	}
-	url := u.Start()
-	f.Cleanup(u.Close)
-	real := upstream.NewClient(url, nil)
+	u, real := fuzzLog(f, "FuzzLookupAnswer")
 	ctx := context.Background()
 	for _, id := range []int64{0, 5, 299, 599} {
 		p, v, _ := u.Module(id)
@@ -63,15 +84,7 @@ func FuzzLookupAnswer(f *testing.F) {
 				path, version = p, v
 			}
 		}
-		st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "fuzz.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
-		s, err := mirror.New(mirror.Config{Store: st, Upstream: hostileLookups{real, body}, Key: u.VerifierKey(), Mode: mirror.ModeLazy})
-		if err != nil {
-			t.Fatal(err)
-		}
+		st, s := fuzzSyncer(t, hostileLookups{real, body}, u.VerifierKey(), mirror.ModeLazy)
 		if err := s.Fetch(ctx, path, version); err != nil {
 			return
 		}
@@ -115,13 +128,7 @@ func (h hostileTiles) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
 // exactly the log's record and the log's own tile: the proof reader
 // authenticates every tile it reads before anything is kept.
 func FuzzTileAnswer(f *testing.F) {
-	u, err := sumdbtest.NewSynthetic(logName, 600)
-	if err != nil {
-		f.Fatal(err)
-	}
-	url := u.Start()
-	f.Cleanup(u.Close)
-	real := upstream.NewClient(url, nil)
+	u, real := fuzzLog(f, "FuzzTileAnswer")
 	ctx := context.Background()
 	const id = 5
 	tile := tlog.Tile{H: store.TileHeight, L: 0, N: 0, W: 1 << store.TileHeight} // the one record 5 is in
@@ -139,15 +146,7 @@ func FuzzTileAnswer(f *testing.F) {
 	f.Add(append(append([]byte{}, want...), want[:tlog.HashSize]...))
 	path, version, _ := u.Module(id)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "fuzz.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
-		s, err := mirror.New(mirror.Config{Store: st, Upstream: hostileTiles{real, data}, Key: u.VerifierKey(), Mode: mirror.ModeLazy})
-		if err != nil {
-			t.Fatal(err)
-		}
+		st, s := fuzzSyncer(t, hostileTiles{real, data}, u.VerifierKey(), mirror.ModeLazy)
 		if err := s.Fetch(ctx, path, version); err != nil {
 			return
 		}
@@ -194,13 +193,7 @@ func (h hostileData) Tile(ctx context.Context, t tlog.Tile) ([]byte, error) {
 // the sync fails, or every record stored is the log's own, under its own
 // id.
 func FuzzDataTile(f *testing.F) {
-	u, err := sumdbtest.NewSynthetic(logName, 600)
-	if err != nil {
-		f.Fatal(err)
-	}
-	url := u.Start()
-	f.Cleanup(u.Close)
-	real := upstream.NewClient(url, nil)
+	u, real := fuzzLog(f, "FuzzDataTile")
 	ctx := context.Background()
 	full := func(n int64) []byte {
 		data, err := real.Tile(ctx, tlog.Tile{H: store.TileHeight, L: -1, N: n, W: 1 << store.TileHeight})
@@ -217,15 +210,7 @@ func FuzzDataTile(f *testing.F) {
 	swapped := append(append(append(append([]byte{}, second...), '\n'), first...), '\n')
 	f.Add(append(swapped, want[len(first)+len(second)+2:]...))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "fuzz.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
-		s, err := mirror.New(mirror.Config{Store: st, Upstream: hostileData{real, data}, Key: u.VerifierKey(), Mode: mirror.ModeFull})
-		if err != nil {
-			t.Fatal(err)
-		}
+		st, s := fuzzSyncer(t, hostileData{real, data}, u.VerifierKey(), mirror.ModeFull)
 		if _, err := s.Once(ctx); err != nil {
 			return
 		}
