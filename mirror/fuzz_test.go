@@ -3,6 +3,7 @@ package mirror_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -45,6 +46,20 @@ func fuzzSyncer(t *testing.T, up mirror.Upstream, key, mode string) (store.Store
 		t.Fatal(err)
 	}
 	return st, s
+}
+
+// wantServed fails t unless st serves record id of u, under the tree of
+// size size, as the log has it: input names what was fuzzed.
+func wantServed(t *testing.T, st store.Store, u *sumdbtest.Upstream, size, id int64, input string) {
+	t.Helper()
+	path, version, _ := u.Module(id)
+	rec, err := st.Lookup(context.Background(), logName, path, version, size)
+	if err != nil {
+		t.Fatalf("%s: it succeeded, but %s@%s is not served: %v", input, path, version, err)
+	}
+	if rec.ID != id || !bytes.Equal(rec.Data, u.Record(id)) {
+		t.Fatalf("%s: stored record %d %q for %s@%s, the log's is %d %q", input, rec.ID, rec.Data, path, version, id, u.Record(id))
+	}
 }
 
 // hostileLookups is an upstream that serves a real log's heads and tiles
@@ -92,17 +107,7 @@ func FuzzLookupAnswer(f *testing.F) {
 		if !ok {
 			t.Fatalf("answer %q: stored %s@%s, which the log does not hold", body, path, version)
 		}
-		head, err := st.ServedHead(ctx, logName)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec, err := st.Lookup(ctx, logName, path, version, head.Size)
-		if err != nil {
-			t.Fatalf("answer %q: the fetch succeeded, but %s@%s is not served: %v", body, path, version, err)
-		}
-		if rec.ID != id || !bytes.Equal(rec.Data, u.Record(id)) {
-			t.Fatalf("answer %q: stored record %d %q for %s@%s, the log's is %d %q", body, rec.ID, rec.Data, path, version, id, u.Record(id))
-		}
+		wantServed(t, st, u, servedSize(t, st), id, fmt.Sprintf("answer %q", body))
 	})
 }
 
@@ -150,17 +155,7 @@ func FuzzTileAnswer(f *testing.F) {
 		if err := s.Fetch(ctx, path, version); err != nil {
 			return
 		}
-		head, err := st.ServedHead(ctx, logName)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec, err := st.Lookup(ctx, logName, path, version, head.Size)
-		if err != nil {
-			t.Fatalf("tile %d bytes: the fetch succeeded, but %s@%s is not served: %v", len(data), path, version, err)
-		}
-		if rec.ID != id || !bytes.Equal(rec.Data, u.Record(id)) {
-			t.Fatalf("tile %d bytes: stored record %d %q, the log's is %d %q", len(data), rec.ID, rec.Data, id, u.Record(id))
-		}
+		wantServed(t, st, u, servedSize(t, st), id, fmt.Sprintf("tile %d bytes", len(data)))
 		got, err := st.ReadTiles(ctx, logName, []tlog.Tile{tile})
 		if err != nil {
 			t.Fatalf("tile %d bytes: the fetch succeeded, but %s is not stored: %v", len(data), tile.Path(), err)
@@ -214,15 +209,9 @@ func FuzzDataTile(f *testing.F) {
 		if _, err := s.Once(ctx); err != nil {
 			return
 		}
+		size := servedSize(t, st)
 		for id := range u.Size() {
-			path, version, _ := u.Module(id)
-			rec, err := st.Lookup(ctx, logName, path, version, u.Size())
-			if err != nil {
-				t.Fatalf("data tile %d bytes: the sync succeeded, but %s@%s is not served: %v", len(data), path, version, err)
-			}
-			if rec.ID != id || !bytes.Equal(rec.Data, u.Record(id)) {
-				t.Fatalf("data tile %d bytes: stored record %d %q for %s@%s, the log's is %d %q", len(data), rec.ID, rec.Data, path, version, id, u.Record(id))
-			}
+			wantServed(t, st, u, size, id, fmt.Sprintf("data tile %d bytes", len(data)))
 		}
 	})
 }

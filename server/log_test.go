@@ -283,13 +283,20 @@ func same(t testing.TB, ours, ref http.Handler, oursPath, refPath string) *httpt
 	if o.Code != http.StatusOK {
 		return o
 	}
+	sameBody(t, oursPath, o, r)
+	return o
+}
+
+// sameBody fails the test unless our answer o and the reference's r to
+// GET path have the same content type and body.
+func sameBody(t testing.TB, path string, o, r *httptest.ResponseRecorder) {
+	t.Helper()
 	if oc, rc := o.Header().Get("Content-Type"), r.Header().Get("Content-Type"); oc != rc {
-		t.Errorf("GET %s: Content-Type %q, reference %q", oursPath, oc, rc)
+		t.Errorf("GET %s: Content-Type %q, reference %q", path, oc, rc)
 	}
 	if ob, rb := o.Body.Bytes(), r.Body.Bytes(); string(ob) != string(rb) {
-		t.Errorf("GET %s: body differs from reference:\n%s\nreference:\n%s", oursPath, clip(ob), clip(rb))
+		t.Errorf("GET %s: body differs from reference:\n%s\nreference:\n%s", path, clip(ob), clip(rb))
 	}
-	return o
 }
 
 func clip(b []byte) string {
