@@ -367,7 +367,14 @@ func (s *Syncer) mode(ctx context.Context, target store.Head) (string, error) {
 			return "", fmt.Errorf("sync %s: choosing a mode: %w", s.log, err)
 		}
 	}
+	// Two runs may have asked at once (serve's first sync and a lookup's
+	// fetch): the first to finish decides, and says so once.
 	s.modeMu.Lock()
+	if s.lastMode != "" {
+		mode = s.lastMode
+		s.modeMu.Unlock()
+		return mode, nil
+	}
 	s.lastMode = mode
 	s.modeMu.Unlock()
 	s.logger.Info("mode auto: using "+mode+" mode: "+why, "mode", mode)
