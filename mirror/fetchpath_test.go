@@ -309,6 +309,60 @@ func TestSeedCachedHeads(t *testing.T) {
 	}
 }
 
+// TestSeedServesNewestHead: a seed whose lookups come with older heads (a
+// caching proxy's) serves the upstream's newest head once done, with every
+// record it stored provable under it; and when the newest head cannot be
+// had (/latest fails), the seed still stores what its lookups found,
+// proven under their heads.
+func TestSeedServesNewestHead(t *testing.T) {
+	ctx := context.Background()
+	for _, latestFails := range []bool{false, true} {
+		u := newLog(t, 6000)
+		u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultCachedHeads})
+		h := u.Handler()
+		var latestAsked atomic.Int64
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, "/latest") {
+				latestAsked.Add(1)
+				if latestFails {
+					http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+					return
+				}
+			}
+			h.ServeHTTP(w, r)
+		}))
+		t.Cleanup(srv.Close)
+		st := newStore(t)
+		s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewClient(srv.URL, nil), Key: u.VerifierKey(), Mode: mirror.ModeLazy, Concurrency: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Records early in the log: their lookups' heads are drawn from
+		// sizes above each, and the largest of 30 is not the log's.
+		mods := modsEvery(t, u, 0, 3000, 100)
+		counts, failures, err := s.Seed(ctx, mods, 8, nil)
+		if err != nil || len(failures) > 0 || counts.Fetched != len(mods) {
+			t.Fatalf("/latest failing %v: seed: %v, counts %+v, failures %v", latestFails, err, counts, failures)
+		}
+		if latestAsked.Load() == 0 {
+			t.Fatalf("/latest failing %v: the seed never asked for the newest head", latestFails)
+		}
+		served, err := st.ServedHead(ctx, logName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !latestFails && served.Size != u.Size() {
+			t.Errorf("after a seed, the store serves head %d, want the upstream's newest, %d", served.Size, u.Size())
+		}
+		if latestFails && served.Size == u.Size() {
+			t.Errorf("with /latest failing, the store serves the newest head %d: the test's lookups carry it", served.Size)
+		}
+		if n := checkProvable(t, st, u); n != len(mods) {
+			t.Fatalf("/latest failing %v: %d records stored, want %d", latestFails, n, len(mods))
+		}
+	}
+}
+
 // headReadCounter is a real store that counts reads of the stored heads,
 // and the calls that store heads.
 type headReadCounter struct {

@@ -176,6 +176,15 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 	// fewer, and the last groups' tiles are read after them.
 	budget := make(chan struct{}, 2*concurrency)
 
+	// The newest head the upstreams know is linked and served while the
+	// first lookups are under way (as Refresh does when a server starts),
+	// so that the seed's records are proven under it and the store serves
+	// it, not only the heads the lookups' answers carry: a proxy's cached
+	// lookups may be days behind its /latest. Its requests share the
+	// budget.
+	refreshed := make(chan error, 1)
+	go func() { refreshed <- s.refreshHead(ctx, budget) }()
+
 	// What the store holds already is counted, a chunk of module@versions
 	// checked at once, and the rest goes to the lookups.
 	todo := make(chan module.Version, concurrency)
@@ -267,6 +276,15 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 		go keepGroup(group)
 	}
 	provers.Wait()
+	if err := <-refreshed; err != nil && fatal == nil && ctx.Err() == nil {
+		// A fork stops the seed, as from a lookup; otherwise the records
+		// stand, proven under the heads their lookups came with.
+		if _, ok := errors.AsType[*MisbehaviourError](err); ok || errors.Is(err, ErrWrongKey) {
+			fatal = err
+		} else {
+			s.logger.Warn("seed: the newest head could not be served; the seeded records are proven under the heads their lookups came with", "log", s.log, "err", err)
+		}
+	}
 	if fatal == nil && ctx.Err() != nil {
 		fatal = ctx.Err()
 	}

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/mod/sumdb/tlog"
 
+	"github.com/sumkeep/sumkeep/proof"
 	"github.com/sumkeep/sumkeep/store"
 	"github.com/sumkeep/sumkeep/upstream"
 )
@@ -129,13 +130,25 @@ func (s *Syncer) onceAnywhere(ctx context.Context, start time.Time) (Result, err
 // verify or link (other than as a fork, which stops everything) is left
 // out, blamed if it lied; the run fails only if no head links.
 func (s *Syncer) linkHeads(ctx context.Context) (store.Head, error) {
+	return s.linkHeadsFrom(ctx, nil, 0)
+}
+
+// linkHeadsFrom is linkHeads reading the tiles of its consistency proofs
+// from src, concurrency at a time (nil: the syncer's source).
+func (s *Syncer) linkHeadsFrom(ctx context.Context, src proof.Source, concurrency int) (store.Head, error) {
+	reader := func(ctx context.Context) *proof.Reader {
+		if src == nil {
+			return nil // linkWith's own
+		}
+		return s.newReaderFrom(ctx, src, concurrency)
+	}
 	all, ok := s.cfg.Upstream.(HeadsOfAll)
 	if !ok {
 		head, err := s.fetchHead(ctx)
 		if err != nil {
 			return head, err
 		}
-		return s.link(ctx, head)
+		return s.linkWith(ctx, head, reader(ctx))
 	}
 	answers := all.LatestAll(ctx)
 	var (
@@ -170,7 +183,7 @@ func (s *Syncer) linkHeads(ctx context.Context) (store.Head, error) {
 	}
 	slices.SortStableFunc(heads, func(a, b opened) int { return int(min(max(a.h.Size-b.h.Size, -1), 1)) })
 	for _, o := range heads {
-		t, err := s.link(o.ctx, o.h)
+		t, err := s.linkWith(o.ctx, o.h, reader(o.ctx))
 		if err != nil {
 			if mis, ok := errors.AsType[*MisbehaviourError](err); ok && blocking(mis.Evidence.Kind) {
 				return t, err
@@ -213,12 +226,42 @@ func (s *Syncer) Refresh(ctx context.Context) error {
 	if err := s.checkEvidence(ctx); err != nil {
 		return err
 	}
+	return s.refreshHead(ctx, nil)
+}
+
+// refreshHead is Refresh once the mode and the evidence are checked. With
+// budget (not nil), each of its requests holds one of budget's slots while
+// in flight, as a seed's do: its /latest requests, one to each upstream at
+// once, hold a slot each until every head is linked.
+func (s *Syncer) refreshHead(ctx context.Context, budget chan struct{}) error {
 	ctx = upstream.WithAnswers(ctx, upstream.NewAnswers())
-	target, err := s.linkHeads(ctx)
+	var src proof.Source
+	var r *proof.Reader
+	held := 0
+	release := func() {
+		for ; held > 0; held-- {
+			<-budget
+		}
+	}
+	defer release()
+	if budget != nil {
+		for ; held < min(s.sources(), cap(budget)); held++ {
+			select {
+			case budget <- struct{}{}:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		src = limitedSource{sharedSource{s}, budget}
+		r = s.newReaderFrom(ctx, src, cap(budget))
+	}
+	target, err := s.linkHeadsFrom(ctx, src, cap(budget))
+	release()
 	if err != nil {
 		return err
 	}
-	return s.Advance(ctx, target)
+	_, err = s.advance(ctx, target, nil, r, nil, nil)
+	return err
 }
 
 // dataTileSource names the upstream that sent data tile k of width w.
