@@ -82,10 +82,25 @@ func cmdSeed(ctx context.Context, e *env, args []string) error {
 			s.Log(), len(mods)+skipped, counts.Fetched, counts.Present, counts.NotInLog, counts.Refused, counts.Unreachable, skipped, counts.Failed, malformed,
 			elapsed.Round(time.Millisecond), float64(counts.Fetched)/max(elapsed.Seconds(), 1e-9))
 	}
-	if bad := counts.Refused + counts.Unreachable + counts.Failed; bad > 0 || malformed > 0 {
-		return fmt.Errorf("%d module@versions could not be fetched (listed above) and %d lines were malformed", bad, malformed)
+	var bad []string
+	if n := counts.Refused + counts.Unreachable + counts.Failed; n > 0 {
+		bad = append(bad, fmt.Sprintf("%d %s could not be fetched", n, plural(n, "module@version", "module@versions")))
+	}
+	if malformed > 0 {
+		bad = append(bad, fmt.Sprintf("%d %s malformed", malformed, plural(malformed, "line was", "lines were")))
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("%s (listed above)", strings.Join(bad, " and "))
 	}
 	return nil
+}
+
+// plural returns one if n is 1, else many.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // seedFailureText says why a module@version was not seeded.

@@ -155,6 +155,10 @@ func TestSeedNamesWhatItDidNotFetch(t *testing.T) {
 			t.Errorf("seed's stderr lacks %q:\n%s", w, stderr)
 		}
 	}
+	// The last line counts only what went wrong.
+	if w := "sumkeep seed: 3 module@versions could not be fetched (listed above)\n"; !strings.HasSuffix(stderr, w) {
+		t.Errorf("seed's stderr does not end with %q:\n%s", w, stderr)
+	}
 
 	code, stdout, stderr = runIn(t, env, append(args, "--format", "json")...)
 	var doc struct {
