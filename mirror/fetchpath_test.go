@@ -363,6 +363,49 @@ func TestSeedServesNewestHead(t *testing.T) {
 	}
 }
 
+// TestSeedRefreshWithinBudget: a seed at concurrency 1 through three
+// upstreams, whose /latest requests outnumber its budget of two requests
+// in flight, and whose newest head must be linked to stored heads with
+// tiles read through that budget, ends: the refresh holds its slots only
+// while the heads come, never while it waits for more.
+func TestSeedRefreshWithinBudget(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	u := newLog(t, 3000)
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
+	var cands []upstream.Candidate
+	for range 3 {
+		srv := httptest.NewServer(u.Handler())
+		t.Cleanup(srv.Close)
+		cands = append(cands, upstream.Candidate{URL: srv.URL})
+	}
+	st := newStore(t)
+	s, err := mirror.New(mirror.Config{Store: st, Upstream: upstream.NewPool(cands, upstream.PoolConfig{}), Key: u.VerifierKey(), Mode: mirror.ModeLazy, Concurrency: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round, n := range []int{3000, 4000} {
+		if n > int(u.Size()) {
+			if err := u.AddSynthetic(n - int(u.Size())); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mods := modsEvery(t, u, int64(round), int64(n), 97)
+		counts, failures, err := s.Seed(ctx, mods, 1, nil)
+		if err != nil || len(failures) > 0 || counts.Fetched != len(mods) {
+			t.Fatalf("seed %d: %v, counts %+v, failures %v", round, err, counts, failures)
+		}
+		served, err := st.ServedHead(ctx, logName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if served.Size != u.Size() {
+			t.Fatalf("seed %d: serving head %d, want the newest, %d", round, served.Size, u.Size())
+		}
+	}
+	checkProvable(t, st, u)
+}
+
 // headReadCounter is a real store that counts reads of the stored heads,
 // and the calls that store heads.
 type headReadCounter struct {

@@ -183,7 +183,8 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 	// lookups may be days behind its /latest. Its requests share the
 	// budget.
 	refreshed := make(chan error, 1)
-	go func() { refreshed <- s.refreshHead(ctx, budget) }()
+	latest := s.latestSlots(budget)
+	go func() { refreshed <- s.refreshHead(ctx, budget, latest) }()
 
 	// What the store holds already is counted, a chunk of module@versions
 	// checked at once, and the rest goes to the lookups.

@@ -130,12 +130,13 @@ func (s *Syncer) onceAnywhere(ctx context.Context, start time.Time) (Result, err
 // verify or link (other than as a fork, which stops everything) is left
 // out, blamed if it lied; the run fails only if no head links.
 func (s *Syncer) linkHeads(ctx context.Context) (store.Head, error) {
-	return s.linkHeadsFrom(ctx, nil, 0)
+	return s.linkHeadsFrom(ctx, nil, 0, func() {})
 }
 
 // linkHeadsFrom is linkHeads reading the tiles of its consistency proofs
-// from src, concurrency at a time (nil: the syncer's source).
-func (s *Syncer) linkHeadsFrom(ctx context.Context, src proof.Source, concurrency int) (store.Head, error) {
+// from src, concurrency at a time (nil: the syncer's source). It calls
+// fetched once the heads have come (or failed to), before linking them.
+func (s *Syncer) linkHeadsFrom(ctx context.Context, src proof.Source, concurrency int, fetched func()) (store.Head, error) {
 	reader := func(ctx context.Context) *proof.Reader {
 		if src == nil {
 			return nil // linkWith's own
@@ -145,12 +146,14 @@ func (s *Syncer) linkHeadsFrom(ctx context.Context, src proof.Source, concurrenc
 	all, ok := s.cfg.Upstream.(HeadsOfAll)
 	if !ok {
 		head, err := s.fetchHead(ctx)
+		fetched()
 		if err != nil {
 			return head, err
 		}
 		return s.linkWith(ctx, head, reader(ctx))
 	}
 	answers := all.LatestAll(ctx)
+	fetched()
 	var (
 		target store.Head
 		linked bool
@@ -226,42 +229,48 @@ func (s *Syncer) Refresh(ctx context.Context) error {
 	if err := s.checkEvidence(ctx); err != nil {
 		return err
 	}
-	return s.refreshHead(ctx, nil)
+	return s.refreshHead(ctx, nil, 0)
 }
 
 // refreshHead is Refresh once the mode and the evidence are checked. With
 // budget (not nil), each of its requests holds one of budget's slots while
 // in flight, as a seed's do: its /latest requests, one to each upstream at
-// once, hold a slot each until every head is linked.
-func (s *Syncer) refreshHead(ctx context.Context, budget chan struct{}) error {
+// once, hold the held slots its caller took for them (see latestSlots)
+// until every head has come; then the tiles that link and prove them are
+// read through the budget.
+func (s *Syncer) refreshHead(ctx context.Context, budget chan struct{}, held int) error {
 	ctx = upstream.WithAnswers(ctx, upstream.NewAnswers())
-	var src proof.Source
-	var r *proof.Reader
-	held := 0
 	release := func() {
 		for ; held > 0; held-- {
 			<-budget
 		}
 	}
 	defer release()
+	var src proof.Source
+	var r *proof.Reader
 	if budget != nil {
-		for ; held < min(s.sources(), cap(budget)); held++ {
-			select {
-			case budget <- struct{}{}:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
 		src = limitedSource{sharedSource{s}, budget}
 		r = s.newReaderFrom(ctx, src, cap(budget))
 	}
-	target, err := s.linkHeadsFrom(ctx, src, cap(budget))
-	release()
+	target, err := s.linkHeadsFrom(ctx, src, cap(budget), release)
 	if err != nil {
 		return err
 	}
 	_, err = s.advance(ctx, target, nil, r, nil, nil)
 	return err
+}
+
+// latestSlots takes the slots of budget that refreshHead's /latest
+// requests hold (one for each upstream, at most all of them), and returns
+// how many. It is called before anything else takes a slot, so it never
+// waits: taken one by one beside others, they could wait for holders that
+// wait for the refresh.
+func (s *Syncer) latestSlots(budget chan struct{}) int {
+	n := min(s.sources(), cap(budget)-len(budget))
+	for range n {
+		budget <- struct{}{}
+	}
+	return n
 }
 
 // dataTileSource names the upstream that sent data tile k of width w.
