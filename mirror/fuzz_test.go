@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/mod/module"
@@ -213,5 +214,88 @@ func FuzzDataTile(f *testing.F) {
 		for id := range u.Size() {
 			wantServed(t, st, u, size, id, fmt.Sprintf("data tile %d bytes", len(data)))
 		}
+	})
+}
+
+// hostileLatest is an upstream that serves a real log's lookups and tiles,
+// but answers /latest with whatever note holds.
+type hostileLatest struct {
+	mirror.Upstream
+	note *atomic.Pointer[[]byte]
+}
+
+func (h hostileLatest) Latest(context.Context) ([]byte, error) {
+	return *h.note.Load(), nil
+}
+
+// FuzzLatestAnswer runs a lazy sync, into a fresh store each time, from an
+// upstream whose /latest answers arbitrary bytes, after the store has
+// served the log's head of 400 records and fetched a record (whose lookup
+// came with the log's newest head, 600). The seeds are the log's heads of
+// 600, 400 and 200 records, a head of another history signed with the
+// same key (a fork), and a note that is not signed. Whether the sync
+// succeeds or fails, every head the store holds, the served one included,
+// is a head of the log (its size and root hash the log's), no larger than
+// the log, and every stored record is the log's own, provable under the
+// served head.
+func FuzzLatestAnswer(f *testing.F) {
+	u, real := fuzzLog(f, "FuzzLatestAnswer")
+	ctx := context.Background()
+	at := func(n int64) []byte {
+		b, err := u.SignedHeadAt(n)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return b
+	}
+	fork, err := u.Fork(300)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := fork.AddSynthetic(300); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(at(600))
+	f.Add(at(400))
+	f.Add(at(200))
+	f.Add(fork.SignedHead())
+	f.Add([]byte("go.sum database tree\n600\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n"))
+	start := at(400)
+	path, version, _ := u.Module(5)
+	f.Fuzz(func(t *testing.T, note []byte) {
+		var latest atomic.Pointer[[]byte]
+		latest.Store(&start)
+		st, s := fuzzSyncer(t, hostileLatest{real, &latest}, u.VerifierKey(), mirror.ModeLazy)
+		if _, err := s.Once(ctx); err != nil {
+			t.Fatalf("the first sync, to the log's head of 400: %v", err)
+		}
+		if err := s.Fetch(ctx, path, version); err != nil {
+			t.Fatalf("fetching %s@%s: %v", path, version, err)
+		}
+		latest.Store(&note)
+		_, err := s.Once(ctx)
+		input := fmt.Sprintf("/latest %q (sync: %v)", note, err)
+		heads, herr := st.Heads(ctx, logName)
+		if herr != nil {
+			t.Fatal(herr)
+		}
+		served, serr := st.ServedHead(ctx, logName)
+		if serr != nil {
+			t.Fatal(serr)
+		}
+		for _, h := range append(heads, served) {
+			if h.Size > u.Size() {
+				t.Fatalf("%s: the store holds a head of %d records; the log has %d", input, h.Size, u.Size())
+			}
+			want, terr := tlog.TreeHash(h.Size, u.HashReader())
+			if terr != nil {
+				t.Fatal(terr)
+			}
+			if h.Hash != want {
+				t.Fatalf("%s: the store holds a head of %d records that is not the log's", input, h.Size)
+			}
+		}
+		wantServed(t, st, u, served.Size, 5, input)
+		checkProvable(t, st, u)
 	})
 }
