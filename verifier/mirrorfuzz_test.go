@@ -25,19 +25,7 @@ import (
 // bytes, a line verifies only if it is the log's own record of its
 // module@version.
 func FuzzMirrorLookup(f *testing.F) {
-	// A fixed key: the seeds' signed heads must verify in every worker.
-	u, err := sumdbtest.NewFixedKey(logName, "FuzzMirrorLookup")
-	if err != nil {
-		f.Fatal(err)
-	}
-	if err := u.AddSynthetic(600); err != nil {
-		f.Fatal(err)
-	}
-	target, err := url.Parse(u.Start())
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(u.Close)
+	u, target := fuzzLog(f, "FuzzMirrorLookup")
 	var body atomic.Pointer[[]byte] // the lookup answer of the current input
 	pass := httputil.NewSingleHostReverseProxy(target)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -73,4 +61,23 @@ func FuzzMirrorLookup(f *testing.F) {
 			t.Fatalf("answer %q: %d lines of %q verified (%+v), which is not the log's record", answer, rep.Summary.Verified, text, rep.Summary)
 		}
 	})
+}
+
+// fuzzLog starts a log of 600 records signed with a key fixed by seed
+// (the seeds' signed heads must verify in every fuzzing worker, each of
+// which builds its own log), and returns it with its URL.
+func fuzzLog(f *testing.F, seed string) (*sumdbtest.Upstream, *url.URL) {
+	u, err := sumdbtest.NewFixedKey(logName, seed)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := u.AddSynthetic(600); err != nil {
+		f.Fatal(err)
+	}
+	target, err := url.Parse(u.Start())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(u.Close)
+	return u, target
 }

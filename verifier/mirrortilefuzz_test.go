@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,7 +13,6 @@ import (
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/sumkeep/sumkeep/internal/sumdbtest"
 	"github.com/sumkeep/sumkeep/store"
 	"github.com/sumkeep/sumkeep/verifier"
 )
@@ -29,19 +27,7 @@ import (
 // bytes, the line never verifies: the tile cannot hash to the signed root
 // unless it is the log's, and then the altered leaf is not in it.
 func FuzzMirrorTile(f *testing.F) {
-	// A fixed key: the seeds' signed heads must verify in every worker.
-	u, err := sumdbtest.NewFixedKey(logName, "FuzzMirrorTile")
-	if err != nil {
-		f.Fatal(err)
-	}
-	if err := u.AddSynthetic(600); err != nil {
-		f.Fatal(err)
-	}
-	target, err := url.Parse(u.Start())
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(u.Close)
+	u, target := fuzzLog(f, "FuzzMirrorTile")
 
 	const id = 6
 	real := u.Record(id)

@@ -9,7 +9,6 @@ import (
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
-	"github.com/sumkeep/sumkeep/internal/sumdbtest"
 	"github.com/sumkeep/sumkeep/verifier"
 )
 
@@ -24,16 +23,8 @@ import (
 // server's misbehaviour); and after a clean run the state file holds a
 // head of the log.
 func FuzzMirrorState(f *testing.F) {
-	// A fixed key: the seeds' signed heads must verify in every worker.
-	u, err := sumdbtest.NewFixedKey(logName, "FuzzMirrorState")
-	if err != nil {
-		f.Fatal(err)
-	}
-	if err := u.AddSynthetic(600); err != nil {
-		f.Fatal(err)
-	}
-	url := u.Start()
-	f.Cleanup(u.Close)
+	u, target := fuzzLog(f, "FuzzMirrorState")
+	url := target.String()
 	fork, err := u.Fork(300)
 	if err != nil {
 		f.Fatal(err)
