@@ -32,7 +32,7 @@ func offline(t *testing.T, st store.Store, key string) *mirror.Syncer {
 	return s
 }
 
-func mods(t *testing.T, u *sumdbtest.Upstream, ids ...int64) []module.Version {
+func mods(t testing.TB, u *sumdbtest.Upstream, ids ...int64) []module.Version {
 	t.Helper()
 	var ms []module.Version
 	for _, id := range ids {

@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"golang.org/x/mod/module"
-
 	"github.com/sumkeep/sumkeep/mirror"
 	"github.com/sumkeep/sumkeep/store/sqlite"
 )
@@ -36,30 +34,17 @@ var bundleCells = []struct{ table, col, where string }{
 func FuzzBundleImport(f *testing.F) {
 	u, real := fuzzLog(f, "FuzzBundleImport")
 	ctx := context.Background()
-	dir := f.TempDir()
-	from, err := sqlite.Open(ctx, filepath.Join(dir, "mirror.db"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	defer from.Close()
-	s, err := mirror.New(mirror.Config{Store: from, Upstream: real, Key: u.VerifierKey(), Mode: mirror.ModeLazy})
-	if err != nil {
-		f.Fatal(err)
-	}
+	from, s := fuzzSyncer(f, real, u.VerifierKey(), mirror.ModeLazy)
 	if _, err := s.Once(ctx); err != nil {
 		f.Fatal(err)
 	}
-	var ms []module.Version
-	for _, id := range []int64{5, 300} {
-		p, v, _ := u.Module(id)
-		ms = append(ms, module.Version{Path: p, Version: v})
-	}
+	ms := mods(f, u, 5, 300)
 	for _, m := range ms {
 		if err := s.Fetch(ctx, m.Path, m.Version); err != nil {
 			f.Fatal(err)
 		}
 	}
-	bundlePath := filepath.Join(dir, "bundle.db")
+	bundlePath := filepath.Join(f.TempDir(), "bundle.db")
 	b, err := sqlite.Open(ctx, bundlePath)
 	if err != nil {
 		f.Fatal(err)
@@ -115,8 +100,7 @@ func FuzzBundleImport(f *testing.F) {
 		defer b.Close()
 		st, imp := fuzzSyncer(t, nil, u.VerifierKey(), mirror.ModeLazy)
 		before := lazyState(t, st)
-		_, ierr := imp.Import(ctx, b, "fuzzed")
-		if err := ierr; err != nil {
+		if _, err := imp.Import(ctx, b, "fuzzed"); err != nil {
 			if after := lazyState(t, st); after != before {
 				t.Fatalf("%s: the import was refused (%v), but it changed the store:\n%s\n%s", input, err, before, after)
 			}

@@ -37,7 +37,7 @@ func fuzzLog(f *testing.F, seed string) (*sumdbtest.Upstream, mirror.Upstream) {
 
 // fuzzSyncer returns a syncer in mode over a fresh SQLite store, reading
 // up.
-func fuzzSyncer(t *testing.T, up mirror.Upstream, key, mode string) (store.Store, *mirror.Syncer) {
+func fuzzSyncer(t testing.TB, up mirror.Upstream, key, mode string) (store.Store, *mirror.Syncer) {
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "fuzz.db"))
 	if err != nil {
 		t.Fatal(err)
