@@ -376,9 +376,17 @@ func seedRun(ctx context.Context, run int, h2 bool, up *upstreamProc, key string
 		return 0, err
 	}
 	if profile != "" {
-		name := profile + ".seed"
+		// One file a seed: the transports and the seed with a head per
+		// lookup each have a name of their own.
+		name := profile + ".seed-h1"
+		if h2 {
+			name = profile + ".seed-h2"
+		}
+		if what != "" {
+			name += "-heads"
+		}
 		if run > 0 {
-			name += strconv.Itoa(run)
+			name += "." + strconv.Itoa(run)
 		}
 		f, err := os.Create(name)
 		if err != nil {

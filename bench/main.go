@@ -89,7 +89,7 @@ func main() {
 	flag.IntVar(&coldWarmup, "cold-warmup", 16, "cold lookups of other records made, and not counted, before the measured ones: they open the store's and the upstream's connections (fetch-path figures)")
 	flag.BoolVar(&fetchPathSeed, "fetchpath-seed", true, "also measure seed in the fetch-path figures")
 	flag.BoolVar(&seedOnly, "seed-only", false, "with -fetchpath-only: measure the seed alone, not the cold lookups")
-	flag.IntVar(&seedRuns, "seed-runs", 1, "seeds timed one after another, each into a fresh database, in the fetch-path figures (-cpuprofile: one profile each, .seed, .seed1, ...)")
+	flag.IntVar(&seedRuns, "seed-runs", 1, "seeds timed one after another, each into a fresh database, in the fetch-path figures (-cpuprofile: one profile each, .seed-h1, .seed-h2, .seed-h2.1, ..., and .seed-h1-heads or .seed-h2-heads for the seed with a head per lookup)")
 	flag.BoolVar(&withFetch, "fetchpath", true, "also measure the fetch path (cold lookups and seed) after the lookups")
 	flag.StringVar(&seedHTTP, "seed-http", "both", "the seed's transport to its upstream in the fetch-path figures: 1 (HTTP/1.1, a connection a request in flight), 2 (HTTP/2 from the start, as over TLS), or both, one after the other")
 	flag.IntVar(&seedConcurrency, "seed-concurrency", mirror.DefaultSeedConcurrency, "seed's concurrency in the fetch-path figures")
