@@ -2,9 +2,15 @@ package sqlite
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/mod/sumdb/tlog"
+	msqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/sumkeep/sumkeep/store"
 )
@@ -86,5 +92,54 @@ func TestSynchronousPerBatch(t *testing.T) {
 	}
 	if got := level(); got != full {
 		t.Errorf("after AddHead: synchronous = %d, want %d", got, full)
+	}
+}
+
+// TestCommitDiskFull checks that a commit SQLite refuses for want of space
+// (SQLITE_FULL, made here by capping the file's pages, as a full disk
+// does) names the database file and says why, stores nothing, and that
+// the store takes the same batch once it has room again.
+func TestCommitDiskFull(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "sumkeep.db")
+	s, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var pages int
+	if err := s.w.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.w.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", pages+8)); err != nil {
+		t.Fatal(err)
+	}
+	var b store.Batch
+	b.Synced = -1
+	for i := range 32 { // 256 KiB of tiles: more than 8 pages
+		b.Tiles = append(b.Tiles, store.Tile{Tile: tlog.Tile{H: 8, L: 0, N: int64(i), W: 256}, Data: make([]byte, 256*32)})
+	}
+	const log = "example.com/log"
+	err = s.Commit(ctx, log, b)
+	var se *msqlite.Error
+	if !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_FULL {
+		t.Fatalf("commit with the file capped: %v, want SQLITE_FULL", err)
+	}
+	if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "disk holding it is full") {
+		t.Errorf("error %q does not name %s and say its disk is full", err, path)
+	}
+	if _, err := s.ReadTiles(ctx, log, []tlog.Tile{b.Tiles[0].Tile}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("after the failed commit, reading a tile of it: %v, want ErrNotFound", err)
+	}
+
+	if _, err := s.w.ExecContext(ctx, "PRAGMA max_page_count = 1073741823"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx, log, b); err != nil {
+		t.Fatalf("commit once there is room: %v", err)
+	}
+	got, err := s.ReadTiles(ctx, log, []tlog.Tile{b.Tiles[31].Tile})
+	if err != nil || len(got) != 1 || len(got[0]) != 256*32 {
+		t.Fatalf("reading a tile of the batch: %d tiles, %v", len(got), err)
 	}
 }

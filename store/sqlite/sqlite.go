@@ -474,9 +474,20 @@ func (s *Store) write(ctx context.Context, durable bool, f func(tx *sql.Tx) erro
 	}
 	defer tx.Rollback()
 	if err := f(tx); err != nil {
-		return err
+		return s.full(err)
 	}
-	return tx.Commit()
+	return s.full(tx.Commit())
+}
+
+// full names the file and says why when err is SQLite's SQLITE_FULL: the
+// disk holding the database (or its WAL) is full, or the file reached its
+// size limit.
+func (s *Store) full(err error) error {
+	var se *msqlite.Error
+	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL {
+		return fmt.Errorf("%s: the disk holding it is full: %w", s.path, err)
+	}
+	return err
 }
 
 // writeLog runs f in a write transaction (see write) with log's row, which
