@@ -24,7 +24,11 @@ const (
 	// FetchUnverified: the upstream's answer did not verify (signature,
 	// consistency, inclusion proof, record text).
 	FetchUnverified = "failed-verification"
-	// FetchFailed: anything else (the store could not be written, ...).
+	// FetchNotStored: the record was fetched and verified, but the store
+	// could not keep it (its disk is full, it failed or is down): nothing
+	// the upstream sent is at fault.
+	FetchNotStored = "not-stored"
+	// FetchFailed: anything else (the store could not be read, ...).
 	FetchFailed = "failed"
 	// FetchFullMode: a mirror in full mode does not fetch on demand.
 	FetchFullMode = "full-mode"
@@ -55,6 +59,19 @@ func (e *FetchError) Unwrap() error { return e.Err }
 // ClientReason is Reason, for the server's 404 body.
 func (e *FetchError) ClientReason() string { return e.Reason }
 
+// StoreError reports that the store could not keep what was fetched and
+// verified (a commit failed: the disk is full, the database is down or
+// refused the write). The upstream is not at fault, and fetching again
+// does not help until the store can be written, so a seed stops on it.
+type StoreError struct{ Err error }
+
+func (e *StoreError) Error() string { return "storing what was fetched and verified: " + e.Err.Error() }
+func (e *StoreError) Unwrap() error { return e.Err }
+
+// StoreFailed reports true: the store, not the upstream, failed (for
+// callers that do not import this package, such as the server).
+func (e *StoreError) StoreFailed() bool { return true }
+
 // unverifiedError marks an upstream answer that did not verify.
 type unverifiedError struct{ err error }
 
@@ -82,11 +99,16 @@ func classifyFetch(path, version string, err error) error {
 		mis *MisbehaviourError
 		ue  *unverifiedError
 		ne  net.Error
+		ste *StoreError
 	)
 	e := &FetchError{Err: err}
 	switch {
 	case errors.Is(err, errFullMode):
 		e.Kind, e.Reason = FetchFullMode, "not in this mirror, which copies the whole log (full mode) and does not fetch on demand"
+	case errors.As(err, &ste):
+		// Before the upstream's cases: a database connection that failed
+		// mid-commit is a net.Error too.
+		e.Kind, e.Reason = FetchNotStored, "the mirror fetched and verified it but could not store it (its log says why)"
 	case errors.Is(err, ErrNoRecord):
 		e.Kind, e.Reason = FetchNotInLog, "the upstream checksum database has no record of "+path+"@"+version
 		if errors.As(err, &se) {

@@ -392,6 +392,9 @@ func (s *Syncer) keepFrom(ctx context.Context, items []lookedUp, first keepState
 		if errors.Is(err, store.ErrConflict) && attempt < 10 {
 			continue // another head is served now: prove under that one
 		}
+		if _, lie := errors.AsType[*MisbehaviourError](err); err != nil && !lie && !errors.Is(err, store.ErrConflict) {
+			return nil, &StoreError{Err: err}
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -85,7 +85,9 @@ const DefaultSeedConcurrency = 256
 // batch. progress, if not nil, is called after each module@version, from
 // several goroutines but never concurrently. Signed proof of misbehaviour
 // (a fork) stops the seed with an error, and so does a head not signed by
-// the key at all (ErrWrongKey: no fetch can succeed with that key); other
+// the key at all (ErrWrongKey: no fetch can succeed with that key), and a
+// store that cannot keep what was fetched (StoreError; what was committed
+// before stays, and a seed run again fetches only the rest); other
 // failures, and module@versions not in the log, are counted and listed (in
 // no particular order), and the seed goes on.
 func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency int, progress func(SeedCounts)) (SeedCounts, []SeedFailure, error) {
@@ -139,11 +141,15 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 			progress(counts)
 		}
 	}
-	// failed notes m's failure, or stops the seed on a lie or the wrong
-	// key; it reports whether the seed goes on.
+	// failed notes m's failure, or stops the seed on a lie, the wrong key
+	// or a store that cannot keep what was fetched (every later group
+	// would fetch for nothing); it reports whether the seed goes on.
 	failed := func(m module.Version, err error) bool {
-		var mis *MisbehaviourError
-		if errors.As(err, &mis) || errors.Is(err, ErrWrongKey) || ctx.Err() != nil {
+		var (
+			mis *MisbehaviourError
+			ste *StoreError
+		)
+		if errors.As(err, &mis) || errors.Is(err, ErrWrongKey) || errors.As(err, &ste) || ctx.Err() != nil {
 			mu.Lock()
 			if fatal == nil {
 				fatal = err

@@ -229,7 +229,11 @@ func (s *Server) answerLookup(c *gin.Context, log, mod string) (from lookupSourc
 			if !errors.Is(ferr, store.ErrNotFound) {
 				from = upstreamFailure
 			}
-			if !errors.Is(ferr, store.ErrNotFound) && ctx.Err() == nil {
+			if _, ok := errors.AsType[storeFailure](ferr); ok && ctx.Err() == nil {
+				// Fetched and verified, and lost: the operator must act
+				// (a full disk, a database down), not the upstream.
+				s.logger.ErrorContext(ctx, "storing a fetched record", "log", log, "module", path, "version", vers, "err", ferr)
+			} else if !errors.Is(ferr, store.ErrNotFound) && ctx.Err() == nil {
 				s.logger.WarnContext(ctx, "fetching from the upstream", "log", log, "module", path, "version", vers, "err", ferr)
 			}
 			// The go command prints the body of a 404 ("server response:
@@ -548,6 +552,13 @@ func (s *Server) contentLength(n int) []string {
 type clientReasoner interface {
 	error
 	ClientReason() string
+}
+
+// storeFailure is a Fetcher's error that says the store, not the upstream,
+// failed: what was fetched and verified could not be kept.
+type storeFailure interface {
+	error
+	StoreFailed() bool
 }
 
 // fail sends an error response the way http.Error does, and uncacheable.

@@ -68,6 +68,10 @@ func cmdSeed(ctx context.Context, e *env, args []string) error {
 	if errors.Is(err, mirror.ErrWrongKey) {
 		return envError{fmt.Errorf("%w: check --key (it names log %s)", err, s.Log())}
 	}
+	if _, ok := errors.AsType[*mirror.StoreError](err); ok {
+		return envError{fmt.Errorf("%w; stopped after %d of %d module@versions. What was stored stays: once the store can be written (free its disk, or check --db), run seed again, and it fetches only what the store lacks",
+			err, counts.Done(), len(mods))}
+	}
 	if err != nil {
 		return err
 	}
