@@ -119,6 +119,7 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return counts, nil, err
 	}
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -145,11 +146,7 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 	// or a store that cannot keep what was fetched (every later group
 	// would fetch for nothing); it reports whether the seed goes on.
 	failed := func(m module.Version, err error) bool {
-		var (
-			mis *MisbehaviourError
-			ste *StoreError
-		)
-		if errors.As(err, &mis) || errors.Is(err, ErrWrongKey) || errors.As(err, &ste) || ctx.Err() != nil {
+		if stopsSeed(err) || ctx.Err() != nil {
 			mu.Lock()
 			if fatal == nil {
 				fatal = err
@@ -286,16 +283,30 @@ func (s *Syncer) Seed(ctx context.Context, mods []module.Version, concurrency in
 	if err := <-refreshed; err != nil && fatal == nil && ctx.Err() == nil {
 		// A fork stops the seed, as from a lookup; otherwise the records
 		// stand, proven under the heads their lookups came with.
-		if _, ok := errors.AsType[*MisbehaviourError](err); ok || errors.Is(err, ErrWrongKey) {
+		if stopsSeed(err) {
 			fatal = err
 		} else {
 			s.logger.Warn("seed: the newest head could not be served; the seeded records are proven under the heads their lookups came with", "log", s.log, "err", err)
 		}
 	}
+	if err := parent.Err(); err != nil && !stopsSeed(fatal) {
+		// Interrupted (the caller's ctx ended): whatever failed meanwhile
+		// failed for that reason, and says less.
+		fatal = err
+	}
 	if fatal == nil && ctx.Err() != nil {
 		fatal = ctx.Err()
 	}
 	return counts, failures, fatal
+}
+
+// stopsSeed reports whether err stops a seed rather than failing one
+// module@version: signed proof of misbehaviour, a head not signed by the
+// key at all, or a store that cannot keep what was fetched.
+func stopsSeed(err error) bool {
+	_, lie := errors.AsType[*MisbehaviourError](err)
+	_, notStored := errors.AsType[*StoreError](err)
+	return lie || notStored || errors.Is(err, ErrWrongKey)
 }
 
 // seedGroups cuts what found yields into groups (see seedGroup).

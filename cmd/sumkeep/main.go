@@ -127,6 +127,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		case errors.As(err, new(envError)):
 			fmt.Fprintf(stderr, "sumkeep %s: %v\n", c.name, err)
 			return 2
+		case ctx.Err() != nil && (errors.Is(err, ctx.Err()) || errors.As(err, new(interruptedError))):
+			// SIGINT or SIGTERM: say so, not "context canceled".
+			msg := "interrupted"
+			if ie, ok := errors.AsType[interruptedError](err); ok {
+				msg = ie.msg
+			}
+			fmt.Fprintf(stderr, "sumkeep %s: %s\n", c.name, msg)
+			return exitInterrupted
 		default:
 			fmt.Fprintf(stderr, "sumkeep %s: %v\n", c.name, err)
 			return 1
@@ -144,6 +152,16 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nEvery command takes --db, --upstream and --key; every flag also reads SUMKEEP_<FLAG>.\nRun 'sumkeep help <command>' for what a command does and its flags.\n")
 }
+
+// exitInterrupted is the exit status of a command stopped by SIGINT or
+// SIGTERM before it was done, as shells report a command killed by SIGINT.
+const exitInterrupted = 130
+
+// interruptedError is a command's word on what an interrupt left (what was
+// done, what to run again): exit status exitInterrupted.
+type interruptedError struct{ msg string }
+
+func (e interruptedError) Error() string { return e.msg }
 
 // envError is a problem with the environment (no database, bad key): exit 2.
 type envError struct{ err error }

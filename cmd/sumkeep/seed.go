@@ -72,19 +72,24 @@ func cmdSeed(ctx context.Context, e *env, args []string) error {
 		return envError{fmt.Errorf("%w; stopped after %d of %d module@versions. What was stored stays: once the store can be written (free its disk, or check --db), run seed again, and it fetches only what the store lacks",
 			err, counts.Done(), len(mods))}
 	}
-	if err != nil {
+	interrupted := err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err())
+	if err != nil && !interrupted {
 		return err
 	}
+	// The summary, of what was done before an interrupt too.
 	elapsed := time.Since(start)
 	switch *format {
 	case "json":
-		if err := writeSeedJSON(e.stdout, s.Log(), len(mods)+skipped, counts, skipped, malformed, failures); err != nil {
+		if err := writeSeedJSON(e.stdout, s.Log(), len(mods)+skipped, counts, skipped, malformed, failures, interrupted); err != nil {
 			return envError{fmt.Errorf("writing the summary: %w", err)}
 		}
 	default:
 		fmt.Fprintf(e.stdout, "seeded %s: %d module@versions: %d fetched, %d already present, %d not in the log, %d refused by the upstream, %d unreachable, %d skipped (GONOSUMDB/GOPRIVATE), %d failed; %d malformed lines; %s (%.0f records/s)\n",
 			s.Log(), len(mods)+skipped, counts.Fetched, counts.Present, counts.NotInLog, counts.Refused, counts.Unreachable, skipped, counts.Failed, malformed,
 			elapsed.Round(time.Millisecond), float64(counts.Fetched)/max(elapsed.Seconds(), 1e-9))
+	}
+	if interrupted {
+		return interruptedError{fmt.Sprintf("interrupted after %d of %d module@versions. What was stored stays: run seed again, and it fetches only what the store lacks", counts.Done(), len(mods))}
 	}
 	var bad []string
 	if n := counts.Refused + counts.Unreachable + counts.Failed; n > 0 {
@@ -123,7 +128,7 @@ func seedFailureText(f mirror.SeedFailure) string {
 }
 
 // writeSeedJSON writes seed's summary as one JSON object.
-func writeSeedJSON(w io.Writer, log string, total int, c mirror.SeedCounts, skipped, malformed int, failures []mirror.SeedFailure) error {
+func writeSeedJSON(w io.Writer, log string, total int, c mirror.SeedCounts, skipped, malformed int, failures []mirror.SeedFailure, interrupted bool) error {
 	type notFetched struct {
 		Module  string `json:"module"`
 		Version string `json:"version"`
@@ -133,6 +138,7 @@ func writeSeedJSON(w io.Writer, log string, total int, c mirror.SeedCounts, skip
 	doc := struct {
 		Log            string       `json:"log"`
 		OK             bool         `json:"ok"`
+		Interrupted    bool         `json:"interrupted,omitempty"`
 		ModuleVersions int          `json:"module_versions"`
 		Fetched        int          `json:"fetched"`
 		Present        int          `json:"present"`
@@ -144,7 +150,7 @@ func writeSeedJSON(w io.Writer, log string, total int, c mirror.SeedCounts, skip
 		MalformedLines int          `json:"malformed_lines"`
 		NotFetched     []notFetched `json:"not_fetched"`
 	}{
-		Log: log, OK: c.Refused+c.Unreachable+c.Failed+malformed == 0, ModuleVersions: total,
+		Log: log, OK: c.Refused+c.Unreachable+c.Failed+malformed == 0 && !interrupted, Interrupted: interrupted, ModuleVersions: total,
 		Fetched: c.Fetched, Present: c.Present, NotInLog: c.NotInLog, Refused: c.Refused,
 		Unreachable: c.Unreachable, Failed: c.Failed, Skipped: skipped, MalformedLines: malformed,
 		NotFetched: []notFetched{},
