@@ -76,7 +76,7 @@ func New(reg prometheus.Registerer, cfg Config) (*Process, error) {
 		}, []string{"upstream", "kind"}),
 		upErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "upstream", Name: "errors_total",
-			Help: "Failed HTTP requests to an upstream, by upstream, kind and error: canceled, timeout, network, not_found, refused, status_4xx, status_5xx, other.",
+			Help: "Failed HTTP requests to an upstream, by upstream, kind and error: canceled, timeout, network, not_found, refused, status_4xx, status_5xx, html, other.",
 		}, []string{"upstream", "kind", "error"}),
 		syncRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "sync", Name: "runs_total",

@@ -63,7 +63,9 @@ const commitTimeout = 30 * time.Second
 // returns an error wrapping store.ErrNotFound.
 func (s *Syncer) Fetch(ctx context.Context, path, version string) error {
 	if err := s.lazyOnly(ctx); err != nil {
-		return err
+		// Deciding auto mode asks the upstream: its failure is the
+		// fetch's, and says why as one does.
+		return classifyFetch(path, version, err)
 	}
 	key := path + "@" + version
 	if err, ok := s.absent.get(key); ok {

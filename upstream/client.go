@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strings"
 	"time"
@@ -77,6 +78,21 @@ func (e *StatusError) Unwrap() error {
 }
 
 // Said is what the upstream said: its status and the start of its body.
+// PageError reports a 200 answer that is an HTML page. No checksum
+// database serves HTML (its answers are text/plain and
+// application/octet-stream), so something else answered in its place: a
+// captive portal's login page, a proxy's error page, a web server at the
+// wrong URL. It is the path's failure, not the upstream's word, and not a
+// lie to keep as evidence: the pool moves to the next upstream as for a 5xx.
+type PageError struct {
+	URL         string
+	ContentType string
+}
+
+func (e *PageError) Error() string {
+	return fmt.Sprintf("fetching %s: the answer is an HTML page (Content-Type %s), not the checksum database's: a captive portal, a login page or a proxy's error page in the way?", e.URL, e.ContentType)
+}
+
 func (e *StatusError) Said() string {
 	if e.Body == "" {
 		return e.Status
@@ -362,6 +378,12 @@ func (c *Client) getOnce(ctx context.Context, hc *http.Client, path string, limi
 		retry := resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests
 		return nil, retry, &StatusError{URL: url, Code: resp.StatusCode, Status: safeText([]byte(resp.Status), 64), Body: safeText(msg, maxStatusBody)}
 	}
+	if ct := resp.Header.Get("Content-Type"); isHTML(ct) {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		// Not retried here: a portal does not go away in a second; the
+		// pool asks the next upstream at once.
+		return nil, false, &PageError{URL: url, ContentType: safeText([]byte(ct), 64)}
+	}
 	// A declared length within the limit sizes the buffer (a tile is read
 	// in one allocation); a false one only costs a regrowth or a failure.
 	var buf bytes.Buffer
@@ -377,4 +399,10 @@ func (c *Client) getOnce(ctx context.Context, hc *http.Client, path string, limi
 		return nil, false, fmt.Errorf("fetching %s: response larger than %d bytes", url, limit)
 	}
 	return data, false, nil
+}
+
+// isHTML reports whether a Content-Type is an HTML page's.
+func isHTML(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (mt == "text/html" || mt == "application/xhtml+xml")
 }

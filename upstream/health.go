@@ -30,8 +30,9 @@ type Observation struct {
 
 // ErrorKind names what went wrong in an observed request, for metric labels
 // and status: "" for success, else "canceled", "timeout", "network",
-// "not_found" (404, 410), "refused" (403), "status_4xx", "status_5xx" or
-// "other" (a malformed or oversized answer).
+// "not_found" (404, 410), "refused" (403), "status_4xx", "status_5xx",
+// "html" (an HTML page in the answer's place: see PageError) or "other" (a
+// malformed or oversized answer).
 func (o Observation) ErrorKind() string {
 	switch {
 	case o.Err == nil:
@@ -48,6 +49,9 @@ func (o Observation) ErrorKind() string {
 		return "status_5xx"
 	case o.Status >= 400:
 		return "status_4xx"
+	}
+	if _, ok := errors.AsType[*PageError](o.Err); ok {
+		return "html"
 	}
 	var ne net.Error
 	if errors.As(o.Err, &ne) {

@@ -254,7 +254,7 @@ func backoff(fails int) time.Duration {
 // answering (as opposed to answering "no").
 func transient(o Observation) bool {
 	switch o.ErrorKind() {
-	case "network", "timeout", "status_5xx":
+	case "network", "timeout", "status_5xx", "html":
 		return true
 	}
 	return o.Status == http.StatusTooManyRequests

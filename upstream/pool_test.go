@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/sumkeep/sumkeep/internal/sumdbtest"
 	"github.com/sumkeep/sumkeep/upstream"
 )
@@ -104,6 +106,48 @@ func TestPoolFailover(t *testing.T) {
 		}
 		p.Latest(context.Background()) // a request lets a due probe start
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestPoolHTMLPage: an upstream whose address answers 200 with an HTML
+// page (a captive portal) fails the request with a PageError, as a 5xx
+// does: the next upstream answers, the first is down with that error, and
+// alone it yields the PageError, never the page as an answer.
+func TestPoolHTMLPage(t *testing.T) {
+	us := three(t, 300)
+	us[0].SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultHTMLPage})
+	p := pool(upstream.PoolConfig{HedgeMax: -1}, us...)
+	a := upstream.NewAnswers()
+	ctx := upstream.WithAnswers(context.Background(), a)
+	path, version, _ := us[0].Module(7)
+	if _, err := p.Lookup(ctx, path, version); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.From(upstream.LookupKey(path, version)); got != us[1].URL() {
+		t.Errorf("answered by %q, want the second upstream %q", got, us[1].URL())
+	}
+	h := healthOf(t, p, us[0].URL())
+	if h.State != upstream.StateDown || h.Errors != 1 || h.Lies != 0 || !strings.Contains(h.LastError, "HTML page") {
+		t.Errorf("upstream answering a page: %+v, want down after one HTML answer, no lie", h)
+	}
+
+	one := pool(upstream.PoolConfig{}, us[0])
+	for _, get := range []func() error{
+		func() error { _, err := one.Latest(context.Background()); return err },
+		func() error { _, err := one.Lookup(context.Background(), path, version); return err },
+		func() error {
+			_, err := one.Tile(context.Background(), tlog.Tile{H: 8, L: 0, N: 0, W: 256})
+			return err
+		},
+	} {
+		err := get()
+		if _, ok := errors.AsType[*upstream.PageError](err); !ok {
+			t.Errorf("a pool of the page-answering upstream alone: %v, want a PageError", err)
+		}
+	}
+	o := upstream.Observation{Status: 200, Err: &upstream.PageError{URL: us[0].URL(), ContentType: "text/html"}}
+	if k := o.ErrorKind(); k != "html" {
+		t.Errorf("ErrorKind of a PageError = %q, want html", k)
 	}
 }
 

@@ -3,6 +3,7 @@ package sumdbtest
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -68,6 +69,11 @@ const (
 	// the day it was first asked serves them; /latest stays current. Not a
 	// lie, a mode.
 	FaultCachedHeads
+
+	// FaultHTMLPage: requests whose path starts with Fault.Prefix (all
+	// requests if it is empty) answer 200 with an HTML login page, as a
+	// captive portal or a proxy's error page in the path does.
+	FaultHTMLPage
 )
 
 var faultNames = [...]string{
@@ -82,6 +88,7 @@ var faultNames = [...]string{
 	FaultStaleHead:       "stale-head",
 	FaultServerError:     "server-error",
 	FaultCachedHeads:     "cached-heads",
+	FaultHTMLPage:        "html-page",
 }
 
 // String returns the fault's name, e.g. "flip-tile-byte".
@@ -101,7 +108,7 @@ type Fault struct {
 	Offset int       // FaultFlipTileByte: byte to invert, modulo the tile length
 	ID     int64     // FaultAlterRecord: record id
 	Fork   *Upstream // FaultFork: the history to present instead
-	Prefix string    // FaultServerError: URL path prefix, e.g. "/tile/"
+	Prefix string    // FaultServerError, FaultHTMLPage: URL path prefix, e.g. "/tile/"
 }
 
 // SetFault replaces the current fault with f (Fault{} clears it). Requests
@@ -227,6 +234,12 @@ func (u *Upstream) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case FaultServerError:
 		if strings.HasPrefix(path, f.Prefix) {
 			http.Error(w, "service unavailable (sumdbtest fault)", http.StatusServiceUnavailable)
+			return
+		}
+	case FaultHTMLPage:
+		if strings.HasPrefix(path, f.Prefix) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			io.WriteString(w, "<!doctype html><title>Sign in</title><p>Sign in to the guest network (sumdbtest fault)</p>\n")
 			return
 		}
 	}

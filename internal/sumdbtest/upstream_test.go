@@ -164,6 +164,7 @@ func TestFaults(t *testing.T) {
 		{Fault{Kind: FaultUnknownKey}, "no verifiable signatures"},
 		{Fault{Kind: FaultWrongLookup}, "cannot authenticate record data"},
 		{Fault{Kind: FaultServerError, Prefix: "/tile/"}, "503"},
+		{Fault{Kind: FaultHTMLPage, Prefix: "/lookup/"}, "malformed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.fault.Kind.String(), func(t *testing.T) {
