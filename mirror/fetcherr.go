@@ -114,6 +114,8 @@ func classifyFetch(path, version string, err error) error {
 		if errors.As(err, &se) {
 			e.Reason += " (it answered " + se.Said() + ")"
 		}
+	case errors.As(err, new(*upstream.MalformedError)):
+		e.Kind, e.Reason = FetchUnverified, "the upstream's answer was not a checksum database answer (malformed)"
 	case errors.As(err, new(*upstream.PageError)):
 		e.Kind, e.Reason = FetchUnreachable, "the upstream's address answered an HTML page, not the checksum database (a captive portal or a proxy's error page in the way?)"
 	case errors.As(err, &se) && se.Code >= 400 && se.Code < 500 && se.Code != http.StatusTooManyRequests:

@@ -234,8 +234,33 @@ func (c *Client) Lookup(ctx context.Context, path, version string) ([]byte, erro
 	if err != nil {
 		return nil, err
 	}
-	return c.get(ctx, "lookup/"+ep+"@"+ev, maxLookupSize)
+	data, err := c.get(ctx, "lookup/"+ep+"@"+ev, maxLookupSize)
+	if err != nil {
+		return nil, err
+	}
+	// Not a lookup answer at all (a broken proxy's JSON error with status
+	// 200, a truncated body): an error, so that a pool asks the next
+	// upstream, as it does for a tile of the wrong size. Whether a
+	// well-formed answer is true is the caller's to prove.
+	if _, _, _, perr := tlog.ParseRecord(data); perr != nil {
+		return nil, &MalformedError{URL: c.shown + "/lookup/" + ep + "@" + ev, Err: perr}
+	}
+	return data, nil
 }
+
+// MalformedError reports a 200 answer that is not an answer of the
+// checksum database's protocol at all (it does not parse), as a broken
+// proxy sends: the upstream's failure, unsigned, so not evidence of a lie.
+type MalformedError struct {
+	URL string
+	Err error
+}
+
+func (e *MalformedError) Error() string {
+	return fmt.Sprintf("fetching %s: malformed answer: %v", e.URL, e.Err)
+}
+
+func (e *MalformedError) Unwrap() error { return e.Err }
 
 // Tile returns a hash tile (t.L >= 0) or data tile (t.L == -1). A partial
 // tile the upstream no longer serves is read from the full tile, which

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -33,7 +34,9 @@ func TestHTTP2Burst(t *testing.T) {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
-		fmt.Fprintf(w, "answer to %s\n", r.URL.Path)
+		// A lookup answer in form (the client checks that much): id,
+		// record, blank line; the signed head is the caller's to check.
+		fmt.Fprintf(w, "7\n%s h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n", strings.TrimPrefix(r.URL.Path, "/lookup/"))
 	}))
 	srv.EnableHTTP2 = true
 	srv.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 128}

@@ -151,6 +151,28 @@ func TestPoolHTMLPage(t *testing.T) {
 	}
 }
 
+// TestPoolMalformedLookup: a lookup answered 200 with something that is
+// not a lookup answer (a broken proxy's JSON error) is that upstream's
+// failure: the next one answers; alone, the error is a MalformedError.
+func TestPoolMalformedLookup(t *testing.T) {
+	us := three(t, 300)
+	us[0].SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultMalformed, Prefix: "/lookup/"})
+	p := pool(upstream.PoolConfig{HedgeMax: -1}, us...)
+	a := upstream.NewAnswers()
+	ctx := upstream.WithAnswers(context.Background(), a)
+	path, version, _ := us[0].Module(7)
+	if _, err := p.Lookup(ctx, path, version); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.From(upstream.LookupKey(path, version)); got != us[1].URL() {
+		t.Errorf("answered by %q, want the second upstream %q", got, us[1].URL())
+	}
+	_, err := pool(upstream.PoolConfig{}, us[0]).Lookup(context.Background(), path, version)
+	if _, ok := errors.AsType[*upstream.MalformedError](err); !ok {
+		t.Errorf("the broken upstream alone: %v, want a MalformedError", err)
+	}
+}
+
 // TestPoolNotFoundNotFinal: a 404 from one upstream moves to the next; when
 // every upstream says 404, the error says what each one said and is
 // ErrNotServed.

@@ -101,32 +101,47 @@ func TestGoCommandUpstreams(t *testing.T) {
 	}
 
 	// A captive portal in front of the first upstream answers every
-	// request with its login page: the mirror treats it as down, not as a
-	// liar, and the go command verifies through the other; alone, the
-	// portal's page is what the go command is told about.
-	t.Run("CaptivePortal", func(t *testing.T) {
-		portal := sameLog(t, u)
-		portal.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultHTMLPage})
-		dsn := pgtest.NewDSN(t)
-		srv, mirror := startServe(t, dsn, key, "--upstream", portal.URL()+","+u.URL())
-		lines, out, code, _ := w.tidy(t, "", key, mirror, 0, 1)
-		if code != 0 || !slices.Equal(lines, w.want(0, 1)) {
-			t.Fatalf("go mod tidy with a portal first: exit %d, go.sum\n%s\noutput:\n%s\nmirror stderr:\n%s", code, strings.Join(lines, "\n"), out, srv.stderr)
-		}
-		if es, err := openStore(t, dsn).Evidence(context.Background(), log); err != nil || len(es) != 0 {
-			t.Errorf("evidence of a portal's pages: %+v (%v), want none", es, err)
-		}
-		if want := "the answer is an HTML page"; !strings.Contains(srv.stderr.String(), want) {
-			t.Errorf("the mirror did not say %q:\n%s", want, srv.stderr)
-		}
+	// request with its login page, or a broken proxy answers lookups with
+	// a JSON error and status 200: the mirror asks the next upstream and
+	// keeps no evidence (they are not lies), and the go command verifies
+	// through the other; alone, the go command is told what came instead.
+	for _, tc := range []struct {
+		name, said, reason string
+		fault              sumdbtest.Fault
+		mode               string
+	}{
+		// Auto mode: its probe of a data tile meets the page too.
+		{"CaptivePortal", "the answer is an HTML page", "the upstream's address answered an HTML page",
+			sumdbtest.Fault{Kind: sumdbtest.FaultHTMLPage}, "auto"},
+		// Lazy mode: the fault replaces broken's refusal of data tiles,
+		// which auto mode would otherwise find served.
+		{"BrokenProxy", "malformed answer", "the upstream's answer was not a checksum database answer (malformed)",
+			sumdbtest.Fault{Kind: sumdbtest.FaultMalformed, Prefix: "/lookup/"}, "lazy"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			broken := sameLog(t, u)
+			broken.SetFault(tc.fault)
+			dsn := pgtest.NewDSN(t)
+			srv, mirror := startServe(t, dsn, key, "--mode", tc.mode, "--upstream", broken.URL()+","+u.URL())
+			lines, out, code, _ := w.tidy(t, "", key, mirror, 0, 1)
+			if code != 0 || !slices.Equal(lines, w.want(0, 1)) {
+				t.Fatalf("go mod tidy with it first: exit %d, go.sum\n%s\noutput:\n%s\nmirror stderr:\n%s", code, strings.Join(lines, "\n"), out, srv.stderr)
+			}
+			if es, err := openStore(t, dsn).Evidence(context.Background(), log); err != nil || len(es) != 0 {
+				t.Errorf("evidence: %+v (%v), want none", es, err)
+			}
 
-		dsn = pgtest.NewDSN(t)
-		srv, mirror = startServe(t, dsn, key, "--upstream", portal.URL())
-		_, out, code, _ = w.tidy(t, "", key, mirror, 2)
-		if want := "server response: not found: the upstream's address answered an HTML page"; code == 0 || !strings.Contains(out, want) {
-			t.Fatalf("the portal alone: exit %d, want the go command to print %q:\n%s\nmirror stderr:\n%s", code, want, out, srv.stderr)
-		}
-	})
+			dsn = pgtest.NewDSN(t)
+			srv, mirror = startServe(t, dsn, key, "--mode", tc.mode, "--upstream", broken.URL())
+			_, out, code, _ = w.tidy(t, "", key, mirror, 2)
+			if want := "server response: not found: " + tc.reason; code == 0 || !strings.Contains(out, want) {
+				t.Fatalf("alone: exit %d, want the go command to print %q:\n%s\nmirror stderr:\n%s", code, want, out, srv.stderr)
+			}
+			if !strings.Contains(srv.stderr.String(), tc.said) {
+				t.Errorf("the mirror did not say %q:\n%s", tc.said, srv.stderr)
+			}
+		})
+	}
 
 	t.Run("FastOneKilled", func(t *testing.T) {
 		fast := sameLog(t, u)

@@ -74,6 +74,11 @@ const (
 	// requests if it is empty) answer 200 with an HTML login page, as a
 	// captive portal or a proxy's error page in the path does.
 	FaultHTMLPage
+
+	// FaultMalformed: requests whose path starts with Fault.Prefix (all
+	// requests if it is empty) answer 200 with a JSON error, as a broken
+	// proxy does.
+	FaultMalformed
 )
 
 var faultNames = [...]string{
@@ -89,6 +94,7 @@ var faultNames = [...]string{
 	FaultServerError:     "server-error",
 	FaultCachedHeads:     "cached-heads",
 	FaultHTMLPage:        "html-page",
+	FaultMalformed:       "malformed",
 }
 
 // String returns the fault's name, e.g. "flip-tile-byte".
@@ -108,7 +114,7 @@ type Fault struct {
 	Offset int       // FaultFlipTileByte: byte to invert, modulo the tile length
 	ID     int64     // FaultAlterRecord: record id
 	Fork   *Upstream // FaultFork: the history to present instead
-	Prefix string    // FaultServerError, FaultHTMLPage: URL path prefix, e.g. "/tile/"
+	Prefix string    // FaultServerError, FaultHTMLPage, FaultMalformed: URL path prefix, e.g. "/tile/"
 }
 
 // SetFault replaces the current fault with f (Fault{} clears it). Requests
@@ -240,6 +246,12 @@ func (u *Upstream) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(path, f.Prefix) {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			io.WriteString(w, "<!doctype html><title>Sign in</title><p>Sign in to the guest network (sumdbtest fault)</p>\n")
+			return
+		}
+	case FaultMalformed:
+		if strings.HasPrefix(path, f.Prefix) {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"error": "upstream request timed out (sumdbtest fault)"}`+"\n")
 			return
 		}
 	}

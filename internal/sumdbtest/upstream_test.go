@@ -165,6 +165,7 @@ func TestFaults(t *testing.T) {
 		{Fault{Kind: FaultWrongLookup}, "cannot authenticate record data"},
 		{Fault{Kind: FaultServerError, Prefix: "/tile/"}, "503"},
 		{Fault{Kind: FaultHTMLPage, Prefix: "/lookup/"}, "malformed"},
+		{Fault{Kind: FaultMalformed, Prefix: "/lookup/"}, "malformed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.fault.Kind.String(), func(t *testing.T) {
