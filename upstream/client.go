@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"golang.org/x/mod/module"
+	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/sumkeep/sumkeep/internal/redact"
@@ -219,8 +220,18 @@ func NewClient(base string, hc *http.Client, opts ...ClientOption) *Client {
 func (c *Client) URL() string { return c.shown }
 
 // Latest returns the signed tree head note.
+// A note that does not parse is a MalformedError (see Lookup); whether
+// its signature verifies is the caller's to check.
 func (c *Client) Latest(ctx context.Context) ([]byte, error) {
-	return c.get(ctx, "latest", maxNoteSize)
+	data, err := c.get(ctx, "latest", maxNoteSize)
+	if err != nil {
+		return nil, err
+	}
+	// Opened with no keys, a note in form fails only for want of one.
+	if _, perr := note.Open(data, note.VerifierList()); !errors.As(perr, new(*note.UnverifiedNoteError)) {
+		return nil, &MalformedError{URL: c.shown + "/latest", Err: perr}
+	}
+	return data, nil
 }
 
 // Lookup returns the /lookup answer for path@version: the record with its id

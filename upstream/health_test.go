@@ -10,11 +10,15 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
+// noteInForm is a signed note in form, its signature no key's: what the
+// client passes on from /latest (checking it is the caller's).
+const noteInForm = "go.sum database tree\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n\u2014 sumdb.test AAAAAAA=\n"
+
 func TestObserver(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/latest":
-			w.Write([]byte("note"))
+			w.Write([]byte(noteInForm))
 		case "/tile/8/data/000":
 			http.Error(w, "Go module path not permitted", http.StatusForbidden)
 		default:

@@ -24,7 +24,7 @@ func TestMaxInFlight(t *testing.T) {
 		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
 		}
 		<-gate
-		w.Write([]byte("note"))
+		w.Write([]byte(noteInForm))
 	}))
 	defer srv.Close()
 	c := NewClient(srv.URL, nil, WithMaxInFlight(3))

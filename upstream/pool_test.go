@@ -151,9 +151,10 @@ func TestPoolHTMLPage(t *testing.T) {
 	}
 }
 
-// TestPoolMalformedLookup: a lookup answered 200 with something that is
-// not a lookup answer (a broken proxy's JSON error) is that upstream's
-// failure: the next one answers; alone, the error is a MalformedError.
+// TestPoolMalformedLookup: a lookup or /latest answered 200 with something
+// that is not such an answer (a broken proxy's JSON error) is that
+// upstream's failure: the next one answers; alone, the error is a
+// MalformedError.
 func TestPoolMalformedLookup(t *testing.T) {
 	us := three(t, 300)
 	us[0].SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultMalformed, Prefix: "/lookup/"})
@@ -170,6 +171,24 @@ func TestPoolMalformedLookup(t *testing.T) {
 	_, err := pool(upstream.PoolConfig{}, us[0]).Lookup(context.Background(), path, version)
 	if _, ok := errors.AsType[*upstream.MalformedError](err); !ok {
 		t.Errorf("the broken upstream alone: %v, want a MalformedError", err)
+	}
+
+	// The same for /latest: not a note at all, against one in form whose
+	// signature is not the log's (the caller's to refuse, as a lie).
+	us[0].SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultMalformed, Prefix: "/latest"})
+	if _, err := p.Latest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.From(upstream.LatestKey); got == us[0].URL() {
+		t.Errorf("/latest answered by the broken upstream")
+	}
+	_, err = pool(upstream.PoolConfig{}, us[0]).Latest(context.Background())
+	if _, ok := errors.AsType[*upstream.MalformedError](err); !ok {
+		t.Errorf("the broken upstream's /latest alone: %v, want a MalformedError", err)
+	}
+	us[0].SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultBadSignature})
+	if _, err := pool(upstream.PoolConfig{}, us[0]).Latest(context.Background()); err != nil {
+		t.Errorf("a /latest in form with a bad signature: %v, want it passed on", err)
 	}
 }
 
