@@ -73,7 +73,11 @@ func (l *sumLine) syntaxError() (kind, msg string) {
 	case l.tooLong > 0:
 		return KindMalformed, fmt.Sprintf("malformed line: %d bytes long (at most %d)", l.tooLong, maxLineLen)
 	case l.fields != 3:
-		return KindMalformed, fmt.Sprintf("malformed line: %d fields, want 3 (<module> <version>[/go.mod] <hash>)", l.fields)
+		fields := "fields"
+		if l.fields == 1 {
+			fields = "field"
+		}
+		return KindMalformed, fmt.Sprintf("malformed line: %d %s, want 3 (<module> <version>[/go.mod] <hash>)", l.fields, fields)
 	}
 	if err := module.CheckPath(l.path); err != nil {
 		return KindMalformed, "malformed line: invalid module path: " + innermost(err)

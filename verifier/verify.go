@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/mod/module"
@@ -86,7 +87,31 @@ func readFile(name string) ([]byte, error) {
 	if len(data) > MaxFileSize {
 		return nil, fmt.Errorf("reading %s: larger than %d MiB", name, MaxFileSize>>20)
 	}
+	if what := notGoSum(data); what != "" {
+		return nil, fmt.Errorf("%s is %s, not a go.sum: name the go.sum file (%s)", name, what, filepath.Join(filepath.Dir(name), "go.sum"))
+	}
 	return data, nil
+}
+
+// notGoSum says what a file plainly is when it is a go.mod or go.work
+// file given for a go.sum: its first line (after blank lines and //
+// comments) is a "module" or "go" directive of two fields, which no go.sum
+// line (three fields, a module path with a dot) is.
+func notGoSum(data []byte) string {
+	for line := range strings.Lines(string(data)) {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "//") {
+			continue
+		}
+		switch {
+		case len(f) == 2 && f[0] == "module":
+			return "a go.mod file"
+		case len(f) == 2 && f[0] == "go":
+			return "a go.mod or go.work file"
+		}
+		return ""
+	}
+	return ""
 }
 
 // Verify checks every line of every input. The error is for failures of
