@@ -101,8 +101,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -327,8 +329,40 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// Handler returns the HTTP handler serving the protocol: a *gin.Engine.
-func (s *Server) Handler() http.Handler { return s.engine }
+// Handler returns the HTTP handler serving the protocol. When
+// Config.PublicURL has a path (https://host/sumkeep), it answers under that
+// path as well as at the root: a reverse proxy that passes /sumkeep/lookup/…
+// on unchanged works as well as one that strips the path.
+func (s *Server) Handler() http.Handler {
+	prefix := publicPath(s.publicURL)
+	if prefix == "" {
+		return s.engine
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rest, ok := strings.CutPrefix(r.URL.Path, prefix); ok && (rest == "" || rest[0] == '/') {
+			r2 := new(http.Request)
+			*r2 = *r
+			u := *r.URL
+			u.Path, u.RawPath = rest, ""
+			if u.Path == "" {
+				u.Path = "/"
+			}
+			r2.URL = &u
+			r = r2
+		}
+		s.engine.ServeHTTP(w, r)
+	})
+}
+
+// publicPath returns the path of a public URL checked by CheckPublicURL
+// ("" for none, else "/sumkeep" without a trailing slash).
+func publicPath(public string) string {
+	u, err := url.Parse(public)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimRight(u.Path, "/")
+}
 
 // Run re-reads the served heads every Config.HeadRefresh until ctx is done.
 // Running it is optional (a server also refreshes lazily when a request finds

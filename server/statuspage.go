@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -637,8 +638,16 @@ func CheckPublicURL(s string) (string, error) {
 			return "", fmt.Errorf("%q: %w", s, ErrPublicURL)
 		}
 	}
+	if first, _, _ := strings.Cut(strings.TrimPrefix(p, "/"), "/"); slices.Contains(rootSegments, first) {
+		return "", fmt.Errorf("%q: %w: its path may not start with /%s, a path the server answers itself", s, ErrPublicURL, first)
+	}
 	return u.Scheme + "://" + u.Host + p, nil
 }
+
+// rootSegments are the first segments of the paths the server answers at
+// its root (see newEngine): a public URL's path may not start with one,
+// since the server also answers under that path (see Server.Handler).
+var rootSegments = []string{"latest", "lookup", "tile", "sumdb", "healthz", "readyz", "livez", "version", "status.json", "metrics"}
 
 //go:embed status.html
 var statusHTML string

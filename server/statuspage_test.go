@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -320,10 +321,44 @@ func TestCheckPublicURL(t *testing.T) {
 	}
 	for _, in := range []string{"", "sum.corp.example", "ftp://sum.corp.example", "https://u:p@sum.corp.example",
 		"https://sum.corp.example/?x=1", "https://sum.corp.example/#f", "https://sum corp", `https://sum.corp.example/"x`,
-		"https://sum.corp.example/a%20b", "https://:80", "https://x.example:0"} {
+		"https://sum.corp.example/a%20b", "https://:80", "https://x.example:0",
+		"https://sum.corp.example/sumdb", "https://sum.corp.example/lookup/x", "https://sum.corp.example/metrics/"} {
 		if got, err := CheckPublicURL(in); !errors.Is(err, ErrPublicURL) {
 			t.Errorf("CheckPublicURL(%q) = %q, %v; want ErrPublicURL", in, got, err)
 		}
+	}
+}
+
+// TestPublicURLPath: with a public URL that has a path, the server
+// answers the same under that path as at its root, so a reverse proxy that
+// passes the path on unchanged works as well as one that strips it; a path
+// that only starts with the same letters is not the public one.
+func TestPublicURLPath(t *testing.T) {
+	st, _ := openStore(t)
+	l := newTestLog(t, "sum.example.test")
+	l.grow(t, 300)
+	l.sync(t, st, 0, 300, 300, true)
+	pub, err := CheckPublicURL("https://sum.corp.example/mirror/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{Store: st, Log: l.name, Key: "sum.example.test+01234567+AAAA", PublicURL: pub})
+	if err := s.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h := s.Handler()
+	m := l.mods[7]
+	for _, path := range []string{"/latest", "/lookup/" + m.Path + "@" + m.Version, "/tile/8/0/000", "/sumdb/" + l.name + "/supported", "/status.json"} {
+		root, under := do(h, "GET", path), do(h, "GET", "/mirror"+path)
+		if root.Code != http.StatusOK || under.Code != root.Code || !bytes.Equal(under.Body.Bytes(), root.Body.Bytes()) {
+			t.Errorf("%s: %d at the root, %d under /mirror, bodies equal %v", path, root.Code, under.Code, bytes.Equal(under.Body.Bytes(), root.Body.Bytes()))
+		}
+	}
+	if w := do(h, "GET", "/mirror"); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "<html") {
+		t.Errorf("/mirror: %d, want the status page", w.Code)
+	}
+	if w := do(h, "GET", "/mirrored/latest"); w.Code != http.StatusNotFound {
+		t.Errorf("/mirrored/latest: %d, want 404", w.Code)
 	}
 }
 

@@ -300,7 +300,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	cacheTiles := fs.Int("cache-tiles", server.DefaultCacheTiles, "full hash tiles kept in memory (8 KiB each); 0 disables the cache")
 	mode := fs.String("mode", mirror.ModeAuto, modeUsage+"; in lazy mode a lookup the store lacks is fetched from the upstream, verified and kept")
 	storeTimeout := fs.Duration("store-timeout", server.DefaultStoreTimeout, "answer 503 to a request whose store does not answer within this time")
-	publicURL := fs.String("public-url", "", "the URL clients reach this server at (e.g. behind a TLS proxy), shown on the status page; default: built from each request's Host")
+	publicURL := fs.String("public-url", "", "the URL clients reach this server at (e.g. behind a TLS proxy), shown on the status page; with a path (https://host/sumkeep) the protocol is answered under it as well as at the root; default: built from each request's Host")
 	requestLog := fs.Bool("request-log", true, "log one line per request (method, path, status, bytes, duration, fetched through)")
 	requestSample := fs.Float64("request-log-sample", 1, "share of requests logged, in (0, 1]; 5xx answers are always logged")
 	metricsListen := fs.String("metrics-listen", "", metricsListenUsage+", instead of at /metrics on --listen")
