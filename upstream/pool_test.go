@@ -67,21 +67,31 @@ func hang(u *sumdbtest.Upstream, prefix string) {
 	})
 }
 
-// TestPoolFailover: a 5xx moves the request to the next upstream at once,
-// the failing upstream is down, and the answer is noted as the next one's.
-func TestPoolFailover(t *testing.T) {
-	us := three(t, 300)
-	us[0].SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultServerError})
-	p := pool(upstream.PoolConfig{HedgeMax: -1}, us...)
-	a := upstream.NewAnswers()
-	ctx := upstream.WithAnswers(context.Background(), a)
-	path, version, _ := us[0].Module(7)
-	if _, err := p.Lookup(ctx, path, version); err != nil {
+// failsOver sets fault on the first of three copies of a log, looks up a
+// record through a pool of the three (hedging off), and checks that the
+// second answered. It returns the upstreams, the pool, the answers' record
+// and the record's module@version.
+func failsOver(t *testing.T, fault sumdbtest.Fault) (us []*sumdbtest.Upstream, p *upstream.Pool, a *upstream.Answers, path, version string) {
+	t.Helper()
+	us = three(t, 300)
+	us[0].SetFault(fault)
+	p = pool(upstream.PoolConfig{HedgeMax: -1}, us...)
+	a = upstream.NewAnswers()
+	path, version, _ = us[0].Module(7)
+	if _, err := p.Lookup(upstream.WithAnswers(context.Background(), a), path, version); err != nil {
 		t.Fatal(err)
 	}
 	if got := a.From(upstream.LookupKey(path, version)); got != us[1].URL() {
 		t.Errorf("answered by %q, want the second upstream %q", got, us[1].URL())
 	}
+	return us, p, a, path, version
+}
+
+// TestPoolFailover: a 5xx moves the request to the next upstream at once,
+// the failing upstream is down, and the answer is noted as the next one's.
+func TestPoolFailover(t *testing.T) {
+	us, p, a, _, _ := failsOver(t, sumdbtest.Fault{Kind: sumdbtest.FaultServerError})
+	ctx := upstream.WithAnswers(context.Background(), a)
 	h := healthOf(t, p, us[0].URL())
 	if h.State != upstream.StateDown || h.Errors != 1 || !strings.Contains(h.LastError, "503") || h.Until.IsZero() {
 		t.Errorf("failing upstream: %+v, want down after one 503", h)
@@ -114,18 +124,7 @@ func TestPoolFailover(t *testing.T) {
 // does: the next upstream answers, the first is down with that error, and
 // alone it yields the PageError, never the page as an answer.
 func TestPoolHTMLPage(t *testing.T) {
-	us := three(t, 300)
-	us[0].SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultHTMLPage})
-	p := pool(upstream.PoolConfig{HedgeMax: -1}, us...)
-	a := upstream.NewAnswers()
-	ctx := upstream.WithAnswers(context.Background(), a)
-	path, version, _ := us[0].Module(7)
-	if _, err := p.Lookup(ctx, path, version); err != nil {
-		t.Fatal(err)
-	}
-	if got := a.From(upstream.LookupKey(path, version)); got != us[1].URL() {
-		t.Errorf("answered by %q, want the second upstream %q", got, us[1].URL())
-	}
+	us, p, _, path, version := failsOver(t, sumdbtest.Fault{Kind: sumdbtest.FaultHTMLPage})
 	h := healthOf(t, p, us[0].URL())
 	if h.State != upstream.StateDown || h.Errors != 1 || h.Lies != 0 || !strings.Contains(h.LastError, "HTML page") {
 		t.Errorf("upstream answering a page: %+v, want down after one HTML answer, no lie", h)
@@ -156,18 +155,8 @@ func TestPoolHTMLPage(t *testing.T) {
 // upstream's failure: the next one answers; alone, the error is a
 // MalformedError.
 func TestPoolMalformedLookup(t *testing.T) {
-	us := three(t, 300)
-	us[0].SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultMalformed, Prefix: "/lookup/"})
-	p := pool(upstream.PoolConfig{HedgeMax: -1}, us...)
-	a := upstream.NewAnswers()
+	us, p, a, path, version := failsOver(t, sumdbtest.Fault{Kind: sumdbtest.FaultMalformed, Prefix: "/lookup/"})
 	ctx := upstream.WithAnswers(context.Background(), a)
-	path, version, _ := us[0].Module(7)
-	if _, err := p.Lookup(ctx, path, version); err != nil {
-		t.Fatal(err)
-	}
-	if got := a.From(upstream.LookupKey(path, version)); got != us[1].URL() {
-		t.Errorf("answered by %q, want the second upstream %q", got, us[1].URL())
-	}
 	_, err := pool(upstream.PoolConfig{}, us[0]).Lookup(context.Background(), path, version)
 	if _, ok := errors.AsType[*upstream.MalformedError](err); !ok {
 		t.Errorf("the broken upstream alone: %v, want a MalformedError", err)

@@ -76,6 +76,23 @@ func (w *goWorld) tidy(t *testing.T, gopath, key, mirror string, mods ...int) ([
 	return w.tidyEnv(t, gopath, modproxy.GOPROXY(w.proxyDir), key+" "+mirror, mods...)
 }
 
+// log returns a log (not started) of n synthetic records and then w's
+// modules, that refuses data tiles as a module proxy's /sumdb/ does.
+func (w *goWorld) log(t *testing.T, n int) *sumdbtest.Upstream {
+	t.Helper()
+	u, err := sumdbtest.NewSynthetic("sumdb.test", n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
+	for _, s := range w.sums {
+		if err := u.AddModule(s.Path, s.Version, s.ZipHash, s.ModHash); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return u
+}
+
 // tidyEnv is tidy with the go command's GOPROXY and GOSUMDB given whole.
 func (w *goWorld) tidyEnv(t *testing.T, gopath, goproxy, gosumdb string, mods ...int) ([]string, string, int, string) {
 	t.Helper()
@@ -249,16 +266,7 @@ func TestGoCommandLazy(t *testing.T) {
 // upstream gone.
 func TestSeed(t *testing.T) {
 	w := newGoWorld(t, "example.com/alpha", "example.com/beta", "example.org/private/gamma")
-	u, err := sumdbtest.NewSynthetic("sumdb.test", 5000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
-	for _, s := range w.sums {
-		if err := u.AddModule(s.Path, s.Version, s.ZipHash, s.ModHash); err != nil {
-			t.Fatal(err)
-		}
-	}
+	u := w.log(t, 5000)
 	if err := u.AddSynthetic(2000); err != nil {
 		t.Fatal(err)
 	}

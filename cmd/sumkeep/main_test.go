@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"io"
 	"net/http"
 	"os"
@@ -251,6 +252,20 @@ func openStore(t *testing.T, dsn string) *postgres.Store {
 	}
 	t.Cleanup(st.Close)
 	return st
+}
+
+// pgConn connects to the database dsn for a test's own queries, bounded by
+// the context it returns; both end with the test.
+func pgConn(t *testing.T, dsn string) (context.Context, *pgx.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return ctx, conn
 }
 
 // waitFor polls cond every 50ms until it returns true or timeout passes,

@@ -2,15 +2,11 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/sumkeep/sumkeep/internal/pgtest"
 )
@@ -108,13 +104,7 @@ func TestReadOnlyCommands(t *testing.T) {
 	for _, args := range commands(dsn) {
 		exit2(args, "run sumkeep migrate")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	ctx, conn := pgConn(t, dsn)
 	var n int
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')`).Scan(&n); err != nil {
 		t.Fatal(err)

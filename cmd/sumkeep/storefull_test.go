@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,10 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/sumkeep/sumkeep/internal/pgtest"
-	"github.com/sumkeep/sumkeep/internal/sumdbtest"
 )
 
 // TestStoreCannotKeep: with a store that refuses to keep records (Postgres
@@ -24,16 +20,7 @@ import (
 // both go on from what is stored.
 func TestStoreCannotKeep(t *testing.T) {
 	w := newGoWorld(t, "example.com/alpha", "example.com/beta")
-	u, err := sumdbtest.NewSynthetic("sumdb.test", 2000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
-	for _, s := range w.sums {
-		if err := u.AddModule(s.Path, s.Version, s.ZipHash, s.ModHash); err != nil {
-			t.Fatal(err)
-		}
-	}
+	u := w.log(t, 2000)
 	u.Start()
 	t.Cleanup(u.Close)
 	key := u.VerifierKey()
@@ -42,13 +29,7 @@ func TestStoreCannotKeep(t *testing.T) {
 	if code, stdout, stderr := runSumkeep(t, 60*time.Second, "migrate", "--db", dsn); code != 0 {
 		t.Fatalf("migrate: exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	ctx, conn := pgConn(t, dsn)
 	if _, err := conn.Exec(ctx, `CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$;
 		CREATE TRIGGER disk_full BEFORE INSERT ON records FOR EACH ROW EXECUTE FUNCTION disk_full()`); err != nil {

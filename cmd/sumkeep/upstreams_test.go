@@ -33,16 +33,7 @@ func sameLog(t *testing.T, u *sumdbtest.Upstream) *sumdbtest.Upstream {
 // verifies through the slow one.
 func TestGoCommandUpstreams(t *testing.T) {
 	w := newGoWorld(t, "example.com/alpha", "example.com/beta", "example.org/gamma")
-	u, err := sumdbtest.NewSynthetic("sumdb.test", 2000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.SetFault(sumdbtest.Fault{Kind: sumdbtest.FaultRefuseDataTiles})
-	for _, s := range w.sums {
-		if err := u.AddModule(s.Path, s.Version, s.ZipHash, s.ModHash); err != nil {
-			t.Fatal(err)
-		}
-	}
+	u := w.log(t, 2000)
 	if err := u.AddSynthetic(500); err != nil {
 		t.Fatal(err)
 	}
