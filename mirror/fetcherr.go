@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -123,6 +124,8 @@ func classifyFetch(path, version string, err error) error {
 		e.Err = fmt.Errorf("%w (%w)", err, store.ErrNotFound)
 	case errors.As(err, &se):
 		e.Kind, e.Reason = FetchUnreachable, "the upstream failed: "+se.Said()
+	case errors.As(err, new(*tls.CertificateVerificationError)):
+		e.Kind, e.Reason = FetchUnreachable, "the upstream's TLS certificate is not trusted by the mirror (its log says why)"
 	case errors.Is(err, errNoUpstream):
 		e.Kind, e.Reason = FetchUnreachable, "the mirror has no upstream to fetch from"
 	case errors.Is(err, context.DeadlineExceeded):

@@ -1,8 +1,13 @@
 package mirror
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
+	"net/url"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -26,5 +31,17 @@ func TestClassifyStoreFailure(t *testing.T) {
 		if _, ok := errors.AsType[*StoreError](fe); ok != (tc.kind == FetchNotStored) {
 			t.Errorf("classifyFetch(%v) lost or made up the StoreError", tc.err)
 		}
+	}
+}
+
+// TestClassifyUntrustedCertificate: an upstream whose TLS certificate is
+// not trusted (a url.Error, so a net.Error too) is told apart from one that
+// cannot be reached.
+func TestClassifyUntrustedCertificate(t *testing.T) {
+	err := fmt.Errorf("fetching https://sum.example/latest: %w", &url.Error{Op: "Get", URL: "https://sum.example/latest",
+		Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}})
+	fe, ok := errors.AsType[*FetchError](classifyFetch("example.com/m", "v1.0.0", err))
+	if !ok || fe.Kind != FetchUnreachable || !strings.Contains(fe.Reason, "TLS certificate is not trusted") {
+		t.Errorf("classifyFetch(%v) = %+v, want unreachable for want of a trusted certificate", err, fe)
 	}
 }

@@ -10,6 +10,7 @@ package upstream
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -405,6 +406,11 @@ func (c *Client) getOnce(ctx context.Context, hc *http.Client, path string, limi
 	req.Header.Set("User-Agent", "sumkeep")
 	resp, err := hc.Do(req)
 	if err != nil {
+		if errors.As(err, new(x509.UnknownAuthorityError)) {
+			// The usual cause where sumkeep runs: a proxy that intercepts
+			// TLS with a CA of its own. Not retried: that does not pass.
+			return nil, false, fmt.Errorf("fetching %s: %w (a TLS-intercepting proxy on the path? trust its CA certificate with SSL_CERT_FILE or SSL_CERT_DIR)", url, redact.URLError(err))
+		}
 		return nil, true, fmt.Errorf("fetching %s: %w", url, redact.URLError(err))
 	}
 	defer resp.Body.Close()

@@ -2,9 +2,14 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/mod/sumdb/tlog"
@@ -59,5 +64,30 @@ func TestObserver(t *testing.T) {
 		if o.Kind != w.kind || o.ErrorKind() != w.errKind || o.Status != w.status || o.Upstream != c.URL() {
 			t.Errorf("observation %d = %+v (error kind %q), want kind %s, error kind %q, status %d", i, o, o.ErrorKind(), w.kind, w.errKind, w.status)
 		}
+	}
+}
+
+// TestUntrustedCertificate: an upstream whose TLS certificate no trusted
+// CA signed (as behind a proxy that intercepts TLS) fails at once, not
+// after retries, with an error that says what to do, through a pool too.
+func TestUntrustedCertificate(t *testing.T) {
+	var requests atomic.Int64
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		w.Write([]byte(noteInForm))
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	for _, get := range []func() error{
+		func() error { _, err := NewClient(srv.URL, nil).Latest(ctx); return err },
+		func() error { _, err := NewPool([]Candidate{{URL: srv.URL}}, PoolConfig{}).Latest(ctx); return err },
+	} {
+		err := get()
+		if !errors.As(err, new(*tls.CertificateVerificationError)) || !strings.Contains(fmt.Sprint(err), "SSL_CERT_FILE") {
+			t.Errorf("an untrusted certificate: %v, want a certificate error naming SSL_CERT_FILE", err)
+		}
+	}
+	if n := requests.Load(); n != 0 {
+		t.Errorf("%d requests reached the server past the handshake", n)
 	}
 }
