@@ -356,6 +356,9 @@ func TestPublicURLPath(t *testing.T) {
 	}
 	if w := do(h, "GET", "/mirror"); w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "<html") {
 		t.Errorf("/mirror: %d, want the status page", w.Code)
+	} else if want := `href="https://sum.corp.example/mirror/status.json"`; !strings.Contains(w.Body.String(), want) {
+		// A relative link from /mirror would leave the path.
+		t.Errorf("the status page under /mirror does not link %s", want)
 	}
 	if w := do(h, "GET", "/mirrored/latest"); w.Code != http.StatusNotFound {
 		t.Errorf("/mirrored/latest: %d, want 404", w.Code)
