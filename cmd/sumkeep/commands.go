@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"syscall"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -93,6 +94,10 @@ func dbError(db string, err error) error {
 		return envError{fmt.Errorf("--db: %w", err)}
 	case errors.Is(err, fs.ErrNotExist):
 		return envError{fmt.Errorf("--db %s: no sumkeep store there (sumkeep sync, seed or import make one): %w", redact.DSN(db), err)}
+	case !backend.IsPostgres(db) && (errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.ENOTDIR)):
+		// A container's read-only root, a directory of another user's, a
+		// file where a directory should be.
+		return envError{fmt.Errorf("--db %s: the store cannot be made or written there: %w; give --db (or SUMKEEP_DB) a writable path, or a postgres:// URL", db, err)}
 	case errors.Is(err, store.ErrNotStore) && backend.IsPostgres(db):
 		return envError{fmt.Errorf("--db %s: %w; run sumkeep migrate to make it one", redact.DSN(db), err)}
 	case errors.Is(err, store.ErrNotStore):

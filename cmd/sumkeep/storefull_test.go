@@ -79,3 +79,32 @@ func TestStoreCannotKeep(t *testing.T) {
 		t.Fatalf("seed once the store takes writes: exit %d, want %q\nstdout:\n%s\nstderr:\n%s", code, want, stdout, stderr)
 	}
 }
+
+// TestStoreCannotBeMade: the commands that make or write the store, given
+// a --db where no file can be made (here, under a file, as under a
+// container's read-only root or another user's directory), exit 2 naming
+// --db and what to do, not with the driver's error alone.
+func TestStoreCannotBeMade(t *testing.T) {
+	u := newUpstream(t, 300)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	goSum := filepath.Join(dir, "go.sum")
+	for _, f := range []string{file, goSum} {
+		if err := os.WriteFile(f, u.Record(7), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := filepath.Join(file, "sumkeep.db")
+	for _, args := range [][]string{
+		{"sync", "--once"},
+		{"seed", goSum},
+		{"serve", "--listen", "127.0.0.1:0"},
+		{"migrate"},
+	} {
+		args = append(args, "--db", db, "--upstream", u.URL(), "--key", u.VerifierKey())
+		code, stdout, stderr := runIn(t, map[string]string{}, args...)
+		if want := "--db " + db + ": the store cannot be made or written there"; code != 2 || !strings.Contains(stderr, want) || !strings.Contains(stderr, "writable path") {
+			t.Errorf("sumkeep %q: exit %d, want 2 and %q with what to do\nstdout:\n%s\nstderr:\n%s", args, code, want, stdout, stderr)
+		}
+	}
+}
