@@ -79,6 +79,10 @@ func (l *sumLine) syntaxError() (kind, msg string) {
 		}
 		return KindMalformed, fmt.Sprintf("malformed line: %d %s, want 3 (<module> <version>[/go.mod] <hash>)", l.fields, fields)
 	}
+	if l.num == 1 && strings.HasPrefix(l.path, "\ufeff") {
+		// Some editors write one; the go command never does.
+		return KindMalformed, "malformed line: the file starts with a byte-order mark (U+FEFF), which go.sum files never have: save it without one"
+	}
 	if err := module.CheckPath(l.path); err != nil {
 		return KindMalformed, "malformed line: invalid module path: " + innermost(err)
 	}
