@@ -51,9 +51,16 @@ func (s *Server) requestLog(c *gin.Context) {
 		return
 	}
 	r := c.Request
+	path := r.URL.Path
+	if s.publicPath != "" {
+		// As the client asked: Handler strips the public path.
+		if _, ok := underPublic(r.RequestURI, s.publicPath); ok {
+			path = s.publicPath + path
+		}
+	}
 	s.logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
 		slog.String("method", r.Method),
-		slog.String("path", loggedPath(r.URL.Path)),
+		slog.String("path", loggedPath(path)),
 		slog.Int("status", status),
 		slog.Int("bytes", max(c.Writer.Size(), 0)),
 		slog.Duration("duration", time.Since(start)),

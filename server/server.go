@@ -253,6 +253,7 @@ type Server struct {
 
 	key          string
 	publicURL    string
+	publicPath   string // publicURL's path, answered as the root too; "" for none
 	upstreams    upstream.HealthReporter
 	upstreamURLs []string
 	syncs        *SyncLog
@@ -325,6 +326,7 @@ func New(cfg Config) *Server {
 		b := make([]byte, 0, 1024)
 		return &b
 	}
+	s.publicPath = publicPath(s.publicURL)
 	s.engine = s.newEngine()
 	return s
 }
@@ -334,12 +336,11 @@ func New(cfg Config) *Server {
 // path as well as at the root: a reverse proxy that passes /sumkeep/lookup/…
 // on unchanged works as well as one that strips the path.
 func (s *Server) Handler() http.Handler {
-	prefix := publicPath(s.publicURL)
-	if prefix == "" {
+	if s.publicPath == "" {
 		return s.engine
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if rest, ok := strings.CutPrefix(r.URL.Path, prefix); ok && (rest == "" || rest[0] == '/') {
+		if rest, ok := underPublic(r.URL.Path, s.publicPath); ok {
 			r2 := new(http.Request)
 			*r2 = *r
 			u := *r.URL
@@ -352,6 +353,13 @@ func (s *Server) Handler() http.Handler {
 		}
 		s.engine.ServeHTTP(w, r)
 	})
+}
+
+// underPublic returns what follows the public path in a request's path
+// (or its RequestURI), and whether it is under it: at a segment boundary.
+func underPublic(path, public string) (string, bool) {
+	rest, ok := strings.CutPrefix(path, public)
+	return rest, ok && (rest == "" || rest[0] == '/' || rest[0] == '?')
 }
 
 // publicPath returns the path of a public URL checked by CheckPublicURL

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"html"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -342,7 +343,9 @@ func TestPublicURLPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(Config{Store: st, Log: l.name, Key: "sum.example.test+01234567+AAAA", PublicURL: pub})
+	logs := new(lockedBuffer)
+	s := New(Config{Store: st, Log: l.name, Key: "sum.example.test+01234567+AAAA", PublicURL: pub,
+		RequestLog: true, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err := s.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -362,6 +365,16 @@ func TestPublicURLPath(t *testing.T) {
 	}
 	if w := do(h, "GET", "/mirrored/latest"); w.Code != http.StatusNotFound {
 		t.Errorf("/mirrored/latest: %d, want 404", w.Code)
+	}
+	// The request log has each path as the client asked for it.
+	logged := make(map[any]bool)
+	for _, line := range logs.lines(t) {
+		logged[line["path"]] = true
+	}
+	for _, want := range []string{"/mirror/latest", "/latest", "/mirrored/latest"} {
+		if !logged[want] {
+			t.Errorf("the request log lacks path %s: %v", want, logged)
+		}
 	}
 }
 
