@@ -53,23 +53,42 @@ type Input struct {
 // VerifyFiles reads the named files and verifies them. A file that cannot be
 // read is an error: nothing is verified.
 func (v *Verifier) VerifyFiles(ctx context.Context, paths []string) (*Report, error) {
-	inputs, err := ReadInputs(paths)
+	inputs, err := ReadInputs(paths, nil)
 	if err != nil {
 		return nil, err
 	}
 	return v.Verify(ctx, inputs)
 }
 
+// StdinName is the name the file "-" (standard input) has in reports.
+const StdinName = "<standard input>"
+
 // ReadInputs reads the named go.sum files as VerifyFiles does (each at most
-// MaxFileSize bytes).
-func ReadInputs(paths []string) ([]Input, error) {
+// MaxFileSize bytes). The name "-" stands for stdin, which is read once,
+// whole, and named StdinName; with stdin nil, "-" is an error.
+func ReadInputs(paths []string, stdin io.Reader) ([]Input, error) {
 	inputs := make([]Input, len(paths))
+	readStdin := false
 	for i, p := range paths {
-		data, err := readFile(p)
+		var data []byte
+		var err error
+		name := p
+		if p == "-" {
+			switch {
+			case stdin == nil:
+				return nil, errors.New("-: standard input cannot be read here: name a file")
+			case readStdin:
+				return nil, errors.New("- is named twice: standard input can be read only once")
+			}
+			readStdin, name = true, StdinName
+			data, err = readGoSum(name, stdin, "pipe in the go.sum file")
+		} else {
+			data, err = readFile(p)
+		}
 		if err != nil {
 			return nil, err
 		}
-		inputs[i] = Input{Name: p, Data: data}
+		inputs[i] = Input{Name: name, Data: data}
 	}
 	return inputs, nil
 }
@@ -80,7 +99,13 @@ func readFile(name string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	return readGoSum(name, f, fmt.Sprintf("name the go.sum file (%s)", filepath.Join(filepath.Dir(name), "go.sum")))
+}
+
+// readGoSum reads a go.sum file named name from r; hint says what to do
+// instead when it is plainly not a go.sum.
+func readGoSum(name string, r io.Reader, hint string) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", name, err)
 	}
@@ -88,7 +113,7 @@ func readFile(name string) ([]byte, error) {
 		return nil, fmt.Errorf("reading %s: larger than %d MiB", name, MaxFileSize>>20)
 	}
 	if what := notGoSum(data); what != "" {
-		return nil, fmt.Errorf("%s is %s, not a go.sum: name the go.sum file (%s)", name, what, filepath.Join(filepath.Dir(name), "go.sum"))
+		return nil, fmt.Errorf("%s is %s, not a go.sum: %s", name, what, hint)
 	}
 	return data, nil
 }

@@ -174,7 +174,7 @@ func removeAll(paths []string) {
 // malformed (each reported on stderr). It is the verifier's own parser and
 // policy, so seed and export fetch and carry exactly what verify needs.
 func (e *env) goSumModules(ctx context.Context, cmd string, names []string) (mods []module.Version, skipped, malformed int, err error) {
-	inputs, err := verifier.ReadInputs(names)
+	inputs, err := verifier.ReadInputs(names, e.stdin)
 	if err != nil {
 		return nil, 0, 0, envError{err}
 	}

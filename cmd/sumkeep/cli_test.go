@@ -26,6 +26,19 @@ func runIn(t *testing.T, env map[string]string, args ...string) (code int, stdou
 // process's own alone; sets lists the values the command set it to.
 func runWithProcs(t *testing.T, env map[string]string, procs int, args ...string) (code int, stdout, stderr string, sets []int) {
 	t.Helper()
+	return runWith(t, env, procs, "", args...)
+}
+
+// runStdin is runIn with stdin as the command's standard input.
+func runStdin(t *testing.T, env map[string]string, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	code, stdout, stderr, _ = runWith(t, env, 4, stdin, args...)
+	return code, stdout, stderr
+}
+
+// runWith is runWithProcs with stdin as the command's standard input.
+func runWith(t *testing.T, env map[string]string, procs int, stdin string, args ...string) (code int, stdout, stderr string, sets []int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out, errb bytes.Buffer
@@ -41,7 +54,7 @@ func runWithProcs(t *testing.T, env map[string]string, procs int, args ...string
 		}
 		return prev
 	}
-	code = run(ctx, args, &out, &errb, getenv, gomaxprocs)
+	code = run(ctx, args, strings.NewReader(stdin), &out, &errb, getenv, gomaxprocs)
 	return code, out.String(), errb.String(), sets
 }
 

@@ -36,7 +36,7 @@ var deployDir = filepath.Join("..", "..", "deploy")
 func commandFlags(t *testing.T, name string) map[string]bool {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), []string{name, "-h"}, &stdout, &stderr,
+	if code := run(context.Background(), []string{name, "-h"}, nil, &stdout, &stderr,
 		func(string) (string, bool) { return "", false }, runtime.GOMAXPROCS); code != 0 {
 		t.Fatalf("sumkeep %s -h: exit %d\n%s", name, code, stderr.String())
 	}

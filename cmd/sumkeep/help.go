@@ -43,12 +43,13 @@ matched by GONOSUMDB / GOPRIVATE (from the environment, else 'go env') are
 never asked for. Lookups run --concurrency at a time; what they find is
 verified and committed in groups (one durable commit per group). Each
 module@version that could not be fetched is named with the reason on
-standard error.`},
+standard error. A FILE of - is standard input.`},
 	"export": {"sumkeep export [flags] --go-sum FILE... -o BUNDLE",
 		`Writes an air-gap bundle: a new SQLite file holding the store's served
 head, the records the go.sum files need and the tiles that prove them.
 'sumkeep import BUNDLE' merges it into a mirror on the other side, and
-'sumkeep verify --db BUNDLE go.sum' gates CI on it with no network.`},
+'sumkeep verify --db BUNDLE go.sum' gates CI on it with no network.
+A --go-sum FILE of - is standard input.`},
 	"import": {"sumkeep import [flags] BUNDLE...",
 		`Verifies air-gap bundles completely (every signature with --key, every
 record and tile against the signed heads) and merges them into the store.

@@ -43,7 +43,7 @@ const (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv, runtime.GOMAXPROCS)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.LookupEnv, runtime.GOMAXPROCS)
 	stop()
 	os.Exit(code)
 }
@@ -73,6 +73,7 @@ var commands = []command{
 
 // env is what a subcommand runs with.
 type env struct {
+	stdin          io.Reader // the go.sum file named "-"
 	stdout, stderr io.Writer
 	getenv         func(string) (string, bool)
 	gomaxprocs     func(int) int // runtime.GOMAXPROCS, or a test's stand-in
@@ -95,7 +96,7 @@ type env struct {
 	absentTTL   time.Duration // how long a 404/410 lookup is remembered
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) (string, bool), gomaxprocs func(int) int) int {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) (string, bool), gomaxprocs func(int) int) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		if len(args) == 2 && args[0] == "help" {
 			// 'sumkeep help CMD' is 'sumkeep CMD -h'.
@@ -108,7 +109,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			return 0
 		}
 	}
-	e := &env{stdout: stdout, stderr: stderr, getenv: getenv, gomaxprocs: gomaxprocs,
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, gomaxprocs: gomaxprocs,
 		logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	for _, c := range commands {
 		if c.name != args[0] {

@@ -28,6 +28,7 @@ line must match the database's record for its module@version, and every
 record must be proven in a tree head signed with --key. With --db (the
 default) it reads the local store and needs no network; with --mirror it
 asks a checksum database server (a sumkeep mirror, or any sumdb server).
+A FILE of - is standard input (git show main:go.sum | sumkeep verify -).
 Modules matched by GONOSUMDB or GOPRIVATE (from the environment, else from
 'go env') are skipped, as the go command skips them.
 
@@ -116,7 +117,11 @@ func cmdVerify(ctx context.Context, e *env, args []string) error {
 	}
 
 	v := &verifier.Verifier{Source: src, Policy: policy()}
-	rep, err := v.VerifyFiles(ctx, files)
+	inputs, err := verifier.ReadInputs(files, e.stdin)
+	if err != nil {
+		return envError{err}
+	}
+	rep, err := v.Verify(ctx, inputs)
 	if err != nil {
 		return envError{err}
 	}

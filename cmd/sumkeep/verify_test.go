@@ -402,6 +402,16 @@ func TestVerifyCLISQLite(t *testing.T) {
 		t.Fatalf("verify a bad line against SQLite: exit %d\n%s", code, stdout)
 	}
 
+	// "-" is standard input, named so in the report, beside a file.
+	bad := append(good.Bytes(), flipHash(h1Line)+"\n"...)
+	code, stdout, stderr := runStdin(t, verifyEnv(), string(bad), "verify", "--db", db, "--key", u.VerifierKey(), goodSum, "-")
+	if code != 1 || !strings.HasPrefix(stdout, "<standard input>:201: ") || !strings.Contains(stdout, "400 verified") {
+		t.Fatalf("verify a bad line from standard input: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code, _, stderr := runStdin(t, verifyEnv(), string(bad), "verify", "--db", db, "--key", u.VerifierKey(), "-", "-"); code != 2 || !strings.Contains(stderr, "- is named twice") {
+		t.Fatalf("verify - -: exit %d, want 2 saying - is named twice\n%s", code, stderr)
+	}
+
 	// The real go.sum against the real data in SQLite.
 	realDB := filepath.Join(dir, "real.db")
 	st, err := (&env{db: realDB}).openStore(context.Background())
