@@ -35,7 +35,7 @@ const (
 	StatusFailed   = "failed"
 )
 
-// MaxFileSize bounds the size of a file VerifyFiles reads.
+// MaxFileSize bounds the size of a file ReadInputs reads.
 const MaxFileSize = 256 << 20
 
 // Verifier checks go.sum files against a Source.
@@ -50,21 +50,12 @@ type Input struct {
 	Data []byte
 }
 
-// VerifyFiles reads the named files and verifies them. A file that cannot be
-// read is an error: nothing is verified.
-func (v *Verifier) VerifyFiles(ctx context.Context, paths []string) (*Report, error) {
-	inputs, err := ReadInputs(paths, nil)
-	if err != nil {
-		return nil, err
-	}
-	return v.Verify(ctx, inputs)
-}
-
 // StdinName is the name the file "-" (standard input) has in reports.
 const StdinName = "<standard input>"
 
-// ReadInputs reads the named go.sum files as VerifyFiles does (each at most
-// MaxFileSize bytes). The name "-" stands for stdin, which is read once,
+// ReadInputs reads the named go.sum files, each at most MaxFileSize bytes,
+// for Verify. A file that cannot be read is an error: then nothing is to
+// be verified. The name "-" stands for stdin, which is read once,
 // whole, and named StdinName; with stdin nil, "-" is an error.
 func ReadInputs(paths []string, stdin io.Reader) ([]Input, error) {
 	inputs := make([]Input, len(paths))
