@@ -41,8 +41,9 @@ func TestReadInputsNotGoSum(t *testing.T) {
 
 // TestReadInputsStdin: "-" reads the given standard input once, named
 // verifier.StdinName, in its place among the files; a go.mod piped in is
-// refused as from a file; "-" twice, or without a standard input, is an
-// error, not an empty file.
+// refused as from a file; "-" twice, without a standard input or with an
+// empty one (the command that was to write it failed), is an error, not
+// an empty go.sum that verifies.
 func TestReadInputsStdin(t *testing.T) {
 	dir := t.TempDir()
 	line := "example.com/x v1.0.0 h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n"
@@ -66,6 +67,7 @@ func TestReadInputsStdin(t *testing.T) {
 		{[]string{"-"}, strings.NewReader("module example.com/m\n\ngo 1.24\n"), "<standard input> is a go.mod file, not a go.sum: pipe in the go.sum file"},
 		{[]string{"-", p, "-"}, strings.NewReader(piped), "- is named twice"},
 		{[]string{"-"}, nil, "standard input cannot be read here"},
+		{[]string{"-"}, strings.NewReader(""), "standard input is empty"},
 		{[]string{"-"}, iotest.ErrReader(errors.New("broken pipe")), "reading <standard input>: broken pipe"},
 	} {
 		if _, err := verifier.ReadInputs(tc.names, tc.stdin); err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -56,7 +56,7 @@ const StdinName = "<standard input>"
 // ReadInputs reads the named go.sum files, each at most MaxFileSize bytes,
 // for Verify. A file that cannot be read is an error: then nothing is to
 // be verified. The name "-" stands for stdin, which is read once,
-// whole, and named StdinName; with stdin nil, "-" is an error.
+// whole, and named StdinName; with stdin nil or empty, "-" is an error.
 func ReadInputs(paths []string, stdin io.Reader) ([]Input, error) {
 	inputs := make([]Input, len(paths))
 	readStdin := false
@@ -73,6 +73,11 @@ func ReadInputs(paths []string, stdin io.Reader) ([]Input, error) {
 			}
 			readStdin, name = true, StdinName
 			data, err = readGoSum(name, stdin, "pipe in the go.sum file")
+			if err == nil && len(data) == 0 {
+				// Most likely what was to write it failed (git show of a
+				// path not there): verifying nothing must not pass.
+				return nil, errors.New("standard input is empty: nothing was piped in (an empty go.sum can be named as a file)")
+			}
 		} else {
 			data, err = readFile(p)
 		}
