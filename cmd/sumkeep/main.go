@@ -73,11 +73,12 @@ var commands = []command{
 
 // env is what a subcommand runs with.
 type env struct {
-	stdin          io.Reader // the go.sum file named "-"
-	stdout, stderr io.Writer
-	getenv         func(string) (string, bool)
-	gomaxprocs     func(int) int // runtime.GOMAXPROCS, or a test's stand-in
-	logger         *slog.Logger
+	stdin      io.Reader // the go.sum file named "-"
+	stdout     io.Writer
+	stderr     *console // written from several goroutines
+	getenv     func(string) (string, bool)
+	gomaxprocs func(int) int // runtime.GOMAXPROCS, or a test's stand-in
+	logger     *slog.Logger
 	// common flags
 	db, upstream, key string
 	// pool is how several upstreams are raced (poolFlags).
@@ -109,8 +110,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return 0
 		}
 	}
-	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv, gomaxprocs: gomaxprocs,
-		logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	console := newConsole(stderr)
+	e := &env{stdin: stdin, stdout: stdout, stderr: console, getenv: getenv, gomaxprocs: gomaxprocs,
+		logger: slog.New(slog.NewTextHandler(console, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	for _, c := range commands {
 		if c.name != args[0] {
 			continue

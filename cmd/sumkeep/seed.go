@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -56,7 +55,7 @@ func cmdSeed(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	start := time.Now()
-	bar := newProgress(e.stderr, isTerminal(e.stderr))
+	bar := newProgress(e.stderr)
 	counts, failures, err := s.Seed(ctx, mods, *concurrency, bar.update)
 	bar.finish(counts)
 	slices.SortFunc(failures, func(a, b mirror.SeedFailure) int {
@@ -167,36 +166,24 @@ func writeSeedJSON(w io.Writer, log string, total int, c mirror.SeedCounts, skip
 	return enc.Encode(doc)
 }
 
-// isTerminal reports whether w is a character device (a terminal).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
 // progress shows a seed's progress: a bar redrawn in place on a terminal,
 // otherwise a plain line every few seconds.
 type progress struct {
-	w     io.Writer
-	tty   bool
+	c     *console
 	mu    sync.Mutex
 	last  time.Time
 	start time.Time
-	drawn bool
 }
 
-func newProgress(w io.Writer, tty bool) *progress {
-	return &progress{w: w, tty: tty, start: time.Now()}
+func newProgress(c *console) *progress {
+	return &progress{c: c, start: time.Now()}
 }
 
 func (p *progress) update(c mirror.SeedCounts) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	every := 5 * time.Second
-	if p.tty {
+	if p.c.tty {
 		every = 100 * time.Millisecond
 	}
 	if time.Since(p.last) < every && c.Done() < c.Total {
@@ -207,8 +194,8 @@ func (p *progress) update(c mirror.SeedCounts) {
 }
 
 func (p *progress) draw(c mirror.SeedCounts) {
-	if !p.tty {
-		fmt.Fprintf(p.w, "seed: %d/%d done (%d fetched, %d present, %d not in the log, %d refused, %d unreachable, %d failed) after %s\n",
+	if !p.c.tty {
+		fmt.Fprintf(p.c, "seed: %d/%d done (%d fetched, %d present, %d not in the log, %d refused, %d unreachable, %d failed) after %s\n",
 			c.Done(), c.Total, c.Fetched, c.Present, c.NotInLog, c.Refused, c.Unreachable, c.Failed, time.Since(p.start).Round(time.Second))
 		return
 	}
@@ -217,16 +204,15 @@ func (p *progress) draw(c mirror.SeedCounts) {
 	if c.Total > 0 {
 		filled = width * c.Done() / c.Total
 	}
-	fmt.Fprintf(p.w, "\r[%s%s] %d/%d  fetched %d  present %d  not in log %d  refused %d  unreachable %d  failed %d ",
-		strings.Repeat("=", filled), strings.Repeat(" ", width-filled), c.Done(), c.Total, c.Fetched, c.Present, c.NotInLog, c.Refused, c.Unreachable, c.Failed)
-	p.drawn = true
+	p.c.drawBar(fmt.Sprintf("[%s%s] %d/%d  fetched %d  present %d  not in log %d  refused %d  unreachable %d  failed %d ",
+		strings.Repeat("=", filled), strings.Repeat(" ", width-filled), c.Done(), c.Total, c.Fetched, c.Present, c.NotInLog, c.Refused, c.Unreachable, c.Failed))
 }
 
 func (p *progress) finish(c mirror.SeedCounts) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.tty {
+	if p.c.tty {
 		p.draw(c)
-		fmt.Fprintln(p.w)
+		p.c.endBar()
 	}
 }
