@@ -75,10 +75,3 @@ func (g *flightGroup[K, V]) do(ctx context.Context, key K, timeout time.Duration
 		return zero, ctx.Err()
 	}
 }
-
-// inFlight returns how many calls are under way.
-func (g *flightGroup[K, V]) inFlight() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return len(g.calls)
-}

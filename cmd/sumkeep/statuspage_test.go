@@ -171,8 +171,9 @@ func TestStatusPageBrowser(t *testing.T) {
 	line := b.text(t, mirror+"/", "#gosumdb")
 	b.screenshot(t, "status-page.png")
 	t.Logf("the status page shows: %s", line)
-	value, ok := strings.CutPrefix(line, `go env -w GOSUMDB="`)
-	if value, ok = strings.CutSuffix(value, `"`); !ok || strings.Count(value, " ") != 1 {
+	value, okPrefix := strings.CutPrefix(line, `go env -w GOSUMDB="`)
+	value, okSuffix := strings.CutSuffix(value, `"`)
+	if !okPrefix || !okSuffix || strings.Count(value, " ") != 1 {
 		t.Fatalf("the status page's GOSUMDB line is %q, want go env -w GOSUMDB=\"<key> <url>\"", line)
 	}
 	shownKey, shownURL, _ := strings.Cut(value, " ")
@@ -206,8 +207,9 @@ func TestStatusPageBrowser(t *testing.T) {
 	if len(proxyLines) != 2 || proxyLines[0] != "go env -w GOSUMDB="+key {
 		t.Fatalf("the status page's proxy-form lines are %q", proxyLines)
 	}
-	goproxy, ok := strings.CutPrefix(proxyLines[1], `go env -w GOPROXY="`)
-	if goproxy, ok = strings.CutSuffix(goproxy, `,<your proxy>"`); !ok {
+	goproxy, okPrefix := strings.CutPrefix(proxyLines[1], `go env -w GOPROXY="`)
+	goproxy, okSuffix = strings.CutSuffix(goproxy, `,<your proxy>"`)
+	if !okPrefix || !okSuffix {
 		t.Fatalf("the status page's GOPROXY line is %q", proxyLines[1])
 	}
 	u.ResetRequests()

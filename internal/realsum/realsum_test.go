@@ -471,13 +471,13 @@ func TestLies(t *testing.T) {
 		{"top", 3, 0},
 	} {
 		rp.FlipTileByte(tc.l, tc.n, 100)
-		c, ops := sumdbtest.NewClient(url, realsum.Key)
+		c, _ := sumdbtest.NewClient(url, realsum.Key)
 		_, err := c.Lookup(m.Path, m.Version)
 		if err == nil || !strings.Contains(err.Error(), "inconsistent tile") {
 			t.Errorf("%s: flipped tile %d/%d: err = %v", tc.name, tc.l, tc.n, err)
 		}
 		// A client that knows T fails too.
-		c, ops = sumdbtest.NewClient(url, realsum.Key)
+		c, ops := sumdbtest.NewClient(url, realsum.Key)
 		ops.WriteConfig(realsum.Name+"/latest", nil, head.Note)
 		if _, err := c.Lookup(m.Path, m.Version); err == nil {
 			t.Errorf("%s: client at T accepted a flipped tile", tc.name)
