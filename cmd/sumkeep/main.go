@@ -125,10 +125,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		case errors.Is(err, flag.ErrHelp):
 			return 0
 		case errors.As(err, &ue):
-			fmt.Fprintf(stderr, "sumkeep %s: %v\n", c.name, err)
+			fmt.Fprintf(console, "sumkeep %s: %v\n", c.name, err)
 			return 2
 		case errors.As(err, new(envError)):
-			fmt.Fprintf(stderr, "sumkeep %s: %v\n", c.name, err)
+			fmt.Fprintf(console, "sumkeep %s: %v\n", c.name, err)
 			return 2
 		case ctx.Err() != nil && (errors.Is(err, ctx.Err()) || errors.As(err, new(interruptedError))):
 			// SIGINT or SIGTERM: say so, not "context canceled".
@@ -136,15 +136,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			if ie, ok := errors.AsType[interruptedError](err); ok {
 				msg = ie.msg
 			}
-			fmt.Fprintf(stderr, "sumkeep %s: %s\n", c.name, msg)
+			fmt.Fprintf(console, "sumkeep %s: %s\n", c.name, msg)
 			return exitInterrupted
 		default:
-			fmt.Fprintf(stderr, "sumkeep %s: %v\n", c.name, err)
+			fmt.Fprintf(console, "sumkeep %s: %v\n", c.name, err)
 			return 1
 		}
 	}
-	fmt.Fprintf(stderr, "sumkeep: unknown command %q\n", args[0])
-	usage(stderr)
+	fmt.Fprintf(console, "sumkeep: unknown command %q\n", args[0])
+	usage(console)
 	return 2
 }
 
